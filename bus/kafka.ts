@@ -1,0 +1,309 @@
+// Bus over Apache Kafka (kafkajs). The only module of the project that imports kafkajs.
+import {
+  type Admin,
+  CompressionTypes,
+  type Consumer,
+  type IHeaders,
+  Kafka,
+  type KafkaConfig,
+  logLevel,
+  Partitioners,
+  type Producer,
+} from 'kafkajs';
+import { createLogger, type Logger } from '../runtime/log.ts';
+import {
+  type Bus,
+  BusError,
+  type BusMessage,
+  type Headers,
+  type OutgoingMessage,
+  type PublishOptions,
+  type PublishResult,
+  type SubscribeOptions,
+  type Subscription,
+  type TopicOffsets,
+  type TopicSpec,
+} from './types.ts';
+
+const log = createLogger('bus.kafka');
+
+export interface KafkaBusOptions {
+  brokers: string[];
+  clientId?: string;
+  /** retries before a call gives up with an error (bounded: a dead broker is reported, not waited on forever) */
+  retries?: number;
+  connectionTimeoutMs?: number;
+  /** SASL/SSL come from the environment only, never from a flag that would land in shell history */
+  ssl?: boolean;
+  sasl?: KafkaConfig['sasl'];
+}
+
+function kafkaLogger(base: Logger) {
+  const map: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
+    [logLevel.ERROR]: 'error',
+    [logLevel.WARN]: 'warn',
+    [logLevel.INFO]: 'debug', // kafkajs is chatty at INFO
+    [logLevel.DEBUG]: 'trace' as 'debug',
+  };
+  return () =>
+    ({ level, log: entry }: { level: number; log: { message: string; [k: string]: unknown } }) => {
+      const { message, timestamp: _t, logger: _l, ...rest } = entry;
+      const lvl = map[level] ?? 'debug';
+      (lvl === ('trace' as string) ? base.trace : base[lvl])(message, rest);
+    };
+}
+
+function headersOf(h: IHeaders | undefined): Headers {
+  const out: Headers = {};
+  if (!h) return out;
+  for (const [k, v] of Object.entries(h)) {
+    if (v === undefined) continue;
+    const one = Array.isArray(v) ? v[v.length - 1] : v;
+    out[k] = one === undefined ? '' : one.toString();
+  }
+  return out;
+}
+
+export class KafkaBus implements Bus {
+  readonly kind = 'kafka' as const;
+  readonly kafka: Kafka;
+  private producer: Producer | undefined;
+  private producerReady: Promise<Producer> | undefined;
+  private admin: Admin | undefined;
+  private readonly subs = new Set<Subscription>();
+
+  constructor(readonly opts: KafkaBusOptions) {
+    if (opts.brokers.length === 0) throw new BusError('no Kafka brokers given (--brokers host:port)');
+    this.kafka = new Kafka({
+      clientId: opts.clientId ?? 'virgo-analytics',
+      brokers: opts.brokers,
+      connectionTimeout: opts.connectionTimeoutMs ?? 3_000,
+      requestTimeout: 30_000,
+      retry: { retries: opts.retries ?? 5, initialRetryTime: 200, maxRetryTime: 3_000 },
+      logLevel: logLevel.INFO,
+      logCreator: kafkaLogger(log),
+      ...(opts.ssl ? { ssl: true } : {}),
+      ...(opts.sasl ? { sasl: opts.sasl } : {}),
+    });
+  }
+
+  private describeFailure(what: string, err: unknown): BusError {
+    const e = err as Error;
+    const retriable = (e as { retriable?: boolean }).retriable ?? false;
+    return new BusError(
+      `${what} failed against Kafka at ${this.opts.brokers.join(',')}: ${e.message}` +
+        (/connect|ECONNREFUSED|broker/i.test(e.message)
+          ? ' (is the broker running? `npm run services:up` starts a local one)'
+          : ''),
+      retriable,
+      { cause: err },
+    );
+  }
+
+  private async getProducer(): Promise<Producer> {
+    if (!this.producerReady) {
+      const p = this.kafka.producer({
+        createPartitioner: Partitioners.DefaultPartitioner,
+        allowAutoTopicCreation: true,
+      });
+      this.producerReady = p.connect().then(
+        () => {
+          this.producer = p;
+          return p;
+        },
+        (err) => {
+          this.producerReady = undefined;
+          throw this.describeFailure('connecting the producer', err);
+        },
+      );
+    }
+    return this.producerReady;
+  }
+
+  private async getAdmin(): Promise<Admin> {
+    if (!this.admin) {
+      const a = this.kafka.admin();
+      try {
+        await a.connect();
+      } catch (err) {
+        throw this.describeFailure('connecting the admin client', err);
+      }
+      this.admin = a;
+    }
+    return this.admin;
+  }
+
+  async ensureTopics(specs: TopicSpec[]): Promise<void> {
+    const admin = await this.getAdmin();
+    try {
+      const existing = new Set(await admin.listTopics());
+      const missing = specs.filter((s) => !existing.has(s.topic));
+      if (missing.length === 0) return;
+      await admin.createTopics({
+        waitForLeaders: true,
+        topics: missing.map((s) => ({
+          topic: s.topic,
+          numPartitions: s.partitions ?? 1,
+          replicationFactor: 1,
+          configEntries: Object.entries(s.configs ?? {}).map(([name, value]) => ({ name, value })),
+        })),
+      });
+    } catch (err) {
+      // Another instance may have created it between list and create.
+      if ((err as { type?: string }).type === 'TOPIC_ALREADY_EXISTS') return;
+      throw this.describeFailure(`creating topics ${specs.map((s) => s.topic).join(',')}`, err);
+    }
+  }
+
+  async publish(
+    topic: string,
+    messages: OutgoingMessage[],
+    opts: PublishOptions = {},
+  ): Promise<PublishResult> {
+    if (messages.length === 0) return { topic, count: 0, partitions: [] };
+    const producer = await this.getProducer();
+    try {
+      const meta = await producer.send({
+        topic,
+        acks: opts.acks ?? -1,
+        compression: opts.compression === 'gzip' ? CompressionTypes.GZIP : CompressionTypes.None,
+        messages: messages.map((m) => ({
+          key: m.key ?? null,
+          value: m.value,
+          ...(m.headers ? { headers: m.headers } : {}),
+          ...(m.timestamp !== undefined ? { timestamp: String(m.timestamp) } : {}),
+          ...(m.partition !== undefined ? { partition: m.partition } : {}),
+        })),
+      });
+      return {
+        topic,
+        count: messages.length,
+        partitions: meta.map((r) => ({ partition: r.partition, baseOffset: r.baseOffset ?? '-1' })),
+      };
+    } catch (err) {
+      throw this.describeFailure(`publishing ${messages.length} messages to ${topic}`, err);
+    }
+  }
+
+  async topicOffsets(topic: string): Promise<TopicOffsets[]> {
+    const admin = await this.getAdmin();
+    try {
+      const offs = await admin.fetchTopicOffsets(topic);
+      return offs
+        .map((o) => ({ partition: o.partition, low: o.low, high: o.high }))
+        .sort((a, b) => a.partition - b.partition);
+    } catch (err) {
+      throw this.describeFailure(`reading offsets of ${topic}`, err);
+    }
+  }
+
+  async subscribe(opts: SubscribeOptions): Promise<Subscription> {
+    const consumer: Consumer = this.kafka.consumer({
+      groupId: opts.groupId,
+      sessionTimeout: 10_000,
+      rebalanceTimeout: 10_000,
+      heartbeatInterval: 1_000,
+      maxWaitTimeInMs: 100,
+      retry: { retries: this.opts.retries ?? 5, initialRetryTime: 200, maxRetryTime: 3_000 },
+    });
+    // next offset to commit per topic/partition, advanced only after a batch is handled
+    const processed = new Map<string, { topic: string; partition: number; offset: string }>();
+    let running = true;
+    let resolveReady!: () => void;
+    const ready = new Promise<void>((r) => {
+      resolveReady = r;
+    });
+    consumer.on(consumer.events.GROUP_JOIN, () => resolveReady());
+    consumer.on(consumer.events.CRASH, (e) => {
+      const { error, restart } = e.payload as { error: Error; restart: boolean };
+      log.error('consumer crashed', { group: opts.groupId, err: error, restart });
+    });
+
+    const commit = async (): Promise<void> => {
+      if (processed.size === 0) return;
+      const list = [...processed.values()];
+      processed.clear();
+      try {
+        await consumer.commitOffsets(list);
+      } catch (err) {
+        // Put them back so the next commit retries; a rebalance may have moved the partition.
+        for (const o of list) {
+          const k = `${o.topic}\0${o.partition}`;
+          if (!processed.has(k)) processed.set(k, o);
+        }
+        throw this.describeFailure(`committing offsets of group ${opts.groupId}`, err);
+      }
+    };
+
+    try {
+      await consumer.connect();
+      await consumer.subscribe({ topics: opts.topics, fromBeginning: opts.fromBeginning ?? false });
+    } catch (err) {
+      await consumer.disconnect().catch(() => {});
+      throw this.describeFailure(`subscribing group ${opts.groupId} to ${opts.topics.join(',')}`, err);
+    }
+    const maxBatch = opts.maxBatch ?? 10_000;
+    await consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      partitionsConsumedConcurrently: 1,
+      eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {
+        const all = batch.messages;
+        for (let i = 0; i < all.length; i += maxBatch) {
+          if (!running || !isRunning() || isStale()) return;
+          const chunk: BusMessage[] = all.slice(i, i + maxBatch).map((m) => ({
+            topic: batch.topic,
+            partition: batch.partition,
+            offset: m.offset,
+            key: m.key ?? null,
+            value: m.value ?? null,
+            headers: headersOf(m.headers),
+            timestamp: Number(m.timestamp),
+          }));
+          await opts.onBatch(chunk, {
+            topic: batch.topic,
+            partition: batch.partition,
+            isRunning: () => running && isRunning() && !isStale(),
+            heartbeat,
+          });
+          const last = chunk[chunk.length - 1]!.offset;
+          resolveOffset(last);
+          processed.set(`${batch.topic}\0${batch.partition}`, {
+            topic: batch.topic,
+            partition: batch.partition,
+            offset: (BigInt(last) + 1n).toString(),
+          });
+          await commit();
+          await heartbeat();
+        }
+      },
+    });
+
+    const sub: Subscription = {
+      ready,
+      commit,
+      close: async () => {
+        if (!running) return;
+        running = false;
+        try {
+          await consumer.stop();
+          await commit().catch((err) => log.warn('final commit failed', { err }));
+        } finally {
+          await consumer.disconnect().catch(() => {});
+          this.subs.delete(sub);
+        }
+      },
+    };
+    this.subs.add(sub);
+    return sub;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.subs].map((s) => s.close()));
+    await this.producer?.disconnect().catch(() => {});
+    await this.admin?.disconnect().catch(() => {});
+    this.producer = undefined;
+    this.producerReady = undefined;
+    this.admin = undefined;
+  }
+}

@@ -1,0 +1,313 @@
+// In-process Bus for the embedded mode: Kafka's semantics that the stages rely on (partitions by
+// key, per-partition order, consumer groups that split partitions, committed offsets, compaction)
+// without a broker. Memory is bounded by a per-partition retention cap.
+import { createLogger } from '../runtime/log.ts';
+import {
+  type Bus,
+  BusError,
+  type BusMessage,
+  type OutgoingMessage,
+  type PublishResult,
+  type SubscribeOptions,
+  type Subscription,
+  type TopicOffsets,
+  type TopicSpec,
+  toBuffer,
+} from './types.ts';
+
+const log = createLogger('bus.memory');
+
+interface Partition {
+  /** sorted by offset; compaction leaves gaps */
+  messages: BusMessage[];
+  next: number;
+}
+
+interface Topic {
+  name: string;
+  partitions: Partition[];
+  compacted: boolean;
+  roundRobin: number;
+}
+
+interface Member {
+  id: number;
+  topics: Set<string>;
+  wake: () => void;
+}
+
+interface Group {
+  members: Member[];
+  /** `${topic}\0${partition}` -> next offset to read */
+  committed: Map<string, number>;
+}
+
+export interface MemoryBusOptions {
+  /** messages kept per partition before the oldest go (compacted topics keep the latest per key) */
+  retention?: number;
+  defaultPartitions?: number;
+}
+
+/** Same key, same partition: FNV-1a over the key bytes. */
+export function partitionForKey(key: Buffer, partitions: number): number {
+  let h = 0x811c9dc5;
+  for (const b of key) {
+    h ^= b;
+    h = Math.imul(h, 0x01000193);
+  }
+  return (h >>> 0) % partitions;
+}
+
+const slot = (topic: string, partition: number): string => `${topic}\0${partition}`;
+
+export class MemoryBus implements Bus {
+  readonly kind = 'memory' as const;
+  private readonly topics = new Map<string, Topic>();
+  private readonly groups = new Map<string, Group>();
+  private readonly retention: number;
+  private readonly defaultPartitions: number;
+  private nextMemberId = 1;
+  private closed = false;
+  private readonly subscriptions = new Set<Subscription>();
+
+  constructor(opts: MemoryBusOptions = {}) {
+    this.retention = opts.retention ?? 200_000;
+    this.defaultPartitions = opts.defaultPartitions ?? 1;
+  }
+
+  async ensureTopics(specs: TopicSpec[]): Promise<void> {
+    for (const s of specs) this.topic(s.topic, s);
+  }
+
+  private topic(name: string, spec?: TopicSpec): Topic {
+    let t = this.topics.get(name);
+    if (!t) {
+      const n = spec?.partitions ?? this.defaultPartitions;
+      if (!Number.isInteger(n) || n < 1)
+        throw new BusError(`topic ${name}: partitions must be >= 1, got ${n}`);
+      t = {
+        name,
+        partitions: Array.from({ length: n }, () => ({ messages: [], next: 0 })),
+        compacted: spec?.configs?.['cleanup.policy']?.includes('compact') ?? false,
+        roundRobin: 0,
+      };
+      this.topics.set(name, t);
+      // A new topic can change the assignment of members subscribed to it.
+      this.wakeAll();
+    }
+    return t;
+  }
+
+  async publish(topic: string, messages: OutgoingMessage[]): Promise<PublishResult> {
+    if (this.closed) throw new BusError('bus is closed');
+    const t = this.topic(topic);
+    const base = new Map<number, string>();
+    const now = Date.now();
+    for (const m of messages) {
+      const key = toBuffer(m.key);
+      let p: number;
+      if (m.partition !== undefined) {
+        if (m.partition < 0 || m.partition >= t.partitions.length) {
+          throw new BusError(`topic ${topic} has no partition ${m.partition}`);
+        }
+        p = m.partition;
+      } else if (key) {
+        p = partitionForKey(key, t.partitions.length);
+      } else {
+        p = t.roundRobin++ % t.partitions.length;
+      }
+      const part = t.partitions[p]!;
+      const offset = part.next++;
+      part.messages.push({
+        topic,
+        partition: p,
+        offset: String(offset),
+        key,
+        value: toBuffer(m.value),
+        headers: { ...(m.headers ?? {}) },
+        timestamp: m.timestamp ?? now,
+      });
+      if (part.messages.length > this.retention) this.trim(t, part);
+      if (!base.has(p)) base.set(p, String(offset));
+    }
+    this.wakeAll();
+    return {
+      topic,
+      count: messages.length,
+      partitions: [...base].map(([partition, baseOffset]) => ({ partition, baseOffset })),
+    };
+  }
+
+  private trim(t: Topic, part: Partition): void {
+    if (t.compacted) {
+      // Keep the newest message of each key, as Kafka's log cleaner eventually does.
+      const seen = new Set<string>();
+      const kept: BusMessage[] = [];
+      for (let i = part.messages.length - 1; i >= 0; i--) {
+        const m = part.messages[i]!;
+        const k = m.key ? m.key.toString('latin1') : `\0${m.offset}`;
+        if (seen.has(k)) continue;
+        seen.add(k);
+        kept.push(m);
+      }
+      kept.reverse();
+      part.messages = kept.length > this.retention ? kept.slice(kept.length - this.retention) : kept;
+    } else {
+      part.messages.splice(0, part.messages.length - this.retention);
+    }
+  }
+
+  async topicOffsets(topic: string): Promise<TopicOffsets[]> {
+    const t = this.topics.get(topic);
+    if (!t) throw new BusError(`unknown topic ${topic}`);
+    return t.partitions.map((p, i) => ({
+      partition: i,
+      low: String(p.messages[0] ? Number(p.messages[0].offset) : p.next),
+      high: String(p.next),
+    }));
+  }
+
+  private wakeAll(): void {
+    for (const g of this.groups.values()) for (const m of g.members) m.wake();
+  }
+
+  /** Partitions of `topic` that `member` owns: round-robin over the group's members by id. */
+  private assigned(group: Group, member: Member, topic: string): number[] {
+    const t = this.topics.get(topic);
+    if (!t) return [];
+    const peers = group.members.filter((m) => m.topics.has(topic));
+    const idx = peers.indexOf(member);
+    if (idx < 0) return [];
+    const out: number[] = [];
+    for (let p = idx; p < t.partitions.length; p += peers.length) out.push(p);
+    return out;
+  }
+
+  async subscribe(opts: SubscribeOptions): Promise<Subscription> {
+    if (this.closed) throw new BusError('bus is closed');
+    let group = this.groups.get(opts.groupId);
+    if (!group) {
+      group = { members: [], committed: new Map() };
+      this.groups.set(opts.groupId, group);
+    }
+    const g = group;
+    let signal: (() => void) | undefined;
+    let pendingWake = false;
+    const member: Member = {
+      id: this.nextMemberId++,
+      topics: new Set(opts.topics),
+      wake: () => {
+        pendingWake = true;
+        signal?.();
+      },
+    };
+    g.members.push(member);
+    this.wakeAll();
+
+    const maxBatch = opts.maxBatch ?? 10_000;
+    // next offset to read per slot; starts at the committed offset or the reset policy
+    const positions = new Map<string, number>();
+    let running = true;
+
+    const startOffset = (t: Topic, p: number): number => {
+      const committed = g.committed.get(slot(t.name, p));
+      if (committed !== undefined) return committed;
+      const part = t.partitions[p]!;
+      return opts.fromBeginning ? 0 : part.next;
+    };
+
+    const fetch = (t: Topic, p: number): BusMessage[] => {
+      const key = slot(t.name, p);
+      let pos = positions.get(key);
+      if (pos === undefined) {
+        pos = startOffset(t, p);
+        positions.set(key, pos);
+      }
+      const msgs = t.partitions[p]!.messages;
+      // first message with offset >= pos (offsets are sorted, compaction leaves gaps)
+      let lo = 0;
+      let hi = msgs.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (Number(msgs[mid]!.offset) < pos) lo = mid + 1;
+        else hi = mid;
+      }
+      return msgs.slice(lo, lo + maxBatch);
+    };
+
+    const loop = async (): Promise<void> => {
+      let failures = 0;
+      while (running) {
+        pendingWake = false;
+        let delivered = false;
+        for (const topic of opts.topics) {
+          const t = this.topics.get(topic);
+          if (!t) continue;
+          for (const p of this.assigned(g, member, topic)) {
+            if (!running) break;
+            const batch = fetch(t, p);
+            if (batch.length === 0) continue;
+            try {
+              await opts.onBatch(batch, {
+                topic,
+                partition: p,
+                isRunning: () => running && this.assigned(g, member, topic).includes(p),
+                heartbeat: async () => {},
+              });
+              failures = 0;
+            } catch (err) {
+              // At-least-once: the same batch comes again, after a growing pause.
+              failures++;
+              log.error('batch handler failed; will retry the batch', {
+                topic,
+                partition: p,
+                offset: batch[0]!.offset,
+                err,
+              });
+              await new Promise((r) => setTimeout(r, Math.min(5_000, 50 * 2 ** Math.min(failures, 7))));
+              delivered = true;
+              continue;
+            }
+            const next = Number(batch[batch.length - 1]!.offset) + 1;
+            positions.set(slot(topic, p), next);
+            g.committed.set(slot(topic, p), next);
+            delivered = true;
+          }
+        }
+        if (!running) break;
+        if (delivered) {
+          // Let publishers and timers run between batches.
+          await new Promise((r) => setImmediate(r));
+        } else if (!pendingWake) {
+          await new Promise<void>((r) => {
+            signal = r;
+          });
+          signal = undefined;
+        }
+      }
+    };
+
+    const done = loop().catch((err) => log.error('subscription loop died', { err }));
+    const sub: Subscription = {
+      ready: Promise.resolve(),
+      commit: async () => {},
+      close: async () => {
+        if (!running) return done;
+        running = false;
+        member.wake();
+        await done;
+        g.members.splice(g.members.indexOf(member), 1);
+        this.subscriptions.delete(sub);
+        // Survivors take over the partitions this member held, from the committed offsets.
+        this.wakeAll();
+      },
+    };
+    this.subscriptions.add(sub);
+    return sub;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.subscriptions].map((s) => s.close()));
+    this.closed = true;
+  }
+}

@@ -1,0 +1,83 @@
+// cli/: the `virgo` command. Owns argument parsing, help and exit codes; each subcommand is one
+// module in cli/commands/ (found at run time, so stages add commands without editing this file).
+// Imports: every stage. Nothing imports cli/.
+import { readdirSync, readFileSync } from 'node:fs';
+import { BusError } from '../bus/index.ts';
+import { UsageError } from '../runtime/config.ts';
+import { AvroDecodeError } from '../schemas/index.ts';
+import { type Command, type CommandIO, commandHelp, runCommand } from './command.ts';
+
+const COMMANDS_DIR = new URL('./commands/', import.meta.url);
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+  };
+  return pkg.version;
+}
+
+function commandFiles(): string[] {
+  return readdirSync(COMMANDS_DIR)
+    .filter((f) => f.endsWith('.ts') && !f.endsWith('.test.ts') && !f.startsWith('_'))
+    .map((f) => f.slice(0, -3))
+    .sort();
+}
+
+async function loadCommand(name: string): Promise<Command | undefined> {
+  if (!commandFiles().includes(name)) return undefined;
+  const mod = (await import(new URL(`${name}.ts`, COMMANDS_DIR).href)) as { default: Command };
+  return mod.default;
+}
+
+async function topHelp(): Promise<string> {
+  const cmds = await Promise.all(commandFiles().map((n) => loadCommand(n)));
+  const rows = cmds.filter((c): c is Command => !!c).map((c) => `  ${c.name.padEnd(14)}${c.summary}`);
+  return `virgo ${version()}: kernel logs → Kafka → online learners → key=value analytics on :64000
+
+usage: virgo <command> [options]     (virgo <command> --help for its options)
+
+commands:
+${rows.join('\n')}
+
+Embedded by default (in-process bus and table); --brokers / VIRGO_BROKERS and --redis /
+VIRGO_REDIS_URL switch to Kafka and Redis. Options resolve flags > env > config file.
+`;
+}
+
+export async function main(argv: string[], io: CommandIO = process): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    if (name === 'help' && rest[0]) {
+      const c = await loadCommand(rest[0]);
+      if (c) {
+        io.stdout.write(commandHelp(c));
+        return 0;
+      }
+    }
+    io.stdout.write(await topHelp());
+    return name === undefined ? 2 : 0;
+  }
+  if (name === '--version' || name === '-V' || name === 'version') {
+    io.stdout.write(`${version()}\n`);
+    return 0;
+  }
+  const cmd = await loadCommand(name);
+  if (!cmd) {
+    io.stderr.write(`virgo: unknown command "${name}"; commands: ${commandFiles().join(', ')}\n`);
+    return 2;
+  }
+  try {
+    return await runCommand(cmd, rest, io);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      io.stderr.write(`virgo ${name}: ${err.message}\n`);
+      return 2;
+    }
+    if (err instanceof BusError || err instanceof AvroDecodeError) {
+      io.stderr.write(`virgo ${name}: ${err.message}\n`);
+      return 1;
+    }
+    io.stderr.write(`virgo ${name}: ${(err as Error).stack ?? String(err)}\n`);
+    return 1;
+  }
+}
