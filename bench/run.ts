@@ -1,0 +1,37 @@
+// npm run bench -- <name> [args]: runs bench/<name>.ts, whose default export returns the result
+// object; writes it to bench/results/<name>-<iso time>.json with the machine's description.
+import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+
+const dir = new URL('.', import.meta.url);
+const names = readdirSync(dir)
+  .filter((f) => f.endsWith('.ts') && !['run.ts', 'eval.ts', 'util.ts'].includes(f) && !f.startsWith('eval-'))
+  .map((f) => f.slice(0, -3));
+const [name, ...args] = process.argv.slice(2);
+if (!name || !names.includes(name)) {
+  console.error(`usage: npm run bench -- <${names.join('|')}> [args]`);
+  process.exit(2);
+}
+const mod = (await import(new URL(`${name}.ts`, dir).href)) as {
+  default: (args: string[]) => Promise<Record<string, unknown>>;
+};
+const started = new Date();
+const result = await mod.default(args);
+const out = {
+  bench: name,
+  started: started.toISOString(),
+  seconds: (Date.now() - started.getTime()) / 1000,
+  machine: {
+    cpus: cpus().length,
+    model: cpus()[0]?.model,
+    memGiB: Math.round(totalmem() / 2 ** 30),
+    node: process.version,
+  },
+  ...result,
+};
+mkdirSync(new URL('results/', dir), { recursive: true });
+const file = new URL(`results/${name}-${started.toISOString().replace(/[:.]/g, '-')}.json`, dir);
+writeFileSync(file, `${JSON.stringify(out, null, 2)}\n`);
+console.log(JSON.stringify(out, null, 2));
+console.error(`written ${file.pathname}`);
+process.exit(0);
