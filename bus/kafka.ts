@@ -53,6 +53,31 @@ function kafkaLogger(base: Logger) {
     };
 }
 
+/** Bytes of messages per produce call: well under Kafka's default message.max.bytes (1 MiB). */
+const MAX_REQUEST_BYTES = 512 * 1024;
+
+function sizeOf(v: string | Buffer | null | undefined): number {
+  if (v === null || v === undefined) return 0;
+  return typeof v === 'string' ? Buffer.byteLength(v) : v.length;
+}
+
+function* chunksBySize(messages: OutgoingMessage[], maxBytes: number): Generator<OutgoingMessage[]> {
+  let chunk: OutgoingMessage[] = [];
+  let bytes = 0;
+  for (const m of messages) {
+    let size = 70 + sizeOf(m.key) + sizeOf(m.value); // 70: record overhead, roughly
+    if (m.headers) for (const [k, v] of Object.entries(m.headers)) size += k.length + v.length + 4;
+    if (chunk.length > 0 && bytes + size > maxBytes) {
+      yield chunk;
+      chunk = [];
+      bytes = 0;
+    }
+    chunk.push(m);
+    bytes += size;
+  }
+  if (chunk.length > 0) yield chunk;
+}
+
 function headersOf(h: IHeaders | undefined): Headers {
   const out: Headers = {};
   if (!h) return out;
@@ -162,23 +187,30 @@ export class KafkaBus implements Bus {
   ): Promise<PublishResult> {
     if (messages.length === 0) return { topic, count: 0, partitions: [] };
     const producer = await this.getProducer();
+    const partitions = new Map<number, string>();
     try {
-      const meta = await producer.send({
-        topic,
-        acks: opts.acks ?? -1,
-        compression: opts.compression === 'gzip' ? CompressionTypes.GZIP : CompressionTypes.None,
-        messages: messages.map((m) => ({
-          key: m.key ?? null,
-          value: m.value,
-          ...(m.headers ? { headers: m.headers } : {}),
-          ...(m.timestamp !== undefined ? { timestamp: String(m.timestamp) } : {}),
-          ...(m.partition !== undefined ? { partition: m.partition } : {}),
-        })),
-      });
+      // kafkajs sends one call as one record batch per partition; a batch over the broker's
+      // message.max.bytes (1 MiB by default) is refused whole. Split by size, in order.
+      for (const chunk of chunksBySize(messages, MAX_REQUEST_BYTES)) {
+        const meta = await producer.send({
+          topic,
+          acks: opts.acks ?? -1,
+          compression: opts.compression === 'gzip' ? CompressionTypes.GZIP : CompressionTypes.None,
+          messages: chunk.map((m) => ({
+            key: m.key ?? null,
+            value: m.value,
+            ...(m.headers ? { headers: m.headers } : {}),
+            ...(m.timestamp !== undefined ? { timestamp: String(m.timestamp) } : {}),
+            ...(m.partition !== undefined ? { partition: m.partition } : {}),
+          })),
+        });
+        for (const r of meta)
+          if (!partitions.has(r.partition)) partitions.set(r.partition, r.baseOffset ?? '-1');
+      }
       return {
         topic,
         count: messages.length,
-        partitions: meta.map((r) => ({ partition: r.partition, baseOffset: r.baseOffset ?? '-1' })),
+        partitions: [...partitions].map(([partition, baseOffset]) => ({ partition, baseOffset })),
       };
     } catch (err) {
       throw this.describeFailure(`publishing ${messages.length} messages to ${topic}`, err);

@@ -195,6 +195,29 @@ export function busContract(name: string, makeBus: () => Bus): void {
       expect(dup.filter((v) => v.startsWith('v'))).toEqual([]);
     });
 
+    it('publishes one call larger than the broker message limit (split in order, nothing lost)', async () => {
+      const bus = track(makeBus());
+      const topic = unique('contract-big');
+      await bus.ensureTopics([{ topic, partitions: 1 }]);
+      const big = 'x'.repeat(1000);
+      const res = await bus.publish(
+        topic,
+        Array.from({ length: 3000 }, (_, i) => ({ value: `${i} ${big}` })),
+      );
+      expect(res.count).toBe(3000);
+      const got: number[] = [];
+      track(
+        await bus.subscribe({
+          topics: [topic],
+          groupId: unique('g'),
+          fromBeginning: true,
+          onBatch: async (b) => void got.push(...b.map((m) => Number(m.value!.toString().split(' ')[0]))),
+        }),
+      );
+      await waitFor(() => got.length >= 3000, '3000 large messages');
+      expect(got).toEqual(Array.from({ length: 3000 }, (_, i) => i));
+    });
+
     it('reports offsets and creates compacted topics', async () => {
       const bus = track(makeBus());
       const topic = unique('contract-offsets');
