@@ -1,0 +1,115 @@
+import { CONNECTION_OPTIONS, parseHostPort, UsageError } from '../../runtime/config.ts';
+import { enableProcessMetrics, serveMetrics } from '../../runtime/metrics.ts';
+import { exitOnSignals, onShutdown, shutdown } from '../../runtime/shutdown.ts';
+import { defineCommand } from '../command.ts';
+
+export default defineCommand({
+  name: 'consume',
+  summary: 'read a feeder into the ring buffer and table; export to Redis and the conf file',
+  usage: 'virgo consume [--feeder HOST:64000] [--redis URL] [--conf PATH] [--print] [--host NAME]',
+  details: `Connects to a feeder (virgo feeder, or any "nc -l 64000" with typed key=value lines),
+sends KERNEL_ANALYTICS_STREAMING_START, and keeps the last --ring-size pairs in a ring and the
+latest value per key in a table (at most --max-variables; more are refused and counted).
+Reconnects with exponential backoff and jitter. Lines that are not key=value (binary, too long,
+no '=', bad key, a half line at disconnect) are counted per reason and skipped.
+Exports: --redis writes the hash virgo:analytics:<host> and publishes changes on
+virgo:analytics:changes:<host>; --conf keeps a conf file in step (atomic rewrites).
+Prints each change as key=value when stdout is a terminal or with --print.
+examples:
+  virgo consume --feeder 127.0.0.1:64000 --print
+  nc -l 64000   # then, elsewhere: virgo consume --conf ./virgo_kernel_analytics.conf`,
+  options: {
+    feeder: {
+      type: 'string',
+      env: 'VIRGO_FEEDER',
+      default: '127.0.0.1:64000',
+      arg: 'HOST:PORT',
+      description: 'feeder to read',
+    },
+    redis: CONNECTION_OPTIONS.redis,
+    conf: { type: 'string', env: 'VIRGO_CONF_FILE', arg: 'PATH', description: 'keep this conf file in step' },
+    print: { type: 'boolean', description: 'print changes as key=value (default: when stdout is a TTY)' },
+    host: {
+      type: 'string',
+      arg: 'NAME',
+      description: "ask the feeder for this host's variables (HOST NAME); also the Redis hash's host",
+    },
+    'ring-size': { type: 'number', default: 500, description: 'ring slots' },
+    'max-variables': {
+      type: 'number',
+      default: 500,
+      description: 'variables the table holds (MAX_ANALYTICS_CONF)',
+    },
+    'max-reconnect-delay': { type: 'number', default: 30000, arg: 'MS', description: 'backoff ceiling' },
+    metrics: {
+      type: 'string',
+      env: 'VIRGO_METRICS',
+      arg: 'HOST:PORT',
+      description: 'serve /metrics and /health',
+    },
+  },
+  async run({ opts, io }) {
+    const { RingConsumer } = await import('../../kernel-analytics/consumer.ts');
+    const { exportTable } = await import('../../kernel-analytics/export.ts');
+    const feeder = parseHostPort(opts.feeder as string);
+    for (const n of ['ring-size', 'max-variables', 'max-reconnect-delay'] as const) {
+      const v = opts[n] as number;
+      if (!Number.isInteger(v) || v < 1) throw new UsageError(`--${n} must be a positive integer, got ${v}`);
+    }
+    const consumer = new RingConsumer({
+      host: feeder.host,
+      port: feeder.port,
+      ringSize: opts['ring-size'] as number,
+      maxVariables: opts['max-variables'] as number,
+      backoff: { maxMs: opts['max-reconnect-delay'] as number },
+      ...(opts.host ? { selectHost: opts.host as string } : {}),
+    });
+
+    const sinks: import('../../kernel-analytics/export.ts').ExportSink[] = [];
+    if (opts.redis) {
+      const { RedisExporter } = await import('../../kernel-analytics/redis-export.ts');
+      sinks.push(await RedisExporter.create({ url: opts.redis as string }));
+    }
+    if (opts.conf) {
+      const { ConfFileSink } = await import('../../kernel-analytics/conf-file.ts');
+      sinks.push(new ConfFileSink(opts.conf as string));
+    }
+    if (sinks.length > 0) {
+      const exp = exportTable(consumer.table, sinks);
+      onShutdown('exports', () => exp.close());
+    }
+    // Cleanups run newest first: stop reading the feeder, then flush the exports.
+    onShutdown('consumer', () => consumer.close());
+    const print = opts.print ?? io.stdout.isTTY === true;
+    if (print) {
+      consumer.table.on('change', (ch) => {
+        io.stdout.write(`${ch.key}=${ch.value}\n`);
+      });
+    }
+    if (opts.metrics) {
+      enableProcessMetrics();
+      const m = parseHostPort(opts.metrics as string);
+      const srv = await serveMetrics({
+        host: m.host,
+        port: m.port,
+        health: () => {
+          const s = consumer.stats();
+          return { ok: s.connected, ...s, sinks: sinks.map((k) => ({ name: k.name, ...k.stats() })) };
+        },
+      });
+      onShutdown('metrics', () => srv.close());
+    }
+    await exitOnSignals();
+    await shutdown();
+    const s = consumer.stats();
+    const rejects = Object.entries(s.rejects)
+      .filter(([, n]) => n > 0)
+      .map(([r, n]) => `${r} ${n}`)
+      .join(', ');
+    io.stderr.write(
+      `virgo consume: ${s.pairs} pairs, ${s.table.variables} variables, ${s.connects} connections` +
+        `${rejects ? `, rejected: ${rejects}` : ''}\n`,
+    );
+    return 0;
+  },
+});

@@ -1,0 +1,516 @@
+// The :64000 feeder: the "webservice serving kernel_analytics variables" the original module read
+// with netcat. It follows virgo.kernel-analytics (the compacted topic is the snapshot, so it reads
+// from the beginning), keeps the latest value per host/key, and streams `key=value\n` lines:
+// the snapshot on connect, then every change.
+//
+// Client protocol (one line each, all optional; plain `nc` clients send nothing):
+//   KERNEL_ANALYTICS_STREAMING_START   accepted and ignored (the original client sends it)
+//   HOST <name>                        only <name>'s variables from now on; the snapshot is re-sent
+//   HOST *                             every host again (the default): the latest value per key
+// Anything else is ignored and counted: the clients of this port parse k=v and must never see
+// replies they did not ask for.
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
+import { type Bus, type BusMessage, type Subscription, TOPICS, topicSpecs } from '../bus/index.ts';
+import { type LineClient, LineServer } from '../runtime/line-server.ts';
+import { createLogger } from '../runtime/log.ts';
+import { type AnalyticsVariable, AvroDecodeError, type Codec, codecFor } from '../schemas/index.ts';
+import { feederLinesSent, feederQueued, feederRejects, feederUpdates, feederVariables } from './metrics.ts';
+import { type SetResult, VariableTable } from './table.ts';
+import { MAX_LINE_BYTES, STREAMING_START, validateKey, validateValue } from './validate.ts';
+
+const log = createLogger('kernel-analytics.feeder');
+
+export interface FeederOptions {
+  /** follow this bus's analytics topic; without it, feed the feeder with `update()` */
+  bus?: Bus;
+  /** default virgo.kernel-analytics */
+  topic?: string;
+  /** default a fresh group per feeder: every feeder needs every partition */
+  groupId?: string;
+  /** default 127.0.0.1:64000; port 0 picks a free one (see `port`) */
+  listen?: { host?: string; port: number };
+  /** serve (and keep) only this host's variables */
+  hostFilter?: string;
+  /** default 1024 */
+  maxClients?: number;
+  /** close a client after this long without traffic either way (default 0: never; quiet feeds are normal) */
+  idleTimeoutMs?: number;
+  /** bytes queued for one client before it is dropped as a slow reader (default 1 MiB) */
+  maxClientBuffer?: number;
+  /** a client must take its whole snapshot within this time (default 30 s) */
+  snapshotTimeoutMs?: number;
+  /** distinct host/key variables kept (default 50,000: 100 hosts of MAX_ANALYTICS_CONF) */
+  maxVariables?: number;
+  /** remote addresses allowed (default all) */
+  allow?: string[];
+  /** require `AUTH <secret>` as a client's first line */
+  secret?: string;
+  /** label of metrics and logs */
+  name?: string;
+}
+
+/** What `update()` takes: an AnalyticsVariable, or just host/key/value. */
+export interface FeederUpdate {
+  key: string;
+  value: string;
+  /** '' or absent when unknown */
+  host?: string;
+}
+
+export type FeederUpdateResult = SetResult | 'filtered';
+
+export interface FeederStats {
+  port: number;
+  clients: number;
+  variables: number;
+  updates: { changed: number; unchanged: number; invalid: number; refused: number; filtered: number };
+  /** bus messages that were not an AnalyticsVariable */
+  undecodable: number;
+  linesSent: number;
+  /** bytes written to clients and not yet taken by their kernels, now (bounded by clients × maxClientBuffer) */
+  queuedBytes: number;
+  maxQueuedBytes: number;
+  maxClientBuffer: number;
+  /** clients dropped or refused, by reason (slow-reader, idle, max-clients, binary, overlong, …) */
+  drops: Record<string, number>;
+  /** clients still receiving their snapshot */
+  catchingUp: number;
+  ignoredLines: number;
+}
+
+export interface Feeder {
+  readonly port: number;
+  readonly host: string;
+  /** the latest value per host/key, as served */
+  readonly table: VariableTable;
+  /** resolves once the bus subscription has joined (at once without a bus) */
+  readonly ready: Promise<void>;
+  /** feeds one variable in-process (what a bus message does); invalid ones are refused, not thrown */
+  update(v: FeederUpdate): FeederUpdateResult;
+  /** removes a variable (a tombstone); clients are not told, new snapshots leave it out */
+  remove(key: string, host?: string): boolean;
+  stats(): FeederStats;
+  close(): Promise<void>;
+}
+
+interface CatchUp {
+  text: string;
+  off: number;
+  /** table seq when the snapshot text was built: changes from it on are sent as a delta */
+  since: number;
+  deadline: number;
+}
+
+interface ClientState {
+  /** undefined: every host */
+  host: string | undefined;
+  /** flush generation in which this client got its snapshot… */
+  gen: number;
+  /** …and how many of that generation's pending lines the snapshot already covered */
+  skip: number;
+  catchUp: CatchUp | undefined;
+}
+
+const ALL = '\0all';
+
+export async function startFeeder(opts: FeederOptions = {}): Promise<Feeder> {
+  const impl = new FeederImpl(opts);
+  try {
+    await impl.start();
+  } catch (err) {
+    await impl.close();
+    throw err;
+  }
+  return impl;
+}
+
+class FeederImpl implements Feeder {
+  readonly table: VariableTable;
+  readonly ready: Promise<void>;
+  private readonly name: string;
+  private readonly server: LineServer;
+  private readonly clients = new Map<LineClient, ClientState>();
+  private readonly maxBuf: number;
+  private readonly chunk: number;
+  private pendingAll: string[] = [];
+  private readonly pendingByHost = new Map<string, string[]>();
+  /** hosts some client selected, with how many clients */
+  private readonly selected = new Map<string, number>();
+  private flushScheduled = false;
+  private gen = 0;
+  private catchUpTimer: NodeJS.Timeout | undefined;
+  private catchingUp = 0;
+  private readonly snapshotCache = new Map<string, { seq: number; text: string }>();
+  private sub: Subscription | undefined;
+  private readyResolve!: () => void;
+  private closed = false;
+  private maxQueued = 0;
+  private readonly counts = {
+    changed: 0,
+    unchanged: 0,
+    invalid: 0,
+    refused: 0,
+    filtered: 0,
+    undecodable: 0,
+    linesSent: 0,
+    ignoredLines: 0,
+  };
+  private reported = { ...this.counts };
+
+  constructor(private readonly opts: FeederOptions) {
+    this.name = opts.name ?? 'feeder';
+    this.maxBuf = opts.maxClientBuffer ?? 1 << 20;
+    // Snapshot pieces: big enough to be few, small enough to leave room for live updates.
+    this.chunk = Math.max(MAX_LINE_BYTES + 1, Math.floor(this.maxBuf / 2));
+    this.table = new VariableTable({ name: this.name, maxVariables: opts.maxVariables ?? 50_000 });
+    this.ready = new Promise((r) => {
+      this.readyResolve = r;
+    });
+    this.server = new LineServer({
+      name: this.name,
+      host: opts.listen?.host ?? '127.0.0.1',
+      port: opts.listen?.port ?? 64000,
+      maxLineBytes: 1024,
+      maxClients: opts.maxClients ?? 1024,
+      idleTimeoutMs: opts.idleTimeoutMs ?? 0,
+      maxOutputBytes: this.maxBuf,
+      errorLines: false,
+      ...(opts.allow ? { allow: opts.allow } : {}),
+      ...(opts.secret ? { secret: opts.secret } : {}),
+      onConnect: (c) => this.onConnect(c),
+      onLine: (c, line) => this.onLine(c, line),
+      onClose: (c, reason) => this.onClose(c, reason),
+    });
+  }
+
+  get port(): number {
+    return this.server.port;
+  }
+
+  get host(): string {
+    return this.server.host;
+  }
+
+  async start(): Promise<void> {
+    await this.server.listen();
+    const bus = this.opts.bus;
+    if (!bus) {
+      this.readyResolve();
+      return;
+    }
+    const topic = this.opts.topic ?? TOPICS.kernelAnalytics;
+    const spec = topicSpecs().find((s) => s.topic === TOPICS.kernelAnalytics)!;
+    await bus.ensureTopics([{ ...spec, topic }]);
+    const codec = codecFor('AnalyticsVariable');
+    this.sub = await bus.subscribe({
+      topics: [topic],
+      groupId: this.opts.groupId ?? `virgo-feeder-${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`,
+      fromBeginning: true,
+      onBatch: async (batch) => {
+        for (const m of batch) this.fromBus(m, codec);
+      },
+    });
+    void this.sub.ready.then(() => this.readyResolve());
+    log.info('following analytics topic', { topic, bus: bus.kind });
+  }
+
+  private fromBus(m: BusMessage, codec: Codec<AnalyticsVariable>): void {
+    if (m.value === null) {
+      // Tombstone: the key is host/key.
+      const k = m.key?.toString('utf8') ?? '';
+      const slash = k.indexOf('/');
+      if (slash > 0) this.remove(k.slice(slash + 1), k.slice(0, slash));
+      return;
+    }
+    let v: AnalyticsVariable;
+    try {
+      v = codec.decode(m.value, { topic: m.topic, partition: m.partition, offset: m.offset });
+    } catch (err) {
+      this.counts.undecodable++;
+      feederRejects.inc({ feeder: this.name, reason: 'undecodable' });
+      if (err instanceof AvroDecodeError) {
+        log.warn('skipping a message that is not an AnalyticsVariable', { err });
+        return;
+      }
+      throw err;
+    }
+    this.update(v);
+  }
+
+  update(v: FeederUpdate): FeederUpdateResult {
+    const host = v.host ?? '';
+    if (this.opts.hostFilter !== undefined && host !== this.opts.hostFilter) {
+      this.counts.filtered++;
+      this.reportSoon();
+      return 'filtered';
+    }
+    const kOk = validateKey(v.key);
+    const vOk = kOk.ok ? validateValue(v.value) : kOk;
+    if (!vOk.ok) {
+      this.counts.invalid++;
+      feederRejects.inc({ feeder: this.name, reason: vOk.reason });
+      if ((this.counts.invalid & (this.counts.invalid - 1)) === 0) {
+        log.warn('variable refused', {
+          host,
+          key: v.key.slice(0, 140),
+          reason: vOk.message,
+          count: this.counts.invalid,
+        });
+      }
+      return 'invalid';
+    }
+    const r = this.table.setValidated(v.key, v.value, host);
+    if (r === 'unchanged') this.counts.unchanged++;
+    else if (r === 'refused') this.counts.refused++;
+    else {
+      this.counts.changed++;
+      const line = `${v.key}=${v.value}`;
+      this.pendingAll.push(line);
+      if (this.selected.has(host)) {
+        let p = this.pendingByHost.get(host);
+        if (!p) {
+          p = [];
+          this.pendingByHost.set(host, p);
+        }
+        p.push(line);
+      }
+    }
+    this.reportSoon();
+    return r;
+  }
+
+  remove(key: string, host = ''): boolean {
+    return this.table.delete(key, host);
+  }
+
+  private reportSoon(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => this.flush());
+  }
+
+  /** Once per tick: every change since the last tick, as one write per client. */
+  private flush(): void {
+    this.flushScheduled = false;
+    const all = this.pendingAll;
+    this.pendingAll = [];
+    const gen = this.gen++;
+    let allText: string | undefined;
+    const byHost = new Map<string, { text: string; n: number }>();
+    const hostLines = new Map(this.pendingByHost);
+    for (const [h, lines] of hostLines) byHost.set(h, { text: `${lines.join('\n')}\n`, n: lines.length });
+    this.pendingByHost.clear();
+    if (all.length > 0) {
+      for (const [c, st] of this.clients) {
+        if (st.catchUp || c.closed) continue;
+        if (st.gen === gen && st.skip > 0) {
+          // Joined during this tick: its snapshot holds the first `skip` lines already.
+          const lines = st.host === undefined ? all : (hostLines.get(st.host) ?? []);
+          if (lines.length > st.skip && c.write(`${lines.slice(st.skip).join('\n')}\n`)) {
+            this.counts.linesSent += lines.length - st.skip;
+          }
+        } else if (st.host === undefined) {
+          allText ??= `${all.join('\n')}\n`;
+          if (c.write(allText)) this.counts.linesSent += all.length;
+        } else {
+          const t = byHost.get(st.host);
+          if (t !== undefined && c.write(t.text)) this.counts.linesSent += t.n;
+        }
+      }
+    }
+    this.report();
+  }
+
+  private report(): void {
+    const c = this.counts;
+    const r = this.reported;
+    const label = { feeder: this.name };
+    for (const outcome of ['changed', 'unchanged', 'invalid', 'refused', 'filtered'] as const) {
+      if (c[outcome] > r[outcome]) feederUpdates.inc({ ...label, outcome }, c[outcome] - r[outcome]);
+    }
+    if (c.linesSent > r.linesSent) feederLinesSent.inc(label, c.linesSent - r.linesSent);
+    this.reported = { ...c };
+    feederVariables.set(label, this.table.size);
+    const q = this.queuedBytes();
+    if (q > this.maxQueued) this.maxQueued = q;
+    feederQueued.set(label, q);
+  }
+
+  private queuedBytes(): number {
+    let n = 0;
+    for (const c of this.clients.keys()) n += c.pending;
+    return n;
+  }
+
+  // ---- clients ----
+
+  private onConnect(c: LineClient): void {
+    const host = this.opts.hostFilter;
+    const st: ClientState = { host, gen: this.gen, skip: 0, catchUp: undefined };
+    this.clients.set(c, st);
+    if (host !== undefined) this.select(host, +1);
+    this.startSnapshot(c, st);
+  }
+
+  private onClose(c: LineClient, reason: string): void {
+    const st = this.clients.get(c);
+    if (!st) return;
+    this.clients.delete(c);
+    if (st.host !== undefined) this.select(st.host, -1);
+    if (st.catchUp) this.catchingUp--;
+    log.debug('client gone', { remote: c.remote, reason });
+  }
+
+  private onLine(c: LineClient, raw: string): void {
+    const line = raw.trim();
+    const st = this.clients.get(c);
+    if (!st || line === '' || line === STREAMING_START) return;
+    const m = /^HOST(?:\s+(\S+))?$/i.exec(line);
+    if (!m) {
+      this.counts.ignoredLines++;
+      log.debug('ignored client line', { remote: c.remote, line: line.slice(0, 80) });
+      return;
+    }
+    const want = m[1] === undefined || m[1] === '*' ? this.opts.hostFilter : m[1];
+    if (this.opts.hostFilter !== undefined && want !== this.opts.hostFilter) {
+      // This feeder only has its one host: the client gets nothing more, by its own choice.
+      log.debug('client selected a host this feeder does not serve', { remote: c.remote, host: want });
+    }
+    if (st.host !== undefined) this.select(st.host, -1);
+    st.host = want;
+    if (want !== undefined) this.select(want, +1);
+    if (st.catchUp) {
+      st.catchUp = undefined;
+      this.catchingUp--;
+    }
+    this.startSnapshot(c, st);
+  }
+
+  private select(host: string, d: number): void {
+    const n = (this.selected.get(host) ?? 0) + d;
+    if (n <= 0) this.selected.delete(host);
+    else this.selected.set(host, n);
+  }
+
+  /** The snapshot text for a selection, built once per table state and shared by clients. */
+  private snapshotText(host: string | undefined): { seq: number; text: string } {
+    const id = host ?? ALL;
+    const seq = this.table.nextSeq;
+    const hit = this.snapshotCache.get(id);
+    if (hit && hit.seq === seq) return hit;
+    const snap = this.table.snapshot(host);
+    let text = '';
+    for (const k in snap) text += `${k}=${snap[k]}\n`;
+    const v = { seq, text };
+    this.snapshotCache.set(id, v);
+    return v;
+  }
+
+  /** The pending lines of this tick that a snapshot taken now already includes. */
+  private markCovered(st: ClientState): void {
+    st.gen = this.gen;
+    st.skip = st.host === undefined ? this.pendingAll.length : (this.pendingByHost.get(st.host)?.length ?? 0);
+  }
+
+  private startSnapshot(c: LineClient, st: ClientState): void {
+    this.markCovered(st);
+    const { seq, text } = this.snapshotText(st.host);
+    if (text.length === 0) return;
+    st.catchUp = {
+      text,
+      off: 0,
+      since: seq,
+      deadline: Date.now() + (this.opts.snapshotTimeoutMs ?? 30_000),
+    };
+    this.catchingUp++;
+    this.pumpSnapshot(c, st);
+    if (st.catchUp) this.armCatchUp();
+  }
+
+  /** Writes what fits of a client's snapshot; once all is out, the changes made meanwhile. */
+  private pumpSnapshot(c: LineClient, st: ClientState): void {
+    const cu = st.catchUp;
+    if (!cu) return;
+    while (cu.off < cu.text.length) {
+      if (c.closed) return;
+      // Cut at a line end; the strings are mostly ASCII so characters ≈ bytes for the budget.
+      const room = this.maxBuf - c.pending;
+      if (room < this.chunk && c.pending > 0) break;
+      let end = cu.off + this.chunk;
+      if (end >= cu.text.length) end = cu.text.length;
+      else end = cu.text.lastIndexOf('\n', end) + 1;
+      if (end <= cu.off) end = cu.text.indexOf('\n', cu.off) + 1;
+      if (!c.write(cu.text.slice(cu.off, end))) return;
+      cu.off = end;
+    }
+    if (cu.off < cu.text.length) {
+      if (Date.now() > cu.deadline) {
+        this.server.reject('slow-reader');
+        log.warn('slow reader dropped: snapshot not taken in time', { remote: c.remote });
+        c.close('slow reader: snapshot not taken in time');
+      }
+      return;
+    }
+    st.catchUp = undefined;
+    this.catchingUp--;
+    const delta = this.table.changedSince(cu.since, st.host);
+    this.markCovered(st);
+    if (delta.length > 0) {
+      let t = '';
+      for (const e of delta) t += `${e.key}=${e.value}\n`;
+      c.write(t);
+    }
+  }
+
+  private armCatchUp(): void {
+    if (this.catchUpTimer || this.closed) return;
+    // Sockets of LineClient give no drain event to us; a short poll runs only while someone catches up.
+    this.catchUpTimer = setInterval(() => {
+      for (const [c, st] of this.clients) if (st.catchUp) this.pumpSnapshot(c, st);
+      if (this.catchingUp <= 0 && this.catchUpTimer) {
+        clearInterval(this.catchUpTimer);
+        this.catchUpTimer = undefined;
+      }
+    }, 5);
+  }
+
+  stats(): FeederStats {
+    const drops: Record<string, number> = {};
+    for (const [k, v] of this.server.rejects) drops[k] = v;
+    const queued = this.queuedBytes();
+    if (queued > this.maxQueued) this.maxQueued = queued;
+    return {
+      port: this.port,
+      clients: this.clients.size,
+      variables: this.table.size,
+      updates: {
+        changed: this.counts.changed,
+        unchanged: this.counts.unchanged,
+        invalid: this.counts.invalid,
+        refused: this.counts.refused,
+        filtered: this.counts.filtered,
+      },
+      undecodable: this.counts.undecodable,
+      linesSent: this.counts.linesSent,
+      queuedBytes: queued,
+      maxQueuedBytes: this.maxQueued,
+      maxClientBuffer: this.maxBuf,
+      drops,
+      catchingUp: this.catchingUp,
+      ignoredLines: this.counts.ignoredLines,
+    };
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.catchUpTimer) clearInterval(this.catchUpTimer);
+    this.catchUpTimer = undefined;
+    await this.sub?.close();
+    // Changes already accepted go out before the sockets end.
+    if (this.flushScheduled) this.flush();
+    await this.server.close();
+    this.readyResolve();
+  }
+}

@@ -1,0 +1,267 @@
+// Exports a VariableTable to Redis (ioredis):
+//   HASH     <prefix>:<host>            field = key, value = value: the latest of every variable
+//   CHANNEL  <prefix>:changes:<host>    PUBLISH of the changed pairs, `key=value` lines (the feeder's
+//                                       wire format), one message per host per write
+// so a reader takes HGETALL for the snapshot and PSUBSCRIBE <prefix>:changes:* for what follows,
+// the same snapshot-then-updates contract as the feeder. Host '' (unknown) is written as
+// `defaultHost` (this machine's name). Hosts are found with `SCAN 0 MATCH <prefix>:*`.
+//
+// Writes are pipelined: changes coalesce per host/key while one pipeline is in flight, so a burst
+// becomes one HSET per host. Redis down: ioredis reconnects in the background, nothing queues
+// inside ioredis (enableOfflineQueue off), our pending map (bounded by the table) is retried with
+// backoff, and errors are counted.
+import { EventEmitter } from 'node:events';
+import { hostname } from 'node:os';
+import type { Redis } from 'ioredis';
+import { createLogger } from '../runtime/log.ts';
+import type { ExportSink, SinkStats } from './export.ts';
+import { exportErrors, exportLatency, exportWrites } from './metrics.ts';
+import type { VariableChange, VariableDelete } from './table.ts';
+
+const log = createLogger('kernel-analytics.redis');
+
+export interface RedisExporterOptions {
+  /** redis://host:port/db (default redis://127.0.0.1:6379); ignored when `redis` is given */
+  url?: string;
+  /** an ioredis client to use (not closed by close() unless ownClient) */
+  redis?: Redis;
+  /** key prefix (default virgo:analytics) */
+  prefix?: string;
+  /** host name for variables whose host is unknown (default this machine's hostname) */
+  defaultHost?: string;
+  /** PUBLISH changes (default true) */
+  publish?: boolean;
+  name?: string;
+}
+
+export interface WrittenBatch {
+  /** variables confirmed by Redis, each with the performance.now() at which it was offered */
+  entries: { host: string; key: string; value: string | undefined; offeredAt: number }[];
+}
+
+interface Pending {
+  value: string | undefined;
+  offeredAt: number;
+}
+
+export class RedisExporter extends EventEmitter<{ written: [WrittenBatch] }> implements ExportSink {
+  readonly name: string;
+  readonly redis: Redis;
+  readonly prefix: string;
+  private readonly defaultHost: string;
+  private readonly ownClient: boolean;
+  /** host → key → newest pending value (undefined: delete) */
+  private pending = new Map<string, Map<string, Pending>>();
+  private pendingCount = 0;
+  private running: Promise<void> | undefined;
+  private scheduled = false;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private failures = 0;
+  private closed = false;
+  private readonly counts = { written: 0, errors: 0, rejected: 0 };
+  private lastError: string | undefined;
+
+  /** Connects with ioredis (loaded on demand, so importing this module stays cheap). */
+  static async create(opts: RedisExporterOptions = {}): Promise<RedisExporter> {
+    if (opts.redis) return new RedisExporter(opts.redis, opts, false);
+    const { Redis: RedisClient } = await import('ioredis');
+    const url = opts.url ?? 'redis://127.0.0.1:6379';
+    const client = new RedisClient(url, {
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 1,
+      connectTimeout: 5_000,
+      retryStrategy: (times: number) => Math.min(5_000, 50 * 2 ** Math.min(times, 7)),
+    });
+    // ioredis reports every failed reconnect as an 'error' event; without a listener Node would throw.
+    let warned = false;
+    client.on('error', (err: Error) => {
+      if (!warned)
+        log.warn('redis connection problem (reconnecting)', { url: redactUrl(url), err: err.message });
+      warned = true;
+    });
+    client.on('ready', () => {
+      if (warned) log.info('redis connection back', { url: redactUrl(url) });
+      warned = false;
+    });
+    const ex = new RedisExporter(client, opts, true);
+    client.on('ready', () => ex.kick());
+    return ex;
+  }
+
+  constructor(redis: Redis, opts: RedisExporterOptions = {}, ownClient = false) {
+    super();
+    this.redis = redis;
+    this.ownClient = ownClient;
+    this.prefix = opts.prefix ?? 'virgo:analytics';
+    this.defaultHost = opts.defaultHost ?? hostname();
+    this.name = opts.name ?? 'redis';
+    this.publishChanges = opts.publish !== false;
+  }
+
+  private readonly publishChanges: boolean;
+
+  hashKey(host: string): string {
+    return `${this.prefix}:${host || this.defaultHost}`;
+  }
+
+  channel(host: string): string {
+    return `${this.prefix}:changes:${host || this.defaultHost}`;
+  }
+
+  offer(ch: VariableChange): void {
+    this.put(ch.host, ch.key, ch.value);
+  }
+
+  offerDelete(d: VariableDelete): void {
+    this.put(d.host, d.key, undefined);
+  }
+
+  private put(host: string, key: string, value: string | undefined): void {
+    if (this.closed) return;
+    let m = this.pending.get(host);
+    if (!m) {
+      m = new Map();
+      this.pending.set(host, m);
+    }
+    const old = m.get(key);
+    if (old) {
+      old.value = value;
+    } else {
+      m.set(key, { value, offeredAt: performance.now() });
+      this.pendingCount++;
+    }
+    this.kick();
+  }
+
+  /** Starts a write soon unless one is running (it picks up what arrives meanwhile when done). */
+  private kick(): void {
+    if (this.scheduled || this.running || this.retryTimer || this.pendingCount === 0) return;
+    this.scheduled = true;
+    // A microtask, not setImmediate: changes of one synchronous burst still share a pipeline,
+    // and a lone change goes out without waiting for the event loop to turn.
+    queueMicrotask(() => {
+      this.scheduled = false;
+      void this.write();
+    });
+  }
+
+  private write(): Promise<void> {
+    if (this.running) return this.running;
+    if (this.pendingCount === 0) return Promise.resolve();
+    const batch = this.pending;
+    const n = this.pendingCount;
+    this.pending = new Map();
+    this.pendingCount = 0;
+    const p = this.redis.pipeline();
+    for (const [host, m] of batch) {
+      const key = this.hashKey(host);
+      const set: string[] = [];
+      const del: string[] = [];
+      let lines = '';
+      for (const [k, e] of m) {
+        if (e.value === undefined) del.push(k);
+        else {
+          set.push(k, e.value);
+          if (this.publishChanges) lines += `${k}=${e.value}\n`;
+        }
+      }
+      if (set.length > 0) p.hset(key, ...set);
+      if (del.length > 0) p.hdel(key, ...del);
+      if (lines) p.publish(this.channel(host), lines);
+    }
+    this.running = p
+      .exec()
+      .then((results) => {
+        const err =
+          results?.find(([e]) => e)?.[0] ?? (results === null ? new Error('pipeline discarded') : null);
+        if (err) throw err;
+        this.failures = 0;
+        this.counts.written += n;
+        exportWrites.inc({ sink: this.name }, n);
+        const now = performance.now();
+        const want = this.listenerCount('written') > 0;
+        const entries: WrittenBatch['entries'] = [];
+        for (const [host, m] of batch) {
+          for (const [k, e] of m) {
+            exportLatency.observe({ sink: this.name }, (now - e.offeredAt) / 1000);
+            if (want) entries.push({ host, key: k, value: e.value, offeredAt: e.offeredAt });
+          }
+        }
+        if (want) this.emit('written', { entries });
+      })
+      .catch((err: Error) => {
+        this.failures++;
+        this.counts.errors++;
+        exportErrors.inc({ sink: this.name });
+        this.lastError = err.message;
+        if ((this.failures & (this.failures - 1)) === 0) {
+          log.warn('redis export failed; will retry', {
+            err: err.message,
+            failures: this.failures,
+            pending: n,
+          });
+        }
+        // Put the batch back under anything newer that arrived meanwhile.
+        for (const [host, m] of batch) {
+          let cur = this.pending.get(host);
+          if (!cur) {
+            cur = new Map();
+            this.pending.set(host, cur);
+          }
+          for (const [k, e] of m) {
+            if (!cur.has(k)) {
+              cur.set(k, e);
+              this.pendingCount++;
+            }
+          }
+        }
+      })
+      .finally(() => {
+        this.running = undefined;
+        if (this.pendingCount === 0 || this.closed) return;
+        if (this.failures > 0) {
+          const ms = Math.min(5_000, 20 * 2 ** Math.min(this.failures, 8));
+          this.retryTimer = setTimeout(() => {
+            this.retryTimer = undefined;
+            this.kick();
+          }, ms);
+        } else this.kick();
+      });
+    return this.running;
+  }
+
+  /** Writes what is pending now (one attempt); resolves when Redis confirmed it or it failed (counted). */
+  async flush(): Promise<void> {
+    if (this.running) await this.running;
+    if (this.retryTimer) {
+      clearTimeout(this.retryTimer);
+      this.retryTimer = undefined;
+    }
+    await this.write();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    await this.flush();
+    this.closed = true;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    if (this.pendingCount > 0) {
+      log.warn('redis exporter closed with unwritten variables', {
+        pending: this.pendingCount,
+        err: this.lastError,
+      });
+    }
+    if (this.ownClient) {
+      await this.redis.quit().catch(() => this.redis.disconnect());
+    }
+  }
+
+  stats(): SinkStats {
+    return { ...this.counts, pending: this.pendingCount, lastError: this.lastError };
+  }
+}
+
+function redactUrl(u: string): string {
+  return u.replace(/\/\/[^@/]*@/, '//***@');
+}
