@@ -102,7 +102,9 @@ export class LineServer {
   }
 
   async listen(): Promise<number> {
-    const server = createServer({ noDelay: true }, (sock) => this.accept(sock));
+    // allowHalfOpen: a client that half-closes after its last line (nc -N, printf | nc) still gets
+    // the replies to its queued lines; the client's "end" handler ends our side once they are out.
+    const server = createServer({ noDelay: true, allowHalfOpen: true }, (sock) => this.accept(sock));
     server.on('error', (err) => this.log.error('server error', { err }));
     await new Promise<void>((resolve, reject) => {
       const onErr = (err: NodeJS.ErrnoException) => {
