@@ -1,0 +1,132 @@
+// Segment-log framing (DESIGN.md section 5): u32 length | u32 CRC32C | payload, big-endian.
+// The CRC covers the length bytes and the payload, so a flipped length bit is caught by the
+// checksum instead of sending the reader to a wrong but plausible frame boundary.
+import type { FileHandle } from 'node:fs/promises';
+import { crc32c } from './crc32c.ts';
+
+export const FRAME_HEADER_BYTES = 8;
+
+/** Why a frame could not be read at a position. */
+export type FrameProblem = 'incomplete' | 'zero-length' | 'too-long' | 'crc-mismatch';
+
+export function encodeFrame(payload: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(FRAME_HEADER_BYTES + payload.length);
+  out.writeUInt32BE(payload.length, 0);
+  out.set(payload, FRAME_HEADER_BYTES);
+  const crc = crc32c(out, crc32c(out, 0, 0, 4), FRAME_HEADER_BYTES, out.length);
+  out.writeUInt32BE(crc, 4);
+  return out;
+}
+
+export type FrameResult =
+  | { kind: 'frame'; pos: number; payload: Buffer }
+  /** clean end: no byte after the last whole frame */
+  | { kind: 'end'; pos: number }
+  | { kind: 'bad'; pos: number; problem: FrameProblem; detail: string };
+
+/**
+ * Reads frames sequentially from an open file, in chunks, from `pos` up to `limit` (exclusive;
+ * a writer's durable size, or the file size). Payloads are copies: safe to keep.
+ */
+export class FrameReader {
+  private buf: Buffer;
+  /** file position of buf[0] */
+  private bufPos: number;
+  private bufLen = 0;
+  private cursor: number;
+
+  constructor(
+    private readonly fh: FileHandle,
+    pos: number,
+    private readonly limit: number,
+    private readonly maxRecordBytes: number,
+    chunkBytes = 1 << 20,
+  ) {
+    this.buf = Buffer.allocUnsafe(chunkBytes);
+    this.bufPos = pos;
+    this.cursor = pos;
+  }
+
+  /** position of the next frame to read */
+  get position(): number {
+    return this.cursor;
+  }
+
+  /** makes `n` bytes from the cursor available; false at the limit / end of file */
+  private async ensure(n: number): Promise<boolean> {
+    const have = this.bufPos + this.bufLen - this.cursor;
+    if (have >= n) return true;
+    if (this.cursor + n > this.limit) return false;
+    // Slide the unread tail to the front, grow when one frame needs more than the buffer.
+    const off = this.cursor - this.bufPos;
+    if (n > this.buf.length) {
+      const bigger = Buffer.allocUnsafe(Math.max(n, this.buf.length * 2));
+      this.buf.copy(bigger, 0, off, this.bufLen);
+      this.buf = bigger;
+    } else if (off > 0) {
+      this.buf.copy(this.buf, 0, off, this.bufLen);
+    }
+    this.bufLen -= off;
+    this.bufPos = this.cursor;
+    while (this.bufLen < n) {
+      const want = Math.min(this.buf.length - this.bufLen, this.limit - (this.bufPos + this.bufLen));
+      if (want <= 0) return false;
+      const { bytesRead } = await this.fh.read(this.buf, this.bufLen, want, this.bufPos + this.bufLen);
+      if (bytesRead === 0) return false;
+      this.bufLen += bytesRead;
+    }
+    return true;
+  }
+
+  async next(): Promise<FrameResult> {
+    const pos = this.cursor;
+    if (!(await this.ensure(FRAME_HEADER_BYTES))) {
+      const have = this.bufPos + this.bufLen - pos;
+      return have === 0
+        ? { kind: 'end', pos }
+        : { kind: 'bad', pos, problem: 'incomplete', detail: `${have}-byte partial frame header` };
+    }
+    const off = pos - this.bufPos;
+    const len = this.buf.readUInt32BE(off);
+    if (len === 0) return { kind: 'bad', pos, problem: 'zero-length', detail: 'frame length 0' };
+    if (len > this.maxRecordBytes) {
+      return {
+        kind: 'bad',
+        pos,
+        problem: 'too-long',
+        detail: `frame length ${len} over the ${this.maxRecordBytes}-byte record limit`,
+      };
+    }
+    if (!(await this.ensure(FRAME_HEADER_BYTES + len))) {
+      const have = this.bufPos + this.bufLen - pos;
+      return {
+        kind: 'bad',
+        pos,
+        problem: 'incomplete',
+        detail: `frame of ${len} bytes cut after ${have - FRAME_HEADER_BYTES}`,
+      };
+    }
+    const o = pos - this.bufPos;
+    const want = this.buf.readUInt32BE(o + 4);
+    const got = crc32c(
+      this.buf,
+      crc32c(this.buf, 0, o, o + 4),
+      o + FRAME_HEADER_BYTES,
+      o + FRAME_HEADER_BYTES + len,
+    );
+    if (want !== got) {
+      return {
+        kind: 'bad',
+        pos,
+        problem: 'crc-mismatch',
+        detail: `CRC32C ${got.toString(16)} where the frame says ${want.toString(16)}`,
+      };
+    }
+    this.cursor = pos + FRAME_HEADER_BYTES + len;
+    return {
+      kind: 'frame',
+      pos,
+      payload: Buffer.from(this.buf.subarray(o + FRAME_HEADER_BYTES, o + FRAME_HEADER_BYTES + len)),
+    };
+  }
+}

@@ -1,0 +1,84 @@
+// Naming, listing and locking of the segment files of one queue directory.
+import { constants } from 'node:fs';
+import { open, readdir, readFile, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { LogError } from './errors.ts';
+
+export const SEGMENT_SUFFIX = '.kclog';
+const NAME = /^(\d{20})\.kclog$/;
+
+/** A segment file is named by the offset of its first record, zero-padded so names sort. */
+export function segmentName(base: number): string {
+  return `${String(base).padStart(20, '0')}${SEGMENT_SUFFIX}`;
+}
+
+export interface SegmentFile {
+  base: number;
+  path: string;
+}
+
+/** The segment files of `dir`, by base offset; other files (locks, checkpoints, .corrupt) ignored. */
+export async function listSegments(dir: string): Promise<SegmentFile[]> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+  const out: SegmentFile[] = [];
+  for (const n of names) {
+    const m = NAME.exec(n);
+    if (m) out.push({ base: Number(m[1]), path: join(dir, n) });
+  }
+  return out.sort((a, b) => a.base - b.base);
+}
+
+/** fsync of a directory: makes a file's creation or rename durable. */
+export async function syncDir(dir: string): Promise<void> {
+  const h = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    await h.sync();
+  } finally {
+    await h.close();
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * One writer per queue directory: a LOCK file holding the writer's pid. A lock left by a dead
+ * process (a crash, SIGKILL) is taken over; a live one is an error naming the pid.
+ */
+export async function acquireLock(dir: string): Promise<() => Promise<void>> {
+  const path = join(dir, 'LOCK');
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      const h = await open(path, 'wx');
+      await h.writeFile(`${process.pid}\n`);
+      await h.close();
+      return async () => {
+        await unlink(path).catch(() => {});
+      };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    const pid = Number((await readFile(path, 'utf8').catch(() => '')).trim());
+    if (Number.isInteger(pid) && pid > 0 && alive(pid)) {
+      throw new LogError(
+        'locked',
+        `queue directory ${dir} is in use by process ${pid}${pid === process.pid ? ' (this one)' : ''}; ` +
+          'stop that writer or choose another --dir',
+      );
+    }
+    await unlink(path).catch(() => {});
+  }
+  throw new LogError('locked', `cannot take the lock ${path}; remove it if no writer runs`);
+}

@@ -1,0 +1,40 @@
+// The VIRGO queue's telnet-compatible port (:60000 by default): one request per line, one reply
+// line per request, in order. The runtime LineServer bounds line length, clients and output and
+// drops a client that sends an overlong or binary line (the server and other clients go on).
+import { LineServer } from '../runtime/line-server.ts';
+import type { KingCobra } from './kingcobra.ts';
+
+export interface TcpFrontOptions {
+  host?: string;
+  port: number;
+  maxLineBytes?: number;
+  maxClients?: number;
+  idleTimeoutMs?: number;
+  allow?: string[];
+  secret?: string;
+}
+
+export async function startTcpFront(kc: KingCobra, opts: TcpFrontOptions): Promise<LineServer> {
+  const server = new LineServer({
+    name: 'kingcobra',
+    host: opts.host ?? '127.0.0.1',
+    port: opts.port,
+    maxLineBytes: opts.maxLineBytes ?? 4096,
+    maxClients: opts.maxClients ?? 1024,
+    idleTimeoutMs: opts.idleTimeoutMs ?? 0,
+    ...(opts.allow ? { allow: opts.allow } : {}),
+    ...(opts.secret ? { secret: opts.secret } : {}),
+    // The reply is awaited here so a client that half-closes after its last line (nc -N) still
+    // gets every reply: the LineServer ends a connection only once its lines are handled.
+    onLine: async (client, line) => {
+      if (line.trim() === '') {
+        client.send('ERROR empty request; send one payload per line');
+        return;
+      }
+      const o = await kc.request(line, client.remote, `tcp:${client.id}`, 'tcp');
+      client.send(o.line);
+    },
+  });
+  await server.listen();
+  return server;
+}
