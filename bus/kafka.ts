@@ -39,8 +39,10 @@ export interface KafkaBusOptions {
 }
 
 function kafkaLogger(base: Logger) {
+  // kafkajs logs conditions it retries itself (rebalances, a broker restarting) as ERROR; what
+  // finally fails reaches the caller as a BusError, so its own reports are warnings here.
   const map: Record<number, 'error' | 'warn' | 'info' | 'debug'> = {
-    [logLevel.ERROR]: 'error',
+    [logLevel.ERROR]: 'warn',
     [logLevel.WARN]: 'warn',
     [logLevel.INFO]: 'debug', // kafkajs is chatty at INFO
     [logLevel.DEBUG]: 'trace' as 'debug',

@@ -29,7 +29,7 @@ function defaultLevel(): Level {
   const env = process.env.VIRGO_LOG_LEVEL?.toLowerCase();
   if (env && (LEVELS as readonly string[]).includes(env)) return env as Level;
   // Tests run quiet unless asked: their output is the assertions.
-  return process.env.VITEST ? 'warn' : 'info';
+  return process.env.VITEST ? 'error' : 'info';
 }
 
 const sink: Sink = {
