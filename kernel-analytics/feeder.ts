@@ -38,6 +38,8 @@ export interface FeederOptions {
   idleTimeoutMs?: number;
   /** bytes queued for one client before it is dropped as a slow reader (default 1 MiB) */
   maxClientBuffer?: number;
+  /** wait this long for a new client's HOST line before sending its snapshot (default 50 ms) */
+  snapshotDelayMs?: number;
   /** a client must take its whole snapshot within this time (default 30 s) */
   snapshotTimeoutMs?: number;
   /** distinct host/key variables kept (default 50,000: 100 hosts of MAX_ANALYTICS_CONF) */
@@ -105,6 +107,8 @@ interface CatchUp {
 interface ClientState {
   /** undefined: every host */
   host: string | undefined;
+  /** the snapshot is due (timer): the client may still send HOST first; no live lines until then */
+  due: NodeJS.Timeout | undefined;
   /** flush generation in which this client got its snapshot… */
   gen: number;
   /** …and how many of that generation's pending lines the snapshot already covered */
@@ -303,7 +307,7 @@ class FeederImpl implements Feeder {
     this.pendingByHost.clear();
     if (all.length > 0) {
       for (const [c, st] of this.clients) {
-        if (st.catchUp || c.closed) continue;
+        if (st.due || st.catchUp || c.closed) continue;
         if (st.gen === gen && st.skip > 0) {
           // Joined during this tick: its snapshot holds the first `skip` lines already.
           const lines = st.host === undefined ? all : (hostLines.get(st.host) ?? []);
@@ -347,10 +351,20 @@ class FeederImpl implements Feeder {
 
   private onConnect(c: LineClient): void {
     const host = this.opts.hostFilter;
-    const st: ClientState = { host, gen: this.gen, skip: 0, catchUp: undefined };
+    const st: ClientState = { host, due: undefined, gen: this.gen, skip: 0, catchUp: undefined };
     this.clients.set(c, st);
     if (host !== undefined) this.select(host, +1);
-    this.startSnapshot(c, st);
+    // A client that selects a host says so in its first lines; wait briefly for them so it does not
+    // get every host's snapshot first. A silent `nc` gets its snapshot after the grace time.
+    this.snapshotIn(c, st, this.opts.snapshotDelayMs ?? 50);
+  }
+
+  private snapshotIn(c: LineClient, st: ClientState, ms: number): void {
+    if (st.due) clearTimeout(st.due);
+    st.due = setTimeout(() => {
+      st.due = undefined;
+      if (!c.closed && this.clients.has(c)) this.startSnapshot(c, st);
+    }, ms);
   }
 
   private onClose(c: LineClient, reason: string): void {
@@ -359,13 +373,20 @@ class FeederImpl implements Feeder {
     this.clients.delete(c);
     if (st.host !== undefined) this.select(st.host, -1);
     if (st.catchUp) this.catchingUp--;
+    if (st.due) clearTimeout(st.due);
     log.debug('client gone', { remote: c.remote, reason });
   }
 
   private onLine(c: LineClient, raw: string): void {
     const line = raw.trim();
     const st = this.clients.get(c);
-    if (!st || line === '' || line === STREAMING_START) return;
+    if (!st || line === '') return;
+    if (line === STREAMING_START) {
+      // The client has spoken: lines sent with it arrive in the same read, so the next turn of
+      // the loop has seen them all.
+      if (st.due) this.snapshotIn(c, st, 0);
+      return;
+    }
     const m = /^HOST(?:\s+(\S+))?$/i.exec(line);
     if (!m) {
       this.counts.ignoredLines++;
@@ -384,7 +405,8 @@ class FeederImpl implements Feeder {
       st.catchUp = undefined;
       this.catchingUp--;
     }
-    this.startSnapshot(c, st);
+    // Before its first snapshot: just the selection changes. After: the new selection's snapshot.
+    this.snapshotIn(c, st, 0);
   }
 
   private select(host: string, d: number): void {

@@ -84,7 +84,22 @@ export class RedisExporter extends EventEmitter<{ written: [WrittenBatch] }> imp
       warned = false;
     });
     const ex = new RedisExporter(client, opts, true);
-    client.on('ready', () => ex.kick());
+    client.on('ready', () => ex.retryNow());
+    // Give the first connection a moment, so the first writes do not fail only for being early;
+    // Redis being down is not fatal (the exporter retries), so this never throws.
+    if (client.status !== 'ready') {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(done, 2_000);
+        function done() {
+          clearTimeout(t);
+          client.off('ready', done);
+          client.off('error', done);
+          resolve();
+        }
+        client.once('ready', done);
+        client.once('error', done);
+      });
+    }
     return ex;
   }
 
@@ -129,6 +144,15 @@ export class RedisExporter extends EventEmitter<{ written: [WrittenBatch] }> imp
     } else {
       m.set(key, { value, offeredAt: performance.now() });
       this.pendingCount++;
+    }
+    this.kick();
+  }
+
+  /** The connection is back: retry at once instead of waiting out the backoff. */
+  private retryNow(): void {
+    if (this.retryTimer) {
+      clearTimeout(this.retryTimer);
+      this.retryTimer = undefined;
     }
     this.kick();
   }

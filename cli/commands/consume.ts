@@ -65,6 +65,18 @@ examples:
       ...(opts.host ? { selectHost: opts.host as string } : {}),
     });
 
+    // Registered first, so it runs last (cleanups go newest first), before the process exits.
+    onShutdown('summary', () => {
+      const s = consumer.stats();
+      const rejects = Object.entries(s.rejects)
+        .filter(([, n]) => n > 0)
+        .map(([r, n]) => `${r} ${n}`)
+        .join(', ');
+      io.stderr.write(
+        `virgo consume: ${s.pairs} pairs, ${s.table.variables} variables, ${s.connects} connections` +
+          `${rejects ? `, rejected: ${rejects}` : ''}\n`,
+      );
+    });
     const sinks: import('../../kernel-analytics/export.ts').ExportSink[] = [];
     if (opts.redis) {
       const { RedisExporter } = await import('../../kernel-analytics/redis-export.ts');
@@ -101,15 +113,6 @@ examples:
     }
     await exitOnSignals();
     await shutdown();
-    const s = consumer.stats();
-    const rejects = Object.entries(s.rejects)
-      .filter(([, n]) => n > 0)
-      .map(([r, n]) => `${r} ${n}`)
-      .join(', ');
-    io.stderr.write(
-      `virgo consume: ${s.pairs} pairs, ${s.table.variables} variables, ${s.connects} connections` +
-        `${rejects ? `, rejected: ${rejects}` : ''}\n`,
-    );
     return 0;
   },
 });

@@ -1,0 +1,236 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import {
+  ConfFile,
+  ConfFileSink,
+  ConfValueError,
+  exportTable,
+  formatConf,
+  parseConf,
+  RedisExporter,
+  VariableTable,
+} from '../../kernel-analytics/index.ts';
+import { REDIS_URL, run, unique, waitFor } from '../helpers/services.ts';
+import { freePort } from './helpers.ts';
+
+const cleanups: (() => unknown)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+function tmp(): string {
+  const d = mkdtempSync(join(tmpdir(), 'virgo-conf-'));
+  cleanups.push(() => rmSync(d, { recursive: true, force: true }));
+  return d;
+}
+
+const redisCli = (...args: string[]) => run('redis-cli', ['-u', REDIS_URL, ...args]);
+
+describe('conf file format (DESIGN §3)', () => {
+  const ORIGINAL =
+    'match=True,kernel_analytics1=v1,kernel_analytics2=v2,kernel_analytics3=v3,MaxNetworkBandwidth=255\n';
+
+  it('reads the original sample', () => {
+    const c = parseConf(ORIGINAL);
+    expect(c.problems).toEqual([]);
+    expect(Object.fromEntries(c.values)).toEqual({
+      match: 'True',
+      kernel_analytics1: 'v1',
+      kernel_analytics2: 'v2',
+      kernel_analytics3: 'v3',
+      MaxNetworkBandwidth: '255',
+    });
+  });
+
+  it('appends (",key=value", possibly after a newline) override; newlines are not separators; bad tokens reported', () => {
+    const c = parseConf('a=1,b=2\n,a=3\r\n,c=x=y,novalue,bad key=1,s={1, 2},d=line\nbreak,');
+    expect(Object.fromEntries(c.values)).toEqual({ a: '3', b: '2', c: 'x=y', s: '{1' });
+    expect(c.problems.map((p) => [p.token, p.reason])).toEqual([
+      ['novalue', 'missing-equals'],
+      ['bad key=1', 'invalid-key'],
+      [' 2}', 'missing-equals'],
+      ['d=line\nbreak', 'invalid-value'],
+    ]);
+    expect(c.problems[2]!.message).toMatch(/contained a comma/);
+  });
+
+  it('writing a value with a comma is refused with a clear error; the file is untouched', async () => {
+    const file = new ConfFile(join(tmp(), 'virgo_kernel_analytics.conf'), { fsync: false });
+    await file.write({ match: 'True' });
+    const err = await file.set('s', "{'a', 'b'}").catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ConfValueError);
+    expect((err as Error).message).toMatch(/value of s contains ','.*separates pairs/);
+    expect(() => formatConf({ k: 'a,b' })).toThrow(ConfValueError);
+    expect(readFileSync(file.path, 'utf8')).toBe('match=True\n');
+  });
+
+  it('round trip: original sample in, set/append/unset, atomic replace, same content back', async () => {
+    const dir = tmp();
+    const path = join(dir, 'virgo_kernel_analytics.conf');
+    writeFileSync(path, ORIGINAL, { mode: 0o640 });
+    const file = new ConfFile(path);
+    const before = statSync(path);
+    expect(await file.list()).toMatchObject({ match: 'True', MaxNetworkBandwidth: '255' });
+    await file.set({ match: 'False', newkey: 'n/a' });
+    const after = statSync(path);
+    expect(after.ino).not.toBe(before.ino); // replaced by rename, not rewritten in place
+    expect(after.mode & 0o777).toBe(0o640); // keeps the file's mode
+    expect(readFileSync(path, 'utf8')).toBe(
+      'match=False,kernel_analytics1=v1,kernel_analytics2=v2,kernel_analytics3=v3,MaxNetworkBandwidth=255,newkey=n/a\n',
+    );
+    await file.append('MaxNetworkBandwidth', '100');
+    expect(readFileSync(path, 'utf8').endsWith('\n,MaxNetworkBandwidth=100')).toBe(true);
+    expect(await file.get('MaxNetworkBandwidth')).toBe('100');
+    expect(await file.unset('kernel_analytics2', 'absent')).toEqual(['kernel_analytics2']);
+    await file.compact();
+    expect(parseConf(readFileSync(path, 'utf8')).values).toEqual(
+      new Map([
+        ['match', 'False'],
+        ['kernel_analytics1', 'v1'],
+        ['kernel_analytics3', 'v3'],
+        ['MaxNetworkBandwidth', '100'],
+        ['newkey', 'n/a'],
+      ]),
+    );
+    expect(readdirSync(dir)).toEqual(['virgo_kernel_analytics.conf']); // no temp files left
+    // appending to an empty/new file does not start with a comma
+    const fresh = new ConfFile(join(dir, 'new.conf'), { fsync: false });
+    await fresh.append('k', 'v');
+    expect(readFileSync(fresh.path, 'utf8')).toBe('k=v');
+  });
+
+  it('concurrent writers in one process do not lose each other', async () => {
+    const file = new ConfFile(join(tmp(), 'c.conf'), { fsync: false });
+    await Promise.all(Array.from({ length: 20 }, (_, i) => file.set(`k${i}`, String(i))));
+    expect(Object.keys(await file.list())).toHaveLength(20);
+  });
+
+  it('ConfFileSink keeps the file in step with a table, refusing comma values, keeping pairs set by people', async () => {
+    const path = join(tmp(), 'sink.conf');
+    writeFileSync(path, 'operator_pin=1');
+    const table = new VariableTable();
+    table.set('match', 'True');
+    const sink = new ConfFileSink(new ConfFile(path, { fsync: false }), { delayMs: 5 });
+    const exp = exportTable(table, [sink]);
+    cleanups.push(() => exp.close());
+    table.set('bw', '255');
+    table.set('set_repr', '{1, 2}');
+    await exp.flush();
+    expect(parseConf(readFileSync(path, 'utf8')).values).toEqual(
+      new Map([
+        ['operator_pin', '1'],
+        ['match', 'True'],
+        ['bw', '255'],
+      ]),
+    );
+    expect(sink.stats()).toMatchObject({ rejected: 1, written: 2, errors: 0 });
+    table.delete('bw');
+    table.set('match', 'False');
+    await waitFor(async () => (await new ConfFile(path).get('match')) === 'False', 'debounced write');
+    expect(await new ConfFile(path).get('bw')).toBeUndefined();
+  });
+
+  it('says what to do when the file cannot be written', async () => {
+    const file = new ConfFile(join(tmp(), 'no', 'such', 'dir', 'x.conf'));
+    await expect(file.set('k', 'v')).rejects.toThrow(
+      /cannot write .*x\.conf: ENOENT \(the directory does not exist\)/,
+    );
+  });
+});
+
+describe('Redis export', () => {
+  it('hash per host and change messages, seen by redis-cli', async () => {
+    const prefix = unique('virgo-test:analytics');
+    const ex = await RedisExporter.create({ url: REDIS_URL, prefix, defaultHost: 'thishost' });
+    cleanups.push(async () => {
+      await run('sh', [
+        '-c',
+        `redis-cli -u ${REDIS_URL} --scan --pattern '${prefix}:*' | xargs -r redis-cli -u ${REDIS_URL} del`,
+      ]);
+    });
+    // A real redis-cli subscriber for the change channel.
+    const sub = spawn('redis-cli', ['-u', REDIS_URL, '--csv', 'PSUBSCRIBE', `${prefix}:changes:*`]);
+    let subOut = '';
+    sub.stdout.on('data', (d: Buffer) => {
+      subOut += d.toString();
+    });
+    cleanups.push(() => sub.kill());
+    await waitFor(() => subOut.includes('psubscribe'), 'redis-cli subscribed');
+
+    const table = new VariableTable();
+    table.set('match', 'True', { host: 'edge1' });
+    const exp = exportTable(table, [ex]);
+    cleanups.push(() => exp.close());
+    table.set('MaxNetworkBandwidth', '255', { host: 'edge1' });
+    table.set('load', '0.5'); // host unknown → defaultHost
+    table.set('match', 'False', { host: 'edge1' });
+    await exp.flush();
+
+    const h = await redisCli('HGETALL', `${prefix}:edge1`);
+    const fields = h.stdout.trim().split('\n');
+    const hash = Object.fromEntries(
+      Array.from({ length: fields.length / 2 }, (_, i) => [fields[2 * i], fields[2 * i + 1]]),
+    );
+    expect(hash).toEqual({ match: 'False', MaxNetworkBandwidth: '255' });
+    expect((await redisCli('HGET', `${prefix}:thishost`, 'load')).stdout.trim()).toBe('0.5');
+    await waitFor(() => subOut.includes('match=False'), 'change message at redis-cli');
+    expect(subOut).toContain(`${prefix}:changes:edge1`);
+    expect(subOut).toContain(`${prefix}:changes:thishost`);
+    table.delete('MaxNetworkBandwidth', 'edge1');
+    await exp.flush();
+    expect((await redisCli('HEXISTS', `${prefix}:edge1`, 'MaxNetworkBandwidth')).stdout.trim()).toBe('0');
+    expect(ex.stats()).toMatchObject({ errors: 0, pending: 0 });
+    expect(ex.stats().written).toBeGreaterThanOrEqual(4);
+  });
+
+  it('Redis goes away: errors counted, the table never waits, pending stays bounded, writes land when it is back', async () => {
+    // A private redis-server we can stop and start (the shared one must stay up for others).
+    const port = await freePort();
+    const startRedis = () => {
+      const p = spawn('redis-server', [
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+      ]);
+      p.stdout.resume();
+      return p;
+    };
+    let server = startRedis();
+    cleanups.push(() => server.kill('SIGKILL'));
+    const url = `redis://127.0.0.1:${port}`;
+    await waitFor(
+      async () => (await run('redis-cli', ['-u', url, 'PING'])).stdout.includes('PONG'),
+      'private redis',
+    );
+    const prefix = unique('virgo-test:analytics');
+    const ex = await RedisExporter.create({ url, prefix, defaultHost: 'h' });
+    const table = new VariableTable();
+    const exp = exportTable(table, [ex]);
+    cleanups.push(() => exp.close());
+    table.set('k', 'before');
+    await exp.flush();
+    expect(ex.stats().written).toBe(1);
+
+    const down = new Promise((r) => server.once('close', r));
+    server.kill('SIGKILL');
+    await down;
+    for (let i = 0; i < 1000; i++) table.set(`k${i % 10}`, String(i)); // returns at once: nothing waits on Redis
+    expect(table.get('k9')).toBe('999');
+    await ex.flush();
+    expect(ex.stats().errors).toBeGreaterThan(0);
+    expect(ex.stats().pending).toBe(10); // coalesced per key: bounded by the table, not by the update rate
+
+    server = startRedis();
+    await waitFor(() => ex.stats().pending === 0, 'pending written after Redis came back', 30_000);
+    const got = await run('redis-cli', ['-u', url, 'HGET', `${prefix}:h`, 'k9']);
+    expect(got.stdout.trim()).toBe('999');
+  });
+});

@@ -1,0 +1,175 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import {
+  KvLineParser,
+  type KvRejectReason,
+  MAX_VALUE_BYTES,
+  parseKvLine,
+  validateKey,
+  validateValue,
+} from '../../kernel-analytics/index.ts';
+
+function parseAll(chunks: Buffer[]) {
+  const pairs: [string, string][] = [];
+  const rejects: KvRejectReason[] = [];
+  const p = new KvLineParser(
+    (k, v) => pairs.push([k, v]),
+    (r) => rejects.push(r),
+  );
+  for (const c of chunks) p.push(c);
+  p.end();
+  return { pairs, rejects, blank: p.blank, ignored: p.ignored };
+}
+
+describe('validateKey / validateValue / parseKvLine (DESIGN §3)', () => {
+  it('accepts the key alphabet and refuses the rest with a reason', () => {
+    for (const k of ['k1', 'match', 'MaxNetworkBandwidth', 'a.b:c/d-e_f', 'x'.repeat(128)]) {
+      expect(validateKey(k).ok, k).toBe(true);
+    }
+    for (const k of ['', 'k 1', 'ключ', 'a=b', 'x'.repeat(129), 'k\n']) {
+      const r = validateKey(k);
+      expect(r.ok, k).toBe(false);
+      if (!r.ok) expect(r.reason).toBe('invalid-key');
+    }
+  });
+
+  it('values: printable UTF-8 up to 1000 bytes, no CR/LF or other controls', () => {
+    expect(validateValue('').ok).toBe(true);
+    expect(validateValue('True').ok).toBe(true);
+    expect(validateValue('{1, 2} = set with spaces, commas and é').ok).toBe(true);
+    expect(validateValue('é'.repeat(500)).ok).toBe(true); // 1000 bytes
+    const long = validateValue('é'.repeat(501));
+    expect(long).toMatchObject({ ok: false, reason: 'overlong' });
+    for (const v of ['a\nb', 'a\rb', 'tab\there', 'nul\0', 'del\u007f', 'c1\u0085', 'lone\ud800']) {
+      expect(validateValue(v).ok, JSON.stringify(v)).toBe(false);
+    }
+  });
+
+  it('parseKvLine splits at the first = and names what is wrong', () => {
+    expect(parseKvLine('k1=v1')).toEqual({ ok: true, key: 'k1', value: 'v1' });
+    expect(parseKvLine('k=a=b\r')).toEqual({ ok: true, key: 'k', value: 'a=b' });
+    expect(parseKvLine('k=')).toEqual({ ok: true, key: 'k', value: '' });
+    expect(parseKvLine('novalue')).toMatchObject({ ok: false, reason: 'missing-equals' });
+    expect(parseKvLine('k 1=v')).toMatchObject({ ok: false, reason: 'invalid-key' });
+    expect(parseKvLine('=v')).toMatchObject({ ok: false, reason: 'invalid-key' });
+    expect(parseKvLine('k=\u0001')).toMatchObject({ ok: false, reason: 'invalid-value' });
+    expect(parseKvLine('k=\0')).toMatchObject({ ok: false, reason: 'binary' });
+    expect(parseKvLine(`k=${'v'.repeat(MAX_VALUE_BYTES + 1)}`)).toMatchObject({
+      ok: false,
+      reason: 'overlong',
+    });
+  });
+});
+
+describe('KvLineParser: lines, not chunks', () => {
+  it('does not leak stale bytes into values (the original printed "k1 = v1\\n_ANALYTICS_STREAMING_START")', () => {
+    // What the original's uncleared 1000-byte buffer held after reading 6 bytes over its own START.
+    const r = parseAll([Buffer.from('k1=v1\n'), Buffer.from('k2=v2\n'), Buffer.from('k10=v10\n')]);
+    expect(r.pairs).toEqual([
+      ['k1', 'v1'],
+      ['k2', 'v2'],
+      ['k10', 'v10'],
+    ]);
+    expect(r.rejects).toEqual([]);
+  });
+
+  it('joins lines split across reads, and CRLF from telnet', () => {
+    const r = parseAll([
+      Buffer.from('ma'),
+      Buffer.from('tch=Tr'),
+      Buffer.from('ue\r\nk'),
+      Buffer.from('=é\n'),
+    ]);
+    expect(r.pairs).toEqual([
+      ['match', 'True'],
+      ['k', 'é'],
+    ]);
+  });
+
+  it('skips blank lines and the start line; rejects each bad line by reason and keeps going', () => {
+    const input = Buffer.concat([
+      Buffer.from('KERNEL_ANALYTICS_STREAMING_START\n\n'),
+      Buffer.from('good1=1\n'),
+      Buffer.from([0x62, 0x00, 0xff, 0x3d, 0x0a]), // binary
+      Buffer.from(`long=${'x'.repeat(5000)}\n`), // overlong
+      Buffer.from('no equals here\n'),
+      Buffer.from('bad key=1\n'),
+      Buffer.from('k=tab\there\n'),
+      Buffer.from('v=\xc3\x28\n', 'latin1'), // invalid UTF-8 in a value
+      Buffer.from('good2=2\n'),
+      Buffer.from('half=li'), // no newline before the end
+    ]);
+    const r = parseAll([input]);
+    expect(r.pairs).toEqual([
+      ['good1', '1'],
+      ['good2', '2'],
+    ]);
+    expect(r.rejects).toEqual([
+      'binary',
+      'overlong',
+      'missing-equals',
+      'invalid-key',
+      'invalid-value',
+      'binary',
+      'partial',
+    ]);
+    expect(r.blank).toBe(1);
+    expect(r.ignored).toBe(1);
+  });
+
+  it('an overlong line spread over many reads is one reject, and the next line is read', () => {
+    const chunks = [Buffer.from('k=')];
+    for (let i = 0; i < 10; i++) chunks.push(Buffer.alloc(700, 0x61));
+    chunks.push(Buffer.from('aaa\nafter=ok\n'));
+    const r = parseAll(chunks);
+    expect(r.rejects).toEqual(['overlong']);
+    expect(r.pairs).toEqual([['after', 'ok']]);
+  });
+
+  it('a line exactly at the limits is accepted', () => {
+    const key = 'k'.repeat(128);
+    const value = 'v'.repeat(1000);
+    const r = parseAll([Buffer.from(`${key}=${value}\r\n`)]);
+    expect(r.pairs).toEqual([[key, value]]);
+  });
+
+  it('property: agrees with parseKvLine on every line, however the stream is cut', () => {
+    const lineArb = fc.oneof(
+      fc
+        .tuple(fc.stringMatching(/^[A-Za-z0-9_.:/-]{1,20}$/), fc.string({ maxLength: 30 }))
+        .map(([k, v]) => `${k}=${v}`),
+      fc.string({ maxLength: 40 }),
+      fc.uint8Array({ maxLength: 30 }).map((a) => Buffer.from(a).toString('latin1')),
+    );
+    fc.assert(
+      fc.property(
+        fc.array(lineArb, { maxLength: 20 }),
+        fc.array(fc.nat(), { maxLength: 8 }),
+        (lines, cuts) => {
+          const clean = lines.map((l) => l.replace(/[\r\n]/g, ''));
+          const bytes = Buffer.concat(clean.map((l) => Buffer.from(`${l}\n`, 'utf8')));
+          const points = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b);
+          const chunks: Buffer[] = [];
+          let prev = 0;
+          for (const p of points) {
+            chunks.push(bytes.subarray(prev, p));
+            prev = p;
+          }
+          chunks.push(bytes.subarray(prev));
+          const got = parseAll(chunks);
+          const want: [string, string][] = [];
+          const wantRejects: string[] = [];
+          for (const l of clean) {
+            if (l === '' || l === 'KERNEL_ANALYTICS_STREAMING_START') continue;
+            const r = parseKvLine(l);
+            if (r.ok) want.push([r.key, r.value]);
+            else wantRejects.push(r.reason);
+          }
+          expect(got.pairs).toEqual(want);
+          expect(got.rejects).toEqual(wantRejects);
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+});
