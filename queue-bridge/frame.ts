@@ -42,7 +42,9 @@ export class FrameReader {
     private readonly maxRecordBytes: number,
     chunkBytes = 1 << 20,
   ) {
-    this.buf = Buffer.allocUnsafe(chunkBytes);
+    // Small segments (and the tail of a followed one) need small buffers; ensure() grows it.
+    const span = limit - pos;
+    this.buf = Buffer.allocUnsafe(Number.isFinite(span) ? Math.max(64, Math.min(chunkBytes, span)) : 1 << 16);
     this.bufPos = pos;
     this.cursor = pos;
   }

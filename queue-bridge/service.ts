@@ -1,12 +1,11 @@
 // The VIRGO queue service: KingCobra behind TCP :60000, a ZeroMQ ROUTER and an in-process
 // submit() for device models, all writing one segment log.
-import type { LineServer } from '../runtime/line-server.ts';
 import { createLogger } from '../runtime/log.ts';
 import { NotQueuedError, QueueBusyError } from './errors.ts';
 import { type Handler, KingCobra, type KingCobraStats } from './kingcobra.ts';
 import { checkPayload } from './payload.ts';
 import { type LogStats, SegmentLog, type SegmentLogOptions } from './segment-log.ts';
-import { startTcpFront } from './tcp-front.ts';
+import { startTcpFront, type TcpFront } from './tcp-front.ts';
 import { startZmqFront, type ZmqFront } from './zmq-front.ts';
 
 const log = createLogger('kingcobra.service');
@@ -86,7 +85,7 @@ export async function startQueueService(opts: QueueServiceOptions): Promise<Queu
     ...(opts.handler ? { handler: opts.handler } : {}),
     ...(opts.handlerTimeoutMs !== undefined ? { handlerTimeoutMs: opts.handlerTimeoutMs } : {}),
   });
-  let tcp: LineServer | undefined;
+  let tcp: TcpFront | undefined;
   let zmq: ZmqFront | undefined;
   try {
     if (opts.recoverPending !== false) await kc.recoverPending();
@@ -122,9 +121,11 @@ export async function startQueueService(opts: QueueServiceOptions): Promise<Queu
       if (o.status === 'not-queued') throw new NotQueuedError(o.line, { cause: o.error });
       return { id: o.id, ts: o.ts, offset: o.offset, reply: o.reply, line: o.line };
     },
-    stats: () => ({ kingcobra: kc.stats(), log: segLog.stats(), tcpClients: tcp?.clientCount ?? 0 }),
+    stats: () => ({ kingcobra: kc.stats(), log: segLog.stats(), tcpClients: tcp?.server.clientCount ?? 0 }),
     close() {
       closed ??= (async () => {
+        // KingCobra first (new requests get BUSY, those in flight finish), then the fronts once
+        // they have written the replies they owe, then the log.
         await kc.drain();
         await tcp?.close();
         await zmq?.close();

@@ -14,7 +14,18 @@ export interface TcpFrontOptions {
   secret?: string;
 }
 
-export async function startTcpFront(kc: KingCobra, opts: TcpFrontOptions): Promise<LineServer> {
+export interface TcpFront {
+  readonly server: LineServer;
+  readonly port: number;
+  /** stops the port once every reply owed has been written */
+  close(): Promise<void>;
+}
+
+export async function startTcpFront(kc: KingCobra, opts: TcpFrontOptions): Promise<TcpFront> {
+  // Lines whose reply is not written yet: close() waits for them, so a request that was in
+  // flight at shutdown still gets its answer.
+  let owed = 0;
+  let settled: (() => void) | undefined;
   const server = new LineServer({
     name: 'kingcobra',
     host: opts.host ?? '127.0.0.1',
@@ -31,10 +42,26 @@ export async function startTcpFront(kc: KingCobra, opts: TcpFrontOptions): Promi
         client.send('ERROR empty request; send one payload per line');
         return;
       }
-      const o = await kc.request(line, client.remote, `tcp:${client.id}`, 'tcp');
-      client.send(o.line);
+      owed++;
+      try {
+        const o = await kc.request(line, client.remote, `tcp:${client.id}`, 'tcp');
+        client.send(o.line);
+      } finally {
+        if (--owed === 0) settled?.();
+      }
     },
   });
   await server.listen();
-  return server;
+  return {
+    server,
+    port: server.port,
+    async close() {
+      if (owed > 0) {
+        await new Promise<void>((r) => {
+          settled = r;
+        });
+      }
+      await server.close();
+    },
+  };
 }
