@@ -1,0 +1,27 @@
+// ingest/: kernel log lines in, KernelEvents out (DESIGN.md sections 1-2).
+// Owns: the line parser and kernel families, the template miner, publish-logs, the consumer stage
+// with its dead-letter queue. Imports: schemas/, bus/, runtime/.
+
+export { cutUtf8, type Decoded, type DecodeReason, decodeValue, MAX_LINE_BYTES } from './decode.ts';
+export { toKernelEvent } from './event.ts';
+export { type Classified, classify } from './families.ts';
+export { maskMessage, Scanner, WILDCARD } from './mask.ts';
+export { ingestMetrics, publishMetrics } from './metrics.ts';
+export {
+  type MineResult,
+  type MinerOptions,
+  type MinerState,
+  type TemplateChange,
+  TemplateMiner,
+  templateIdOf,
+} from './miner.ts';
+export { hostOf, parseLine } from './parse.ts';
+export {
+  type IngestBatchContext,
+  type IngestStage,
+  type IngestStageOptions,
+  type IngestStats,
+  startIngestStage,
+} from './stage.ts';
+export type { Family, LineFormat, ParsedLine, ParseOptions } from './types.ts';
+export { FAMILIES } from './types.ts';

@@ -1,0 +1,381 @@
+// Tokenising and masking of log messages for the template miner: variables (numbers, hex, IPs,
+// MACs, paths, host names, clock times, written-out dates) become `<*>` inside their token, so
+// `uid=0` reads `uid=<*>` and `(10.0.0.1)` reads `(<*>)`.
+//
+// Hot path: one pass over the message's characters with a character table, no regular
+// expressions, no per-token strings for plain words. The masked message (tokens joined by one
+// space) is built from slices of the original, and is the original itself when nothing changed.
+
+export const WILDCARD = '<*>';
+
+// Character classes (bit flags) for the ASCII range; everything else is "other".
+const DIGIT = 1;
+const ALPHA = 2;
+const HEX = 4;
+/** splits a token into units: `uid=0` → `uid`, `=`, `0` */
+const DELIM = 8;
+/** a cut point for partial wildcards when two tokens are merged: `user=root`/`user=guest` → `user=<*>` */
+const CUT = 16;
+const HOSTCH = 32;
+const SPACE = 64;
+const SLASH = 128;
+/** '.' only; HOSTCH also has it */
+const DOT = 256;
+
+// Indexed by UTF-16 code unit (64 KiB): one load per character, no range branch.
+const CLASS = new Uint16Array(65536);
+for (let c = 48; c <= 57; c++) CLASS[c] = DIGIT | HEX | HOSTCH;
+for (let c = 65; c <= 90; c++) CLASS[c] = ALPHA | HOSTCH;
+for (let c = 97; c <= 122; c++) CLASS[c] = ALPHA | HOSTCH;
+for (const c of 'abcdefABCDEF') CLASS[c.charCodeAt(0)]! |= HEX;
+for (const c of '-_.') CLASS[c.charCodeAt(0)]! |= HOSTCH;
+for (const c of `=,;()[]{}<>'"#|@`) CLASS[c.charCodeAt(0)]! |= DELIM | CUT;
+for (const c of ':/.') CLASS[c.charCodeAt(0)]! |= CUT;
+CLASS[32] = SPACE;
+CLASS[47]! |= SLASH;
+CLASS[46]! |= DOT;
+CLASS[9] = SPACE;
+
+const cls = (code: number): number => CLASS[code]!;
+
+/** True where a merged token may be cut into a literal prefix/suffix around a wildcard. */
+export function isCut(code: number): boolean {
+  return (cls(code) & CUT) !== 0;
+}
+
+const code3 = (s: string): number => (s.charCodeAt(0) << 16) | (s.charCodeAt(1) << 8) | s.charCodeAt(2);
+const MONTHS = new Set(
+  ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'].map(code3),
+);
+const WEEKDAYS = new Set(['Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat', 'Sun'].map(code3));
+const WILD0 = WILDCARD.charCodeAt(0);
+const WILD1 = WILDCARD.charCodeAt(1);
+const WILD2 = WILDCARD.charCodeAt(2);
+const utf16 = new TextDecoder('utf-16le');
+
+/**
+ * Scans one message at a time: token bounds, the bounds of the masked-out values, and the masked
+ * message (tokens joined by one space) in a reusable buffer with its FNV-1a hash, so that a message
+ * whose masked form was seen before costs no allocation. Reused between calls: copy what you keep.
+ */
+export class Scanner {
+  message = '';
+  /** tokens */
+  count = 0;
+  /** token i is message.slice(starts[i], ends[i]) */
+  starts = new Int32Array(64);
+  ends = new Int32Array(64);
+  /** token i owns values vstart[i] … vstart[i+1]-1 */
+  vstart = new Int32Array(65);
+  /** value j is message.slice(va[j], vb[j]) */
+  va = new Int32Array(64);
+  vb = new Int32Array(64);
+  vcount = 0;
+  /** the masked message, UTF-16 code units */
+  buf = new Uint16Array(256);
+  len = 0;
+  hash = 0;
+
+  token(i: number): string {
+    return this.message.slice(this.starts[i]!, this.ends[i]!);
+  }
+
+  value(j: number): string {
+    return this.message.slice(this.va[j]!, this.vb[j]!);
+  }
+
+  /** The masked message as a string (allocates). */
+  key(): string {
+    return this.len === 0 ? '' : utf16.decode(this.buf.subarray(0, this.len));
+  }
+
+  /** A copy of the masked message's code units, for keyEquals(). */
+  keyUnits(): Uint16Array {
+    return this.buf.slice(0, this.len);
+  }
+
+  /** True when `units` (from keyUnits()) is the masked message. */
+  keyEquals(units: Uint16Array): boolean {
+    const n = this.len;
+    if (units.length !== n) return false;
+    const buf = this.buf;
+    for (let i = 0; i < n; i++) if (buf[i] !== units[i]) return false;
+    return true;
+  }
+
+  scan(message: string): this {
+    this.message = message;
+    this.count = 0;
+    this.vcount = 0;
+    this.len = 0;
+    this.hash = 0x811c9dc5;
+    // room for the message plus wildcards longer than what they replace
+    if (this.buf.length < message.length * 2 + 16) this.buf = new Uint16Array(message.length * 2 + 16);
+    const n = message.length;
+    const buf = this.buf;
+    let len = 0;
+    let h = 0x811c9dc5;
+    let i = this.skipSpace(0);
+    while (i < n) {
+      const a = i;
+      const len0 = len;
+      const h0 = h;
+      // One pass to the token's end, copying it into the key and noting whether it could hold a
+      // variable; tokens that might are rewound and masked.
+      let interesting = false;
+      let dots = 0;
+      while (i < n) {
+        const c = message.charCodeAt(i);
+        const k = CLASS[c]!;
+        if (k & (SPACE | DIGIT | SLASH | DOT)) {
+          if (k & SPACE) break;
+          if (k & DOT) dots++;
+          else interesting = true;
+        }
+        buf[len++] = c;
+        h = Math.imul(h ^ c, 16777619);
+        i++;
+      }
+      const b = i;
+      const t = this.count;
+      if (t === this.starts.length) this.growTokens();
+      this.starts[t] = a;
+      this.ends[t] = b;
+      this.vstart[t] = this.vcount;
+      this.count = t + 1;
+      if (interesting || dots >= 2 || (b - a === 3 && (this.isMonthDay(a, b) || this.isWeekdayDate(a, b)))) {
+        this.len = len0;
+        this.hash = h0;
+        if (interesting || dots >= 2) this.maskToken(a, b);
+        else this.wild(a, b);
+        len = this.len;
+        h = this.hash;
+      }
+      i = this.skipSpace(b);
+      if (i < n) {
+        buf[len++] = 32;
+        h = Math.imul(h ^ 32, 16777619);
+      }
+    }
+    this.len = len;
+    this.hash = h;
+    this.vstart[this.count] = this.vcount;
+    return this;
+  }
+
+  private growTokens(): void {
+    const n = this.starts.length * 2;
+    const s = new Int32Array(n);
+    s.set(this.starts);
+    this.starts = s;
+    const e = new Int32Array(n);
+    e.set(this.ends);
+    this.ends = e;
+    const v = new Int32Array(n + 1);
+    v.set(this.vstart);
+    this.vstart = v;
+  }
+
+  private put(c: number): void {
+    this.buf[this.len++] = c;
+    this.hash = Math.imul(this.hash ^ c, 16777619);
+  }
+
+  private copy(a: number, b: number): void {
+    const m = this.message;
+    const buf = this.buf;
+    let len = this.len;
+    let h = this.hash;
+    for (let i = a; i < b; i++) {
+      const c = m.charCodeAt(i);
+      buf[len++] = c;
+      h = Math.imul(h ^ c, 16777619);
+    }
+    this.len = len;
+    this.hash = h;
+  }
+
+  /** Replaces message[a,b) by the wildcard and records the value. */
+  private wild(a: number, b: number): void {
+    this.put(WILD0);
+    this.put(WILD1);
+    this.put(WILD2);
+    const j = this.vcount;
+    if (j === this.va.length) {
+      const va = new Int32Array(j * 2);
+      va.set(this.va);
+      this.va = va;
+      const vb = new Int32Array(j * 2);
+      vb.set(this.vb);
+      this.vb = vb;
+    }
+    this.va[j] = a;
+    this.vb[j] = b;
+    this.vcount = j + 1;
+  }
+
+  private skipSpace(i: number): number {
+    const m = this.message;
+    const n = m.length;
+    while (i < n && cls(m.charCodeAt(i)) & SPACE) i++;
+    return i;
+  }
+
+  private tokenEnd(i: number): number {
+    const m = this.message;
+    const n = m.length;
+    while (i < n && !(cls(m.charCodeAt(i)) & SPACE)) i++;
+    return i;
+  }
+
+  private isWord3(a: number, set: Set<number>): boolean {
+    const m = this.message;
+    const c = m.charCodeAt(a);
+    if (c < 65 || c > 90) return false;
+    return set.has((c << 16) | (m.charCodeAt(a + 1) << 8) | m.charCodeAt(a + 2));
+  }
+
+  private isDayNumber(a: number, b: number): boolean {
+    const m = this.message;
+    if (b > a && m.charCodeAt(b - 1) === 44) b--; // "Jun 8, 2024"
+    const c0 = m.charCodeAt(a);
+    if (b - a === 1) return c0 >= 49 && c0 <= 57;
+    if (b - a === 2) {
+      const c1 = m.charCodeAt(a + 1);
+      return c0 >= 48 && c0 <= 51 && c1 >= 48 && c1 <= 57;
+    }
+    return false;
+  }
+
+  /** A month name followed by a day number: `Jun 22`. */
+  private isMonthDay(a: number, b: number): boolean {
+    if (b - a !== 3 || !this.isWord3(a, MONTHS)) return false;
+    const c = this.skipSpace(b);
+    return c < this.message.length && this.isDayNumber(c, this.tokenEnd(c));
+  }
+
+  /** A weekday name followed by a month and a day: `Wed Jun 22`. */
+  private isWeekdayDate(a: number, b: number): boolean {
+    if (!this.isWord3(a, WEEKDAYS)) return false;
+    const c = this.skipSpace(b);
+    return c < this.message.length && this.isMonthDay(c, this.tokenEnd(c));
+  }
+
+  /** Masks the units of one token: runs between delimiters such as `=`, `(`, `,`. */
+  private maskToken(a: number, b: number): void {
+    const m = this.message;
+    let i = a;
+    while (i < b) {
+      const c = m.charCodeAt(i);
+      if (cls(c) & DELIM) {
+        this.put(c);
+        i++;
+        continue;
+      }
+      let j = i + 1;
+      while (j < b && !(cls(m.charCodeAt(j)) & DELIM)) j++;
+      this.maskUnit(i, j);
+      i = j;
+    }
+  }
+
+  /** A unit, e.g. `0000:00:1f.0`, `/proc/kmsg`, `host8.example.net`, `batch:1`. */
+  private maskUnit(a: number, b: number): void {
+    const m = this.message;
+    // Sentence punctuation at the end stays literal: `ffff3000.` → `<*>.`, `entries:` → `entries:`.
+    let e = b;
+    while (e > a) {
+      const c = m.charCodeAt(e - 1);
+      if (c === 46 || c === 58 || c === 33 || c === 63) e--;
+      else break;
+    }
+    if (e === a) {
+      this.copy(a, b);
+      return;
+    }
+    const first = m.charCodeAt(a);
+    // Absolute and home/relative-dot paths, whole: `/udev/vcs2`, `~/x`, `./run.sh`.
+    if (
+      (first === 47 && e - a > 1) ||
+      ((first === 126 || first === 46) && e - a > 2 && m.charCodeAt(a + 1) === 47)
+    ) {
+      this.wild(a, e);
+      this.copy(e, b);
+      return;
+    }
+    let colons = 0;
+    let slashes = 0;
+    let digit = false;
+    let hexColonDot = true;
+    for (let i = a; i < e; i++) {
+      const c = m.charCodeAt(i);
+      const k = cls(c);
+      if (k & DIGIT) digit = true;
+      if (c === 58) colons++;
+      else if (c === 47) slashes++;
+      else if (!(k & HEX) && c !== 46) hexColonDot = false;
+    }
+    if (colons >= 2 && digit && hexColonDot) {
+      // MAC, IPv6, PCI address, clock time: one variable, not a run of `<*>:<*>`.
+      this.wild(a, e);
+    } else if (colons > 0 || slashes > 0) {
+      // `batch:1` → `batch:<*>`, `PS/2` → `PS/<*>`, `8086/2410` → `<*>/<*>`
+      let i = a;
+      for (;;) {
+        let j = i;
+        while (j < e && m.charCodeAt(j) !== 58 && m.charCodeAt(j) !== 47) j++;
+        this.maskSub(i, j);
+        if (j >= e) break;
+        this.put(m.charCodeAt(j));
+        i = j + 1;
+      }
+    } else this.maskSub(a, e);
+    this.copy(e, b);
+  }
+
+  /** The smallest piece: any digit makes it a variable; so do host names (two dots or more). */
+  private maskSub(a: number, e: number): void {
+    if (e <= a) return;
+    const m = this.message;
+    let dots = 0;
+    let host = true;
+    for (let i = a; i < e; i++) {
+      const c = m.charCodeAt(i);
+      const k = cls(c);
+      if (k & DIGIT) {
+        this.wild(a, e);
+        return;
+      }
+      if (c === 46) {
+        if (i === a || i === e - 1 || m.charCodeAt(i - 1) === 46) host = false;
+        dots++;
+      }
+      if (!(k & HOSTCH)) host = false;
+    }
+    if (dots >= 2 && host) this.wild(a, e);
+    else this.copy(a, e);
+  }
+}
+
+export interface Masked {
+  /** the tokens as written */
+  tokens: string[];
+  /** the tokens with variables replaced by `<*>` */
+  masked: string[];
+  /** masked-out values of each token */
+  values: string[][];
+}
+
+/** Tokenises and masks a message (the convenient form of Scanner, off the hot path). */
+export function maskMessage(message: string): Masked {
+  const s = new Scanner().scan(message);
+  const tokens: string[] = [];
+  const values: string[][] = [];
+  for (let i = 0; i < s.count; i++) {
+    tokens.push(s.token(i));
+    const v: string[] = [];
+    for (let j = s.vstart[i]!; j < s.vstart[i + 1]!; j++) v.push(s.value(j));
+    values.push(v);
+  }
+  return { tokens, masked: s.count === 0 ? [] : s.key().split(' '), values };
+}

@@ -1,0 +1,480 @@
+// Streaming Drain-class template miner. A message is tokenised and masked (mask.ts), routed down a
+// fixed-depth prefix tree (token count, then the first `depth` tokens), and matched against the
+// templates in that leaf: a template that already fits wins; otherwise the most similar one at or
+// above the threshold absorbs the message (differing positions become `<*>`, keeping a common
+// `key=`/`(`…`)` frame); otherwise the message starts a new template.
+//
+// Template ids are a hash of the template text, so the same template has the same id in every
+// process and across restarts; ids a template had before it was generalised still resolve.
+// Memory is bounded: past `maxTemplates` the least recently used templates are evicted.
+import { createHash } from 'node:crypto';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { isCut, Scanner, WILDCARD } from './mask.ts';
+
+export interface MinerOptions {
+  /** prefix-tree depth: how many leading tokens route a message (Drain's depth - 2) */
+  depth?: number;
+  /** similarity in [0,1] a message needs to join an existing template */
+  threshold?: number;
+  /** children per tree node before new tokens share the `<*>` branch */
+  maxChildren?: number;
+  /** templates kept; the least recently used go first */
+  maxTemplates?: number;
+  /** masked messages remembered for the exact-match fast path */
+  cacheSize?: number;
+}
+
+export type TemplateChange = 'none' | 'new' | 'generalized';
+
+export interface MineResult {
+  templateId: string;
+  template: string;
+  /** the values behind the template's `<*>`, in order */
+  params: string[];
+  change: TemplateChange;
+}
+
+export interface MinerState {
+  version: 1;
+  options: Required<Omit<MinerOptions, 'cacheSize'>>;
+  /** most recently used last */
+  templates: { template: string; count: number }[];
+}
+
+// Kinds of template positions.
+const LIT = 0;
+const ANY = 1;
+/** one `<*>` inside a literal frame: `uid=<*>`, `(<*>)` */
+const GLOB = 2;
+/** `key=word`: an enumerated value (`PROTO=TCP`, `user=root`) that separates templates */
+const ENUM = 3;
+
+interface Cluster {
+  tokens: string[];
+  kinds: Uint8Array;
+  pre: (string | undefined)[];
+  suf: (string | undefined)[];
+  /** count of LIT/ENUM/GLOB positions: more is more specific */
+  fixed: number;
+  template: string;
+  id: string;
+  count: number;
+  lastUsed: number;
+  /** creation order, for deterministic ties */
+  seq: number;
+  leaf: Cluster[];
+  alive: boolean;
+  /** ids this template had before generalisation */
+  aliases: string[];
+  /** bumped when the template changes, so cached parameter plans are rebuilt */
+  version: number;
+}
+
+/** A masked message seen before: its template and how to read the parameters out of it. */
+interface CacheEntry {
+  /** the masked message */
+  key: string;
+  units: Uint16Array;
+  cluster: Cluster;
+  version: number;
+  /** per token: PLAN_VALUES, PLAN_WHOLE, PLAN_SLICE or PLAN_NONE */
+  plan: Uint8Array;
+  /** for PLAN_SLICE: literal prefix and suffix lengths */
+  cut: Int32Array;
+}
+
+const PLAN_NONE = 0;
+/** the values the masker took out of this token */
+const PLAN_VALUES = 1;
+/** the token as written (the template has `<*>` here) */
+const PLAN_WHOLE = 2;
+/** the token between a literal prefix and suffix (`user=<*>` over `user=root`) */
+const PLAN_SLICE = 3;
+
+type Node = Map<string, Node | Cluster[]>;
+
+const DEFAULTS = {
+  depth: 2,
+  threshold: 0.75,
+  maxChildren: 100,
+  maxTemplates: 20_000,
+  cacheSize: 50_000,
+};
+
+export function templateIdOf(template: string): string {
+  return createHash('sha256').update(template).digest('hex').slice(0, 16);
+}
+
+function kindOf(tok: string): number {
+  if (tok === WILDCARD) return ANY;
+  const w = tok.indexOf(WILDCARD);
+  if (w >= 0) return tok.indexOf(WILDCARD, w + 1) < 0 ? GLOB : LIT;
+  const eq = tok.indexOf('=');
+  if (eq > 0 && eq < tok.length - 1) {
+    for (let i = eq + 1; i < tok.length; i++) {
+      const c = tok.charCodeAt(i) | 0x20;
+      if (c < 97 || c > 122) return LIT;
+    }
+    return ENUM;
+  }
+  return LIT;
+}
+
+function longestCommonPrefix(a: string, b: string): number {
+  const n = Math.min(a.length, b.length);
+  let i = 0;
+  while (i < n && a.charCodeAt(i) === b.charCodeAt(i)) i++;
+  return i;
+}
+
+function longestCommonSuffix(a: string, b: string, max: number): number {
+  let i = 0;
+  while (i < max && a.charCodeAt(a.length - 1 - i) === b.charCodeAt(b.length - 1 - i)) i++;
+  return i;
+}
+
+/**
+ * The frame two different tokens share, cut at punctuation: `user=root` + `user=guest` → `user=<*>`,
+ * `()` + `(<*>)` → `(<*>)`; nothing shared → `<*>`.
+ */
+export function mergeTokens(a: string, b: string): string {
+  let p = longestCommonPrefix(a, b);
+  while (p > 0 && !isCut(a.charCodeAt(p - 1))) p--;
+  const room = Math.min(a.length, b.length) - p;
+  let s = longestCommonSuffix(a, b, room);
+  while (s > 0 && !isCut(a.charCodeAt(a.length - s))) s--;
+  if (p === 0 && s === 0) return WILDCARD;
+  const pre = a.slice(0, p);
+  const suf = a.slice(a.length - s);
+  if (pre.includes(WILDCARD) || suf.includes(WILDCARD) || pre.includes('<*') || suf.includes('*>'))
+    return WILDCARD;
+  return pre + WILDCARD + suf;
+}
+
+export class TemplateMiner {
+  readonly options: Required<MinerOptions>;
+  private readonly root: Map<number, Node | Cluster[]> = new Map();
+  /** masked message hash → entry (a colliding message replaces the entry) */
+  private readonly cache = new Map<number, CacheEntry>();
+  private readonly scanner = new Scanner();
+  private readonly byId = new Map<string, Cluster>();
+  private readonly clusters = new Set<Cluster>();
+  private tick = 0;
+  private seq = 0;
+  private evicted = 0;
+
+  constructor(opts: MinerOptions = {}) {
+    this.options = { ...DEFAULTS, ...opts };
+    if (!(this.options.threshold >= 0 && this.options.threshold <= 1))
+      throw new RangeError(`threshold must be in [0,1], got ${this.options.threshold}`);
+    if (!(this.options.depth >= 0)) throw new RangeError(`depth must be >= 0, got ${this.options.depth}`);
+    if (!(this.options.maxTemplates >= 1))
+      throw new RangeError(`maxTemplates must be >= 1, got ${this.options.maxTemplates}`);
+  }
+
+  get size(): number {
+    return this.clusters.size;
+  }
+
+  stats(): { templates: number; evicted: number; cached: number } {
+    return { templates: this.clusters.size, evicted: this.evicted, cached: this.cache.size };
+  }
+
+  /** Mines one message (the text after the syslog header). */
+  add(message: string): MineResult {
+    const m = this.scanner.scan(message);
+    let e = this.cache.get(m.hash);
+    let change: TemplateChange = 'none';
+    if (e && (!e.cluster.alive || !m.keyEquals(e.units))) e = undefined;
+    if (!e) {
+      const key = m.key();
+      const masked = m.count === 0 ? [] : key.split(' ');
+      const leaf = this.leafFor(masked, true)!;
+      let c = this.bestFit(leaf, masked);
+      if (!c) {
+        const similar = this.mostSimilar(leaf, masked);
+        if (similar) {
+          this.generalise(similar, masked);
+          c = similar;
+          change = 'generalized';
+        } else {
+          c = this.create(leaf, masked, key);
+          change = 'new';
+        }
+      }
+      e = {
+        key,
+        units: m.keyUnits(),
+        cluster: c,
+        version: -1,
+        plan: new Uint8Array(masked.length),
+        cut: new Int32Array(0),
+      };
+      this.plan(e, masked);
+      if (this.cache.size >= this.options.cacheSize) this.cache.clear();
+      this.cache.set(m.hash, e);
+    } else if (e.version !== e.cluster.version) {
+      this.plan(e, e.key.length === 0 ? [] : e.key.split(' '));
+    }
+    const c = e.cluster;
+    c.count++;
+    c.lastUsed = ++this.tick;
+    const result: MineResult = { templateId: c.id, template: c.template, params: this.params(e, m), change };
+    if (change === 'new' && this.clusters.size > this.options.maxTemplates) this.evict();
+    return result;
+  }
+
+  /** The current id and template of a template id this miner gave out (maybe since generalised). */
+  resolve(templateId: string): { templateId: string; template: string } | undefined {
+    const c = this.byId.get(templateId);
+    return c?.alive ? { templateId: c.id, template: c.template } : undefined;
+  }
+
+  /** Templates, most used first. */
+  templates(): { templateId: string; template: string; count: number }[] {
+    return [...this.clusters]
+      .sort((a, b) => b.count - a.count || a.seq - b.seq)
+      .map((c) => ({ templateId: c.id, template: c.template, count: c.count }));
+  }
+
+  toJSON(): MinerState {
+    const { cacheSize: _c, ...options } = this.options;
+    return {
+      version: 1,
+      options,
+      templates: [...this.clusters]
+        .sort((a, b) => a.lastUsed - b.lastUsed || a.seq - b.seq)
+        .map((c) => ({ template: c.template, count: c.count })),
+    };
+  }
+
+  static fromJSON(state: MinerState, overrides: MinerOptions = {}): TemplateMiner {
+    if (state?.version !== 1 || !Array.isArray(state.templates))
+      throw new Error('not a template miner state (expected {"version":1,"templates":[…]})');
+    const miner = new TemplateMiner({ ...state.options, ...overrides });
+    for (const t of state.templates) {
+      if (typeof t.template !== 'string') continue;
+      const tokens = t.template.length > 0 ? t.template.split(' ') : [];
+      const leaf = miner.leafFor(tokens, true)!;
+      const existing = leaf.find((c) => c.template === t.template);
+      const c = existing ?? miner.create(leaf, tokens, t.template);
+      c.count += Number(t.count) || 0;
+      c.lastUsed = ++miner.tick;
+    }
+    return miner;
+  }
+
+  /** Writes the state atomically (temp file + rename). */
+  save(path: string): void {
+    const tmp = `${path}.${process.pid}.tmp`;
+    writeFileSync(tmp, JSON.stringify(this.toJSON()));
+    renameSync(tmp, path);
+  }
+
+  static load(path: string, overrides: MinerOptions = {}): TemplateMiner {
+    return TemplateMiner.fromJSON(JSON.parse(readFileSync(path, 'utf8')) as MinerState, overrides);
+  }
+
+  private leafFor(tokens: string[], create: boolean): Cluster[] | undefined {
+    const n = tokens.length;
+    let node: Map<string | number, Node | Cluster[]> = this.root as Map<string | number, Node | Cluster[]>;
+    let key: string | number = n;
+    const depth = Math.min(this.options.depth, n);
+    for (let d = 0; d <= depth; d++) {
+      const last = d === depth;
+      let next = node.get(key);
+      if (!next) {
+        if (!create) return undefined;
+        if (typeof key === 'string' && key !== WILDCARD && node.size >= this.options.maxChildren) {
+          key = WILDCARD;
+          next = node.get(key);
+        }
+        if (!next) {
+          next = last ? [] : new Map();
+          node.set(key, next);
+        }
+      }
+      if (last) return next as Cluster[];
+      node = next as Map<string | number, Node | Cluster[]>;
+      const t = tokens[d]!;
+      key = t.includes(WILDCARD) ? WILDCARD : t;
+      if (key !== WILDCARD && !node.has(key) && node.size >= this.options.maxChildren) key = WILDCARD;
+    }
+    return undefined;
+  }
+
+  /** The most specific template that matches every position of the message. */
+  private bestFit(leaf: Cluster[], masked: string[]): Cluster | undefined {
+    let best: Cluster | undefined;
+    for (let k = 0; k < leaf.length; k++) {
+      const c = leaf[k]!;
+      if (best && c.fixed < best.fixed) continue;
+      if (!this.fits(c, masked)) continue;
+      if (!best || c.fixed > best.fixed || (c.fixed === best.fixed && c.seq < best.seq)) best = c;
+    }
+    return best;
+  }
+
+  private fits(c: Cluster, masked: string[]): boolean {
+    const kinds = c.kinds;
+    for (let i = 0; i < masked.length; i++) {
+      const k = kinds[i];
+      if (k === ANY) continue;
+      const t = masked[i]!;
+      if (k === GLOB) {
+        const pre = c.pre[i]!;
+        const suf = c.suf[i]!;
+        if (t.length < pre.length + suf.length || !t.startsWith(pre) || !t.endsWith(suf)) return false;
+      } else if (t !== c.tokens[i]) return false;
+    }
+    return true;
+  }
+
+  /** Drain's similarity over the template's fixed positions; enumerated values must agree. */
+  private mostSimilar(leaf: Cluster[], masked: string[]): Cluster | undefined {
+    const n = masked.length;
+    let best: Cluster | undefined;
+    let bestSim = -1;
+    for (let k = 0; k < leaf.length; k++) {
+      const c = leaf[k]!;
+      let same = 0;
+      let blocked = false;
+      for (let i = 0; i < n; i++) {
+        const kind = c.kinds[i];
+        const t = masked[i]!;
+        if (kind === ANY) continue;
+        if (kind === GLOB) {
+          const pre = c.pre[i]!;
+          const suf = c.suf[i]!;
+          if (t.length >= pre.length + suf.length && t.startsWith(pre) && t.endsWith(suf)) same++;
+        } else if (t === c.tokens[i]) same++;
+        else if (kind === ENUM || kindOf(t) === ENUM) {
+          blocked = true;
+          break;
+        }
+      }
+      if (blocked) continue;
+      const sim = n === 0 ? 1 : same / n;
+      if (sim > bestSim || (sim === bestSim && best && c.fixed > best.fixed)) {
+        bestSim = sim;
+        best = c;
+      }
+    }
+    return best && bestSim >= this.options.threshold ? best : undefined;
+  }
+
+  private create(leaf: Cluster[], tokens: string[], template: string): Cluster {
+    const n = tokens.length;
+    const c: Cluster = {
+      tokens,
+      kinds: new Uint8Array(n),
+      pre: new Array(n),
+      suf: new Array(n),
+      fixed: 0,
+      template,
+      id: templateIdOf(template),
+      count: 0,
+      lastUsed: ++this.tick,
+      seq: this.seq++,
+      leaf,
+      alive: true,
+      aliases: [],
+      version: 0,
+    };
+    this.classify(c);
+    leaf.push(c);
+    this.clusters.add(c);
+    this.byId.set(c.id, c);
+    return c;
+  }
+
+  private classify(c: Cluster): void {
+    let fixed = 0;
+    for (let i = 0; i < c.tokens.length; i++) {
+      const t = c.tokens[i]!;
+      const k = kindOf(t);
+      c.kinds[i] = k;
+      if (k !== ANY) fixed++;
+      if (k === GLOB) {
+        const w = t.indexOf(WILDCARD);
+        c.pre[i] = t.slice(0, w);
+        c.suf[i] = t.slice(w + WILDCARD.length);
+      }
+    }
+    c.fixed = fixed;
+  }
+
+  private generalise(c: Cluster, masked: string[]): void {
+    const tokens = c.tokens;
+    for (let i = 0; i < masked.length; i++) {
+      const k = c.kinds[i];
+      if (k === ANY) continue;
+      const t = masked[i]!;
+      if (k === GLOB) {
+        const pre = c.pre[i]!;
+        const suf = c.suf[i]!;
+        if (t.length >= pre.length + suf.length && t.startsWith(pre) && t.endsWith(suf)) continue;
+        tokens[i] = mergeTokens(tokens[i]!, t);
+      } else if (t !== tokens[i]) tokens[i] = mergeTokens(tokens[i]!, t);
+    }
+    this.classify(c);
+    const template = tokens.join(' ');
+    if (template === c.template) return;
+    c.aliases.push(c.id);
+    c.version++;
+    c.template = template;
+    c.id = templateIdOf(template);
+    this.byId.set(c.id, c);
+  }
+
+  private plan(e: CacheEntry, masked: string[]): void {
+    const c = e.cluster;
+    let cut: Int32Array | undefined;
+    for (let i = 0; i < masked.length; i++) {
+      const k = c.kinds[i];
+      if (k === ANY) e.plan[i] = PLAN_WHOLE;
+      else if (c.tokens[i] === masked[i]) e.plan[i] = PLAN_VALUES;
+      else if (k === GLOB) {
+        e.plan[i] = PLAN_SLICE;
+        cut ??= new Int32Array(masked.length * 2);
+        cut[2 * i] = c.pre[i]!.length;
+        cut[2 * i + 1] = c.suf[i]!.length;
+      } else e.plan[i] = PLAN_NONE;
+    }
+    e.cut = cut ?? e.cut;
+    e.version = c.version;
+  }
+
+  private params(e: CacheEntry, m: Scanner): string[] {
+    const out: string[] = [];
+    const plan = e.plan;
+    for (let i = 0; i < m.count; i++) {
+      const p = plan[i];
+      if (p === PLAN_VALUES) {
+        for (let v = m.vstart[i]!; v < m.vstart[i + 1]!; v++) out.push(m.value(v));
+      } else if (p === PLAN_WHOLE) {
+        out.push(m.token(i));
+      } else if (p === PLAN_SLICE) {
+        out.push(m.message.slice(m.starts[i]! + e.cut[2 * i]!, m.ends[i]! - e.cut[2 * i + 1]!));
+      }
+    }
+    return out;
+  }
+
+  /** Drops the least recently used sixteenth (at least one) of the templates. */
+  private evict(): void {
+    const all = [...this.clusters].sort((a, b) => a.lastUsed - b.lastUsed);
+    const over = this.clusters.size - this.options.maxTemplates;
+    const n = Math.max(over, Math.ceil(this.options.maxTemplates / 16));
+    for (let i = 0; i < n && i < all.length - 1; i++) {
+      const c = all[i]!;
+      c.alive = false;
+      const idx = c.leaf.indexOf(c);
+      if (idx >= 0) c.leaf.splice(idx, 1);
+      this.clusters.delete(c);
+      if (this.byId.get(c.id) === c) this.byId.delete(c.id);
+      for (const a of c.aliases) if (this.byId.get(a) === c) this.byId.delete(a);
+      this.evicted++;
+    }
+  }
+}
