@@ -1,0 +1,167 @@
+// EventNet, :20000: edge and vertex messages of the cloud-wide event graph, appended to two text
+// files as the original kernel service did (/var/log/eventnet/EventNetEdges.txt and
+// EventNetVertices.txt; AsFer turns them into DOT graphs).
+//   eventnet_edgemsg#<from>#<to>#        -> ok     appends "<from> - <to>" to the edges file
+//   eventnet_vertexmsg#<id>#<a0>#<a1>    -> ok     appends "<id> - <a0> - <a1>" to the vertices file
+// (`eventnet_vertextmsg`, the original's spelling, is accepted too.) `ok` is sent only after the
+// line is written, and lines are appended one at a time in arrival order.
+import { type FileHandle, mkdir, open } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { LineServer } from '../../runtime/line-server.ts';
+import { createLogger } from '../../runtime/log.ts';
+import { createDriverServer, DriverError, type DriverStats, quote } from './driver-server.ts';
+
+const log = createLogger('drivers.eventnet');
+
+export const EVENTNET_PORT = 20000;
+export const EDGES_FILE = 'EventNetEdges.txt';
+export const VERTICES_FILE = 'EventNetVertices.txt';
+const MAX_FIELD = 1024;
+
+const HELP =
+  'eventnet: eventnet_edgemsg#<from>#<to># | eventnet_vertexmsg#<id>#<a0>#<a1>  -> ok; fields are printable text without #';
+
+export interface EventNetOptions {
+  /** where the two files live (the original: /var/log/eventnet) */
+  dir: string;
+  host?: string;
+  port?: number;
+  /** fsync each append before replying ok (slower; survives power loss) */
+  fsync?: boolean;
+  maxLineBytes?: number;
+  maxClients?: number;
+  allow?: string[];
+  secret?: string;
+}
+
+export type EventNetMessage =
+  | { kind: 'edge'; from: string; to: string }
+  | { kind: 'vertex'; id: string; a0: string; a1: string };
+
+const EDGE_FORMAT = 'eventnet_edgemsg#<from>#<to>#';
+const VERTEX_FORMAT = 'eventnet_vertexmsg#<id>#<a0>#<a1>';
+
+export function parseEventNetMessage(line: string): EventNetMessage {
+  const parts = line.split('#');
+  const head = parts[0];
+  if (head === 'eventnet_edgemsg') {
+    // the trailing '#' of the contract is optional
+    if (parts.length === 4 && parts[3] === '') parts.pop();
+    if (parts.length !== 3) {
+      throw new DriverError(
+        'malformed',
+        `edge message has ${parts.length - 1} fields; expected ${EDGE_FORMAT}`,
+      );
+    }
+    const f = (x: string, name: string) => field(x, name, EDGE_FORMAT);
+    return { kind: 'edge', from: f(parts[1]!, 'from'), to: f(parts[2]!, 'to') };
+  }
+  if (head === 'eventnet_vertexmsg' || head === 'eventnet_vertextmsg') {
+    if (parts.length === 5 && parts[4] === '') parts.pop();
+    if (parts.length !== 4) {
+      throw new DriverError(
+        'malformed',
+        `vertex message has ${parts.length - 1} fields; expected ${VERTEX_FORMAT}`,
+      );
+    }
+    const f = (x: string, name: string) => field(x, name, VERTEX_FORMAT);
+    return { kind: 'vertex', id: f(parts[1]!, 'id'), a0: f(parts[2]!, 'a0'), a1: f(parts[3]!, 'a1') };
+  }
+  throw new DriverError(
+    'unknown-command',
+    `${quote(line)} is not an eventnet message; expected ${EDGE_FORMAT} or ${VERTEX_FORMAT}`,
+  );
+}
+
+function field(s: string, name: string, format: string): string {
+  const t = s.trim();
+  const bad = (why: string) => new DriverError('malformed', `${name} ${why}; expected ${format}`);
+  if (t === '') throw bad('is empty');
+  if (t.length > MAX_FIELD) throw bad(`is longer than ${MAX_FIELD} characters`);
+  // " - " separates fields in the files; inside a field it would make the line ambiguous
+  if (t.includes(' - ')) throw bad(`${quote(t)} contains " - ", the files' field separator`);
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what we refuse
+  if (/[\u0000-\u001f\u007f]/.test(t)) throw bad('contains a control character');
+  return t;
+}
+
+export function formatEventNetLine(m: EventNetMessage): string {
+  return m.kind === 'edge' ? `${m.from} - ${m.to}\n` : `${m.id} - ${m.a0} - ${m.a1}\n`;
+}
+
+export class EventNet {
+  readonly server: LineServer;
+  readonly stats: DriverStats;
+  private edges: FileHandle | undefined;
+  private vertices: FileHandle | undefined;
+  private tail: Promise<unknown> = Promise.resolve();
+
+  constructor(private readonly opts: EventNetOptions) {
+    const { server, stats } = createDriverServer(
+      {
+        name: 'eventnet',
+        port: opts.port ?? EVENTNET_PORT,
+        help: HELP,
+        handle: (line) => this.handle(line),
+        ...(opts.host !== undefined ? { host: opts.host } : {}),
+        ...(opts.maxLineBytes !== undefined ? { maxLineBytes: opts.maxLineBytes } : {}),
+        ...(opts.maxClients !== undefined ? { maxClients: opts.maxClients } : {}),
+        ...(opts.allow !== undefined ? { allow: opts.allow } : {}),
+        ...(opts.secret !== undefined ? { secret: opts.secret } : {}),
+      },
+      log,
+    );
+    this.server = server;
+    this.stats = stats;
+  }
+
+  get port(): number {
+    return this.server.port;
+  }
+
+  get edgesPath(): string {
+    return join(this.opts.dir, EDGES_FILE);
+  }
+
+  get verticesPath(): string {
+    return join(this.opts.dir, VERTICES_FILE);
+  }
+
+  async start(): Promise<number> {
+    await mkdir(this.opts.dir, { recursive: true });
+    this.edges = await open(this.edgesPath, 'a', 0o644);
+    this.vertices = await open(this.verticesPath, 'a', 0o644);
+    return this.server.listen();
+  }
+
+  private handle(line: string): Promise<string> {
+    const msg = parseEventNetMessage(line);
+    const fh = msg.kind === 'edge' ? this.edges : this.vertices;
+    if (!fh) throw new DriverError('unavailable', 'eventnet is not started');
+    const text = formatEventNetLine(msg);
+    // one writer at a time across all clients: lines never interleave, order is arrival order
+    const done = this.tail.then(async () => {
+      try {
+        await fh.appendFile(text);
+        if (this.opts.fsync) await fh.datasync();
+      } catch (err) {
+        throw new DriverError(
+          'io',
+          `cannot append to ${msg.kind === 'edge' ? EDGES_FILE : VERTICES_FILE}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+        );
+      }
+      return 'ok';
+    });
+    this.tail = done.catch(() => {});
+    return done;
+  }
+
+  async close(): Promise<void> {
+    await this.server.close();
+    await this.tail;
+    await this.edges?.close();
+    await this.vertices?.close();
+    this.edges = undefined;
+    this.vertices = undefined;
+  }
+}

@@ -1,0 +1,134 @@
+// Memory pooling, :30000: the original's kernel memcache over telnet.
+//   virgo_cloud_malloc(<size>)       -> <vuid>            (decimal u64)
+//   virgo_cloud_set(<vuid>,<data>)   -> ok                (data: the rest of the line, commas included)
+//   virgo_cloud_get(<vuid>)          -> <data>
+//   virgo_cloud_free(<vuid>)         -> kernel memory freed
+// Limits come from variables, read per request: `memorypooling.max_bytes` (largest block) and
+// `memorypooling.pool_bytes` (all blocks together); lowering them never touches existing blocks.
+import type { LineServer } from '../../runtime/line-server.ts';
+import { createLogger } from '../../runtime/log.ts';
+import { gauge } from '../../runtime/metrics.ts';
+import { expectCall, parseCount, parseU64, splitFirst } from './call-syntax.ts';
+import { createDriverServer, DriverError, type DriverStats } from './driver-server.ts';
+import { InProcessMemoryStore, type MemoryStore } from './memory-store.ts';
+import { readNumber, type VariableSource } from './variables.ts';
+
+const log = createLogger('drivers.memorypooling');
+const usedGauge = gauge('virgo_memorypooling_used_bytes', 'bytes allocated in the memory pool');
+
+export const MEMORYPOOLING_PORT = 30000;
+export const MEM_VARS = {
+  maxBytes: 'memorypooling.max_bytes',
+  poolBytes: 'memorypooling.pool_bytes',
+} as const;
+
+const COMMANDS = ['virgo_cloud_malloc', 'virgo_cloud_set', 'virgo_cloud_get', 'virgo_cloud_free'] as const;
+const HELP =
+  'memorypooling: virgo_cloud_malloc(<size>) -> vuid | virgo_cloud_set(<vuid>,<data>) -> ok | virgo_cloud_get(<vuid>) -> data | virgo_cloud_free(<vuid>) -> kernel memory freed';
+
+export interface MemoryPoolingOptions {
+  variables: VariableSource;
+  store?: MemoryStore;
+  host?: string;
+  port?: number;
+  /** when `memorypooling.max_bytes` is unset: largest block */
+  defaultMaxBytes?: number;
+  /** when `memorypooling.pool_bytes` is unset: all blocks together */
+  defaultPoolBytes?: number;
+  maxLineBytes?: number;
+  maxClients?: number;
+  allow?: string[];
+  secret?: string;
+}
+
+export class MemoryPooling {
+  readonly server: LineServer;
+  readonly stats: DriverStats;
+  readonly store: MemoryStore;
+
+  constructor(private readonly opts: MemoryPoolingOptions) {
+    this.store = opts.store ?? new InProcessMemoryStore();
+    const { server, stats } = createDriverServer(
+      {
+        name: 'memorypooling',
+        port: opts.port ?? MEMORYPOOLING_PORT,
+        help: HELP,
+        handle: (line) => this.handle(line),
+        ...(opts.host !== undefined ? { host: opts.host } : {}),
+        ...(opts.maxLineBytes !== undefined ? { maxLineBytes: opts.maxLineBytes } : {}),
+        ...(opts.maxClients !== undefined ? { maxClients: opts.maxClients } : {}),
+        ...(opts.allow !== undefined ? { allow: opts.allow } : {}),
+        ...(opts.secret !== undefined ? { secret: opts.secret } : {}),
+      },
+      log,
+    );
+    this.server = server;
+    this.stats = stats;
+  }
+
+  get port(): number {
+    return this.server.port;
+  }
+
+  start(): Promise<number> {
+    return this.server.listen();
+  }
+
+  /** the limits in force now */
+  limits(): { maxBytes: number; poolBytes: number } {
+    const v = this.opts.variables;
+    return {
+      maxBytes: Math.floor(
+        readNumber(v, MEM_VARS.maxBytes, this.opts.defaultMaxBytes ?? 1 << 20, { min: 0 }),
+      ),
+      poolBytes: Math.floor(
+        readNumber(v, MEM_VARS.poolBytes, this.opts.defaultPoolBytes ?? 64 << 20, { min: 0 }),
+      ),
+    };
+  }
+
+  private async handle(line: string): Promise<string> {
+    const call = expectCall(line, COMMANDS);
+    switch (call.name) {
+      case 'virgo_cloud_malloc': {
+        const size = parseCount(call.inner, 'virgo_cloud_malloc: size');
+        if (size === 0)
+          throw new DriverError('malformed', 'virgo_cloud_malloc: size must be at least 1 byte');
+        const { maxBytes, poolBytes } = this.limits();
+        if (size > maxBytes) {
+          throw new DriverError(
+            'too-large',
+            `virgo_cloud_malloc: ${size} bytes is more than the ${maxBytes}-byte limit (memorypooling.max_bytes)`,
+          );
+        }
+        const vuid = await this.store.malloc(size, poolBytes);
+        await this.track();
+        return vuid.toString();
+      }
+      case 'virgo_cloud_set': {
+        const [id, data] = splitFirst(call.inner, 1);
+        if (data === undefined) {
+          throw new DriverError('malformed', 'virgo_cloud_set: expected virgo_cloud_set(<vuid>,<data>)');
+        }
+        await this.store.set(parseU64(id!, 'virgo_cloud_set: vuid'), data);
+        return 'ok';
+      }
+      case 'virgo_cloud_get':
+        return this.store.get(parseU64(call.inner, 'virgo_cloud_get: vuid'));
+      default: {
+        await this.store.free(parseU64(call.inner, 'virgo_cloud_free: vuid'));
+        await this.track();
+        return 'kernel memory freed';
+      }
+    }
+  }
+
+  private async track(): Promise<void> {
+    if (this.store.kind === 'memory') usedGauge.set(await this.store.usedBytes());
+  }
+
+  async close(): Promise<void> {
+    await this.server.close();
+    await this.store.close();
+  }
+}

@@ -1,0 +1,108 @@
+// How drivers and devices read analytics variables: the least they need from the variable table
+// (latest value per key, synchronously, optionally of one host, plus change events), so the same
+// driver runs against the in-process VariableTable (../table.ts satisfies this as is) or, in
+// another process, against Redis (redis-variables.ts mirrors the exporter's hashes into a table).
+
+export interface VariableChange {
+  key: string;
+  /** undefined when the variable was removed */
+  value: string | undefined;
+  /** the host the variable belongs to, when the source knows */
+  host?: string;
+}
+
+export type ChangeListener = (change: VariableChange) => void;
+
+export interface VariableSource {
+  /** the latest value: of `host` when given, else the newest over all hosts */
+  get(key: string, host?: string): string | undefined;
+  on(event: 'change', fn: ChangeListener): unknown;
+  off?(event: 'change', fn: ChangeListener): unknown;
+}
+
+/**
+ * One host's variables as a flat source: a device reads `pxrc.throttle` of its own device id, never
+ * another drone's. Changes of other hosts are not passed on.
+ */
+export function hostView(src: VariableSource, host: string): VariableSource {
+  const wrapped = new Map<ChangeListener, ChangeListener>();
+  return {
+    get: (key) => src.get(key, host),
+    on(event, fn) {
+      const w: ChangeListener = (c) => {
+        if (c.host === undefined || c.host === host) fn({ key: c.key, value: c.value, host });
+      };
+      wrapped.set(fn, w);
+      return src.on(event, w);
+    },
+    off(event, fn) {
+      const w = wrapped.get(fn);
+      if (!w) return undefined;
+      wrapped.delete(fn);
+      return src.off?.(event, w);
+    },
+  };
+}
+
+/** Subscribes `fn` to changes of the given keys; returns the unsubscribe. */
+export function watchKeys(src: VariableSource, keys: readonly string[], fn: ChangeListener): () => void {
+  const wanted = new Set(keys);
+  const listener: ChangeListener = (c) => {
+    if (wanted.has(c.key)) fn(c);
+  };
+  src.on('change', listener);
+  return () => src.off?.('change', listener);
+}
+
+export interface NumberBounds {
+  min?: number;
+  max?: number;
+}
+
+/**
+ * A numeric variable, or `fallback` when it is missing or not a number (a bad value from a learner
+ * must not turn into NaN inside a driver). Values outside the bounds are clamped.
+ */
+export function readNumber(
+  src: VariableSource,
+  key: string,
+  fallback: number,
+  bounds: NumberBounds = {},
+): number {
+  const raw = src.get(key);
+  if (raw === undefined) return fallback;
+  const n = parseNumber(raw);
+  if (n === undefined) return fallback;
+  return clamp(n, bounds.min ?? Number.NEGATIVE_INFINITY, bounds.max ?? Number.POSITIVE_INFINITY);
+}
+
+/** A strict number: decimal or exponent notation, nothing else (no hex, no empty string). */
+export function parseNumber(raw: string): number | undefined {
+  const t = raw.trim();
+  if (!/^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i.test(t)) return undefined;
+  const n = Number(t);
+  return Number.isFinite(n) ? n : undefined;
+}
+
+/** The original wrote Python booleans (`match=True`); accept the usual spellings, else undefined. */
+export function parseBool(raw: string | undefined): boolean | undefined {
+  if (raw === undefined) return undefined;
+  switch (raw.trim().toLowerCase()) {
+    case 'true':
+    case '1':
+    case 'yes':
+    case 'on':
+      return true;
+    case 'false':
+    case '0':
+    case 'no':
+    case 'off':
+      return false;
+    default:
+      return undefined;
+  }
+}
+
+export function clamp(x: number, lo: number, hi: number): number {
+  return x < lo ? lo : x > hi ? hi : x;
+}

@@ -1,0 +1,159 @@
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import {
+  InProcessMemoryStore,
+  MemoryPooling,
+  type MemoryStore,
+  RedisMemoryStore,
+} from '../../kernel-analytics/drivers/index.ts';
+import { VariableTable } from '../../kernel-analytics/index.ts';
+import { REDIS_URL, run, unique } from '../helpers/services.ts';
+import { expectRobust } from './robust.ts';
+import { TelnetClient } from './telnet.ts';
+
+let redis: Redis;
+const prefixes: string[] = [];
+beforeAll(() => {
+  redis = new Redis(REDIS_URL);
+});
+afterAll(async () => {
+  for (const p of prefixes) {
+    const keys = await redis.keys(`${p}:*`);
+    if (keys.length > 0) await redis.del(...keys);
+  }
+  await redis.quit();
+});
+
+const open: MemoryPooling[] = [];
+afterEach(async () => {
+  await Promise.all(open.splice(0).map((s) => s.close()));
+});
+
+async function start(table: VariableTable, store: MemoryStore, extra: { defaultMaxBytes?: number } = {}) {
+  const s = new MemoryPooling({ variables: table, store, port: 0, ...extra });
+  await s.start();
+  open.push(s);
+  return s;
+}
+
+const stores: [string, () => MemoryStore][] = [
+  ['in-process', () => new InProcessMemoryStore()],
+  [
+    'redis',
+    () => {
+      const p = unique('test-mempool');
+      prefixes.push(p);
+      return new RedisMemoryStore(redis, p);
+    },
+  ],
+];
+
+describe.each(stores)('memorypooling :30000 (%s store)', (_name, makeStore) => {
+  it('malloc, set, get, free with decimal u64 VUIDs', async () => {
+    const s = await start(new VariableTable(), makeStore());
+    const c = await TelnetClient.connect(s.port);
+    const vuid = await c.request('virgo_cloud_malloc(64)');
+    expect(vuid).toMatch(/^\d{1,20}$/);
+    expect(BigInt(vuid) > 0n && BigInt(vuid) < 1n << 64n).toBe(true);
+    expect(await c.request(`virgo_cloud_get(${vuid})`)).toBe('');
+    // the data is the rest of the line: commas and parentheses included
+    expect(await c.request(`virgo_cloud_set(${vuid},hello, (pooled) world)`)).toBe('ok');
+    expect(await c.request(`virgo_cloud_get(${vuid})`)).toBe('hello, (pooled) world');
+    expect(await c.request(`virgo_cloud_set( ${vuid} ,é)`)).toBe('ok');
+    expect(await c.request(`virgo_cloud_get(${vuid})`)).toBe('é');
+    expect(await s.store.usedBytes()).toBe(64);
+    expect(await c.request(`virgo_cloud_free(${vuid})`)).toBe('kernel memory freed');
+    expect(await s.store.usedBytes()).toBe(0);
+    const other = await c.request('virgo_cloud_malloc(1)');
+    expect(other).not.toBe(vuid);
+    c.close();
+  });
+
+  it('refuses unknown VUIDs, use after free, double free and oversize data', async () => {
+    const s = await start(new VariableTable(), makeStore());
+    const c = await TelnetClient.connect(s.port);
+    expect(await c.request('virgo_cloud_get(12345)')).toBe(
+      'error: unknown VUID 12345; virgo_cloud_malloc(<size>) returns one',
+    );
+    expect(await c.request('virgo_cloud_set(12345,x)')).toMatch(/^error: unknown VUID 12345/);
+    expect(await c.request('virgo_cloud_free(12345)')).toMatch(/^error: unknown VUID 12345/);
+    const v = await c.request('virgo_cloud_malloc(4)');
+    expect(await c.request(`virgo_cloud_set(${v},12345)`)).toBe(
+      `error: data is 5 bytes but VUID ${v} has 4; malloc a larger block`,
+    );
+    // UTF-8 bytes count, not characters
+    expect(await c.request(`virgo_cloud_set(${v},ééé)`)).toMatch(/^error: data is 6 bytes/);
+    expect(await c.request(`virgo_cloud_set(${v},abcd)`)).toBe('ok');
+    expect(await c.request(`virgo_cloud_free(${v})`)).toBe('kernel memory freed');
+    expect(await c.request(`virgo_cloud_free(${v})`)).toBe(
+      `error: VUID ${v} was already freed (double free)`,
+    );
+    expect(await c.request(`virgo_cloud_get(${v})`)).toBe(`error: VUID ${v} was freed; malloc a new block`);
+    expect(await c.request(`virgo_cloud_set(${v},x)`)).toBe(`error: VUID ${v} was freed; malloc a new block`);
+    c.close();
+  });
+
+  it('takes its size limits from variables, and a change takes effect on the next request', async () => {
+    const table = new VariableTable();
+    const s = await start(table, makeStore(), { defaultMaxBytes: 1000 });
+    const c = await TelnetClient.connect(s.port);
+    const keep = await c.request('virgo_cloud_malloc(800)');
+    expect(keep).toMatch(/^\d+$/);
+    table.set('memorypooling.max_bytes', '100');
+    expect(await c.request('virgo_cloud_malloc(800)')).toBe(
+      'error: virgo_cloud_malloc: 800 bytes is more than the 100-byte limit (memorypooling.max_bytes)',
+    );
+    expect(await c.request('virgo_cloud_malloc(100)')).toMatch(/^\d+$/);
+    // existing blocks keep their size
+    expect(await c.request(`virgo_cloud_set(${keep},${'x'.repeat(800)})`)).toBe('ok');
+    table.set('memorypooling.max_bytes', '5000');
+    table.set('memorypooling.pool_bytes', '1000');
+    expect(await c.request('virgo_cloud_malloc(200)')).toBe(
+      'error: pool full: 200 bytes requested, 900 of 1000 in use (memorypooling.pool_bytes); free some first',
+    );
+    expect(await c.request(`virgo_cloud_free(${keep})`)).toBe('kernel memory freed');
+    expect(await c.request('virgo_cloud_malloc(200)')).toMatch(/^\d+$/);
+    // a bad value from a learner does not lift or break the limit: the default applies
+    table.set('memorypooling.max_bytes', 'lots');
+    expect(await c.request('virgo_cloud_malloc(2000)')).toMatch(/more than the 1000-byte limit/);
+    c.close();
+  });
+});
+
+describe('memorypooling bad input', () => {
+  it('answers every malformed request with an error line and keeps serving', async () => {
+    const s = await start(new VariableTable(), new InProcessMemoryStore());
+    await expectRobust(s.port, {
+      maxLineBytes: 8192,
+      good: { line: 'virgo_cloud_malloc(8)', reply: /^\d+$/ },
+      bad: [
+        { line: 'GET / HTTP/1.1', says: /is not a request; expected one of virgo_cloud_malloc\(…\)/ },
+        { line: 'virgo_cloud_malloc', says: /virgo_cloud_malloc: expected virgo_cloud_malloc\(…\)/ },
+        { line: 'virgo_cloud_malloc()', says: /size must be a non-negative integer, got ""/ },
+        { line: 'virgo_cloud_malloc(-5)', says: /size must be a non-negative integer, got "-5"/ },
+        { line: 'virgo_cloud_malloc(0)', says: /size must be at least 1 byte/ },
+        { line: 'virgo_cloud_malloc(1e9)', says: /non-negative integer/ },
+        { line: 'virgo_cloud_malloc(99999999999)', says: /more than the 1048576-byte limit/ },
+        { line: 'virgo_cloud_set(abc,x)', says: /vuid must be a decimal number, got "abc"/ },
+        { line: 'virgo_cloud_set(5)', says: /expected virgo_cloud_set\(<vuid>,<data>\)/ },
+        { line: 'virgo_cloud_get(18446744073709551616)', says: /larger than 2\^64-1/ },
+        { line: 'virgo_cloud_get(1,2)', says: /decimal number, got "1,2"/ },
+        { line: 'virgo_cloud_drop(1)', says: /unknown command "virgo_cloud_drop"/ },
+        { line: 'virgo_cloud_free(../../etc/passwd)', says: /decimal number/ },
+      ],
+    });
+    expect(s.stats.errors.get('malformed')).toBeGreaterThanOrEqual(8);
+  });
+
+  it('talks to nc', async () => {
+    const s = await start(new VariableTable(), new InProcessMemoryStore());
+    const r = await run(
+      'nc',
+      ['-N', '127.0.0.1', String(s.port)],
+      'virgo_cloud_malloc(16)\nvirgo_cloud_free(7)\n',
+    );
+    const [vuid, err] = r.stdout.trim().split('\n');
+    expect(vuid).toMatch(/^\d+$/);
+    expect(err).toBe('error: unknown VUID 7; virgo_cloud_malloc(<size>) returns one');
+  });
+});

@@ -1,0 +1,38 @@
+// Bad input on a driver port: every bad line gets a clear error line and the service keeps
+// serving (the same client for a bad request, a new client after an overlong or binary line).
+import { expect } from 'vitest';
+import { TelnetClient } from './telnet.ts';
+
+export interface RobustCase {
+  line: string;
+  /** what the error line must say */
+  says: RegExp;
+}
+
+export async function expectRobust(
+  port: number,
+  opts: { bad: RobustCase[]; good: { line: string; reply: RegExp }; maxLineBytes: number },
+): Promise<void> {
+  const c = await TelnetClient.connect(port);
+  for (const b of opts.bad) {
+    const r = await c.request(b.line);
+    expect(r, `reply to ${JSON.stringify(b.line.slice(0, 60))}`).toMatch(/^error: /);
+    expect(r).toMatch(b.says);
+    // same connection still served
+    expect(await c.request(opts.good.line)).toMatch(opts.good.reply);
+  }
+  // an overlong line: an error line, then that client (only) is closed
+  c.write(`${'x'.repeat(opts.maxLineBytes + 10)}\n`);
+  expect(await c.next()).toMatch(/^error: line longer than \d+ bytes/);
+  expect(await c.next()).toBeUndefined();
+  await c.closed;
+  // binary
+  const b = await TelnetClient.connect(port);
+  b.write(Buffer.from([0x66, 0x00, 0xff, 0xfe, 0x0a]));
+  expect(await b.next()).toMatch(/^error: binary data/);
+  await b.closed;
+  // the service is still up for everyone else
+  const d = await TelnetClient.connect(port);
+  expect(await d.request(opts.good.line)).toMatch(opts.good.reply);
+  d.close();
+}
