@@ -1,0 +1,229 @@
+// The emission gate: the only way a learner's proposal becomes an AnalyticsVariable. It enforces
+// the declaration (clamp, dwell, hysteresis, urgent direction) and operators' pins, and records
+// the evidence in `why`. Decisions are made here; delivery (the outbox) is the host's job.
+import type { AnalyticsVariable } from '../schemas/index.ts';
+import type { Proposal, VariableDecl } from './types.ts';
+import { HOST_RE, type Normalised, normalise, ValueError } from './variables.ts';
+
+export type Verdict = 'emit' | 'unchanged' | 'hysteresis' | 'dwell' | 'pinned' | 'invalid';
+
+export const OPERATOR = 'operator';
+const MAX_WHY = 900;
+
+interface Pending {
+  n: Normalised;
+  p: Proposal;
+  learner: string;
+  at: number;
+}
+
+interface Slot {
+  value: string;
+  num?: number;
+  /** when the emitted value last changed; null: the next change may go at once (after an unpin) */
+  changedAt: number | null;
+  learner: string;
+  model: string;
+  pending?: Pending;
+}
+
+export interface GateResult {
+  verdict: Verdict;
+  variable?: AnalyticsVariable;
+  error?: string;
+}
+
+export type PinLookup = (host: string, key: string) => { value: string } | undefined;
+
+export interface DeclaredVariable {
+  decl: VariableDecl;
+  learner: string;
+}
+
+export interface GateSnapshot {
+  slots: [string, Slot][];
+}
+
+function urgentChange(d: VariableDecl, from: Slot, to: Normalised): boolean {
+  if (d.urgent === undefined) return false;
+  if (d.type === 'int' || d.type === 'float') {
+    if (from.num === undefined || to.num === undefined) return false;
+    return d.urgent === 'up' ? to.num > from.num : to.num < from.num;
+  }
+  return to.value.toLowerCase() === d.urgent.toLowerCase();
+}
+
+function clip(s: string): string {
+  return s.length > MAX_WHY ? `${s.slice(0, MAX_WHY - 1)}…` : s;
+}
+
+export class EmissionGate {
+  private readonly slots = new Map<string, Slot>();
+
+  constructor(
+    private readonly declared: ReadonlyMap<string, DeclaredVariable>,
+    private readonly pinned: PinLookup,
+  ) {}
+
+  decl(key: string): VariableDecl | undefined {
+    return this.declared.get(key)?.decl;
+  }
+
+  /** The last value emitted for host/key, by a learner or an operator. */
+  current(host: string, key: string): { value: string; learner: string } | undefined {
+    const s = this.slots.get(`${host}/${key}`);
+    return s ? { value: s.value, learner: s.learner } : undefined;
+  }
+
+  propose(learner: string, p: Proposal, now: number): GateResult {
+    const dv = this.declared.get(p.key);
+    if (!dv || dv.learner !== learner) {
+      return { verdict: 'invalid', error: `learner ${learner} did not declare ${p.key}` };
+    }
+    if (!HOST_RE.test(p.host)) {
+      return {
+        verdict: 'invalid',
+        error: `host ${JSON.stringify(p.host)} must match [A-Za-z0-9_.:-]{1,128}`,
+      };
+    }
+    const id = `${p.host}/${p.key}`;
+    const slot = this.slots.get(id);
+    if (this.pinned(p.host, p.key)) {
+      if (slot) delete slot.pending;
+      return { verdict: 'pinned' };
+    }
+    let n: Normalised;
+    try {
+      n = normalise(dv.decl, p.value, true);
+    } catch (err) {
+      if (err instanceof ValueError) return { verdict: 'invalid', error: err.message };
+      throw err;
+    }
+    const d = dv.decl;
+    if (!slot) return { verdict: 'emit', variable: this.commit(id, d, n, p, learner, now) };
+    if (slot.value === n.value) {
+      // The proposal came back to what is out there: nothing to release later either.
+      delete slot.pending;
+      return { verdict: 'unchanged' };
+    }
+    if (
+      d.hysteresis !== undefined &&
+      slot.num !== undefined &&
+      n.num !== undefined &&
+      Math.abs(n.num - slot.num) < d.hysteresis &&
+      n.num !== d.min &&
+      n.num !== d.max
+    ) {
+      delete slot.pending;
+      return { verdict: 'hysteresis' };
+    }
+    if (slot.changedAt !== null && now - slot.changedAt < d.dwellMs && !urgentChange(d, slot, n)) {
+      slot.pending = { n, p, learner, at: now };
+      return { verdict: 'dwell' };
+    }
+    return { verdict: 'emit', variable: this.commit(id, d, n, p, learner, now) };
+  }
+
+  /** Emits the held proposals whose dwell has passed (the last one proposed wins). */
+  release(now: number): AnalyticsVariable[] {
+    const out: AnalyticsVariable[] = [];
+    for (const [id, slot] of this.slots) {
+      const pend = slot.pending;
+      if (!pend) continue;
+      const d = this.declared.get(pend.p.key)?.decl;
+      if (!d) continue;
+      if (this.pinned(pend.p.host, pend.p.key)) {
+        delete slot.pending;
+        continue;
+      }
+      if (slot.changedAt !== null && now - slot.changedAt < d.dwellMs) continue;
+      const held = ((now - pend.at) / 1000).toFixed(1);
+      const p = { ...pend.p, why: `${pend.p.why}; held ${held}s by the ${d.dwellMs / 1000}s dwell` };
+      out.push(this.commit(id, d, pend.n, p, pend.learner, now));
+    }
+    return out;
+  }
+
+  /** An operator's pin: the value goes out once as learner `operator` (unless it already has). */
+  pin(host: string, key: string, value: string, why: string, now: number): AnalyticsVariable | undefined {
+    const id = `${host}/${key}`;
+    const slot = this.slots.get(id);
+    if (slot && slot.learner === OPERATOR && slot.value === value) {
+      delete slot.pending;
+      return undefined;
+    }
+    const d = this.declared.get(key)?.decl;
+    this.slots.set(id, { value, changedAt: now, learner: OPERATOR, model: OPERATOR, ...numOf(d, value) });
+    return {
+      host,
+      key,
+      value,
+      why: clip(why),
+      learner: OPERATOR,
+      model: OPERATOR,
+      confidence: 1,
+      ts: now,
+      type: d?.type ?? 'string',
+      unit: d?.unit ?? null,
+    };
+  }
+
+  /** After an unpin the learners take over at their next proposal, without waiting a dwell. */
+  unpin(host: string, key: string): void {
+    const slot = this.slots.get(`${host}/${key}`);
+    if (slot) slot.changedAt = null;
+  }
+
+  snapshot(): GateSnapshot {
+    return { slots: [...this.slots].map(([k, s]) => [k, structuredClone(s)]) };
+  }
+
+  restore(s: GateSnapshot): void {
+    this.slots.clear();
+    for (const [k, v] of s.slots) this.slots.set(k, v);
+  }
+
+  get size(): number {
+    return this.slots.size;
+  }
+
+  private commit(
+    id: string,
+    d: VariableDecl,
+    n: Normalised,
+    p: Proposal,
+    learner: string,
+    now: number,
+  ): AnalyticsVariable {
+    this.slots.set(id, {
+      value: n.value,
+      changedAt: now,
+      learner,
+      model: p.model,
+      ...(n.num !== undefined ? { num: n.num } : {}),
+    });
+    const clamped =
+      n.clampedFrom !== undefined ? `; clamped from ${n.clampedFrom} to [${d.min}, ${d.max}]` : '';
+    const confidence = Number.isFinite(p.confidence) ? Math.min(1, Math.max(0, p.confidence)) : 0;
+    return {
+      host: p.host,
+      key: p.key,
+      value: n.value,
+      why: clip(`${p.why}; model=${p.model}${clamped}`),
+      learner,
+      model: p.model,
+      confidence,
+      ts: now,
+      type: d.type,
+      unit: d.unit,
+    };
+  }
+}
+
+function numOf(d: VariableDecl | undefined, value: string): { num?: number } {
+  if (d && (d.type === 'int' || d.type === 'float')) {
+    const n = Number(value);
+    if (Number.isFinite(n)) return { num: n };
+  }
+  return {};
+}

@@ -1,0 +1,555 @@
+// The learner host: runs the chosen learners on batches of records, passes every proposal through
+// the emission gate (declaration, dwell, pins), and delivers emitted variables to
+// virgo.kernel-analytics through an outbox (latest value per host/key, kept until the Bus
+// acknowledges it). Work is serialised: one batch at a time, so learners never interleave.
+
+import { randomUUID } from 'node:crypto';
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  type Bus,
+  CONTENT_TYPES,
+  HEADERS,
+  type OutgoingMessage,
+  type Subscription,
+  TOPICS,
+  topicSpecs,
+} from '../bus/index.ts';
+import { createLogger } from '../runtime/log.ts';
+import { counter, histogram } from '../runtime/metrics.ts';
+import {
+  type AnalyticsVariable,
+  codecFor,
+  type DroneSensorFrame,
+  type KernelEvent,
+  type WebcamFrame,
+} from '../schemas/index.ts';
+import { loadBackend } from './backend.ts';
+import { type DeclaredVariable, EmissionGate, type GateSnapshot, type Verdict } from './gate.ts';
+import {
+  decodePinMessage,
+  encodePinMessage,
+  PINS_TOPIC,
+  type PinEntry,
+  PinFile,
+  PinStore,
+  whoAmI,
+} from './pins.ts';
+import { declarationsOf, FACTORIES, type LearnerName, learnerNames } from './registry.ts';
+import { currentSnapshot, readJson, writeJsonAtomic, writeSnapshot } from './snapshot.ts';
+import type { Learner, LearnerStats, Proposal } from './types.ts';
+import { HOST_RE, KEY_RE, normalise, undeclared, ValueError } from './variables.ts';
+
+const log = createLogger('learners');
+
+const mInputs = counter('virgo_learner_inputs_total', 'records handed to the learners', ['input']);
+const mVerdicts = counter('virgo_learner_proposals_total', 'learner proposals by gate verdict', [
+  'learner',
+  'verdict',
+]);
+const mPublished = counter('virgo_learner_published_total', 'analytics variables published');
+const mPublishFailures = counter(
+  'virgo_learner_publish_failures_total',
+  'failed publishes of analytics variables',
+);
+const mRejected = counter('virgo_learner_rejected_total', 'bad input records rejected', ['input', 'reason']);
+const hBatch = histogram(
+  'virgo_learner_batch_seconds',
+  'time one learner spends on one batch',
+  ['learner'],
+  [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
+);
+
+export interface LearnerHostOptions {
+  bus: Bus;
+  /** learner names; all when absent */
+  learners?: string[];
+  /** where snapshots (learners/) and pins (pins/) live; without it nothing persists */
+  stateDir?: string;
+  /** the clock of dwell times and of the variables' ts (tests pass a fake one) */
+  now?: () => number;
+  /** per-learner options, e.g. { ufw: { windowSec: 60 } } */
+  learnerOptions?: Partial<Record<LearnerName, Record<string, unknown>>>;
+  /** where variables go (default virgo.kernel-analytics) */
+  analyticsTopic?: string;
+  /** the compacted pins topic; default virgo.learner-pins with Kafka, none in-process */
+  pinsTopic?: string | false;
+  /** called for every variable handed to the outbox (the CLI prints them) */
+  onEmit?: (v: AnalyticsVariable) => void;
+  /** more state saved in (and restored from) each snapshot, e.g. the template miner */
+  attachments?: SnapshotAttachment[];
+}
+
+export interface SnapshotAttachment {
+  /** file or directory name inside the snapshot */
+  name: string;
+  save(path: string): void | Promise<void>;
+  load(path: string): void | Promise<void>;
+}
+
+export interface LearnerHostStats {
+  backend: string;
+  learners: Record<string, LearnerStats & { batches: number; seconds: number }>;
+  inputs: { kernel: number; drone: number; webcam: number };
+  verdicts: Record<Verdict, number>;
+  published: number;
+  publishFailures: number;
+  outbox: number;
+  pins: number;
+  savedAt: number | null;
+}
+
+export interface LearnerHost {
+  /** the tfjs backend ('cpu', 'tensorflow') or 'none' when no chosen learner needs tfjs */
+  readonly backend: string;
+  readonly names: readonly LearnerName[];
+  readonly variables: ReadonlyMap<string, DeclaredVariable>;
+  handleEvents(events: KernelEvent[]): Promise<void>;
+  handleDrone(frames: DroneSensorFrame[]): Promise<void>;
+  handleWebcam(frames: WebcamFrame[]): Promise<void>;
+  /** Pins host/key at value (checked against the declaration, not clamped); publishes it once. */
+  pin(host: string, key: string, value: string): Promise<AnalyticsVariable>;
+  /** Lifts a pin; false when there was none. */
+  unpin(host: string, key: string): Promise<boolean>;
+  /** Releases values held by their dwell time and retries undelivered ones. */
+  tick(): Promise<void>;
+  /** Writes a snapshot of every learner and the gate; returns its directory. */
+  save(): Promise<string | undefined>;
+  stats(): LearnerHostStats;
+  learner<T extends Learner = Learner>(name: LearnerName): T | undefined;
+  /** Delivers what is pending, saves (unless told not to) and releases everything. */
+  close(opts?: { save?: boolean }): Promise<void>;
+}
+
+export class PinValueError extends Error {
+  override readonly name = 'PinValueError';
+}
+
+interface GateFileJson {
+  gate: GateSnapshot;
+  outbox: AnalyticsVariable[];
+}
+
+const ZERO_VERDICTS: Record<Verdict, number> = {
+  emit: 0,
+  unchanged: 0,
+  hysteresis: 0,
+  dwell: 0,
+  pinned: 0,
+  invalid: 0,
+};
+
+/** Checks and canonicalises an operator's pin against the declared variables. */
+export function checkPin(
+  variables: ReadonlyMap<string, DeclaredVariable>,
+  host: string,
+  key: string,
+  value: string,
+): { value: string; learner: string | undefined; type: string; unit: string | null } {
+  if (!HOST_RE.test(host))
+    throw new PinValueError(`host ${JSON.stringify(host)} must match [A-Za-z0-9_.:-]{1,128}`);
+  if (!KEY_RE.test(key))
+    throw new PinValueError(`key ${JSON.stringify(key)} must match [A-Za-z0-9_.:/-]{1,128}`);
+  const dv = variables.get(key);
+  const decl = dv?.decl ?? undeclared(key);
+  try {
+    const n = normalise(decl, value, false);
+    return { value: n.value, learner: dv?.learner, type: decl.type, unit: decl.unit };
+  } catch (err) {
+    if (err instanceof ValueError) throw new PinValueError(`cannot pin ${host}/${key}: ${err.message}`);
+    throw err;
+  }
+}
+
+export async function createLearnerHost(opts: LearnerHostOptions): Promise<LearnerHost> {
+  const names = learnerNames(opts.learners);
+  const needsTf = names.some((n) => n !== 'ufw' && n !== 'drone');
+  const backend = needsTf ? await loadBackend() : undefined;
+  const now = opts.now ?? Date.now;
+  const learners = new Map<LearnerName, Learner>();
+  for (const n of names) {
+    const l = await FACTORIES[n]({ tf: backend?.tf, log: log.child(n), now }, opts.learnerOptions?.[n] ?? {});
+    learners.set(n, l);
+  }
+  const host = new Host(opts, names, learners, backend ? backend.name : 'none', now);
+  await host.start();
+  return host;
+}
+
+class Host implements LearnerHost {
+  readonly variables: Map<string, DeclaredVariable>;
+  private readonly gate: EmissionGate;
+  private readonly pins = new PinStore();
+  private readonly pinFile: PinFile | undefined;
+  private readonly outbox = new Map<string, AnalyticsVariable>();
+  private readonly analyticsTopic: string;
+  private readonly pinsTopic: string | undefined;
+  private readonly codec = codecFor('AnalyticsVariable');
+  private chain: Promise<unknown> = Promise.resolve();
+  private stopWatch: (() => void) | undefined;
+  private pinsSub: Subscription | undefined;
+  private readonly perLearner = new Map<string, { batches: number; seconds: number }>();
+  private readonly verdicts: Record<Verdict, number> = { ...ZERO_VERDICTS };
+  private readonly inputs = { kernel: 0, drone: 0, webcam: 0 };
+  private published = 0;
+  private publishFailures = 0;
+  private savedAt: number | null = null;
+  private closed = false;
+
+  constructor(
+    private readonly opts: LearnerHostOptions,
+    readonly names: LearnerName[],
+    private readonly learners: Map<LearnerName, Learner>,
+    readonly backend: string,
+    private readonly now: () => number,
+  ) {
+    this.variables = declarationsOf([...learners.values()]);
+    this.gate = new EmissionGate(this.variables, (h, k) => this.pins.get(h, k));
+    this.analyticsTopic = opts.analyticsTopic ?? TOPICS.kernelAnalytics;
+    const pt = opts.pinsTopic ?? (opts.bus.kind === 'kafka' ? PINS_TOPIC : false);
+    this.pinsTopic = pt === false ? undefined : pt;
+    if (opts.stateDir) {
+      const dir = join(opts.stateDir, 'pins');
+      mkdirSync(dir, { recursive: true });
+      this.pinFile = new PinFile(dir);
+    }
+    for (const n of names) this.perLearner.set(n, { batches: 0, seconds: 0 });
+  }
+
+  async start(): Promise<void> {
+    const spec = topicSpecs().find((s) => s.topic === TOPICS.kernelAnalytics)!;
+    await this.opts.bus.ensureTopics([{ ...spec, topic: this.analyticsTopic }]);
+    if (this.opts.stateDir) await this.restore(join(this.opts.stateDir, 'learners'));
+    if (this.pinFile) {
+      this.applyPins(this.pins.setSource('file', this.pinFile.read()));
+      this.stopWatch = this.pinFile.watch((pins) => {
+        void this.run(async () => {
+          this.applyPins(this.pins.setSource('file', pins));
+          await this.flush();
+        });
+      });
+    }
+    if (this.pinsTopic) await this.followPinsTopic(this.pinsTopic);
+    await this.run(() => this.flush());
+    log.info('learners ready', {
+      learners: this.names.join(','),
+      backend: this.backend,
+      pins: this.pins.all().length,
+    });
+  }
+
+  /** Serialises host work: one batch (or pin, or save) at a time. */
+  private run<T>(fn: () => Promise<T>): Promise<T> {
+    const p = this.chain.then(fn);
+    this.chain = p.catch(() => {});
+    return p;
+  }
+
+  learner<T extends Learner = Learner>(name: LearnerName): T | undefined {
+    return this.learners.get(name) as T | undefined;
+  }
+
+  handleEvents(events: KernelEvent[]): Promise<void> {
+    this.inputs.kernel += events.length;
+    mInputs.inc({ input: 'kernel' }, events.length);
+    return this.run(() => this.dispatch((l) => (l.onEvents ? l.onEvents(events) : undefined)));
+  }
+
+  handleDrone(frames: DroneSensorFrame[]): Promise<void> {
+    this.inputs.drone += frames.length;
+    mInputs.inc({ input: 'drone' }, frames.length);
+    return this.run(() => this.dispatch((l) => (l.onDrone ? l.onDrone(frames) : undefined)));
+  }
+
+  handleWebcam(frames: WebcamFrame[]): Promise<void> {
+    this.inputs.webcam += frames.length;
+    mInputs.inc({ input: 'webcam' }, frames.length);
+    return this.run(() => this.dispatch((l) => (l.onWebcam ? l.onWebcam(frames) : undefined)));
+  }
+
+  private async dispatch(call: (l: Learner) => Promise<Proposal[]> | undefined): Promise<void> {
+    if (this.closed) throw new Error('learner host is closed');
+    for (const [name, l] of this.learners) {
+      const t0 = process.hrtime.bigint();
+      const pending = call(l);
+      if (!pending) continue;
+      let proposals: Proposal[];
+      try {
+        proposals = await pending;
+      } catch (err) {
+        // One learner's failure (a bad model file, a tfjs error) must not stop the others.
+        log.error('learner failed on a batch', { learner: name, err });
+        mRejected.inc({ input: name, reason: 'learner-error' });
+        continue;
+      }
+      const secs = Number(process.hrtime.bigint() - t0) / 1e9;
+      const pl = this.perLearner.get(name)!;
+      pl.batches++;
+      pl.seconds += secs;
+      hBatch.observe({ learner: name }, secs);
+      const t = this.now();
+      for (const p of proposals) {
+        const r = this.gate.propose(name, p, t);
+        this.verdicts[r.verdict]++;
+        mVerdicts.inc({ learner: name, verdict: r.verdict });
+        if (r.variable) this.enqueue(r.variable);
+        else if (r.error)
+          log.warn('proposal rejected', { learner: name, host: p.host, key: p.key, error: r.error });
+      }
+    }
+    for (const v of this.gate.release(this.now())) this.enqueue(v);
+    await this.flush();
+  }
+
+  private enqueue(v: AnalyticsVariable): void {
+    this.outbox.set(`${v.host}/${v.key}`, v);
+    this.opts.onEmit?.(v);
+  }
+
+  /** Publishes the outbox; what fails stays for the next flush (the newest value per key wins). */
+  private async flush(): Promise<void> {
+    if (this.outbox.size === 0) return;
+    const batch = [...this.outbox];
+    const msgs: OutgoingMessage[] = batch.map(([id, v]) => ({
+      key: id,
+      value: this.codec.encode(v),
+      headers: { [HEADERS.contentType]: CONTENT_TYPES.avro, [HEADERS.schema]: this.codec.fingerprintHex },
+    }));
+    try {
+      await this.opts.bus.publish(this.analyticsTopic, msgs);
+    } catch (err) {
+      this.publishFailures++;
+      mPublishFailures.inc();
+      log.error('publishing analytics failed; keeping them for the next attempt', {
+        topic: this.analyticsTopic,
+        pending: this.outbox.size,
+        err,
+      });
+      return;
+    }
+    for (const [id, v] of batch) if (this.outbox.get(id) === v) this.outbox.delete(id);
+    this.published += batch.length;
+    mPublished.inc(batch.length);
+  }
+
+  tick(): Promise<void> {
+    return this.run(async () => {
+      for (const v of this.gate.release(this.now())) this.enqueue(v);
+      await this.flush();
+    });
+  }
+
+  private applyPins(diff: { pinned: PinEntry[]; unpinned: PinEntry[] }, force?: string): void {
+    const t = this.now();
+    for (const e of diff.pinned) {
+      const v = this.gate.pin(
+        e.host,
+        e.key,
+        e.value,
+        `pinned by ${e.by} at ${new Date(e.ts).toISOString()}`,
+        t,
+      );
+      if (v && (!e.announced || force === `${e.host}/${e.key}`)) this.enqueue(v);
+      log.info('pin in force', { variable: `${e.host}/${e.key}`, value: e.value, by: e.by });
+    }
+    for (const e of diff.unpinned) {
+      this.gate.unpin(e.host, e.key);
+      log.info('pin lifted', { variable: `${e.host}/${e.key}` });
+    }
+  }
+
+  pin(host: string, key: string, value: string): Promise<AnalyticsVariable> {
+    const c = checkPin(this.variables, host, key, value);
+    return this.run(async () => {
+      const id = `${host}/${key}`;
+      const entry: PinEntry = { host, key, value: c.value, ts: this.now(), by: whoAmI(), announced: true };
+      if (this.pinFile) {
+        const pins = await this.pinFile.update((m) => void m.set(id, entry));
+        this.applyPins(this.pins.setSource('file', pins), id);
+      } else {
+        this.applyPins(this.pins.setOne('api', id, entry), id);
+      }
+      if (this.pinsTopic) {
+        await this.opts.bus.publish(this.pinsTopic, [{ key: id, value: encodePinMessage(entry) }]);
+      }
+      const announced = this.outbox.get(id);
+      await this.flush();
+      return (
+        announced ?? {
+          host,
+          key,
+          value: c.value,
+          why: 'already pinned at this value',
+          learner: 'operator',
+          model: 'operator',
+          confidence: 1,
+          ts: entry.ts,
+          type: c.type,
+          unit: c.unit,
+        }
+      );
+    });
+  }
+
+  unpin(host: string, key: string): Promise<boolean> {
+    return this.run(async () => {
+      const id = `${host}/${key}`;
+      const had = this.pins.get(host, key) !== undefined;
+      if (this.pinFile) {
+        const pins = await this.pinFile.update((m) => void m.delete(id));
+        this.applyPins(this.pins.setSource('file', pins));
+      }
+      this.applyPins(this.pins.setOne('api', id, undefined));
+      if (this.pinsTopic) {
+        this.applyPins(this.pins.setOne('topic', id, undefined));
+        await this.opts.bus.publish(this.pinsTopic, [{ key: id, value: null }]);
+      }
+      return had;
+    });
+  }
+
+  /** Reads the pins topic from the start (it is compacted: the latest pin per host/key). */
+  private async followPinsTopic(topic: string): Promise<void> {
+    const bus = this.opts.bus;
+    await bus.ensureTopics([{ topic, partitions: 1, configs: { 'cleanup.policy': 'compact' } }]);
+    const offsets = await bus.topicOffsets(topic);
+    const want = new Map(
+      offsets.filter((o) => BigInt(o.high) > BigInt(o.low)).map((o) => [o.partition, BigInt(o.high) - 1n]),
+    );
+    const seen = new Map<number, bigint>();
+    let caughtUp!: () => void;
+    const done = new Promise<void>((r) => {
+      caughtUp = r;
+    });
+    const check = () => {
+      for (const [p, off] of want) if ((seen.get(p) ?? -1n) < off) return;
+      caughtUp();
+    };
+    check();
+    this.pinsSub = await bus.subscribe({
+      topics: [topic],
+      // Every instance reads every pin: its own group, from the beginning.
+      groupId: `virgo-learner-pins-${randomUUID()}`,
+      fromBeginning: true,
+      onBatch: async (batch) => {
+        await this.run(async () => {
+          for (const m of batch) {
+            const id = m.key?.toString('utf8') ?? '';
+            try {
+              this.applyPins(this.pins.setOne('topic', id, decodePinMessage(id, m.value)));
+            } catch (err) {
+              mRejected.inc({ input: 'pins', reason: 'malformed' });
+              log.warn('ignoring a malformed pin message', { topic, offset: m.offset, err });
+            }
+          }
+          await this.flush();
+        });
+        for (const m of batch) seen.set(m.partition, BigInt(m.offset));
+        check();
+      },
+    });
+    await this.pinsSub.ready;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      done,
+      new Promise<void>((r) => {
+        timer = setTimeout(() => {
+          log.warn('pins topic not read to its end in 15 s; continuing, pins apply as they arrive', {
+            topic,
+          });
+          r();
+        }, 15_000);
+      }),
+    ]);
+    clearTimeout(timer);
+  }
+
+  private async restore(base: string): Promise<void> {
+    const dir = currentSnapshot(base);
+    if (!dir) return;
+    for (const [name, l] of this.learners) {
+      const sub = join(dir, name);
+      if (!existsSync(sub)) continue;
+      try {
+        await l.load(sub);
+      } catch (err) {
+        log.error('cannot restore a learner; it starts afresh (remove the snapshot to silence this)', {
+          learner: name,
+          dir: sub,
+          err,
+        });
+      }
+    }
+    for (const a of this.opts.attachments ?? []) {
+      const p = join(dir, a.name);
+      if (!existsSync(p)) continue;
+      try {
+        await a.load(p);
+      } catch (err) {
+        log.error('cannot restore saved state; starting it afresh', { state: a.name, path: p, err });
+      }
+    }
+    const gatePath = join(dir, 'gate.json');
+    if (existsSync(gatePath)) {
+      const g = readJson<GateFileJson>(gatePath);
+      this.gate.restore(g.gate);
+      for (const v of g.outbox) this.outbox.set(`${v.host}/${v.key}`, v);
+    }
+    log.info('restored learner state', { snapshot: dir });
+  }
+
+  save(): Promise<string | undefined> {
+    const stateDir = this.opts.stateDir;
+    if (!stateDir) return Promise.resolve(undefined);
+    return this.run(async () => {
+      const dir = await writeSnapshot(join(stateDir, 'learners'), async (d) => {
+        for (const [name, l] of this.learners) {
+          const sub = join(d, name);
+          mkdirSync(sub);
+          await l.save(sub);
+        }
+        for (const a of this.opts.attachments ?? []) await a.save(join(d, a.name));
+        const g: GateFileJson = { gate: this.gate.snapshot(), outbox: [...this.outbox.values()] };
+        writeJsonAtomic(join(d, 'gate.json'), g);
+      });
+      this.savedAt = this.now();
+      return dir;
+    });
+  }
+
+  stats(): LearnerHostStats {
+    const learners: LearnerHostStats['learners'] = {};
+    for (const [name, l] of this.learners) learners[name] = { ...l.stats(), ...this.perLearner.get(name)! };
+    return {
+      backend: this.backend,
+      learners,
+      inputs: { ...this.inputs },
+      verdicts: { ...this.verdicts },
+      published: this.published,
+      publishFailures: this.publishFailures,
+      outbox: this.outbox.size,
+      pins: this.pins.all().length,
+      savedAt: this.savedAt,
+    };
+  }
+
+  async close(opts: { save?: boolean } = {}): Promise<void> {
+    if (this.closed) return;
+    this.stopWatch?.();
+    await this.pinsSub?.close();
+    await this.run(() => this.flush());
+    if (this.outbox.size > 0) {
+      log.error('closing with undelivered analytics variables (saved in the snapshot when there is one)', {
+        pending: this.outbox.size,
+      });
+    }
+    if (opts.save ?? true) await this.save();
+    this.closed = true;
+    for (const l of this.learners.values()) l.dispose();
+  }
+}
+
+/** Rejects bad device records with a count, never an exception: for the stage's decoders. */
+export function rejectInput(input: string, reason: string): void {
+  mRejected.inc({ input, reason });
+}

@@ -1,0 +1,376 @@
+// Process load / execution time: a tfjs linear regression from a node's scheduler and loadavg
+// evidence to the execution time of a job there, feeding the CPU pooling balancer its
+// least-loaded node (DESIGN.md section 4, the analytics-driven rule).
+//
+// Evidence lines accepted (the message part of a syslog/kernel line):
+//   virgo_load: node=<name> load=<loadavg1> [runq=<runnable>] [exec_ms=<ms>]   an agent's sample;
+//       with exec_ms it is also a training example (node defaults to the line's host)
+//   INFO: task <comm>:<pid> blocked for more than <n> seconds.                 hung task
+//   watchdog: BUG: soft lockup - CPU#<n> stuck for <n>s! [<comm>:<pid>]        soft lockup
+//   sched: RT throttling activated                                             RT throttling
+// Hung tasks, lockups and throttling are counted with exponential decay (half-life halfLifeSec).
+import { join } from 'node:path';
+import type { KernelEvent } from '../schemas/index.ts';
+import { readJson, writeJsonAtomic } from './snapshot.ts';
+import { loadModel, type Model, predictRows, requireTf, saveModel, trainSteps } from './tf-util.ts';
+import type { Learner, LearnerContext, Proposal, Tf, VariableDecl } from './types.ts';
+import { HOST_RE } from './variables.ts';
+import { Rng } from './window.ts';
+
+export const LOAD_ARCH = 'load-linreg@1';
+export const LOAD_HEURISTIC = 'load-heuristic@1';
+export const CLUSTER_HOST = 'cluster';
+
+export interface LoadOptions {
+  halfLifeSec?: number;
+  /** a node that reported nothing for this long (event time) is not a candidate */
+  staleSec?: number;
+  /** training examples before the regression replaces the raw-load heuristic */
+  warmup?: number;
+  /** a new least-loaded node must beat the current one by this fraction */
+  switchMargin?: number;
+  steps?: number;
+  learningRate?: number;
+  seed?: number;
+}
+
+export const LOAD_VARIABLES: readonly VariableDecl[] = [
+  {
+    key: 'cpupooling.least_loaded_node',
+    type: 'string',
+    unit: null,
+    description: 'node with the lowest predicted execution time, for the analytics-driven CPU pooling rule',
+    dwellMs: 30_000,
+  },
+  {
+    key: 'cpupooling.predicted_exec_ms',
+    type: 'float',
+    unit: 'ms',
+    description: 'predicted execution time of a pooled job on this node',
+    min: 0,
+    max: 3_600_000,
+    decimals: 1,
+    hysteresis: 5,
+    dwellMs: 5_000,
+  },
+];
+
+const LOAD_RE = /virgo_load:\s*(.*)$/;
+const KV_RE = /(\w+)=(\S+)/g;
+const HUNG_RE = /task \S+:\d+ blocked for more than \d+ seconds/;
+const LOCKUP_RE = /soft lockup - CPU#\d+ stuck/;
+const THROTTLE_RE = /RT throttling activated/;
+
+/** feature scales: keep inputs near unit range so plain gradient steps behave */
+const SCALE = { load: 8, runq: 16, hung: 4, lockup: 4, throttle: 4 } as const;
+const Y_SCALE = 1000; // exec_ms -> seconds
+const REPLAY = 1024;
+const BATCH = 64;
+
+interface Decayed {
+  v: number;
+  t: number;
+}
+
+interface NodeState {
+  load: number;
+  runq: number;
+  hung: Decayed;
+  lockup: Decayed;
+  throttle: Decayed;
+  lastTs: number;
+}
+
+interface LoadStateJson {
+  nodes: [string, NodeState][];
+  replay: { x: number[]; y: number }[];
+  rng: number;
+  steps: number;
+  examples: number;
+  current: string | null;
+  latest: number;
+}
+
+export interface LoadSample {
+  node: string;
+  load?: number;
+  runq?: number;
+  execMs?: number;
+}
+
+/** The `virgo_load:` sample of a message, if it is one. */
+export function parseLoadLine(message: string, host: string): LoadSample | undefined {
+  const m = LOAD_RE.exec(message);
+  if (!m) return undefined;
+  const kv: Record<string, string> = {};
+  for (const x of m[1]!.matchAll(KV_RE)) kv[x[1]!] = x[2]!;
+  const num = (s: string | undefined) => {
+    if (s === undefined) return undefined;
+    const n = Number(s);
+    return Number.isFinite(n) && n >= 0 ? n : undefined;
+  };
+  const out: LoadSample = { node: kv.node ?? host };
+  const load = num(kv.load);
+  const runq = num(kv.runq);
+  const execMs = num(kv.exec_ms);
+  if (load !== undefined) out.load = load;
+  if (runq !== undefined) out.runq = runq;
+  if (execMs !== undefined) out.execMs = execMs;
+  return out;
+}
+
+export class LoadLearner implements Learner {
+  readonly name = 'load';
+  readonly needsTf = true;
+  readonly variables = LOAD_VARIABLES;
+  private readonly halfLifeMs: number;
+  private readonly staleMs: number;
+  private readonly warmup: number;
+  private readonly margin: number;
+  private readonly stepsPerBatch: number;
+  private nodes = new Map<string, NodeState>();
+  private replay: { x: number[]; y: number }[] = [];
+  private rng: Rng;
+  private steps = 0;
+  private examples = 0;
+  private current: string | null = null;
+  /** newest event time seen, the clock of staleness */
+  private latest = 0;
+  rejected = 0;
+
+  constructor(
+    private readonly tf: Tf,
+    private model: Model,
+    opts: LoadOptions,
+  ) {
+    this.halfLifeMs = (opts.halfLifeSec ?? 300) * 1000;
+    this.staleMs = (opts.staleSec ?? 600) * 1000;
+    this.warmup = opts.warmup ?? 16;
+    this.margin = opts.switchMargin ?? 0.1;
+    this.stepsPerBatch = opts.steps ?? 10;
+    this.rng = new Rng(opts.seed ?? 13);
+  }
+
+  static buildModel(tf: Tf, learningRate: number, seed: number): Model {
+    const m = tf.sequential();
+    m.add(
+      tf.layers.dense({
+        units: 1,
+        inputShape: [5],
+        activation: 'linear',
+        kernelInitializer: tf.initializers.glorotUniform({ seed }),
+      }),
+    );
+    m.compile({ optimizer: tf.train.rmsprop(learningRate), loss: 'meanSquaredError' });
+    return m;
+  }
+
+  get warm(): boolean {
+    return this.examples >= this.warmup;
+  }
+
+  get modelVersion(): string {
+    return this.warm ? `${LOAD_ARCH}.${this.steps}` : LOAD_HEURISTIC;
+  }
+
+  private decayed(d: Decayed, t: number): number {
+    return d.v * 0.5 ** (Math.max(0, t - d.t) / this.halfLifeMs);
+  }
+
+  private bump(d: Decayed, t: number): void {
+    d.v = this.decayed(d, t) + 1;
+    d.t = Math.max(d.t, t);
+  }
+
+  private node(name: string, t: number): NodeState {
+    let n = this.nodes.get(name);
+    if (!n) {
+      n = { load: 0, runq: 0, hung: { v: 0, t }, lockup: { v: 0, t }, throttle: { v: 0, t }, lastTs: t };
+      this.nodes.set(name, n);
+    }
+    n.lastTs = Math.max(n.lastTs, t);
+    return n;
+  }
+
+  features(n: NodeState, t: number): number[] {
+    return [
+      n.load / SCALE.load,
+      n.runq / SCALE.runq,
+      this.decayed(n.hung, t) / SCALE.hung,
+      this.decayed(n.lockup, t) / SCALE.lockup,
+      this.decayed(n.throttle, t) / SCALE.throttle,
+    ];
+  }
+
+  async onEvents(events: readonly KernelEvent[]): Promise<Proposal[]> {
+    const fresh: { x: number[]; y: number }[] = [];
+    let touched = false;
+    for (const e of events) {
+      const m = e.message;
+      const sample = m.includes('virgo_load:') ? parseLoadLine(m, e.host) : undefined;
+      if (sample) {
+        if (!HOST_RE.test(sample.node)) {
+          this.rejected++;
+          continue;
+        }
+        const n = this.node(sample.node, e.ts);
+        if (sample.load !== undefined) n.load = sample.load;
+        if (sample.runq !== undefined) n.runq = sample.runq;
+        if (sample.execMs !== undefined)
+          fresh.push({ x: this.features(n, e.ts), y: sample.execMs / Y_SCALE });
+      } else if (HUNG_RE.test(m)) this.bump(this.node(e.host, e.ts).hung, e.ts);
+      else if (LOCKUP_RE.test(m)) this.bump(this.node(e.host, e.ts).lockup, e.ts);
+      else if (THROTTLE_RE.test(m)) this.bump(this.node(e.host, e.ts).throttle, e.ts);
+      else continue;
+      this.latest = Math.max(this.latest, e.ts);
+      touched = true;
+    }
+    if (fresh.length > 0) await this.train(fresh);
+    return touched ? this.propose() : [];
+  }
+
+  /** Predicted execution time (ms) per live node, in one batched call once the model is warm. */
+  predict(): Map<string, number> {
+    const live = [...this.nodes].filter(([, n]) => this.latest - n.lastTs <= this.staleMs);
+    const out = new Map<string, number>();
+    if (live.length === 0) return out;
+    if (!this.warm) {
+      // Before the regression has seen enough, rank by raw load (the original loadfactor idea).
+      for (const [name, n] of live) out.set(name, n.load);
+      return out;
+    }
+    const rows = predictRows(
+      this.tf,
+      this.model,
+      live.map(([, n]) => this.features(n, this.latest)),
+    );
+    live.forEach(([name], i) => {
+      out.set(name, Math.max(0, (rows[i]![0] ?? 0) * Y_SCALE));
+    });
+    return out;
+  }
+
+  private propose(): Proposal[] {
+    const pred = this.predict();
+    if (pred.size === 0) return [];
+    const model = this.modelVersion;
+    const out: Proposal[] = [];
+    let best: [string, number] | undefined;
+    for (const [name, v] of [...pred].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+      if (!best || v < best[1]) best = [name, v];
+      if (this.warm) {
+        const n = this.nodes.get(name)!;
+        out.push({
+          host: name,
+          key: 'cpupooling.predicted_exec_ms',
+          value: v,
+          why: `load=${n.load} runq=${n.runq} hung=${this.decayed(n.hung, this.latest).toFixed(2)} lockup=${this.decayed(n.lockup, this.latest).toFixed(2)} throttle=${this.decayed(n.throttle, this.latest).toFixed(2)} half_life=${this.halfLifeMs / 1000}s examples=${this.examples}`,
+          confidence: Math.min(1, this.examples / (this.warmup * 4)),
+          model,
+        });
+      }
+    }
+    // Stickiness: keep the current node unless the new best is clearly better, so near-equal
+    // nodes do not trade places on noise.
+    let chosen = best!;
+    const cur = this.current !== null ? pred.get(this.current) : undefined;
+    if (cur !== undefined && this.current !== chosen[0] && chosen[1] > cur * (1 - this.margin)) {
+      chosen = [this.current!, cur];
+    }
+    this.current = chosen[0];
+    const unit = this.warm ? 'ms' : 'loadavg';
+    const ranking = [...pred]
+      .sort((a, b) => a[1] - b[1])
+      .slice(0, 4)
+      .map(([n, v]) => `${n}:${v.toFixed(1)}`)
+      .join(' ');
+    out.push({
+      host: CLUSTER_HOST,
+      key: 'cpupooling.least_loaded_node',
+      value: chosen[0],
+      why: `nodes=${pred.size} predicted ${unit}: ${ranking} margin=${this.margin}`,
+      confidence: this.warm ? Math.min(1, this.examples / (this.warmup * 4)) : 0.3,
+      model,
+    });
+    return out;
+  }
+
+  /** The regression's weights in feature units (tests compare them with the generator's). */
+  coefficients(): { w: number[]; b: number } {
+    const [k, b] = this.model.getWeights();
+    const w = Array.from(k!.dataSync());
+    const scales = [SCALE.load, SCALE.runq, SCALE.hung, SCALE.lockup, SCALE.throttle];
+    return { w: w.map((x, i) => (x * Y_SCALE) / scales[i]!), b: b!.dataSync()[0]! * Y_SCALE };
+  }
+
+  private async train(fresh: { x: number[]; y: number }[]): Promise<void> {
+    const batch = [...fresh];
+    for (let i = 0; i < Math.min(this.replay.length, Math.max(0, BATCH - fresh.length)); i++) {
+      batch.push(this.replay[this.rng.int(this.replay.length)]!);
+    }
+    for (const f of fresh) {
+      if (this.replay.length < REPLAY) this.replay.push(f);
+      else this.replay[this.rng.int(REPLAY)] = f;
+    }
+    this.examples += fresh.length;
+    await trainSteps(
+      this.tf,
+      this.model,
+      batch.map((b) => b.x),
+      batch.map((b) => [b.y]),
+      this.stepsPerBatch,
+    );
+    this.steps += this.stepsPerBatch;
+  }
+
+  async save(dir: string): Promise<void> {
+    await saveModel(this.model, dir, this.tf);
+    const j: LoadStateJson = {
+      nodes: [...this.nodes],
+      replay: this.replay,
+      rng: this.rng.state,
+      steps: this.steps,
+      examples: this.examples,
+      current: this.current,
+      latest: this.latest,
+    };
+    writeJsonAtomic(join(dir, 'state.json'), j);
+  }
+
+  async load(dir: string): Promise<void> {
+    const model = await loadModel(this.tf, dir);
+    this.model.dispose();
+    this.model = model;
+    const j = readJson<LoadStateJson>(join(dir, 'state.json'));
+    this.nodes = new Map(j.nodes);
+    this.replay = j.replay;
+    this.rng = new Rng(j.rng);
+    this.steps = j.steps;
+    this.examples = j.examples;
+    this.current = j.current;
+    this.latest = j.latest;
+  }
+
+  stats(): Record<string, number | string> {
+    return {
+      model: this.modelVersion,
+      nodes: this.nodes.size,
+      examples: this.examples,
+      least_loaded: this.current ?? '',
+      rejected: this.rejected,
+    };
+  }
+
+  dispose(): void {
+    this.model.dispose();
+  }
+}
+
+export async function createLoadLearner(
+  ctx: LearnerContext,
+  opts: Record<string, unknown> = {},
+): Promise<Learner> {
+  const tf = requireTf(ctx.tf, 'load');
+  const o = opts as LoadOptions;
+  return new LoadLearner(tf, LoadLearner.buildModel(tf, o.learningRate ?? 0.05, o.seed ?? 13), o);
+}

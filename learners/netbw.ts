@@ -1,0 +1,314 @@
+// Network bandwidth: logistic regression (tfjs, one sigmoid unit) over per-window network features
+// of a host, predicting whether the NEXT window is congested, mapped to MaxNetworkBandwidth (Mbps).
+//
+// Labels are self-supervised from the log itself: a window is congested when it holds a NETDEV
+// WATCHDOG / tx timeout, a link-down, or a packet-drop report (>= congestionEvents of them).
+// Each closed window t yields the example (features(t-1) -> congested(t)), so the model learns
+// which evidence precedes congestion; the risk for t+1 is predicted from features(t).
+import { join } from 'node:path';
+import type { KernelEvent } from '../schemas/index.ts';
+import { readJson, writeJsonAtomic } from './snapshot.ts';
+import { loadModel, type Model, predictRows, requireTf, saveModel, trainSteps } from './tf-util.ts';
+import type { Learner, LearnerContext, Proposal, Tf, VariableDecl } from './types.ts';
+import { ufwFields } from './ufw.ts';
+import { Rng } from './window.ts';
+
+export const NETBW_ARCH = 'netbw-logreg@1';
+
+export const FEATURES = [
+  'link_down',
+  'link_up',
+  'watchdog',
+  'drops',
+  'nic_errors',
+  'ufw_blocks',
+  'ufw_other',
+  'events',
+] as const;
+const F = FEATURES.length;
+
+export interface NetbwOptions {
+  windowSec?: number;
+  minMbps?: number;
+  maxMbps?: number;
+  /** label: a window is congested at this many watchdog + link-down + drop events */
+  congestionEvents?: number;
+  /** examples seen before the learner emits anything (an untrained model says 0.5) */
+  warmup?: number;
+  /** optimiser steps per batch of closed windows */
+  steps?: number;
+  learningRate?: number;
+  seed?: number;
+}
+
+const LINK_DOWN_RE = /\blink (?:is )?down\b|NIC Link is Down|carrier lost|Lost carrier/i;
+const LINK_UP_RE = /\blink (?:is )?up\b|NIC Link is Up|link becomes ready|Gained carrier/i;
+const WATCHDOG_RE = /NETDEV WATCHDOG|transmit queue \d+ timed out|tx[ _]timeout/i;
+const DROP_RE = /drop(?:ping|ped)? packet|\bdropped\b|table full|rx_missed|No buffer space/i;
+const NIC_ERR_RE = /reset adapter|Tx Unit Hang|tx hang|rx errors|hardware error|PCIe Bus Error/i;
+
+/** Counts of one event towards the window features (indices into FEATURES). */
+export function classifyNetEvent(e: KernelEvent, counts: number[]): void {
+  counts[7]! += 1;
+  const u = ufwFields(e);
+  if (u) {
+    if (u.action.includes('BLOCK')) counts[5]! += 1;
+    else counts[6]! += 1;
+    return;
+  }
+  const m = e.message;
+  const state = e.fields?.state?.toLowerCase();
+  if (e.family === 'link' && state === 'down') counts[0]! += 1;
+  else if (e.family === 'link' && state === 'up') counts[1]! += 1;
+  else if (LINK_DOWN_RE.test(m)) counts[0]! += 1;
+  else if (LINK_UP_RE.test(m)) counts[1]! += 1;
+  if (WATCHDOG_RE.test(m)) counts[2]! += 1;
+  if (DROP_RE.test(m)) counts[3]! += 1;
+  if (NIC_ERR_RE.test(m)) counts[4]! += 1;
+}
+
+export const NETBW_VARIABLES = (minMbps: number, maxMbps: number): VariableDecl[] => [
+  {
+    key: 'MaxNetworkBandwidth',
+    type: 'int',
+    unit: 'Mbps',
+    description: 'bandwidth cap for the host, lowered as the predicted congestion risk rises',
+    min: minMbps,
+    max: maxMbps,
+    hysteresis: 25,
+    dwellMs: 30_000,
+    urgent: 'down',
+  },
+  {
+    key: 'netbw.congestion_risk',
+    type: 'float',
+    unit: 'probability',
+    description: 'predicted probability that the next window is congested (watchdog, link-down, drops)',
+    min: 0,
+    max: 1,
+    decimals: 3,
+    hysteresis: 0.05,
+    dwellMs: 10_000,
+  },
+];
+
+interface HostWin {
+  window: number;
+  counts: number[];
+  /** features of the last closed window (log1p counts), the input for the next label */
+  prev: number[] | null;
+}
+
+interface NetbwStateJson {
+  hosts: [string, HostWin][];
+  replay: { x: number[]; y: number }[];
+  rng: number;
+  steps: number;
+  examples: number;
+  windows: number;
+}
+
+const REPLAY = 512;
+const BATCH = 48;
+const MAX_GAP_WINDOWS = 3;
+
+export function featuresOf(counts: ArrayLike<number>): number[] {
+  return Array.from(counts, (c) => Math.log1p(c));
+}
+
+function congested(counts: ArrayLike<number>, threshold: number): number {
+  return (counts[0] ?? 0) + (counts[2] ?? 0) + (counts[3] ?? 0) >= threshold ? 1 : 0;
+}
+
+export class NetbwLearner implements Learner {
+  readonly name = 'netbw';
+  readonly needsTf = true;
+  readonly variables: VariableDecl[];
+  private readonly windowMs: number;
+  private readonly minMbps: number;
+  private readonly maxMbps: number;
+  private readonly threshold: number;
+  private readonly warmup: number;
+  private readonly stepsPerBatch: number;
+  private hosts = new Map<string, HostWin>();
+  private replay: { x: number[]; y: number }[] = [];
+  private rng: Rng;
+  private steps = 0;
+  private examples = 0;
+  private windows = 0;
+
+  constructor(
+    private readonly tf: Tf,
+    private model: Model,
+    opts: NetbwOptions,
+  ) {
+    this.windowMs = (opts.windowSec ?? 60) * 1000;
+    this.minMbps = opts.minMbps ?? 10;
+    this.maxMbps = opts.maxMbps ?? 1000;
+    this.threshold = opts.congestionEvents ?? 1;
+    this.warmup = opts.warmup ?? 20;
+    this.stepsPerBatch = opts.steps ?? 4;
+    this.rng = new Rng(opts.seed ?? 7);
+    this.variables = NETBW_VARIABLES(this.minMbps, this.maxMbps);
+  }
+
+  static buildModel(tf: Tf, learningRate: number, seed: number): Model {
+    const m = tf.sequential();
+    m.add(
+      tf.layers.dense({
+        units: 1,
+        inputShape: [F],
+        activation: 'sigmoid',
+        kernelInitializer: tf.initializers.glorotUniform({ seed }),
+      }),
+    );
+    m.compile({ optimizer: tf.train.rmsprop(learningRate), loss: 'binaryCrossentropy' });
+    return m;
+  }
+
+  get modelVersion(): string {
+    return `${NETBW_ARCH}.${this.steps}`;
+  }
+
+  async onEvents(events: readonly KernelEvent[]): Promise<Proposal[]> {
+    const closed: { host: string; x: number[]; counts: number[] }[] = [];
+    const fresh: { x: number[]; y: number }[] = [];
+    const close = (host: string, s: HostWin) => {
+      const x = featuresOf(s.counts);
+      if (s.prev) fresh.push({ x: s.prev, y: congested(s.counts, this.threshold) });
+      s.prev = x;
+      closed.push({ host, x, counts: s.counts });
+      this.windows++;
+    };
+    for (const e of events) {
+      const w = Math.floor(e.ts / this.windowMs);
+      let s = this.hosts.get(e.host);
+      if (!s) {
+        s = { window: w, counts: new Array(F).fill(0), prev: null };
+        this.hosts.set(e.host, s);
+      }
+      if (w > s.window) {
+        close(e.host, s);
+        // Quiet windows in between are evidence too (nothing happened), up to a short gap;
+        // across a long gap the previous window says nothing about the next.
+        const gap = w - s.window - 1;
+        if (gap > MAX_GAP_WINDOWS) s.prev = null;
+        else {
+          for (let i = 0; i < gap; i++) {
+            s.counts = new Array(F).fill(0);
+            close(e.host, s);
+          }
+        }
+        s.window = w;
+        s.counts = new Array(F).fill(0);
+      }
+      // A late event (w < s.window) counts in the open window rather than being lost.
+      classifyNetEvent(e, s.counts);
+    }
+    if (fresh.length > 0) await this.train(fresh);
+    if (closed.length === 0 || this.examples < this.warmup) return [];
+    // One predict for every host whose window closed in this batch; the last window per host wins.
+    const last = new Map<string, { x: number[]; counts: number[] }>();
+    for (const c of closed) last.set(c.host, c);
+    const hosts = [...last.keys()];
+    const risks = predictRows(
+      this.tf,
+      this.model,
+      hosts.map((h) => last.get(h)!.x),
+    ).map((r) => r[0] ?? 0.5);
+    const out: Proposal[] = [];
+    const model = this.modelVersion;
+    hosts.forEach((host, i) => {
+      const risk = risks[i]!;
+      const c = last.get(host)!.counts;
+      const ev = FEATURES.map((f, j) => `${f}=${c[j]}`).join(' ');
+      const why = `window=${this.windowMs / 1000}s next-window congestion risk=${risk.toFixed(3)} evidence: ${ev} examples=${this.examples}`;
+      const confidence = Math.abs(risk - 0.5) * 2;
+      out.push({
+        host,
+        key: 'MaxNetworkBandwidth',
+        value: this.maxMbps - risk * (this.maxMbps - this.minMbps),
+        why,
+        confidence,
+        model,
+      });
+      out.push({ host, key: 'netbw.congestion_risk', value: risk, why, confidence, model });
+    });
+    return out;
+  }
+
+  /** The model's risk for raw window counts (tests and the CLI's explain use it). */
+  risk(counts: number[][]): number[] {
+    return predictRows(this.tf, this.model, counts.map(featuresOf)).map((r) => r[0] ?? 0.5);
+  }
+
+  private async train(fresh: { x: number[]; y: number }[]): Promise<void> {
+    // Fresh examples plus a replayed sample, so one busy host cannot make the model forget others.
+    const batch = [...fresh];
+    for (let i = 0; i < Math.min(this.replay.length, Math.max(0, BATCH - fresh.length)); i++) {
+      batch.push(this.replay[this.rng.int(this.replay.length)]!);
+    }
+    for (const f of fresh) {
+      if (this.replay.length < REPLAY) this.replay.push(f);
+      else this.replay[this.rng.int(REPLAY)] = f;
+    }
+    this.examples += fresh.length;
+    await trainSteps(
+      this.tf,
+      this.model,
+      batch.map((b) => b.x),
+      batch.map((b) => [b.y]),
+      this.stepsPerBatch,
+    );
+    this.steps += this.stepsPerBatch;
+  }
+
+  async save(dir: string): Promise<void> {
+    await saveModel(this.model, dir, this.tf);
+    const j: NetbwStateJson = {
+      hosts: [...this.hosts],
+      replay: this.replay,
+      rng: this.rng.state,
+      steps: this.steps,
+      examples: this.examples,
+      windows: this.windows,
+    };
+    writeJsonAtomic(join(dir, 'state.json'), j);
+  }
+
+  async load(dir: string): Promise<void> {
+    const model = await loadModel(this.tf, dir);
+    this.model.dispose();
+    this.model = model;
+    const j = readJson<NetbwStateJson>(join(dir, 'state.json'));
+    this.hosts = new Map(j.hosts);
+    this.replay = j.replay;
+    this.rng = new Rng(j.rng);
+    this.steps = j.steps;
+    this.examples = j.examples;
+    this.windows = j.windows;
+  }
+
+  stats(): Record<string, number | string> {
+    return {
+      model: this.modelVersion,
+      hosts: this.hosts.size,
+      windows: this.windows,
+      examples: this.examples,
+      warm: this.examples >= this.warmup ? 1 : 0,
+    };
+  }
+
+  dispose(): void {
+    this.model.dispose();
+  }
+}
+
+export async function createNetbwLearner(
+  ctx: LearnerContext,
+  opts: Record<string, unknown> = {},
+): Promise<Learner> {
+  const tf = requireTf(ctx.tf, 'netbw');
+  const o = opts as NetbwOptions;
+  return new NetbwLearner(tf, NetbwLearner.buildModel(tf, o.learningRate ?? 0.05, o.seed ?? 7), o);
+}

@@ -1,0 +1,74 @@
+// What a learner is: declared variables, inputs it consumes, proposals it makes, state it saves.
+// The host (host.ts) owns the envelope (gate, pins, outbox); learners only propose.
+import type * as tfjs from '@tensorflow/tfjs';
+import type { Logger } from '../runtime/log.ts';
+import type { DroneSensorFrame, KernelEvent, WebcamFrame } from '../schemas/index.ts';
+
+export type Tf = typeof tfjs;
+
+export type VarType = 'int' | 'float' | 'bool' | 'ip' | 'string' | 'enum';
+
+/** One variable, declared once by the learner that owns it (DESIGN.md section 6). */
+export interface VariableDecl {
+  /** the key part of `host/key`, [A-Za-z0-9_.:/-]{1,128} */
+  key: string;
+  type: VarType;
+  unit: string | null;
+  /** one line: what the value means and what acts on it */
+  description: string;
+  /** numeric bounds (int, float): values are clamped into [min, max] */
+  min?: number;
+  max?: number;
+  /** enum: the allowed values */
+  values?: readonly string[];
+  /** bool spelling: `true|false` (default) or Python's `True|False` (the original `match=True`) */
+  boolStyle?: 'lower' | 'python';
+  /** float: digits after the point on the wire */
+  decimals?: number;
+  /** minimum time between two changes of the emitted value, ms */
+  dwellMs: number;
+  /** numeric: a change smaller than this is no change */
+  hysteresis?: number;
+  /** the safe direction: changes toward it skip the dwell ('up'/'down' numeric, a value for bool/enum);
+   * e.g. brake engages at once and releases only after the dwell */
+  urgent?: 'up' | 'down' | string;
+}
+
+/** A learner's suggestion; the gate decides whether it becomes an emitted variable. */
+export interface Proposal {
+  host: string;
+  key: string;
+  value: number | string | boolean;
+  /** the evidence: window, counts (the gate appends the model version and any clamping) */
+  why: string;
+  /** 0..1 */
+  confidence: number;
+  /** model version that produced the value */
+  model: string;
+}
+
+export interface LearnerContext {
+  tf: Tf | undefined;
+  log: Logger;
+  now(): number;
+}
+
+export type LearnerStats = Record<string, number | string>;
+
+export interface Learner {
+  readonly name: string;
+  readonly variables: readonly VariableDecl[];
+  /** a learner that needs tfjs says so; the host loads the backend only when one does */
+  readonly needsTf: boolean;
+  onEvents?(events: readonly KernelEvent[]): Promise<Proposal[]>;
+  onDrone?(frames: readonly DroneSensorFrame[]): Promise<Proposal[]>;
+  onWebcam?(frames: readonly WebcamFrame[]): Promise<Proposal[]>;
+  /** writes model artifacts and state into `dir` (an empty directory) */
+  save(dir: string): Promise<void>;
+  /** restores from a directory `save` wrote */
+  load(dir: string): Promise<void>;
+  stats(): LearnerStats;
+  dispose(): void;
+}
+
+export type LearnerFactory = (ctx: LearnerContext, options?: Record<string, unknown>) => Promise<Learner>;

@@ -1,0 +1,143 @@
+// Variable declarations and the value rules of the wire (DESIGN.md section 3): keys
+// [A-Za-z0-9_.:/-]{1,128}; values printable UTF-8, no CR/LF, at most 1000 bytes, and no commas
+// (the conf file is comma separated). Numbers are clamped to the declared bounds here.
+import { isIP } from 'node:net';
+import type { VariableDecl } from './types.ts';
+
+export const KEY_RE = /^[A-Za-z0-9_.:/-]{1,128}$/;
+/** hosts and device ids: the key charset minus '/', which separates host from key on the topic */
+export const HOST_RE = /^[A-Za-z0-9_.:-]{1,128}$/;
+export const MAX_VALUE_BYTES = 1000;
+
+export class DeclarationError extends Error {
+  override readonly name = 'DeclarationError';
+}
+
+export class ValueError extends Error {
+  override readonly name = 'ValueError';
+}
+
+export function checkDeclaration(d: VariableDecl, owner: string): void {
+  const bad = (why: string) => new DeclarationError(`learner ${owner}, variable ${d.key}: ${why}`);
+  if (!KEY_RE.test(d.key)) throw bad('key must match [A-Za-z0-9_.:/-]{1,128}');
+  if (!d.description || d.description.includes('\n')) throw bad('needs a one-line description');
+  if (!(d.dwellMs >= 0)) throw bad('dwellMs must be >= 0');
+  if (d.type === 'int' || d.type === 'float') {
+    if (d.min === undefined || d.max === undefined || !(d.min <= d.max))
+      throw bad('numeric needs min <= max');
+    if (d.hysteresis !== undefined && !(d.hysteresis >= 0)) throw bad('hysteresis must be >= 0');
+    if (d.urgent !== undefined && d.urgent !== 'up' && d.urgent !== 'down') throw bad('urgent is up or down');
+  }
+  if (d.type === 'enum' && (!d.values || d.values.length === 0)) throw bad('enum needs values');
+  if (d.type === 'bool' && d.urgent !== undefined && !['true', 'false'].includes(d.urgent.toLowerCase())) {
+    throw bad('bool urgent is true or false');
+  }
+}
+
+/** Why a value text cannot travel, or undefined when it can. */
+export function valueTextProblem(s: string): string | undefined {
+  if (Buffer.byteLength(s, 'utf8') > MAX_VALUE_BYTES) return `longer than ${MAX_VALUE_BYTES} bytes`;
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what we reject
+  if (/[\u0000-\u001f\u007f]/.test(s)) return 'contains a control character (CR, LF, tab, …)';
+  if (s.includes(',')) return 'contains a comma (the conf file separates pairs with commas)';
+  return undefined;
+}
+
+export interface Normalised {
+  /** the text on the wire */
+  value: string;
+  /** numeric value after clamping (int, float) */
+  num?: number;
+  /** the proposed number when it was clamped */
+  clampedFrom?: number;
+}
+
+function boolText(b: boolean, style: VariableDecl['boolStyle']): string {
+  if (style === 'python') return b ? 'True' : 'False';
+  return b ? 'true' : 'false';
+}
+
+function parseBool(v: unknown): boolean | undefined {
+  if (typeof v === 'boolean') return v;
+  if (typeof v === 'number') return v !== 0;
+  const s = String(v).trim().toLowerCase();
+  if (['true', '1', 'yes', 'on'].includes(s)) return true;
+  if (['false', '0', 'no', 'off'].includes(s)) return false;
+  return undefined;
+}
+
+function formatFloat(x: number, decimals: number): string {
+  // Number(toFixed) drops trailing zeros and the -0 of tiny negatives.
+  const r = Number(x.toFixed(decimals));
+  return String(Object.is(r, -0) ? 0 : r);
+}
+
+/**
+ * The wire text of a proposed value under its declaration. Numbers outside the bounds are clamped
+ * (`clamp: true`, what learners get) or rejected (`clamp: false`, what operators' pins get).
+ */
+export function normalise(d: VariableDecl, raw: unknown, clamp = true): Normalised {
+  switch (d.type) {
+    case 'int':
+    case 'float': {
+      const n = typeof raw === 'number' ? raw : typeof raw === 'string' ? Number(raw.trim()) : Number.NaN;
+      if (!Number.isFinite(n) || (typeof raw === 'string' && raw.trim() === '')) {
+        throw new ValueError(`${d.key} is ${d.type}; got ${JSON.stringify(raw)}`);
+      }
+      const min = d.min ?? Number.NEGATIVE_INFINITY;
+      const max = d.max ?? Number.POSITIVE_INFINITY;
+      if (!clamp && (n < min || n > max)) {
+        throw new ValueError(
+          `${d.key} must be within [${min}, ${max}]${d.unit ? ` ${d.unit}` : ''}; got ${n}`,
+        );
+      }
+      let v = Math.min(max, Math.max(min, n));
+      if (d.type === 'int') v = Math.round(v);
+      const value = d.type === 'int' ? String(v) : formatFloat(v, d.decimals ?? 3);
+      const out: Normalised = { value, num: Number(value) };
+      if (n < min || n > max) out.clampedFrom = n;
+      return out;
+    }
+    case 'bool': {
+      const b = parseBool(raw);
+      if (b === undefined) throw new ValueError(`${d.key} is bool; got ${JSON.stringify(raw)}`);
+      return { value: boolText(b, d.boolStyle) };
+    }
+    case 'ip': {
+      const s = String(raw).trim();
+      if (isIP(s) === 0) throw new ValueError(`${d.key} is an IP address; got ${JSON.stringify(raw)}`);
+      return { value: s };
+    }
+    case 'enum': {
+      const s = String(raw);
+      if (!d.values?.includes(s)) {
+        throw new ValueError(`${d.key} is one of ${d.values?.join('|')}; got ${JSON.stringify(raw)}`);
+      }
+      return { value: s };
+    }
+    case 'string': {
+      const s = String(raw);
+      const problem = valueTextProblem(s) ?? (s.length === 0 ? 'is empty' : undefined);
+      if (problem) throw new ValueError(`${d.key}: value ${problem}`);
+      return { value: s };
+    }
+  }
+}
+
+/** The declaration an operator's pin of an undeclared key is checked against. */
+export function undeclared(key: string): VariableDecl {
+  return { key, type: 'string', unit: null, description: 'not declared by any learner', dwellMs: 0 };
+}
+
+/** Splits `host/key` (the topic key) at the first '/'. */
+export function splitHostKey(s: string): { host: string; key: string } {
+  const i = s.indexOf('/');
+  if (i <= 0 || i === s.length - 1) throw new ValueError(`expected host/key, got ${JSON.stringify(s)}`);
+  const host = s.slice(0, i);
+  const key = s.slice(i + 1);
+  if (!HOST_RE.test(host))
+    throw new ValueError(`host ${JSON.stringify(host)} must match [A-Za-z0-9_.:-]{1,128}`);
+  if (!KEY_RE.test(key))
+    throw new ValueError(`key ${JSON.stringify(key)} must match [A-Za-z0-9_.:/-]{1,128}`);
+  return { host, key };
+}
