@@ -1,0 +1,255 @@
+// The PXRC drone device model: what the original pxrc.c instrumentation only printed, acted on.
+// Each tick it reads pxrc.throttle|brake|yaw (and the optional pxrc.max_speed cap) synchronously
+// from its variables, flies the simulation one step, publishes the sensor frame on
+// virgo.drone-sensors (the drone learner's input) and, asynchronously, sends telemetry and
+// events (arrival, collision, failsafe) to the VIRGO queue. A missing or unreadable control
+// variable puts the drone in failsafe: no throttle, full brake, no yaw.
+import { type Bus, CONTENT_TYPES, HEADERS, TOPICS } from '../../bus/index.ts';
+import { createLogger } from '../../runtime/log.ts';
+import { counter } from '../../runtime/metrics.ts';
+import { codecFor, type DroneSensorFrame } from '../../schemas/index.ts';
+import { parseNumber, type VariableSource } from '../drivers/variables.ts';
+import { type Course, type DroneControls, type DroneParams, DroneSim, generateCourse } from './drone-sim.ts';
+import { OrderedSender, type ReplySink } from './reply-sink.ts';
+
+const log = createLogger('devices.pxrc');
+const framesTotal = counter('virgo_pxrc_frames_total', 'drone sensor frames by outcome', [
+  'device',
+  'outcome',
+]);
+
+export const PXRC_VARS = {
+  throttle: 'pxrc.throttle',
+  brake: 'pxrc.brake',
+  yaw: 'pxrc.yaw',
+  maxSpeed: 'pxrc.max_speed',
+} as const;
+
+export const FAILSAFE: DroneControls = { throttle: 0, brake: 1, yaw: 0 };
+
+export interface ControlRead {
+  controls: DroneControls;
+  /** why the failsafe is on, when it is */
+  failsafe?: string;
+}
+
+/** The controls as the variables say now; failsafe when throttle or brake is missing or bad. */
+export function readControls(vars: VariableSource): ControlRead {
+  const num = (key: string) => {
+    const raw = vars.get(key);
+    return raw === undefined ? undefined : parseNumber(raw);
+  };
+  const throttle = num(PXRC_VARS.throttle);
+  const brake = num(PXRC_VARS.brake);
+  const yawRaw = vars.get(PXRC_VARS.yaw);
+  const yaw = yawRaw === undefined ? 0 : parseNumber(yawRaw);
+  const capRaw = vars.get(PXRC_VARS.maxSpeed);
+  const cap = capRaw === undefined ? undefined : parseNumber(capRaw);
+  const bad = [
+    throttle === undefined ? PXRC_VARS.throttle : '',
+    brake === undefined ? PXRC_VARS.brake : '',
+    yaw === undefined ? PXRC_VARS.yaw : '',
+  ].filter(Boolean);
+  if (bad.length > 0)
+    return { controls: { ...FAILSAFE }, failsafe: `missing or not a number: ${bad.join(', ')}` };
+  return {
+    controls: {
+      throttle: throttle!,
+      brake: brake!,
+      yaw: yaw!,
+      ...(cap !== undefined ? { maxSpeed: cap } : {}),
+    },
+  };
+}
+
+export interface PxrcDroneOptions {
+  deviceId: string;
+  /** this drone's variables (hostView(table, deviceId) for a shared table) */
+  variables: VariableSource;
+  /** the world: a course, a seed for one, or a ready simulation */
+  course?: Course | number;
+  sim?: DroneSim;
+  params?: Partial<DroneParams>;
+  bus?: Bus;
+  /** default virgo.drone-sensors */
+  topic?: string;
+  replies?: ReplySink;
+  /** the address the queue records for this device (default pxrc:<deviceId>) */
+  clientAddr?: string;
+  /** telemetry every this many ticks (default 20: once a simulated second at 50 ms) */
+  telemetryEvery?: number;
+  /** frame timestamps are epochMs + simulated time (default 0: pure simulated time) */
+  epochMs?: number;
+  /** sensor frames waiting for the bus before new ones are dropped (default 64) */
+  maxPendingFrames?: number;
+}
+
+export interface PxrcStats {
+  ticks: number;
+  framesPublished: number;
+  framesDropped: number;
+  publishErrors: number;
+  failsafeTicks: number;
+}
+
+export class PxrcDrone {
+  readonly deviceId: string;
+  readonly sim: DroneSim;
+  readonly stats: PxrcStats = {
+    ticks: 0,
+    framesPublished: 0,
+    framesDropped: 0,
+    publishErrors: 0,
+    failsafeTicks: 0,
+  };
+  readonly sender: OrderedSender | undefined;
+  /** the controls applied at the last tick */
+  lastControls: DroneControls = { ...FAILSAFE };
+  private failsafe: string | undefined = 'not armed yet';
+  private pubTail: Promise<void> = Promise.resolve();
+  private pubPending = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private readonly codec = codecFor('DroneSensorFrame');
+
+  constructor(private readonly opts: PxrcDroneOptions) {
+    this.deviceId = opts.deviceId;
+    this.sim =
+      opts.sim ??
+      new DroneSim(
+        typeof opts.course === 'object' ? opts.course : generateCourse({ seed: opts.course ?? 1 }),
+        opts.params,
+      );
+    if (opts.replies) {
+      this.sender = new OrderedSender(
+        opts.replies,
+        opts.clientAddr ?? `pxrc:${opts.deviceId}`,
+        `pxrc:${opts.deviceId}`,
+      );
+    }
+  }
+
+  /** The frame the sensors give now, without stepping. */
+  frame(): DroneSensorFrame {
+    const s = this.sim.state;
+    const senses = this.sim.sense();
+    return {
+      deviceId: this.deviceId,
+      seq: s.tick,
+      ts: (this.opts.epochMs ?? 0) + s.t,
+      distances: senses.distances,
+      speed: s.speed,
+      heading: s.heading,
+      goalBearing: senses.goalBearing,
+      goalDistance: senses.goalDistance,
+    };
+  }
+
+  /**
+   * One tick: read the controls, step, sense, publish (queued, never awaited here). Returns the
+   * frame after the step.
+   */
+  tick(): DroneSensorFrame {
+    const { controls, failsafe } = readControls(this.opts.variables);
+    this.lastControls = controls;
+    if (failsafe !== this.failsafe) {
+      if (failsafe) log.warn('failsafe: braking', { device: this.deviceId, why: failsafe });
+      else log.info('armed: flying on analytics variables', { device: this.deviceId });
+      this.event(failsafe ? `failsafe#${failsafe}` : 'armed');
+      this.failsafe = failsafe;
+    }
+    if (failsafe) this.stats.failsafeTicks++;
+    const before = this.sim.state.status;
+    this.sim.step(controls);
+    this.stats.ticks++;
+    const s = this.sim.state;
+    if (s.status !== before) {
+      if (s.status === 'crashed') log.error('collision', { device: this.deviceId, hit: s.hit, t_ms: s.t });
+      else log.info('arrived at goal', { device: this.deviceId, t_ms: s.t });
+      this.event(s.status === 'crashed' ? `collision#${s.hit}` : `arrived#t_ms=${s.t}`);
+    }
+    const f = this.frame();
+    this.publish(f);
+    const every = this.opts.telemetryEvery ?? 20;
+    if (every > 0 && s.tick % every === 0) this.sender?.send(this.telemetry('telemetry'), 'telemetry');
+    return f;
+  }
+
+  private telemetry(kind: string): string {
+    const s = this.sim.state;
+    const c = this.lastControls;
+    return [
+      `PXRC#${this.deviceId}#${kind}`,
+      `seq=${s.tick}`,
+      `t_ms=${s.t}`,
+      `x=${s.x.toFixed(2)}`,
+      `y=${s.y.toFixed(2)}`,
+      `speed=${s.speed.toFixed(2)}`,
+      `heading=${s.heading.toFixed(3)}`,
+      `status=${s.status}`,
+      `throttle=${c.throttle}`,
+      `brake=${c.brake}`,
+      `yaw=${c.yaw}`,
+    ].join('#');
+  }
+
+  private event(what: string): void {
+    this.sender?.send(`${this.telemetry('event')}#${what}`, 'event');
+  }
+
+  private publish(f: DroneSensorFrame): void {
+    const bus = this.opts.bus;
+    if (!bus) return;
+    if (this.pubPending >= (this.opts.maxPendingFrames ?? 64)) {
+      // a stale frame is worth less than a fresh one: drop, count, go on
+      this.stats.framesDropped++;
+      framesTotal.inc({ device: this.deviceId, outcome: 'dropped' });
+      return;
+    }
+    this.pubPending++;
+    const value = this.codec.encode(f);
+    const topic = this.opts.topic ?? TOPICS.droneSensors;
+    this.pubTail = this.pubTail.then(async () => {
+      try {
+        await bus.publish(topic, [
+          {
+            key: this.deviceId,
+            value,
+            headers: {
+              [HEADERS.contentType]: CONTENT_TYPES.avro,
+              [HEADERS.schema]: this.codec.fingerprintHex,
+            },
+          },
+        ]);
+        this.stats.framesPublished++;
+        framesTotal.inc({ device: this.deviceId, outcome: 'published' });
+      } catch (err) {
+        this.stats.publishErrors++;
+        framesTotal.inc({ device: this.deviceId, outcome: 'error' });
+        if (this.stats.publishErrors === 1)
+          log.warn('sensor frame not published', { device: this.deviceId, err });
+      } finally {
+        this.pubPending--;
+      }
+    });
+  }
+
+  /** Ticks on a timer every dtMs of wall time (the simulation itself stays clock-free). */
+  start(): void {
+    if (this.timer) return;
+    this.timer = setInterval(() => {
+      this.tick();
+      if (this.sim.done) this.stop();
+    }, this.sim.params.dtMs);
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  /** resolves when every frame and reply queued so far is out */
+  async idle(): Promise<void> {
+    await this.pubTail;
+    await this.sender?.idle();
+  }
+}
