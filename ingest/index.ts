@@ -5,6 +5,7 @@
 export { cutUtf8, type Decoded, type DecodeReason, decodeValue, MAX_LINE_BYTES } from './decode.ts';
 export { toKernelEvent } from './event.ts';
 export { type Classified, classify } from './families.ts';
+export { fileLines, type LineChunk, LineSplitter, type ReadLinesOptions, streamLines } from './follow.ts';
 export { maskMessage, Scanner, WILDCARD } from './mask.ts';
 export { ingestMetrics, publishMetrics } from './metrics.ts';
 export {
@@ -16,6 +17,7 @@ export {
   templateIdOf,
 } from './miner.ts';
 export { hostOf, parseLine } from './parse.ts';
+export { type PublishLogsOptions, type PublishProgress, publishLogs } from './publish.ts';
 export {
   type IngestBatchContext,
   type IngestStage,

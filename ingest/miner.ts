@@ -62,7 +62,7 @@ interface Cluster {
   lastUsed: number;
   /** creation order, for deterministic ties */
   seq: number;
-  leaf: Cluster[];
+  leaf: Leaf;
   alive: boolean;
   /** ids this template had before generalisation */
   aliases: string[];
@@ -91,7 +91,14 @@ const PLAN_WHOLE = 2;
 /** the token between a literal prefix and suffix (`user=<*>` over `user=root`) */
 const PLAN_SLICE = 3;
 
-type Node = Map<string, Node | Cluster[]>;
+type TreeMap = Map<string | number, unknown>;
+
+/** The templates of one tree leaf, and the way back up to prune it when it empties. */
+interface Leaf {
+  clusters: Cluster[];
+  /** (map, key) from the root down to this leaf */
+  chain: [TreeMap, string | number][];
+}
 
 const DEFAULTS = {
   depth: 2,
@@ -153,7 +160,7 @@ export function mergeTokens(a: string, b: string): string {
 
 export class TemplateMiner {
   readonly options: Required<MinerOptions>;
-  private readonly root: Map<number, Node | Cluster[]> = new Map();
+  private readonly root: TreeMap = new Map();
   /** masked message hash → entry (a colliding message replaces the entry) */
   private readonly cache = new Map<number, CacheEntry>();
   private readonly scanner = new Scanner();
@@ -176,8 +183,19 @@ export class TemplateMiner {
     return this.clusters.size;
   }
 
-  stats(): { templates: number; evicted: number; cached: number } {
-    return { templates: this.clusters.size, evicted: this.evicted, cached: this.cache.size };
+  /** templates held, evicted so far, cached masked messages, prefix-tree nodes */
+  stats(): { templates: number; evicted: number; cached: number; nodes: number } {
+    const count = (m: TreeMap): number => {
+      let n = m.size;
+      for (const v of m.values()) if (v instanceof Map) n += count(v as TreeMap);
+      return n;
+    };
+    return {
+      templates: this.clusters.size,
+      evicted: this.evicted,
+      cached: this.cache.size,
+      nodes: count(this.root),
+    };
   }
 
   /** Mines one message (the text after the syslog header). */
@@ -189,7 +207,7 @@ export class TemplateMiner {
     if (!e) {
       const key = m.key();
       const masked = m.count === 0 ? [] : key.split(' ');
-      const leaf = this.leafFor(masked, true)!;
+      const leaf = this.leafFor(masked);
       let c = this.bestFit(leaf, masked);
       if (!c) {
         const similar = this.mostSimilar(leaf, masked);
@@ -255,8 +273,8 @@ export class TemplateMiner {
     for (const t of state.templates) {
       if (typeof t.template !== 'string') continue;
       const tokens = t.template.length > 0 ? t.template.split(' ') : [];
-      const leaf = miner.leafFor(tokens, true)!;
-      const existing = leaf.find((c) => c.template === t.template);
+      const leaf = miner.leafFor(tokens);
+      const existing = leaf.clusters.find((c) => c.template === t.template);
       const c = existing ?? miner.create(leaf, tokens, t.template);
       c.count += Number(t.count) || 0;
       c.lastUsed = ++miner.tick;
@@ -275,39 +293,49 @@ export class TemplateMiner {
     return TemplateMiner.fromJSON(JSON.parse(readFileSync(path, 'utf8')) as MinerState, overrides);
   }
 
-  private leafFor(tokens: string[], create: boolean): Cluster[] | undefined {
+  /** The leaf of a message: token count, then its first `depth` tokens (`<*>` for variables). */
+  private leafFor(tokens: string[]): Leaf {
     const n = tokens.length;
-    let node: Map<string | number, Node | Cluster[]> = this.root as Map<string | number, Node | Cluster[]>;
-    let key: string | number = n;
     const depth = Math.min(this.options.depth, n);
-    for (let d = 0; d <= depth; d++) {
+    const chain: [TreeMap, string | number][] = [];
+    let node = this.root;
+    let key: string | number = n;
+    for (let d = 0; ; d++) {
       const last = d === depth;
       let next = node.get(key);
-      if (!next) {
-        if (!create) return undefined;
-        if (typeof key === 'string' && key !== WILDCARD && node.size >= this.options.maxChildren) {
-          key = WILDCARD;
-          next = node.get(key);
-        }
-        if (!next) {
-          next = last ? [] : new Map();
-          node.set(key, next);
-        }
+      if (next === undefined) {
+        next = last ? { clusters: [], chain: [] } : new Map();
+        node.set(key, next);
       }
-      if (last) return next as Cluster[];
-      node = next as Map<string | number, Node | Cluster[]>;
+      chain.push([node, key]);
+      if (last) {
+        const leaf = next as Leaf;
+        if (leaf.chain.length === 0) leaf.chain = chain;
+        return leaf;
+      }
+      node = next as TreeMap;
       const t = tokens[d]!;
       key = t.includes(WILDCARD) ? WILDCARD : t;
+      // Past maxChildren, new tokens share the `<*>` branch (bounds the fan-out).
       if (key !== WILDCARD && !node.has(key) && node.size >= this.options.maxChildren) key = WILDCARD;
     }
-    return undefined;
+  }
+
+  private prune(leaf: Leaf): void {
+    if (leaf.clusters.length > 0) return;
+    for (let k = leaf.chain.length - 1; k >= 0; k--) {
+      const [map, key] = leaf.chain[k]!;
+      map.delete(key);
+      if (map.size > 0) return;
+    }
   }
 
   /** The most specific template that matches every position of the message. */
-  private bestFit(leaf: Cluster[], masked: string[]): Cluster | undefined {
+  private bestFit(leaf: Leaf, masked: string[]): Cluster | undefined {
     let best: Cluster | undefined;
-    for (let k = 0; k < leaf.length; k++) {
-      const c = leaf[k]!;
+    const clusters = leaf.clusters;
+    for (let k = 0; k < clusters.length; k++) {
+      const c = clusters[k]!;
       if (best && c.fixed < best.fixed) continue;
       if (!this.fits(c, masked)) continue;
       if (!best || c.fixed > best.fixed || (c.fixed === best.fixed && c.seq < best.seq)) best = c;
@@ -330,19 +358,27 @@ export class TemplateMiner {
     return true;
   }
 
-  /** Drain's similarity over the template's fixed positions; enumerated values must agree. */
-  private mostSimilar(leaf: Cluster[], masked: string[]): Cluster | undefined {
+  /**
+   * Drain's similarity (share of positions that agree) where a variable of the message agrees
+   * with a `<*>` of the template; enumerated values (`PROTO=TCP`) must agree.
+   */
+  private mostSimilar(leaf: Leaf, masked: string[]): Cluster | undefined {
     const n = masked.length;
     let best: Cluster | undefined;
     let bestSim = -1;
-    for (let k = 0; k < leaf.length; k++) {
-      const c = leaf[k]!;
+    const clusters = leaf.clusters;
+    for (let k = 0; k < clusters.length; k++) {
+      const c = clusters[k]!;
       let same = 0;
       let blocked = false;
       for (let i = 0; i < n; i++) {
         const kind = c.kinds[i];
         const t = masked[i]!;
-        if (kind === ANY) continue;
+        if (kind === ANY) {
+          // two variables in the same place agree; a word where the template has one does not
+          if (t === WILDCARD) same++;
+          continue;
+        }
         if (kind === GLOB) {
           const pre = c.pre[i]!;
           const suf = c.suf[i]!;
@@ -363,7 +399,7 @@ export class TemplateMiner {
     return best && bestSim >= this.options.threshold ? best : undefined;
   }
 
-  private create(leaf: Cluster[], tokens: string[], template: string): Cluster {
+  private create(leaf: Leaf, tokens: string[], template: string): Cluster {
     const n = tokens.length;
     const c: Cluster = {
       tokens,
@@ -382,7 +418,7 @@ export class TemplateMiner {
       version: 0,
     };
     this.classify(c);
-    leaf.push(c);
+    leaf.clusters.push(c);
     this.clusters.add(c);
     this.byId.set(c.id, c);
     return c;
@@ -469,8 +505,9 @@ export class TemplateMiner {
     for (let i = 0; i < n && i < all.length - 1; i++) {
       const c = all[i]!;
       c.alive = false;
-      const idx = c.leaf.indexOf(c);
-      if (idx >= 0) c.leaf.splice(idx, 1);
+      const idx = c.leaf.clusters.indexOf(c);
+      if (idx >= 0) c.leaf.clusters.splice(idx, 1);
+      this.prune(c.leaf);
       this.clusters.delete(c);
       if (this.byId.get(c.id) === c) this.byId.delete(c.id);
       for (const a of c.aliases) if (this.byId.get(a) === c) this.byId.delete(a);

@@ -403,10 +403,12 @@ function header(s: string, i: number, strict: boolean): Header | undefined {
   const host = s.slice(i, b1);
   const i2 = skipSpaces(s, b1);
   const b2 = tokenEnd(s, i2);
-  const t2 = tag(s, i2, b2, false);
-  if (t2) {
-    const m = kernelMessage(s, t2.next);
-    return { host, program: t2.program, pid: t2.pid, mono: m.mono, message: m.message };
+  // after a kernel stamp, journalctl writes `kernel:` or `ident[pid]:`; `usb 1-1:` is dmesg text
+  const t2 = tag(s, i2, b2, strict);
+  if (t2 || (strict && b2 - i2 === 7 && s.startsWith('kernel:', i2))) {
+    const t = t2 ?? tag(s, i2, b2, false)!;
+    const m = kernelMessage(s, t.next);
+    return { host, program: t.program, pid: t.pid, mono: m.mono, message: m.message };
   }
   // sysklogd's `syslogd 1.4.1: restart.`: a program and its version as the tag
   if (!strict && b2 > i2 && isDigit(s.charCodeAt(b2 + 1))) {

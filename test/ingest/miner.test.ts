@@ -1,0 +1,160 @@
+// The template miner: masking, grouping, parameters, stable ids across restarts, bounded memory.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import fc from 'fast-check';
+import { afterAll, describe, expect, it } from 'vitest';
+import { maskMessage, TemplateMiner, templateIdOf, WILDCARD } from '../../ingest/index.ts';
+
+const masked = (m: string) => maskMessage(m).masked.join(' ');
+const dir = mkdtempSync(join(tmpdir(), 'virgo-miner-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('masking', () => {
+  it('numbers, hex, IPs, MACs, PCI addresses, times, paths and host names become <*> in place', () => {
+    expect(masked('uid=0 euid=1000 tty=NODEVssh rhost=218.188.2.4')).toBe(
+      'uid=<*> euid=<*> tty=NODEVssh rhost=<*>',
+    );
+    expect(masked('MAC=52:54:00:12:34:56:08:00 SRC=2001:db8::1 at 0000:00:1f.0')).toBe(
+      'MAC=<*> SRC=<*> at <*>',
+    );
+    expect(masked("creating device node '/udev/vcsa2' from ~/x")).toBe("creating device node '<*>' from <*>");
+    expect(masked('to ffff3000. batch:1 CPU#0 PS/2 (order: 4, 65536 bytes)')).toBe(
+      'to <*>. batch:<*> CPU#<*> PS/<*> (order: <*>, <*> bytes)',
+    );
+    expect(masked('rhost=massive.merukuru.org via rpc.statd')).toBe('rhost=<*> via rpc.statd');
+    expect(masked('at Wed Jun 22 13:16:31 2005 and Jun 3')).toBe('at <*> <*> <*> <*> <*> and <*> <*>');
+    // words stay, even month names not followed by a day
+    expect(masked('May I ask about Dec plans?')).toBe('May I ask about Dec plans?');
+  });
+
+  it('collapses runs of blanks and keeps the values in order', () => {
+    const m = maskMessage('  SELinux:\tInitializing  x=1,y=2  ');
+    expect(m.tokens).toEqual(['SELinux:', 'Initializing', 'x=1,y=2']);
+    expect(m.masked).toEqual(['SELinux:', 'Initializing', 'x=<*>,y=<*>']);
+    expect(m.values).toEqual([[], [], ['1', '2']]);
+  });
+});
+
+describe('mining', () => {
+  it('groups lines of one event, separates different events, and returns the parameters', () => {
+    const miner = new TemplateMiner();
+    const a = miner.add('session closed for user cyrus');
+    const b = miner.add('session closed for user news');
+    expect(b.templateId).not.toBe(a.templateId); // the first template generalised
+    expect(b).toMatchObject({
+      template: 'session closed for user <*>',
+      params: ['news'],
+      change: 'generalized',
+    });
+    expect(miner.resolve(a.templateId)).toEqual({ templateId: b.templateId, template: b.template });
+    const c = miner.add('session closed for user root');
+    expect(c).toMatchObject({ templateId: b.templateId, params: ['root'], change: 'none' });
+    const d = miner.add('session opened for user news by (uid=0)');
+    expect(d.templateId).not.toBe(c.templateId);
+    expect(d.params).toEqual(['0']);
+  });
+
+  it('keeps a shared key=/(…) frame when merging, and enumerated key=word values apart', () => {
+    const miner = new TemplateMiner();
+    miner.add('connection from 10.0.0.1 () at Wed Jun 22 13:16:31 2005');
+    const r = miner.add('connection from 10.0.0.2 (host8.example.net) at Sun Jul 17 09:44:07 2005');
+    expect(r.template).toBe('connection from <*> (<*>) at <*> <*> <*> <*> <*>');
+    expect(r.params).toEqual(['10.0.0.2', 'host8.example.net', 'Sun', 'Jul', '17', '09:44:07', '2005']);
+    const empty = miner.add('connection from 10.0.0.3 () at Sun Jul 17 09:44:08 2005');
+    expect(empty.params[1]).toBe('');
+    const tcp = miner.add('[UFW BLOCK] IN=eth0 SRC=1.2.3.4 PROTO=TCP SPT=1 DPT=22');
+    const udp = miner.add('[UFW BLOCK] IN=eth0 SRC=1.2.3.5 PROTO=UDP SPT=2 DPT=53');
+    expect(udp.templateId).not.toBe(tcp.templateId);
+    expect(udp.template).toContain('PROTO=UDP');
+  });
+
+  it('every <*> has a parameter and the template keeps the token count (property)', () => {
+    const token = fc.oneof(
+      fc.constantFrom('eth0', 'link', 'up', 'user=root', 'uid=0', '()', 'x', 'Jun', '22', '13:16:31'),
+      fc.ipV4(),
+      fc.stringMatching(/^[0-9a-f]{1,12}$/),
+      fc.string({ minLength: 1, maxLength: 8 }).filter((s) => !/\s/.test(s)),
+    );
+    const miner = new TemplateMiner({ maxTemplates: 50 });
+    fc.assert(
+      fc.property(fc.array(token, { minLength: 0, maxLength: 12 }), (toks) => {
+        const r = miner.add(toks.join(' '));
+        const slots = r.template.split(WILDCARD).length - 1;
+        expect(r.params.length).toBe(slots);
+        expect(r.template === '' ? 0 : r.template.split(' ').length).toBe(toks.length);
+        expect(r.templateId).toBe(templateIdOf(r.template));
+      }),
+      { numRuns: 500 },
+    );
+    expect(miner.size).toBeLessThanOrEqual(50);
+  });
+});
+
+describe('stable ids', () => {
+  const lines = [
+    'session closed for user cyrus',
+    'session closed for user news',
+    'authentication failure; logname= uid=0 euid=0 tty=NODEVssh ruser= rhost=218.188.2.4',
+    'authentication failure; logname= uid=0 euid=0 tty=NODEVssh ruser= rhost=10.1.1.1  user=root',
+    'e1000e: eth0 NIC Link is Up 1000 Mbps Full Duplex',
+    'e1000e: eth1 NIC Link is Down',
+  ];
+
+  it('the same lines give the same ids in another instance (ids are hashes of templates)', () => {
+    const a = new TemplateMiner();
+    const b = new TemplateMiner();
+    const idsA = lines.map((l) => a.add(l).templateId);
+    const idsB = lines.map((l) => b.add(l).templateId);
+    expect(idsB).toEqual(idsA);
+  });
+
+  it('survive a restart: save, load, and the same lines map to the same templates', () => {
+    const a = new TemplateMiner();
+    for (const l of lines) a.add(l);
+    const before = lines.map((l) => a.add(l));
+    const path = join(dir, 'miner.json');
+    a.save(path);
+    expect(JSON.parse(readFileSync(path, 'utf8')).version).toBe(1);
+    const b = TemplateMiner.load(path);
+    expect(b.size).toBe(a.size);
+    const after = lines.map((l) => b.add(l));
+    expect(after.map((r) => [r.templateId, r.template, r.params])).toEqual(
+      before.map((r) => [r.templateId, r.template, r.params]),
+    );
+    expect(after.every((r) => r.change === 'none')).toBe(true);
+    // and through toJSON/fromJSON, counts included
+    const c = TemplateMiner.fromJSON(JSON.parse(JSON.stringify(b.toJSON())));
+    expect(c.templates()).toEqual(b.templates());
+  });
+
+  it('a corrupt state is an error, not an empty miner', () => {
+    expect(() => TemplateMiner.fromJSON({} as never)).toThrow(/not a template miner state/);
+  });
+});
+
+describe('bounded memory', () => {
+  it('evicts the least recently used templates past the cap, tree included', () => {
+    const miner = new TemplateMiner({ maxTemplates: 32 });
+    const word = (i: number, salt: number) =>
+      `w${((i * 7919 + salt) >>> 0).toString(36).replace(/\d/g, 'q')}`;
+    const hot = miner.add('kept alive because it is used');
+    let nodes = 0;
+    for (let i = 0; i < 500; i++) {
+      // words only (nothing masked) and nothing shared: every line is a template of its own
+      miner.add(`${word(i, 1)} ${word(i, 2)} ${word(i, 3)} ${word(i, 4)}`);
+      if (i % 8 === 0) miner.add('kept alive because it is used');
+      expect(miner.size).toBeLessThanOrEqual(32);
+      nodes = Math.max(nodes, miner.stats().nodes);
+    }
+    expect(miner.stats().evicted).toBeGreaterThan(450);
+    expect(nodes).toBeLessThan(3 * 40);
+    expect(miner.resolve(hot.templateId)).toBeDefined();
+    expect(miner.add('kept alive because it is used').change).toBe('none');
+  });
+
+  it('rejects nonsense options', () => {
+    expect(() => new TemplateMiner({ threshold: 2 })).toThrow(RangeError);
+    expect(() => new TemplateMiner({ maxTemplates: 0 })).toThrow(RangeError);
+  });
+});

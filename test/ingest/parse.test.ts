@@ -1,0 +1,333 @@
+// The parser: header layouts, kernel stamps, CRLF, and each kernel family's typed fields.
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { hostOf, type ParsedLine, parseLine } from '../../ingest/index.ts';
+
+const NOW = Date.UTC(2024, 5, 15, 12, 0, 0); // 15 June 2024
+const fixture = readFileSync(new URL('./fixtures/families.log', import.meta.url), 'utf8').split('\n');
+const line = (needle: string): ParsedLine => {
+  const l = fixture.find((x) => x.includes(needle));
+  if (!l) throw new Error(`fixture has no line with ${needle}`);
+  return parseLine(l, { host: 'key-host', now: NOW });
+};
+
+describe('headers', () => {
+  it('RFC 3164 with host, program[pid], CRLF and trailing blanks', () => {
+    const p = parseLine('Jun 14 15:16:01 combo sshd(pam_unix)[19939]: check pass; user unknown \r\n', {
+      now: NOW,
+    });
+    expect(p).toMatchObject({
+      format: 'rfc3164',
+      ts: Date.UTC(2024, 5, 14, 15, 16, 1),
+      hasTime: true,
+      host: 'combo',
+      program: 'sshd(pam_unix)',
+      pid: 19939,
+      message: 'check pass; user unknown',
+      family: 'other',
+    });
+  });
+
+  it('RFC 3164 with PRI, a space-padded day, and a kernel stamp in the message', () => {
+    const p = parseLine('<4>Jan  2 03:04:05 edge-1 kernel: [  415.578808] hello', { now: NOW });
+    expect(p).toMatchObject({
+      ts: Date.UTC(2024, 0, 2, 3, 4, 5),
+      facility: 0,
+      severity: 4,
+      host: 'edge-1',
+      program: 'kernel',
+      mono: 415.578808,
+      message: 'hello',
+    });
+  });
+
+  it('a December stamp read in January is last year', () => {
+    const jan = Date.UTC(2024, 0, 1, 0, 5);
+    expect(parseLine('Dec 31 23:59:59 h kernel: x', { now: jan }).ts).toBe(
+      Date.UTC(2023, 11, 31, 23, 59, 59),
+    );
+  });
+
+  it('RFC 5424 with structured data and a BOM', () => {
+    const p = parseLine(
+      '<165>1 2003-08-24T05:14:15.000003-07:00 192.0.2.1 myproc 8710 ID47 [ex@32473 iut="3" x="a\\]b"] \uFEFFAn application event',
+    );
+    expect(p).toMatchObject({
+      format: 'rfc5424',
+      ts: Date.UTC(2003, 7, 24, 12, 14, 15),
+      host: '192.0.2.1',
+      program: 'myproc',
+      pid: 8710,
+      facility: 20,
+      severity: 5,
+      message: 'An application event',
+    });
+  });
+
+  it('ISO-8601 (rsyslog, journalctl -o short-iso), with offsets', () => {
+    expect(parseLine('2024-01-02T03:04:05.123456+01:00 edge-7 kernel: hi')).toMatchObject({
+      format: 'iso',
+      ts: Date.UTC(2024, 0, 2, 2, 4, 5, 123),
+      host: 'edge-7',
+      program: 'kernel',
+      message: 'hi',
+    });
+    expect(parseLine('2024-01-02T03:04:05+0000 edge-7 systemd[1]: Started x.').pid).toBe(1);
+    expect(parseLine('2024-01-02 03:04:05Z h app: m').ts).toBe(Date.UTC(2024, 0, 2, 3, 4, 5));
+  });
+
+  it('dmesg, dmesg -T and journalctl -o short-monotonic', () => {
+    expect(parseLine('[ 1234.567890] e1000e: eth0 NIC Link is Down', { host: 'k' })).toMatchObject({
+      format: 'kernel',
+      mono: 1234.56789,
+      host: 'k',
+      program: 'kernel',
+      message: 'e1000e: eth0 NIC Link is Down',
+      family: 'link',
+    });
+    expect(parseLine('[Tue Jan  2 03:04:05 2024] usb 1-1: USB disconnect, device number 2')).toMatchObject({
+      ts: Date.UTC(2024, 0, 2, 3, 4, 5),
+      hasTime: true,
+      family: 'usb',
+    });
+    // `usb 1-1:` after a stamp is dmesg text, not `host prog:`
+    expect(parseLine('[ 13.0] usb 1-1: USB disconnect, device number 4')).toMatchObject({
+      program: 'kernel',
+      message: 'usb 1-1: USB disconnect, device number 4',
+    });
+    expect(parseLine('[    5.5] edge-9 systemd[1]: Started x.')).toMatchObject({ host: 'edge-9', pid: 1 });
+    expect(parseLine('[    5.123456] edge-9 kernel: booted')).toMatchObject({
+      mono: 5.123456,
+      host: 'edge-9',
+      program: 'kernel',
+      message: 'booted',
+    });
+  });
+
+  it('journalctl -o json', () => {
+    const j = JSON.stringify({
+      __REALTIME_TIMESTAMP: '1704164645123456',
+      _HOSTNAME: 'h1',
+      SYSLOG_IDENTIFIER: 'kernel',
+      PRIORITY: '3',
+      _SOURCE_MONOTONIC_TIMESTAMP: '1234567890',
+      MESSAGE: 'e1000e: eth0 NIC Link is Up 1000 Mbps Full Duplex, Flow Control: Rx/Tx',
+    });
+    expect(parseLine(j)).toMatchObject({
+      format: 'journal',
+      ts: 1704164645123,
+      host: 'h1',
+      program: 'kernel',
+      severity: 3,
+      mono: 1234.56789,
+      family: 'link',
+      fields: { iface: 'eth0', state: 'up', speedMbps: '1000', duplex: 'full' },
+    });
+    // binary MESSAGE fields come as byte arrays
+    const bytes = JSON.stringify({ MESSAGE: [...Buffer.from('héllo')], _HOSTNAME: 'h2' });
+    expect(parseLine(bytes)).toMatchObject({ message: 'héllo', host: 'h2' });
+  });
+
+  it('lines without a header: bare text, the fallback host and the receive time', () => {
+    expect(parseLine('something odd happened', { host: 'fallback', now: 42 })).toMatchObject({
+      format: 'bare',
+      host: 'fallback',
+      ts: 42,
+      hasTime: false,
+      program: null,
+      message: 'something odd happened',
+    });
+    expect(parseLine('CRON[123]: (root) CMD (true)')).toMatchObject({ program: 'CRON', pid: 123 });
+    expect(parseLine('Jun 19 04:09:11 combo syslogd 1.4.1: restart.')).toMatchObject({
+      program: 'syslogd 1.4.1',
+      message: 'restart.',
+    });
+    expect(parseLine('{"not":"a journal"}').format).toBe('bare');
+    expect(parseLine('').message).toBe('');
+  });
+
+  it('hostOf() finds the host without a full parse', () => {
+    expect(hostOf('Jun 14 15:16:01 combo sshd[1]: x')).toBe('combo');
+    expect(hostOf('<34>1 2003-10-11T22:14:15.003Z mymachine su - - - x')).toBe('mymachine');
+    expect(hostOf('[ 12.5] e1000e: eth0 NIC Link is Down')).toBeUndefined();
+    expect(hostOf('plain text')).toBeUndefined();
+  });
+});
+
+describe('kernel families', () => {
+  it('UFW: action and every KEY=VALUE, bare flags', () => {
+    const p = line('[UFW BLOCK]');
+    expect(p.family).toBe('ufw');
+    expect(p.mono).toBe(8812.004411);
+    expect(p.fields).toMatchObject({
+      action: 'BLOCK',
+      source: 'ufw',
+      IN: 'eth0',
+      OUT: '',
+      MAC: '52:54:00:12:34:56:52:54:00:65:43:21:08:00',
+      SRC: '203.0.113.7',
+      DST: '192.0.2.10',
+      LEN: '60',
+      TTL: '52',
+      PROTO: 'TCP',
+      SPT: '51515',
+      DPT: '22',
+      FLAGS: 'DF SYN',
+    });
+    expect(line('[UFW ALLOW]').fields).toMatchObject({
+      action: 'ALLOW',
+      PROTO: 'UDP',
+      SPT: '123',
+      LEN: '76',
+    });
+    expect(line('[UFW AUDIT]').fields).toMatchObject({ action: 'AUDIT', IN: '', OUT: 'eth0', PROTO: 'ICMP' });
+    expect(line('IPTables-Dropped').fields).toMatchObject({
+      source: 'netfilter',
+      prefix: 'IPTables-Dropped:',
+      SRC: '2001:0db8:0000:0000:0000:0000:0000:0001',
+      DPT: '443',
+    });
+  });
+
+  it('OOM killer: victim pid, comm, score and memory', () => {
+    expect(line('Killed process 4711').fields).toMatchObject({
+      event: 'killed',
+      pid: '4711',
+      comm: 'postgres',
+      totalVmKb: '8812340',
+      anonRssKb: '6021116',
+      uid: '113',
+      oomScoreAdj: '0',
+    });
+    expect(line('score 917').fields).toMatchObject({
+      event: 'kill',
+      pid: '2112',
+      comm: 'java',
+      score: '917',
+    });
+    expect(line('invoked oom-killer').fields).toMatchObject({
+      event: 'invoked',
+      comm: 'postgres',
+      order: '0',
+    });
+    expect(line('oom-kill:constraint').fields).toMatchObject({
+      event: 'constraint',
+      comm: 'postgres',
+      pid: '4711',
+      uid: '113',
+      memcg: '/system.slice/postgresql.service',
+    });
+    expect(line('oom_reaper').fields).toMatchObject({ event: 'reaped', pid: '4711' });
+    for (const n of ['Killed process 4711', 'score 917', 'invoked oom-killer'])
+      expect(line(n).family).toBe('oom');
+  });
+
+  it('segfaults and traps', () => {
+    const p = line('segfault at 18');
+    expect(p.family).toBe('segfault');
+    expect(p.fields).toEqual({
+      kind: 'segfault',
+      comm: 'worker',
+      pid: '9876',
+      addr: '18',
+      ip: '00007f3a5c2d1e4f',
+      sp: '00007ffe4b1a9c30',
+      error: '4',
+      object: 'libfoo.so.1',
+      base: '7f3a5c2c0000',
+      size: '21000',
+      cpu: '3',
+    });
+    expect(line('divide error').fields).toMatchObject({ kind: 'divide-error', comm: 'calc', pid: '1357' });
+  });
+
+  it('link up and down, with the interface', () => {
+    expect(line('eth1 NIC Link is Up').fields).toEqual({
+      state: 'up',
+      iface: 'eth1',
+      driver: 'e1000e',
+      speedMbps: '100',
+      duplex: 'full',
+    });
+    expect(line('eth1 NIC Link is Down').fields).toMatchObject({ state: 'down', iface: 'eth1' });
+    expect(line('link becomes ready').fields).toMatchObject({ state: 'up', iface: 'wlan0' });
+    expect(line('eno2 NIC Link').fields).toMatchObject({ state: 'up', iface: 'eno2', speedMbps: '10000' });
+    expect(
+      parseLine('bond0: link status definitely down for interface eth1, disabling it').fields,
+    ).toMatchObject({ state: 'down', iface: 'eth1', bond: 'bond0' });
+  });
+
+  it('USB connect, identify, disconnect', () => {
+    expect(line('new high-speed USB').fields).toEqual({
+      port: '2-1.4',
+      bus: '2',
+      event: 'connect',
+      speed: 'high-speed',
+      devnum: '7',
+      hcd: 'xhci_hcd',
+    });
+    expect(line('idVendor').fields).toMatchObject({
+      event: 'identified',
+      idVendor: '046d',
+      idProduct: '0825',
+    });
+    expect(line('Product: Webcam').fields).toMatchObject({ event: 'info', product: 'Webcam C270' });
+    expect(line('USB disconnect').fields).toMatchObject({ event: 'disconnect', devnum: '7', port: '2-1.4' });
+  });
+
+  it('audit: AppArmor from the kernel and SELinux AVC from auditd', () => {
+    const a = line('apparmor="DENIED"');
+    expect(a.family).toBe('audit');
+    expect(a.fields).toMatchObject({
+      kind: 'apparmor',
+      type: '1400',
+      auditTime: '1709460300.123',
+      serial: '88',
+      apparmor: 'DENIED',
+      operation: 'open',
+      profile: '/usr/sbin/nginx',
+      name: '/etc/shadow',
+      pid: '2024',
+      comm: 'nginx',
+      requested_mask: 'r',
+    });
+    const s = line('type=AVC');
+    expect(s.format).toBe('bare');
+    expect(s.fields).toMatchObject({
+      kind: 'selinux',
+      type: 'AVC',
+      avc: 'denied',
+      perms: 'write',
+      comm: 'httpd',
+      tclass: 'dir',
+      serial: '89',
+    });
+  });
+
+  it('watchdogs: NETDEV transmit timeout, soft lockup, hung task, SYN flood', () => {
+    expect(line('NETDEV WATCHDOG').fields).toEqual({
+      kind: 'netdev-tx-timeout',
+      iface: 'enp1s0',
+      driver: 'r8169',
+      queue: '0',
+      ms: '5120',
+    });
+    expect(line('soft lockup').fields).toEqual({
+      kind: 'soft-lockup',
+      cpu: '2',
+      seconds: '23',
+      comm: 'kworker/2:1',
+      pid: '345',
+    });
+    expect(line('blocked for more than').fields).toMatchObject({ kind: 'hung-task', comm: 'jbd2/sda1-8' });
+    expect(line('SYN flooding').fields).toEqual({ kind: 'syn-flood', port: '8080', action: 'cookies' });
+    for (const n of ['NETDEV WATCHDOG', 'soft lockup', 'SYN flooding'])
+      expect(line(n).family).toBe('watchdog');
+  });
+
+  it('every fixture line lands in a family; user programs are not classified', () => {
+    for (const l of fixture.filter(Boolean)) expect(parseLine(l).family, l).not.toBe('other');
+    // sshd saying "link" is not a link event: only kernel-ish programs are classified
+    expect(parseLine('Jun 1 00:00:00 h sshd[1]: eth0: link up').family).toBe('other');
+  });
+});

@@ -1,0 +1,211 @@
+// The consumer stage on the in-process bus: events out, garbage to the dead-letter topic with its
+// original bytes and reason, oversize lines cut and flagged, offsets committed after processing.
+import { describe, expect, it } from 'vitest';
+import { type BusMessage, GROUPS, MemoryBus, TOPICS } from '../../bus/index.ts';
+import {
+  cutUtf8,
+  decodeValue,
+  type IngestBatchContext,
+  ingestMetrics,
+  startIngestStage,
+  TemplateMiner,
+} from '../../ingest/index.ts';
+import type { KernelEvent } from '../../schemas/index.ts';
+import { codecFor } from '../../schemas/index.ts';
+import { waitFor } from '../helpers/services.ts';
+
+describe('decodeValue', () => {
+  it('tells empty, binary and invalid UTF-8 apart', () => {
+    expect(decodeValue(null)).toMatchObject({ ok: false, reason: 'empty' });
+    expect(decodeValue(Buffer.alloc(0))).toMatchObject({ ok: false, reason: 'empty' });
+    expect(decodeValue(Buffer.from(' \t\r\n\r\n'))).toMatchObject({ ok: false, reason: 'empty' });
+    expect(decodeValue(Buffer.from([0x41, 0x00, 0x42]))).toMatchObject({ ok: false, reason: 'binary' });
+    expect(decodeValue(Buffer.from([0x01, 0x02, 0x03, 0x04, 0xff, 0xfe]))).toMatchObject({
+      ok: false,
+      reason: 'binary',
+    });
+    expect(decodeValue(Buffer.from('caf\xe9 au lait', 'latin1'))).toMatchObject({
+      ok: false,
+      reason: 'invalid-utf8',
+    });
+    expect(decodeValue(Buffer.from('\x01\x02\x03\x04\x05\x06\x07x'))).toMatchObject({
+      ok: false,
+      reason: 'binary',
+    });
+  });
+
+  it('splits lines, drops CR and blank lines, keeps colour escapes and UTF-8', () => {
+    expect(decodeValue(Buffer.from('a\r\n\r\nb  \n\x1b[31mred\x1b[0m é\n'))).toEqual({
+      ok: true,
+      lines: ['a', 'b', '\x1b[31mred\x1b[0m é'],
+      truncated: [],
+    });
+  });
+
+  it('cuts oversize lines on a character boundary and says which', () => {
+    const long = `${'é'.repeat(40)}x`; // 81 bytes
+    const d = decodeValue(Buffer.from(`short\n${long}`), 50);
+    expect(d).toMatchObject({ ok: true, truncated: [1] });
+    if (!d.ok) throw new Error('unreachable');
+    expect(d.lines[1]).toBe('é'.repeat(25));
+    expect(cutUtf8('aé', 2)).toBe('a');
+  });
+});
+
+interface Harness {
+  bus: MemoryBus;
+  topic: string;
+  events: KernelEvent[];
+  contexts: IngestBatchContext[];
+  dlq: BusMessage[];
+}
+
+async function harness(): Promise<Harness> {
+  const bus = new MemoryBus();
+  const topic = TOPICS.kernelLogs;
+  await bus.ensureTopics([
+    { topic, partitions: 2 },
+    { topic: TOPICS.kernelLogsDlq, partitions: 1 },
+  ]);
+  const h: Harness = { bus, topic, events: [], contexts: [], dlq: [] };
+  await bus.subscribe({
+    topics: [TOPICS.kernelLogsDlq],
+    groupId: 'dlq-reader',
+    fromBeginning: true,
+    onBatch: async (b) => void h.dlq.push(...b),
+  });
+  return h;
+}
+
+describe('ingest stage (in-process bus)', () => {
+  it('parses, mines and hands events per batch; dead-letters garbage with its bytes; never stops', async () => {
+    const h = await harness();
+    const deadBefore = (await ingestMetrics.deadLetters.get()).values.reduce((a, v) => a + v.value, 0);
+    const stage = await startIngestStage({
+      bus: h.bus,
+      fromBeginning: true,
+      onEvents: async (events, ctx) => {
+        h.events.push(...events);
+        h.contexts.push(ctx);
+      },
+    });
+    await stage.ready;
+    const binary = Buffer.from([0x00, 0x01, 0xff, 0x10, 0x00, 0x7f]);
+    const badUtf8 = Buffer.from([0x6c, 0x69, 0x6e, 0x6b, 0x20, 0xc3, 0x28]);
+    const huge = `Jun  1 00:00:00 edge-1 kernel: ${'A'.repeat(70_000)}`;
+    await h.bus.publish(h.topic, [
+      {
+        key: 'edge-1',
+        value: 'Jun  1 00:00:00 edge-1 kernel: [  12.5] e1000e: eth0 NIC Link is Up 1000 Mbps Full',
+      },
+      { key: 'edge-1', value: binary },
+      { key: 'edge-2', value: '[ 13.0] usb 1-1: USB disconnect, device number 4\r\n' },
+      { key: 'edge-2', value: badUtf8 },
+      { key: 'edge-2', value: '' },
+      { key: 'edge-1', value: huge },
+      { key: 'edge-2', value: null },
+      { key: 'edge-1', value: 'Jun  1 00:00:01 edge-1 kernel: [  13.5] e1000e: eth0 NIC Link is Down' },
+    ]);
+    await waitFor(() => h.events.length === 4 && h.dlq.length === 5, 'four events and five dead letters');
+
+    const byHost = (host: string) => h.events.filter((e) => e.host === host);
+    const [up, cut, down] = byHost('edge-1');
+    expect(up).toMatchObject({
+      family: 'link',
+      fields: { iface: 'eth0', state: 'up' },
+      mono: 12.5,
+      program: 'kernel',
+      flags: [],
+      // driver names with digits are variables too
+      template: '<*>: <*> NIC Link is Up <*> Mbps Full',
+      params: ['e1000e', 'eth0', '1000'],
+    });
+    expect(cut!.flags).toEqual(['truncated']);
+    expect(Buffer.byteLength(cut!.message)).toBeLessThanOrEqual(64 * 1024);
+    expect(down).toMatchObject({ fields: { state: 'down' }, templateId: expect.any(String) });
+    // the line has no host: the message key names it
+    expect(byHost('edge-2')[0]).toMatchObject({
+      family: 'usb',
+      fields: { event: 'disconnect', devnum: '4' },
+    });
+    // events are valid Avro KernelEvents
+    for (const e of h.events)
+      expect(codecFor('KernelEvent').decode(codecFor('KernelEvent').encode(e))).toEqual(e);
+
+    const reasons = h.dlq.map((m) => m.headers['virgo-error']!.split(':')[0]).sort();
+    expect(reasons).toEqual(['binary', 'empty', 'empty', 'invalid-utf8', 'truncated']);
+    const bin = h.dlq.find((m) => m.headers['virgo-error']!.startsWith('binary'))!;
+    expect(bin.value).toEqual(binary);
+    expect(bin.key?.toString()).toBe('edge-1');
+    expect(bin.headers['virgo-source']).toMatch(new RegExp(`^${h.topic}/\\d/\\d+$`));
+    expect(h.dlq.find((m) => m.headers['virgo-error']!.startsWith('invalid-utf8'))!.value).toEqual(badUtf8);
+    expect(h.dlq.find((m) => m.headers['virgo-error']!.startsWith('truncated'))!.value!.toString()).toBe(
+      huge,
+    );
+
+    const st = stage.stats();
+    expect(st).toMatchObject({ messages: 8, lines: 4, events: 4, deadLettered: 4, truncated: 1 });
+    expect(st.byReason).toEqual({ binary: 1, 'invalid-utf8': 1, empty: 2, truncated: 1 });
+    expect(st.byFamily.link).toBe(2);
+    const deadAfter = (await ingestMetrics.deadLetters.get()).values.reduce((a, v) => a + v.value, 0);
+    expect(deadAfter - deadBefore).toBe(4);
+    expect(h.contexts.every((c) => c.topic === h.topic && c.hosts.length > 0)).toBe(true);
+    await stage.close();
+    await h.bus.close();
+  });
+
+  it('commits after processing: a restarted stage in the same group goes on where it stopped', async () => {
+    const h = await harness();
+    const miner = new TemplateMiner();
+    const seen: string[] = [];
+    const start = () =>
+      startIngestStage({
+        bus: h.bus,
+        miner,
+        fromBeginning: true,
+        onEvents: async (events) => void seen.push(...events.map((e) => e.message)),
+      });
+    let stage = await start();
+    await h.bus.publish(h.topic, [{ key: 'h', value: 'kernel: one' }]);
+    await waitFor(() => seen.length === 1, 'first event');
+    await stage.close();
+    await h.bus.publish(h.topic, [{ key: 'h', value: 'kernel: two' }]);
+    stage = await start();
+    await waitFor(() => seen.length === 2, 'second event');
+    expect(seen).toEqual(['one', 'two']);
+    await stage.close();
+    await h.bus.close();
+  });
+
+  it('a failing consumer gets the same batch again (at-least-once), and the default group is virgo-learners', async () => {
+    const h = await harness();
+    let calls = 0;
+    const got: string[] = [];
+    const stage = await startIngestStage({
+      bus: h.bus,
+      fromBeginning: true,
+      onEvents: async (events) => {
+        calls++;
+        if (calls === 1) throw new Error('learner not ready');
+        got.push(...events.map((e) => e.message));
+      },
+    });
+    await h.bus.publish(h.topic, [{ key: 'h', value: 'kernel: retry me' }]);
+    await waitFor(() => got.length === 1, 'redelivered batch');
+    expect(got).toEqual(['retry me']);
+    expect(stage.stats().events).toBe(1);
+    await stage.close();
+    // the group's offset was committed under the default group id
+    const seen: string[] = [];
+    const again = await h.bus.subscribe({
+      topics: [h.topic],
+      groupId: GROUPS.learners,
+      onBatch: async (b) => void seen.push(...b.map((m) => m.value!.toString())),
+    });
+    await h.bus.publish(h.topic, [{ key: 'h', value: 'after' }]);
+    await waitFor(() => seen.length === 1, 'only the new message');
+    expect(seen).toEqual(['after']);
+    await again.close();
+    await h.bus.close();
+  });
+});
