@@ -55,6 +55,8 @@ export {
   type VariableTableOptions,
 } from './table.ts';
 export {
+  isValidKey,
+  isValidValue,
   KEY_PATTERN,
   KV_REJECT_REASONS,
   type KvLine,

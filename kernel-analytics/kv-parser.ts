@@ -27,6 +27,22 @@ const NL = 0x0a;
 const CR = 0x0d;
 const EQ = 0x3d;
 const C1_CONTROL = /[\u0080-\u009f]/;
+const KEY_CACHE = 4096; // slots, a power of two
+
+// Buffer#toString(enc, s, e) spends more time checking its arguments than copying 20 bytes; the
+// per-encoding slicers behind it are on every Buffer (not in the typings). Fall back if absent.
+interface Slicers {
+  latin1Slice(start: number, end: number): string;
+  utf8Slice(start: number, end: number): string;
+}
+const proto = Buffer.prototype as unknown as Partial<Slicers>;
+const fast = typeof proto.latin1Slice === 'function' && typeof proto.utf8Slice === 'function';
+const latin1 = fast
+  ? (b: Buffer, s: number, e: number) => (b as unknown as Slicers).latin1Slice(s, e)
+  : (b: Buffer, s: number, e: number) => b.toString('latin1', s, e);
+const utf8 = fast
+  ? (b: Buffer, s: number, e: number) => (b as unknown as Slicers).utf8Slice(s, e)
+  : (b: Buffer, s: number, e: number) => b.toString('utf8', s, e);
 
 export class KvLineParser {
   readonly maxLineBytes: number;
@@ -39,6 +55,7 @@ export class KvLineParser {
   /** inside an overlong line, dropping bytes up to its newline */
   private discarding = false;
   private readonly ignore: Set<string>;
+  private readonly keys: (string | undefined)[] = new Array(KEY_CACHE).fill(undefined);
 
   constructor(
     private readonly onPair: PairHandler,
@@ -46,7 +63,8 @@ export class KvLineParser {
     opts: KvLineParserOptions = {},
   ) {
     this.maxLineBytes = opts.maxLineBytes ?? MAX_LINE_BYTES;
-    this.carry = Buffer.allocUnsafe(this.maxLineBytes + 1);
+    // room for the longest line, its CR and its newline
+    this.carry = Buffer.allocUnsafe(this.maxLineBytes + 2);
     this.ignore = new Set(opts.ignore ?? [STREAMING_START]);
   }
 
@@ -65,24 +83,19 @@ export class KvLineParser {
       }
       if (this.discarding) {
         this.discarding = false;
-      } else if (this.carryLen + nl > this.carry.length) {
+      } else if (this.carryLen + nl + 1 > this.carry.length) {
         this.carryLen = 0;
         this.overlong();
       } else {
-        chunk.copy(this.carry, this.carryLen, 0, nl);
-        const len = this.carryLen + nl;
+        chunk.copy(this.carry, this.carryLen, 0, nl + 1);
+        const len = this.carryLen + nl + 1;
         this.carryLen = 0;
-        this.line(this.carry, 0, len);
+        this.scan(this.carry, 0, len);
       }
       start = nl + 1;
     }
-    for (;;) {
-      const nl = chunk.indexOf(NL, start);
-      if (nl < 0) break;
-      this.line(chunk, start, nl);
-      start = nl + 1;
-    }
-    if (start < chunk.length) this.hold(chunk, start);
+    const rest = this.scan(chunk, start, chunk.length);
+    if (rest < chunk.length) this.hold(chunk, rest);
   }
 
   /** The stream ended: an unfinished line is rejected as 'partial' (it may be cut anywhere). */
@@ -98,7 +111,8 @@ export class KvLineParser {
   private hold(chunk: Buffer, from: number): void {
     if (this.discarding) return;
     const n = chunk.length - from;
-    if (this.carryLen + n > this.carry.length) {
+    // keep room for the newline that completes the line
+    if (this.carryLen + n > this.carry.length - 1) {
       this.carryLen = 0;
       this.discarding = true;
       this.overlong();
@@ -112,8 +126,99 @@ export class KvLineParser {
     this.onReject('overlong', `line longer than ${this.maxLineBytes} bytes; dropped up to its newline`);
   }
 
-  private line(buf: Buffer, s: number, end: number): void {
-    let e = end;
+  /**
+   * Parses the complete lines of buf[from, len) in one pass over the bytes (no indexOf per line):
+   * key bytes are checked and hashed, value bytes checked up to the newline. Returns where the
+   * unfinished last line starts (len when there is none).
+   */
+  private scan(buf: Buffer, from: number, len: number): number {
+    let s = from;
+    while (s < len) {
+      const ls = s;
+      let i = s;
+      let h = 0x811c9dc5;
+      let b = 0;
+      while (i < len) {
+        b = buf[i]!;
+        if (KEY_BYTE[b] !== 1) break;
+        h = Math.imul(h ^ b, 0x01000193);
+        i++;
+      }
+      if (i >= len) return ls;
+      if (b !== EQ || i === ls || i - ls > MAX_KEY_BYTES) {
+        const nl = b === NL ? i : buf.indexOf(NL, i);
+        if (nl < 0) return ls;
+        this.odd(buf, ls, nl);
+        s = nl + 1;
+        continue;
+      }
+      let j = i + 1;
+      let control = false;
+      let high = false;
+      while (j < len) {
+        b = buf[j]!;
+        if (b === NL) break;
+        if (b < 0x20 || b === 0x7f) {
+          // A CR right before the newline is telnet's line end; anywhere else it is a control.
+          if (b !== CR || j + 1 >= len || buf[j + 1] !== NL) control = true;
+        } else if (b >= 0x80) high = true;
+        j++;
+      }
+      if (j >= len) return ls;
+      s = j + 1;
+      const e = buf[j - 1] === CR && j - 1 > i ? j - 1 : j;
+      if (e - ls > this.maxLineBytes) {
+        this.overlong();
+        continue;
+      }
+      if (e - i - 1 > MAX_VALUE_BYTES) {
+        this.onReject('overlong', `value longer than ${MAX_VALUE_BYTES} bytes`);
+        continue;
+      }
+      if (control) {
+        this.slow(buf, ls, e);
+        continue;
+      }
+      let value: string;
+      if (high) {
+        if (!isUtf8(buf.subarray(i + 1, e))) {
+          this.slow(buf, ls, e);
+          continue;
+        }
+        value = utf8(buf, i + 1, e);
+        if (C1_CONTROL.test(value)) {
+          this.slow(buf, ls, e);
+          continue;
+        }
+      } else {
+        value = latin1(buf, i + 1, e);
+      }
+      this.onPair(this.key(buf, ls, i, h), value);
+    }
+    return len;
+  }
+
+  /**
+   * Keys repeat (a feeder serves a few hundred): reuse the string made for the same bytes last
+   * time. One allocation less per line, and the table's Map hashes an already-hashed string.
+   */
+  private key(buf: Buffer, s: number, e: number, h: number): string {
+    const slot = h & (KEY_CACHE - 1);
+    const k = this.keys[slot];
+    const n = e - s;
+    if (k !== undefined && k.length === n) {
+      let m = 0;
+      while (m < n && k.charCodeAt(m) === buf[s + m]) m++;
+      if (m === n) return k;
+    }
+    const fresh = latin1(buf, s, e);
+    this.keys[slot] = fresh;
+    return fresh;
+  }
+
+  /** A line [s, nl) whose key part is not `key=`: blank, ignorable, or rejected with its reason. */
+  private odd(buf: Buffer, s: number, nl: number): void {
+    let e = nl;
     if (e > s && buf[e - 1] === CR) e--;
     if (e === s) {
       this.blank++;
@@ -123,46 +228,12 @@ export class KvLineParser {
       this.overlong();
       return;
     }
-    let i = s;
-    const kmax = Math.min(e, s + MAX_KEY_BYTES);
-    while (i < kmax && KEY_BYTE[buf[i]!] === 1) i++;
-    if (i === s || i >= e || buf[i] !== EQ) {
-      this.slow(buf, s, e);
-      return;
-    }
-    let high = false;
-    for (let j = i + 1; j < e; j++) {
-      const b = buf[j]!;
-      if (b < 0x20 || b === 0x7f) {
-        this.slow(buf, s, e);
-        return;
-      }
-      if (b >= 0x80) high = true;
-    }
-    if (e - i - 1 > MAX_VALUE_BYTES) {
-      this.onReject('overlong', `value longer than ${MAX_VALUE_BYTES} bytes`);
-      return;
-    }
-    let value: string;
-    if (high) {
-      if (!isUtf8(buf.subarray(i + 1, e))) {
-        this.slow(buf, s, e);
-        return;
-      }
-      value = buf.toString('utf8', i + 1, e);
-      if (C1_CONTROL.test(value)) {
-        this.slow(buf, s, e);
-        return;
-      }
-    } else {
-      value = buf.toString('latin1', i + 1, e);
-    }
-    this.onPair(buf.toString('latin1', s, i), value);
+    this.slow(buf, s, e);
   }
 
   /** Anything the fast path would not take: find out why, or whether it is an ignorable line. */
   private slow(buf: Buffer, s: number, e: number): void {
-    if (e - s <= 64 && this.ignore.size > 0 && this.ignore.has(buf.toString('latin1', s, e))) {
+    if (e - s <= 64 && this.ignore.size > 0 && this.ignore.has(latin1(buf, s, e))) {
       this.ignored++;
       return;
     }

@@ -4,7 +4,7 @@
 import { EventEmitter } from 'node:events';
 import { createLogger } from '../runtime/log.ts';
 import { counter, gauge } from '../runtime/metrics.ts';
-import { MAX_ANALYTICS_CONF, validateKey, validateValue } from './validate.ts';
+import { isValidKey, isValidValue, MAX_ANALYTICS_CONF } from './validate.ts';
 
 const log = createLogger('kernel-analytics.table');
 const variablesGauge = gauge('virgo_analytics_variables', 'variables held by a variable table', ['table']);
@@ -47,6 +47,9 @@ export interface TableEvents {
   delete: [VariableDelete];
   /** a new variable could not be added: the table holds maxVariables already */
   refused: [{ host: string; key: string; maxVariables: number }];
+  /** EventEmitter's own: a listener is being added / was removed */
+  newListener: [eventName: string | symbol, listener: unknown];
+  removeListener: [eventName: string | symbol, listener: unknown];
 }
 
 export type SetResult = 'added' | 'changed' | 'unchanged' | 'refused' | 'invalid';
@@ -113,6 +116,8 @@ export class VariableTable extends EventEmitter<TableEvents> {
   private count = 0;
   private seq = 0;
   private readonly iterators = new Set<ChangeQueue>();
+  /** 'change' listeners attached */
+  private watchers = 0;
   // Single-host fast path: the consumer's table sees one host all the time.
   private lastHost: string | undefined;
   private lastMap: Map<string, Entry> | undefined;
@@ -127,11 +132,18 @@ export class VariableTable extends EventEmitter<TableEvents> {
     this.name = opts.name ?? 'table';
     // Many drivers may watch one table; that is not a leak.
     this.setMaxListeners(0);
+    // listenerCount() per update costs more than the rest of an unwatched update.
+    this.on('newListener', (ev) => {
+      if (ev === 'change') this.watchers++;
+    });
+    this.on('removeListener', (ev) => {
+      if (ev === 'change') this.watchers--;
+    });
   }
 
   /** Validates and stores one variable. Never throws on bad input: says 'invalid' (and counts it). */
   set(key: string, value: string, opts: SetOptions = {}): SetResult {
-    if (!validateKey(key).ok || !validateValue(value).ok) {
+    if (!isValidKey(key) || !isValidValue(value)) {
       this.counts.invalid++;
       return 'invalid';
     }
@@ -153,21 +165,27 @@ export class VariableTable extends EventEmitter<TableEvents> {
         this.lastMap = map;
       }
     }
-    const s = seq ?? this.seq++;
-    if (seq !== undefined && seq >= this.seq) this.seq = seq + 1;
-    const entry = map?.get(key);
+    const entry = map === undefined ? undefined : map.get(key);
+    if (entry !== undefined && entry.value === value) {
+      this.counts.unchanged++;
+      return 'unchanged';
+    }
+    let s: number;
+    if (seq === undefined) s = this.seq++;
+    else {
+      s = seq;
+      if (seq >= this.seq) this.seq = seq + 1;
+    }
+    const t = ts === undefined ? Date.now() : ts;
     let previous: string | undefined;
     let e: Entry;
-    if (entry) {
-      if (entry.value === value) {
-        this.counts.unchanged++;
-        return 'unchanged';
-      }
+    if (entry !== undefined) {
       previous = entry.value;
       entry.value = value;
       entry.seq = s;
-      entry.ts = ts ?? Date.now();
-      if (this.latest.get(key) !== entry) this.latest.set(key, entry);
+      entry.ts = t;
+      // With one host the latest of a key is always that host's entry: skip the second lookup.
+      if (this.byHost.size > 1 && this.latest.get(key) !== entry) this.latest.set(key, entry);
       e = entry;
     } else {
       if (this.count >= this.maxVariables) {
@@ -180,19 +198,19 @@ export class VariableTable extends EventEmitter<TableEvents> {
         this.lastHost = host;
         this.lastMap = map;
       }
-      e = new Entry(host, key, value, s, ts ?? Date.now());
+      e = new Entry(host, key, value, s, t);
       map.set(key, e);
       this.latest.set(key, e);
       this.count++;
       variablesGauge.set({ table: this.name }, this.count);
     }
     this.counts.changes++;
-    if (this.iterators.size > 0 || this.listenerCount('change') > 0) {
+    if (this.watchers > 0 || this.iterators.size > 0) {
       const ch: VariableChange = { host, key, value, previous, seq: s, ts: e.ts };
       for (const it of this.iterators) it.push(ch);
       this.emit('change', ch);
     }
-    return entry ? 'changed' : 'added';
+    return entry !== undefined ? 'changed' : 'added';
   }
 
   private refuse(host: string, key: string): void {

@@ -43,8 +43,47 @@ export type Validation = { ok: true } | { ok: false; reason: KvRejectReason; mes
 
 const OK: Validation = { ok: true };
 
+/** 1 for bytes allowed in keys. */
+export const KEY_BYTE = new Uint8Array(256);
+for (const c of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:/-') {
+  KEY_BYTE[c.charCodeAt(0)] = 1;
+}
+
+/** The key rule as a plain loop: what hot paths (feeder, table) call; validateKey explains failures. */
+export function isValidKey(k: string): boolean {
+  const n = k.length;
+  if (n === 0 || n > MAX_KEY_BYTES) return false;
+  for (let i = 0; i < n; i++) {
+    const c = k.charCodeAt(i);
+    if (c > 0x7f || KEY_BYTE[c] !== 1) return false;
+  }
+  return true;
+}
+
+/** The value rule as one pass: no controls, no lone surrogates, at most MAX_VALUE_BYTES in UTF-8. */
+export function isValidValue(v: string): boolean {
+  const n = v.length;
+  if (n > MAX_VALUE_BYTES) return false;
+  let bytes = 0;
+  for (let i = 0; i < n; i++) {
+    const c = v.charCodeAt(i);
+    if (c < 0x80) {
+      if (c < 0x20 || c === 0x7f) return false;
+      bytes++;
+    } else if (c <= 0x9f) return false;
+    else if (c < 0x800) bytes += 2;
+    else if (c >= 0xd800 && c <= 0xdfff) {
+      const d = v.charCodeAt(i + 1);
+      if (c > 0xdbff || !(d >= 0xdc00 && d <= 0xdfff)) return false;
+      bytes += 4;
+      i++;
+    } else bytes += 3;
+  }
+  return bytes <= MAX_VALUE_BYTES;
+}
+
 export function validateKey(k: string): Validation {
-  if (KEY_PATTERN.test(k)) return OK;
+  if (isValidKey(k)) return OK;
   if (k.length === 0) return { ok: false, reason: 'invalid-key', message: 'empty key' };
   if (k.length > MAX_KEY_BYTES) {
     return {
@@ -62,6 +101,7 @@ export function validateKey(k: string): Validation {
 }
 
 export function validateValue(v: string): Validation {
+  if (isValidValue(v)) return OK;
   const m = CONTROL.exec(v);
   if (m) {
     const code = m[0].charCodeAt(0);
@@ -86,7 +126,8 @@ export function validateValue(v: string): Validation {
   if (LONE_SURROGATE.test(v)) {
     return { ok: false, reason: 'invalid-value', message: 'value has a lone surrogate (not valid UTF-8)' };
   }
-  return OK;
+  // isValidValue and the checks above agree; reaching here would be a bug, so refuse loudly.
+  return { ok: false, reason: 'invalid-value', message: 'value refused' };
 }
 
 export type KvLine =
@@ -123,12 +164,6 @@ export function parseKvLine(line: string): KvLine {
 }
 
 // ---- byte-level checks for the consumer's hot path (no string is built for a rejected line) ----
-
-/** 1 for bytes allowed in keys. */
-export const KEY_BYTE = new Uint8Array(256);
-for (const c of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:/-') {
-  KEY_BYTE[c.charCodeAt(0)] = 1;
-}
 
 /** Why the bytes of a whole line [s, e) fail; used once the fast path has seen something odd. */
 export function classifyLineBytes(

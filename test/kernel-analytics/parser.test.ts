@@ -1,6 +1,9 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
+  isValidKey,
+  isValidValue,
+  KEY_PATTERN,
   KvLineParser,
   type KvRejectReason,
   MAX_VALUE_BYTES,
@@ -43,6 +46,30 @@ describe('validateKey / validateValue / parseKvLine (DESIGN §3)', () => {
     for (const v of ['a\nb', 'a\rb', 'tab\there', 'nul\0', 'del\u007f', 'c1\u0085', 'lone\ud800']) {
       expect(validateValue(v).ok, JSON.stringify(v)).toBe(false);
     }
+  });
+
+  it('property: the loop checks (hot paths) agree with the regex definitions', () => {
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: the definition under test
+    const reference = (v: string) =>
+      !/[\u0000-\u001f\u007f-\u009f]/.test(v) &&
+      !/[\uD800-\uDFFF]/u.test(v) &&
+      Buffer.byteLength(v) <= MAX_VALUE_BYTES;
+    const text = fc.oneof(
+      fc.string({ unit: 'binary', maxLength: 40 }),
+      fc.string({
+        unit: fc.constantFrom('a', 'é', '\u0085', '\ud83d', '\ude00', '😀', '\t', '中'),
+        maxLength: 600,
+      }),
+      fc.stringMatching(/^[A-Za-z0-9_.:/ -]{0,140}$/),
+    );
+    fc.assert(
+      fc.property(text, (s) => {
+        expect(isValidKey(s)).toBe(KEY_PATTERN.test(s));
+        expect(isValidValue(s)).toBe(reference(s));
+        expect(validateValue(s).ok).toBe(reference(s));
+      }),
+      { numRuns: 400 },
+    );
   });
 
   it('parseKvLine splits at the first = and names what is wrong', () => {
