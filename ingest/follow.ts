@@ -95,7 +95,10 @@ export async function* streamLines(
   yield { lines: split.flush(), idle: true };
 }
 
-/** Lines of a file; with `follow`, forever (until the signal aborts). */
+/**
+ * Lines of a file; with `follow`, forever (until the signal aborts). Each read is copied out of the
+ * reused read buffer once, so the lines (views of that copy) stay valid after the next read.
+ */
 export async function* fileLines(path: string, opts: ReadLinesOptions = {}): AsyncGenerator<LineChunk> {
   const chunkBytes = opts.chunkBytes ?? 1 << 20;
   const buf = Buffer.allocUnsafe(chunkBytes);
@@ -108,7 +111,7 @@ export async function* fileLines(path: string, opts: ReadLinesOptions = {}): Asy
         const { bytesRead } = await fh.read(buf, 0, chunkBytes, pos);
         if (bytesRead === 0) break;
         pos += bytesRead;
-        const lines = split.push(buf.subarray(0, bytesRead));
+        const lines = split.push(Buffer.from(buf.subarray(0, bytesRead)));
         if (lines.length) yield { lines, idle: false };
         if (opts.signal?.aborted) break;
       }
@@ -130,7 +133,7 @@ export async function* fileLines(path: string, opts: ReadLinesOptions = {}): Asy
       const { bytesRead } = await h.read(buf, 0, chunkBytes, pos);
       if (bytesRead === 0) return;
       pos += bytesRead;
-      const lines = split.push(buf.subarray(0, bytesRead));
+      const lines = split.push(Buffer.from(buf.subarray(0, bytesRead)));
       if (lines.length) yield { lines, idle: false };
       if (opts.signal?.aborted) return;
     }

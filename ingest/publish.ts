@@ -47,6 +47,8 @@ export interface PublishLogsOptions {
   ensureTopic?: boolean;
   /** follow mode: how often to look at the file without a change event (ms) */
   pollMs?: number;
+  /** follow mode: the file was opened, rotated, truncated, or is awaited (not there yet) */
+  onFollow?: (what: 'opened' | 'rotated' | 'truncated' | 'waiting', path: string) => void;
 }
 
 export async function publishLogs(opts: PublishLogsOptions): Promise<{ lines: number; bytes: number }> {
@@ -73,6 +75,7 @@ export async function publishLogs(opts: PublishLogsOptions): Promise<{ lines: nu
           fromEnd: opts.fromEnd ?? false,
           ...(opts.signal ? { signal: opts.signal } : {}),
           ...(opts.pollMs !== undefined ? { pollMs: opts.pollMs } : {}),
+          ...(opts.onFollow ? { onEvent: opts.onFollow } : {}),
         });
 
   const started = Date.now();
