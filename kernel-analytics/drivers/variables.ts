@@ -44,6 +44,30 @@ export function hostView(src: VariableSource, host: string): VariableSource {
   };
 }
 
+/**
+ * Several sources read as one, the first that has a value winning: operator overrides
+ * (`drivers up --set`) in front of the learnt table. Change events of every layer pass through.
+ */
+export function layered(...layers: VariableSource[]): VariableSource {
+  return {
+    get(key, host) {
+      for (const l of layers) {
+        const v = l.get(key, host);
+        if (v !== undefined) return v;
+      }
+      return undefined;
+    },
+    on(event, fn) {
+      for (const l of layers) l.on(event, fn);
+      return this;
+    },
+    off(event, fn) {
+      for (const l of layers) l.off?.(event, fn);
+      return this;
+    },
+  };
+}
+
 /** Subscribes `fn` to changes of the given keys; returns the unsubscribe. */
 export function watchKeys(src: VariableSource, keys: readonly string[], fn: ChangeListener): () => void {
   const wanted = new Set(keys);
