@@ -1,7 +1,9 @@
 // Kernel log anomaly score: an online tfjs autoencoder over per-window template-count vectors.
 // Each host's events are cut into event-time windows; a window is the vector of its template ids
-// (from the miner) hashed into `dims` slots, log1p-scaled. The score is the reconstruction error;
-// a window is anomalous when its score exceeds mean + k·std of recent normal windows. Windows are
+// (from the miner) hashed into `dims` slots, TF-IDF weighted (log1p count × an inverse window
+// frequency learnt online, so a template normal windows never show weighs most) and scaled to unit
+// length. The score is the reconstruction error; a window is anomalous when it exceeds
+// median + k·MAD of recent normal scores (robust: one odd window does not move it). Windows are
 // scored before the model trains on them (prequential), and anomalous ones are not learnt.
 import { join } from 'node:path';
 import type { KernelEvent } from '../schemas/index.ts';
@@ -18,7 +20,7 @@ export interface AnomalyOptions {
   dims?: number;
   /** autoencoder bottleneck */
   hidden?: number;
-  /** threshold = mean + k·std of recent normal scores */
+  /** threshold = median + k·(1.4826·MAD) of recent normal scores */
   k?: number;
   /** windows learnt before any is called anomalous */
   warmup?: number;
@@ -65,11 +67,16 @@ export const ANOMALY_VARIABLES: readonly VariableDecl[] = [
   },
 ];
 
-/** log1p(1000): counts are scaled so a thousand of one template in a window is about 1. */
-const SCALE = Math.log1p(1000);
 const REPLAY = 256;
 const HISTORY = 200;
 const BATCH = 32;
+
+interface Closed {
+  host: string;
+  start: number;
+  counts: Record<number, number>;
+  events: number;
+}
 
 interface HostWin {
   window: number;
@@ -81,6 +88,8 @@ interface AnomalyStateJson {
   hosts: [string, HostWin][];
   replay: number[][];
   history: number[];
+  df: number[];
+  learnt: number;
   rng: number;
   steps: number;
   windows: number;
@@ -101,6 +110,10 @@ export class AnomalyLearner implements Learner {
   private replay: number[][] = [];
   /** scores of recent windows judged normal */
   private history: number[] = [];
+  /** per slot: normal windows learnt that contained it (the IDF's document frequency) */
+  private df: number[];
+  /** normal windows learnt */
+  private learnt = 0;
   private rng: Rng;
   private steps = 0;
   private windows = 0;
@@ -113,11 +126,12 @@ export class AnomalyLearner implements Learner {
   ) {
     this.windowMs = (opts.windowSec ?? 60) * 1000;
     this.dims = opts.dims ?? 64;
-    this.k = opts.k ?? 4;
+    this.k = opts.k ?? 6;
     this.warmup = opts.warmup ?? 10;
     this.minThreshold = opts.minThreshold ?? 0.02;
     this.stepsPerBatch = opts.steps ?? 8;
     this.rng = new Rng(opts.seed ?? 11);
+    this.df = new Array<number>(this.dims).fill(0);
   }
 
   static buildModel(tf: Tf, dims: number, hidden: number, learningRate: number, seed: number): Model {
@@ -151,20 +165,30 @@ export class AnomalyLearner implements Learner {
 
   vector(counts: Record<number, number>): number[] {
     const v = new Array<number>(this.dims).fill(0);
-    for (const [i, c] of Object.entries(counts)) v[Number(i)] = Math.log1p(c) / SCALE;
+    let norm = 0;
+    for (const [k, c] of Object.entries(counts)) {
+      const i = Number(k);
+      const x = Math.log1p(c) * (1 + Math.log((this.learnt + 1) / (this.df[i]! + 1)));
+      v[i] = x;
+      norm += x * x;
+    }
+    norm = Math.sqrt(norm);
+    if (norm > 0) for (let i = 0; i < v.length; i++) v[i]! /= norm;
     return v;
   }
 
   threshold(): number {
     const h = this.history;
     if (h.length === 0) return Number.POSITIVE_INFINITY;
-    const mean = h.reduce((a, b) => a + b, 0) / h.length;
-    const sd = Math.sqrt(h.reduce((a, b) => a + (b - mean) ** 2, 0) / h.length);
-    return Math.max(this.minThreshold, mean + this.k * sd);
+    const sorted = [...h].sort((a, b) => a - b);
+    const med = sorted[Math.floor(sorted.length / 2)]!;
+    const dev = h.map((x) => Math.abs(x - med)).sort((a, b) => a - b);
+    const mad = dev[Math.floor(dev.length / 2)]! * 1.4826;
+    return Math.max(this.minThreshold, med + this.k * mad);
   }
 
   async onEvents(events: readonly KernelEvent[]): Promise<Proposal[]> {
-    const closed: { host: string; start: number; v: number[]; events: number }[] = [];
+    const closed: Closed[] = [];
     for (const e of events) {
       const w = Math.floor(e.ts / this.windowMs);
       let s = this.hosts.get(e.host);
@@ -177,7 +201,7 @@ export class AnomalyLearner implements Learner {
           closed.push({
             host: e.host,
             start: s.window * this.windowMs,
-            v: this.vector(s.counts),
+            counts: s.counts,
             events: s.events,
           });
         }
@@ -195,10 +219,10 @@ export class AnomalyLearner implements Learner {
 
   /** Scores and then learns closed windows; the eval flushes the open ones at the end with this. */
   async flush(): Promise<Proposal[]> {
-    const closed: { host: string; start: number; v: number[]; events: number }[] = [];
+    const closed: Closed[] = [];
     for (const [host, s] of this.hosts) {
       if (s.events === 0) continue;
-      closed.push({ host, start: s.window * this.windowMs, v: this.vector(s.counts), events: s.events });
+      closed.push({ host, start: s.window * this.windowMs, counts: s.counts, events: s.events });
       s.counts = {};
       s.events = 0;
       s.window++;
@@ -206,10 +230,10 @@ export class AnomalyLearner implements Learner {
     return this.score(closed);
   }
 
-  private async score(
-    closed: { host: string; start: number; v: number[]; events: number }[],
-  ): Promise<Proposal[]> {
-    if (closed.length === 0) return [];
+  private async score(closedWindows: Closed[]): Promise<Proposal[]> {
+    if (closedWindows.length === 0) return [];
+    // Vectors are made now, with the IDF as it stands when the windows are scored.
+    const closed = closedWindows.map((c) => ({ ...c, v: this.vector(c.counts) }));
     const rec = predictRows(
       this.tf,
       this.model,
@@ -230,8 +254,13 @@ export class AnomalyLearner implements Learner {
       if (anomalous) this.anomalies++;
       else {
         learn.push(c.v);
-        this.history.push(score);
-        if (this.history.length > HISTORY) this.history.shift();
+        // Scores of a model still learning what normal is would inflate the threshold.
+        if (this.windows > this.warmup / 2) {
+          this.history.push(score);
+          if (this.history.length > HISTORY) this.history.shift();
+        }
+        this.learnt++;
+        for (const k of Object.keys(c.counts)) this.df[Number(k)]!++;
       }
       this.opts.onWindow?.({
         host: c.host,
@@ -272,6 +301,8 @@ export class AnomalyLearner implements Learner {
       hosts: [...this.hosts],
       replay: this.replay,
       history: this.history,
+      df: this.df,
+      learnt: this.learnt,
       rng: this.rng.state,
       steps: this.steps,
       windows: this.windows,
@@ -288,6 +319,8 @@ export class AnomalyLearner implements Learner {
     this.hosts = new Map(j.hosts);
     this.replay = j.replay;
     this.history = j.history;
+    this.df = j.df;
+    this.learnt = j.learnt;
     this.rng = new Rng(j.rng);
     this.steps = j.steps;
     this.windows = j.windows;

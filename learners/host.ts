@@ -74,7 +74,7 @@ export interface LearnerHostOptions {
   analyticsTopic?: string;
   /** the compacted pins topic; default virgo.learner-pins with Kafka, none in-process */
   pinsTopic?: string | false;
-  /** called for every variable handed to the outbox (the CLI prints them) */
+  /** called for every variable once the Bus took it (the CLI prints them) */
   onEmit?: (v: AnalyticsVariable) => void;
   /** more state saved in (and restored from) each snapshot, e.g. the template miner */
   attachments?: SnapshotAttachment[];
@@ -303,7 +303,6 @@ class Host implements LearnerHost {
 
   private enqueue(v: AnalyticsVariable): void {
     this.outbox.set(`${v.host}/${v.key}`, v);
-    this.opts.onEmit?.(v);
   }
 
   /** Publishes the outbox; what fails stays for the next flush (the newest value per key wins). */
@@ -327,7 +326,10 @@ class Host implements LearnerHost {
       });
       return;
     }
-    for (const [id, v] of batch) if (this.outbox.get(id) === v) this.outbox.delete(id);
+    for (const [id, v] of batch) {
+      if (this.outbox.get(id) === v) this.outbox.delete(id);
+      this.opts.onEmit?.(v);
+    }
     this.published += batch.length;
     mPublished.inc(batch.length);
   }

@@ -161,7 +161,7 @@ export class LoadLearner implements Learner {
         kernelInitializer: tf.initializers.glorotUniform({ seed }),
       }),
     );
-    m.compile({ optimizer: tf.train.rmsprop(learningRate), loss: 'meanSquaredError' });
+    m.compile({ optimizer: tf.train.momentum(learningRate, 0.9), loss: 'meanSquaredError' });
     return m;
   }
 

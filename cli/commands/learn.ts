@@ -1,0 +1,194 @@
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { createInterface } from 'node:readline';
+import { CONNECTION_OPTIONS, UsageError } from '../../runtime/config.ts';
+import { createLogger } from '../../runtime/log.ts';
+import { serveMetrics } from '../../runtime/metrics.ts';
+import { stateDir } from '../../runtime/paths.ts';
+import { exitOnSignals, onShutdown } from '../../runtime/shutdown.ts';
+import { busFromOptions, defineCommand } from '../command.ts';
+
+const log = createLogger('learn');
+
+export default defineCommand({
+  name: 'learn',
+  summary: 'run the online learners: kernel logs (and drone/webcam records) in, analytics variables out',
+  usage: 'virgo learn [--brokers HOST:PORT] [--state-dir DIR] [--learners ufw,netbw,…] [--input FILE]',
+  details: `learners: ufw, netbw, anomaly, load, drone, webcam (default: all)
+With --brokers it is a service: consumer group virgo-learners on virgo.kernel-logs (and
+virgo.drone-sensors / virgo.webcam-frames), variables to virgo.kernel-analytics, until SIGINT/SIGTERM.
+Without --brokers it reads log lines from --input (or stdin), prints host/key=value lines as the
+learners emit them, and exits at the end of the input.
+State (models, windows, template miner, pins) is saved under --state-dir every --save-every
+seconds and on exit, and restored at start. Pins: virgo pin host/key=value, virgo unpin host/key.
+examples:
+  virgo learn --brokers 127.0.0.1:9092 --state-dir /var/lib/virgo
+  virgo learn --learners ufw --input /var/log/kern.log`,
+  options: {
+    ...CONNECTION_OPTIONS,
+    'state-dir': {
+      type: 'string',
+      env: 'VIRGO_STATE_DIR',
+      arg: 'DIR',
+      description: 'where models, windows and pins live (default ./.virgo)',
+    },
+    learners: { type: 'string', arg: 'NAMES', description: 'comma-separated learners (default all)' },
+    input: {
+      type: 'string',
+      arg: 'FILE',
+      description: 'without --brokers: log lines to learn from (- or none: stdin)',
+    },
+    'from-beginning': {
+      type: 'boolean',
+      default: false,
+      description: 'with no committed offsets, read topics from the start',
+    },
+    group: { type: 'string', arg: 'ID', description: 'consumer group (default virgo-learners)' },
+    'save-every': { type: 'number', default: 60, arg: 'SEC', description: 'snapshot period, seconds' },
+    print: {
+      type: 'boolean',
+      default: false,
+      description: 'also print emitted variables (always on without --brokers)',
+    },
+    'metrics-port': { type: 'number', arg: 'PORT', description: 'serve /metrics and /health on this port' },
+    'webcam-gallery': {
+      type: 'string',
+      arg: 'FILE',
+      description: 'JSON {"identity": [[embedding], …]} enrolled in the webcam learner',
+    },
+    'logs-topic': { type: 'string', arg: 'TOPIC', description: 'log topic (default virgo.kernel-logs)' },
+    'analytics-topic': {
+      type: 'string',
+      arg: 'TOPIC',
+      description: 'output topic (default virgo.kernel-analytics)',
+    },
+  },
+  async run({ opts, io }) {
+    const { startLearnStage, learnerNames, UnknownLearnerError } = await import('../../learners/index.ts');
+    let names: string[];
+    try {
+      names = learnerNames(opts.learners?.split(','));
+    } catch (err) {
+      if (err instanceof UnknownLearnerError) throw new UsageError(err.message);
+      throw err;
+    }
+    const dir = opts['state-dir'] ?? stateDir();
+    const saveEvery = opts['save-every'] ?? 60;
+    if (!(saveEvery > 0)) throw new UsageError('--save-every must be > 0 seconds');
+    const learnerOptions: Record<string, Record<string, unknown>> = {};
+    if (opts['webcam-gallery']) {
+      const path = opts['webcam-gallery'];
+      let gallery: unknown;
+      try {
+        gallery = JSON.parse(readFileSync(path, 'utf8'));
+      } catch (err) {
+        throw new UsageError(
+          `--webcam-gallery ${path}: ${(err as Error).message}; expected {"identity": [[…], …]}`,
+        );
+      }
+      if (typeof gallery !== 'object' || gallery === null || Array.isArray(gallery)) {
+        throw new UsageError(`--webcam-gallery ${path}: expected {"identity": [[…], …]}`);
+      }
+      learnerOptions.webcam = { gallery };
+    }
+    const embedded = !opts.brokers;
+    const print = embedded || opts.print === true;
+    const bus = busFromOptions(opts, 'virgo-learn');
+    const stage = startLearnStage({
+      bus,
+      stateDir: dir,
+      learners: names,
+      fromBeginning: embedded || (opts['from-beginning'] ?? false),
+      saveEveryMs: saveEvery * 1000,
+      learnerOptions,
+      ...(opts.group ? { groupId: opts.group } : {}),
+      ...(opts['logs-topic'] ? { logsTopic: opts['logs-topic'] } : {}),
+      ...(opts['analytics-topic'] ? { analyticsTopic: opts['analytics-topic'] } : {}),
+      ...(print ? { onEmit: (v) => void io.stdout.write(`${v.host}/${v.key}=${v.value}\n`) } : {}),
+    });
+    onShutdown('learn stage', async () => {
+      await stage.close();
+      await bus.close();
+    });
+    try {
+      await stage.ready;
+    } catch (err) {
+      await stage.close().catch(() => {});
+      await bus.close().catch(() => {});
+      throw err;
+    }
+    const metrics =
+      opts['metrics-port'] !== undefined
+        ? await serveMetrics({
+            port: opts['metrics-port'],
+            health: () => ({ ok: true, ...stage.stats() }),
+          })
+        : undefined;
+    if (metrics) onShutdown('metrics', () => metrics.close());
+
+    if (embedded) {
+      // Feed the input through the in-process bus, so the same consumer stage (parser, miner,
+      // dead letters) runs as with Kafka; done when ingest has read everything published.
+      const { TOPICS } = await import('../../bus/index.ts');
+      const topic = opts['logs-topic'] ?? TOPICS.kernelLogs;
+      const input =
+        !opts.input || opts.input === '-' ? io.stdin : (await import('node:fs')).createReadStream(opts.input);
+      if (input === io.stdin && io.stdin.isTTY) {
+        log.info(
+          'reading log lines from the terminal; end with Ctrl-D (or give --brokers to run as a service)',
+        );
+      }
+      const key = hostname();
+      let published = 0;
+      let chunk: string[] = [];
+      const push = async () => {
+        if (chunk.length === 0) return;
+        const lines = chunk;
+        chunk = [];
+        await bus.publish(
+          topic,
+          lines.map((l) => ({ key, value: l, headers: { 'content-type': 'text/plain' } })),
+        );
+        published += lines.length;
+      };
+      for await (const line of createInterface({ input, crlfDelay: Number.POSITIVE_INFINITY })) {
+        chunk.push(line);
+        if (chunk.length >= 1000) await push();
+      }
+      await push();
+      while ((stage.stats().ingest?.messages ?? published) < published) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      await stage.host.tick();
+      await stage.close();
+      await metrics?.close();
+      await bus.close();
+      const s = stage.stats();
+      log.info('learned from the input', { lines: published, published: s.published, saved: dir });
+      return 0;
+    }
+
+    const tty = io.stderr.isTTY === true;
+    const progress = tty
+      ? setInterval(() => {
+          const s = stage.stats();
+          log.info('learning', {
+            events: s.inputs.kernel,
+            drone: s.inputs.drone,
+            webcam: s.inputs.webcam,
+            published: s.published,
+            pins: s.pins,
+          });
+        }, 10_000)
+      : undefined;
+    progress?.unref();
+    log.info('virgo learn running; Ctrl-C to stop', {
+      brokers: opts.brokers,
+      stateDir: dir,
+      learners: names.join(','),
+    });
+    await exitOnSignals();
+    clearInterval(progress);
+    return 0;
+  },
+});
