@@ -2,6 +2,7 @@
 // The CRC covers the length bytes and the payload, so a flipped length bit is caught by the
 // checksum instead of sending the reader to a wrong but plausible frame boundary.
 import type { FileHandle } from 'node:fs/promises';
+import type avro from 'avsc';
 import { crc32c } from './crc32c.ts';
 
 export const FRAME_HEADER_BYTES = 8;
@@ -16,6 +17,20 @@ export function encodeFrame(payload: Uint8Array): Buffer {
   const crc = crc32c(out, crc32c(out, 0, 0, 4), FRAME_HEADER_BYTES, out.length);
   out.writeUInt32BE(crc, 4);
   return out;
+}
+
+/**
+ * Encodes `value` with `type` straight into `buf` at `pos` as one frame (no intermediate
+ * buffers: the group-commit batch is built in place). Returns the frame's end, or minus the
+ * number of bytes missing when `buf` is too small. The bytes equal encodeFrame(encodeBody(value)).
+ */
+export function encodeFrameInto(type: avro.Type, value: unknown, buf: Buffer, pos: number): number {
+  if (buf.length - pos < FRAME_HEADER_BYTES) return -(FRAME_HEADER_BYTES - (buf.length - pos) + 64);
+  const end = type.encode(value, buf, pos + FRAME_HEADER_BYTES);
+  if (end < 0) return end;
+  buf.writeUInt32BE(end - pos - FRAME_HEADER_BYTES, pos);
+  buf.writeUInt32BE(crc32c(buf, crc32c(buf, 0, pos, pos + 4), pos + FRAME_HEADER_BYTES, end), pos + 4);
+  return end;
 }
 
 export type FrameResult =
@@ -80,6 +95,15 @@ export class FrameReader {
     return true;
   }
 
+  /** The next frame when it is already buffered whole (no I/O, no promise); else undefined. */
+  nextBuffered(): FrameResult | undefined {
+    const have = this.bufPos + this.bufLen - this.cursor;
+    if (have < FRAME_HEADER_BYTES) return undefined;
+    const len = this.buf.readUInt32BE(this.cursor - this.bufPos);
+    if (len === 0 || len > this.maxRecordBytes || have < FRAME_HEADER_BYTES + len) return undefined;
+    return this.check(len);
+  }
+
   async next(): Promise<FrameResult> {
     const pos = this.cursor;
     if (!(await this.ensure(FRAME_HEADER_BYTES))) {
@@ -88,8 +112,7 @@ export class FrameReader {
         ? { kind: 'end', pos }
         : { kind: 'bad', pos, problem: 'incomplete', detail: `${have}-byte partial frame header` };
     }
-    const off = pos - this.bufPos;
-    const len = this.buf.readUInt32BE(off);
+    const len = this.buf.readUInt32BE(pos - this.bufPos);
     if (len === 0) return { kind: 'bad', pos, problem: 'zero-length', detail: 'frame length 0' };
     if (len > this.maxRecordBytes) {
       return {
@@ -108,6 +131,12 @@ export class FrameReader {
         detail: `frame of ${len} bytes cut after ${have - FRAME_HEADER_BYTES}`,
       };
     }
+    return this.check(len);
+  }
+
+  /** CRC check of the whole frame of `len` payload bytes at the cursor (buffered). */
+  private check(len: number): FrameResult {
+    const pos = this.cursor;
     const o = pos - this.bufPos;
     const want = this.buf.readUInt32BE(o + 4);
     const got = crc32c(

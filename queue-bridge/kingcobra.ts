@@ -6,7 +6,7 @@
 import { createLogger } from '../runtime/log.ts';
 import type { KingCobraMessage } from '../schemas/index.ts';
 import { type Clock, createClock, createIdSource, formatTs } from './clock.ts';
-import { inflight as inflightGauge, requests } from './metrics.ts';
+import { countRequest, inflight as inflightGauge } from './metrics.ts';
 import type { SegmentLog } from './segment-log.ts';
 
 const log = createLogger('kingcobra');
@@ -121,7 +121,7 @@ export class KingCobra {
   request(payload: string, clientAddr: string, clientKey: string, front: string): Promise<Outcome> {
     if (this.closing || this.inflight >= this.maxQueue) {
       this.counts.busy++;
-      requests.inc({ front, outcome: 'busy' });
+      countRequest(front, 'busy');
       const line = this.closing
         ? 'BUSY the queue is shutting down; try again later'
         : `BUSY ${this.inflight} requests in flight (limit ${this.maxQueue}); try again later`;
@@ -188,7 +188,7 @@ export class KingCobra {
           log.error('reply not persisted', { id: req.id, err });
         }
         this.counts.replied++;
-        requests.inc({ front, outcome: 'replied' });
+        countRequest(front, 'replied');
         return {
           status: 'replied',
           id: req.id,
@@ -201,7 +201,7 @@ export class KingCobra {
       },
       (err: Error): Outcome => {
         this.counts.notQueued++;
-        requests.inc({ front, outcome: 'not-queued' });
+        countRequest(front, 'not-queued');
         log.warn('request not queued', { id: req.id, err: err.message });
         return {
           status: 'not-queued',
@@ -221,25 +221,32 @@ export class KingCobra {
   }
 
   private async handle(req: KingCobraMessage): Promise<string> {
-    let timer: NodeJS.Timeout | undefined;
     try {
-      const text = await Promise.race([
-        this.handler(req),
-        new Promise<never>((_, reject) => {
-          timer = setTimeout(
-            () => reject(new Error(`handler timed out after ${this.handlerTimeoutMs} ms`)),
-            this.handlerTimeoutMs,
+      const text = await new Promise<string>((resolve, reject) => {
+        const timer = setTimeout(
+          () => reject(new Error(`handler timed out after ${this.handlerTimeoutMs} ms`)),
+          this.handlerTimeoutMs,
+        );
+        const done = () => clearTimeout(timer);
+        Promise.resolve()
+          .then(() => this.handler(req))
+          .then(
+            (v) => {
+              done();
+              resolve(v);
+            },
+            (err: unknown) => {
+              done();
+              reject(err);
+            },
           );
-        }),
-      ]);
+      });
       if (typeof text !== 'string') throw new Error(`handler returned ${typeof text}, not a string`);
       return oneLine(text);
     } catch (err) {
       this.counts.handlerErrors++;
       log.warn('handler failed', { id: req.id, err });
       return `error: ${oneLine((err as Error).message ?? String(err))}`;
-    } finally {
-      clearTimeout(timer);
     }
   }
 

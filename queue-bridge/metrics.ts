@@ -28,5 +28,17 @@ export const requests = counter('virgo_kingcobra_requests_total', 'requests by f
   'front',
   'outcome',
 ]);
+
+// Label lookups hash their labels on every call; the hot path keeps the children.
+const requestCounters = new Map<string, { inc(n?: number): void }>();
+export function countRequest(front: string, outcome: string): void {
+  const k = `${front}\0${outcome}`;
+  let c = requestCounters.get(k);
+  if (!c) {
+    c = requests.labels({ front, outcome });
+    requestCounters.set(k, c);
+  }
+  c.inc();
+}
 export const inflight = gauge('virgo_kingcobra_inflight', 'requests accepted and not yet replied');
 export const replayed = counter('virgo_kingcobra_replayed_total', 'records replayed into Kafka', ['topic']);

@@ -68,7 +68,7 @@ export interface ReplayOptions {
   tdf?: number;
   /** only these kinds (default both: requests and replies) */
   kinds?: KingCobraKind[];
-  /** records per publish (default 500) */
+  /** records per publish and per checkpoint (default 5000) */
   batchSize?: number;
   /** names the checkpoint; replays to different clusters keep separate ones (default: topic) */
   target?: string;
@@ -111,7 +111,7 @@ export async function replay(opts: ReplayOptions): Promise<ReplayResult> {
   const topic = opts.topic ?? TOPICS.kingcobraRequests;
   const target = opts.target ?? topic;
   const clock = opts.clock ?? realClock;
-  const batchSize = Math.max(1, opts.batchSize ?? 500);
+  const batchSize = Math.max(1, opts.batchSize ?? 5000);
   const tdf = opts.tdf;
   if (tdf !== undefined && !(tdf > 0 && Number.isFinite(tdf))) {
     throw new ReplayError(`--tdf must be a positive number (a time-dilation factor), got ${tdf}`);
@@ -154,7 +154,6 @@ export async function replay(opts: ReplayOptions): Promise<ReplayResult> {
     let published = 0;
     let skipped = Math.max(0, Math.min(start, endOffset) - segLog.firstOffset);
     let nextOffset = start;
-    let lastId: string | null = null;
     let batch: OutgoingMessage[] = [];
     let batchEnd = start;
     let batchLastId: string | null = null;
@@ -172,22 +171,52 @@ export async function replay(opts: ReplayOptions): Promise<ReplayResult> {
         ...(virtualMs !== undefined ? { virtualTime: new Date(virtualMs) } : {}),
       });
 
+    // One publish in flight at a time (a retried request can never overtake a later one), while
+    // the next batch is read and encoded; each checkpoint is written after its batch is acked,
+    // in order, alongside the next publish.
+    let inflight: Promise<void> = Promise.resolve();
+    let checkpoints: Promise<void> = Promise.resolve();
+    let failure: unknown;
+    let queuedEnd = start;
     const flush = async () => {
-      if (batchEnd > nextOffset) {
-        if (batch.length > 0) {
-          await opts.bus.publish(topic, batch);
-          published += batch.length;
-          replayed.inc({ topic }, batch.length);
+      if (batchEnd <= queuedEnd) return;
+      const msgs = batch;
+      const end = batchEnd;
+      const endId = batchLastId;
+      batch = [];
+      queuedEnd = end;
+      await inflight;
+      if (failure) return;
+      inflight = (async () => {
+        if (msgs.length > 0) {
+          await opts.bus.publish(topic, msgs);
+          published += msgs.length;
+          replayed.inc({ topic }, msgs.length);
         }
-        nextOffset = batchEnd;
-        lastId = batchLastId;
+        nextOffset = end;
         if (useCheckpoint) {
-          const cp: Checkpoint = { topic, target, nextOffset, lastId, updated: new Date().toISOString() };
-          await writeFileDurably(segLog.dir, cpName, `${JSON.stringify(cp)}\n`);
+          const cp: Checkpoint = {
+            topic,
+            target,
+            nextOffset: end,
+            lastId: endId,
+            updated: new Date().toISOString(),
+          };
+          checkpoints = checkpoints.then(() =>
+            writeFileDurably(segLog.dir, cpName, `${JSON.stringify(cp)}\n`),
+          );
         }
-        batch = [];
         progress();
-      }
+      })().catch((err: unknown) => {
+        failure ??= err;
+      });
+    };
+    const settle = async () => {
+      await inflight;
+      await checkpoints.catch((err: unknown) => {
+        failure ??= err;
+      });
+      if (failure) throw failure;
     };
 
     const readOpts = {
@@ -196,35 +225,42 @@ export async function replay(opts: ReplayOptions): Promise<ReplayResult> {
       ...(opts.signal ? { signal: opts.signal } : {}),
     };
     let first = true;
-    for await (const { offset, message } of segLog.read(readOpts)) {
-      if (offset >= endOffset) break;
-      if (first && opts.since !== undefined) {
-        // records between the start offset and the first one at/after --since
-        skipped += offset - start;
-        first = false;
-      }
-      const ms = message.ts_sec * 1000 + message.ts_nsec / 1e6;
-      if (tdf !== undefined) {
-        seedMs ??= ms;
-        const due = t0 + Math.max(0, ms - seedMs) / tdf;
-        const wait = due - clock.now();
-        if (wait > 0) {
-          await flush();
-          await clock.sleep(wait, opts.signal);
-          if (opts.signal?.aborted) break;
+    try {
+      for await (const { offset, message } of segLog.read(readOpts)) {
+        if (offset >= endOffset || failure) break;
+        if (first && opts.since !== undefined) {
+          // records between the start offset and the first one at/after --since
+          skipped += offset - start;
+          first = false;
         }
-        virtualMs = ms;
+        const ms = message.ts_sec * 1000 + message.ts_nsec / 1e6;
+        if (tdf !== undefined) {
+          seedMs ??= ms;
+          const due = t0 + Math.max(0, ms - seedMs) / tdf;
+          const wait = due - clock.now();
+          if (wait > 0) {
+            await flush();
+            await clock.sleep(wait, opts.signal);
+            if (opts.signal?.aborted) break;
+          }
+          virtualMs = ms;
+        }
+        if (kinds.has(message.kind)) {
+          // partition 0: the replay is one total order even when the topic has more partitions
+          batch.push({ key: message.id, value: codec.encode(message), headers, partition: 0 });
+        } else {
+          skipped++;
+        }
+        batchEnd = offset + 1;
+        batchLastId = message.id;
+        if (batch.length >= batchSize) await flush();
       }
-      if (kinds.has(message.kind)) {
-        batch.push({ key: message.id, value: codec.encode(message), headers });
-      } else {
-        skipped++;
-      }
-      batchEnd = offset + 1;
-      batchLastId = message.id;
-      if (batch.length >= batchSize) await flush();
+      await flush();
+    } catch (err) {
+      failure ??= err;
     }
-    await flush();
+    // also on failure: no checkpoint write may outlive this call
+    await settle();
     const seconds = (clock.now() - t0) / 1000;
     log.info('replayed', { topic, published, skipped, from: start, next: nextOffset, seconds });
     return { published, skipped, startOffset: start, nextOffset, seconds };

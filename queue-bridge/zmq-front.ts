@@ -5,7 +5,7 @@
 import type { Router } from 'zeromq';
 import { createLogger } from '../runtime/log.ts';
 import type { KingCobra, Outcome } from './kingcobra.ts';
-import { requests } from './metrics.ts';
+import { countRequest } from './metrics.ts';
 import { checkPayload } from './payload.ts';
 
 const log = createLogger('kingcobra.zmq');
@@ -71,7 +71,7 @@ export async function startZmqFront(
     const check = body.length === 1 ? checkPayload(body[0]!, maxBytes) : undefined;
     if (!check?.ok) {
       const why = check && !check.ok ? check.error : `${body.length} frames; send one request per message`;
-      requests.inc({ front: 'zmq', outcome: 'invalid' });
+      countRequest('zmq', 'invalid');
       log.warn('bad request', { peer: peerName(rid), reason: why });
       result = Promise.resolve({ status: 'invalid', line: `ERROR bad request: ${why}` });
     } else {

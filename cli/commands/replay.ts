@@ -52,7 +52,7 @@ examples:
       description: 'time-dilation factor: replay recorded gaps divided by it',
     },
     only: { type: 'string', arg: 'REQUEST|REPLY', description: 'replay one kind of record only' },
-    'batch-size': { type: 'number', default: 500, description: 'records per publish' },
+    'batch-size': { type: 'number', default: 5000, description: 'records per publish (and per checkpoint)' },
     'no-checkpoint': {
       type: 'boolean',
       default: false,

@@ -1,13 +1,15 @@
-import { appendFileSync, readdirSync, statSync } from 'node:fs';
+import { appendFileSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   defaultLogIO,
+  encodeFrame,
   type LogRecord,
   listSegments,
   openSegmentLog,
   SegmentLog,
 } from '../../queue-bridge/index.ts';
+import { codecFor } from '../../schemas/index.ts';
 import { cleanupDirs, msg, tempDir } from './helpers.ts';
 
 afterAll(cleanupDirs);
@@ -40,6 +42,17 @@ describe('SegmentLog', () => {
     expect(fromMiddle.map((r) => r.offset)).toEqual([13, 14, 15, 16, 17, 18, 19, 20]);
     expect(fromMiddle.at(-1)!.message).toEqual(msg(20));
     await again.close();
+  });
+
+  it('stores each record as the frame of its Avro body; big records grow the batch buffer', async () => {
+    const dir = tempDir();
+    const log = await openSegmentLog(dir);
+    const records = [msg(1), msg(2, { payload: 'z'.repeat(100_000) }), msg(3, { payload: 'ünïcødé ✓' })];
+    await Promise.all(records.map((r) => log.append(r)));
+    await log.close();
+    const bytes = readFileSync((await listSegments(dir))[0]!.path);
+    const codec = codecFor('KingCobraMessage');
+    expect(bytes).toEqual(Buffer.concat(records.map((r) => encodeFrame(codec.encodeBody(r)))));
   });
 
   it('group commit: concurrent appends share fdatasyncs', async () => {
