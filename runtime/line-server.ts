@@ -50,8 +50,8 @@ export interface LineClient {
   readonly closed: boolean;
   /** queues `line` + "\n"; false (and the client is dropped) when it is a slow reader */
   send(line: string): boolean;
-  /** writes raw text without adding a newline */
-  write(text: string): boolean;
+  /** writes raw text without adding a newline; bytes (e.g. one Buffer broadcast to many clients) as they are */
+  write(text: string | Uint8Array): boolean;
   /** bytes queued and not yet taken by the kernel */
   readonly pending: number;
   close(reason?: string): void;
@@ -331,7 +331,7 @@ class ClientImpl implements LineClient {
     this.close(message);
   }
 
-  write(text: string): boolean {
+  write(text: string | Uint8Array): boolean {
     if (this.closed) return false;
     if (this.sock.writableLength > this.maxOut) {
       this.srv.reject('slow-reader');
