@@ -31,7 +31,9 @@ import { summarise } from './util.ts';
 
 const REDIS_URL = process.env.VIRGO_BENCH_REDIS ?? 'redis://127.0.0.1:6379';
 const KEYS = 500;
-const keyName = (i: number) => `kernel_analytics${i % KEYS}`;
+// The same key strings every time, as a decoder that interns keys would hand them over.
+const KEY_NAMES = Array.from({ length: KEYS }, (_, i) => `kernel_analytics${i}`);
+const keyName = (i: number) => KEY_NAMES[i % KEYS]!;
 
 function linesText(n: number): string {
   const parts: string[] = [];
@@ -69,24 +71,39 @@ async function rawNc(file: string): Promise<number> {
 }
 
 /** `nc -l` serving the file as a feeder; our consumer reads it all into ring and table. */
-async function ncToConsumer(file: string, n: number): Promise<number> {
+interface Run {
+  seconds: number;
+  /** CPU seconds of this process (user + system) during the run */
+  cpu: number;
+  /** CPU seconds of the feeder child, when there is one */
+  childCpu?: number;
+}
+
+const cpuSince = (c0: NodeJS.CpuUsage) => {
+  const d = process.cpuUsage(c0);
+  return (d.user + d.system) / 1e6;
+};
+
+async function ncToConsumer(file: string, n: number): Promise<Run> {
   const port = await freePort();
   const nc = spawn('sh', ['-c', `exec nc -N -l 127.0.0.1 ${port} < ${file}`], { stdio: 'ignore' });
   const consumer = new RingConsumer({ port, backoff: { initialMs: 5, maxMs: 20 }, autoStart: false });
   let t0 = 0n;
+  let c0 = process.cpuUsage();
   consumer.on('connect', () => {
     t0 = process.hrtime.bigint();
+    c0 = process.cpuUsage();
   });
   const done = new Promise<void>((resolve) => {
-    const check = () => (consumer.ring.written >= n ? resolve() : setImmediate(check));
+    const check = () => (consumer.ring.written >= n ? resolve() : setTimeout(check, 1));
     check();
   });
   consumer.start();
   await done;
-  const s = secondsSince(t0);
+  const r = { seconds: secondsSince(t0), cpu: cpuSince(c0) };
   await consumer.close();
   nc.kill();
-  return s;
+  return r;
 }
 
 // ---- the feeder in its own process ----
@@ -97,63 +114,83 @@ async function childFeeder(n: number): Promise<void> {
   f.update({ key: 'ready', value: '1' });
   process.stdout.write(`PORT ${f.port}\n`);
   const rl = createInterface({ input: process.stdin });
-  for await (const line of rl) if (line === 'GO') break;
-  await produce(f, n);
-  f.update({ key: 'done', value: '1' });
-  await new Promise((r) => setImmediate(r));
-  for await (const line of rl) if (line === 'EXIT') break;
-  await f.close();
-  process.exit(0);
+  let c0 = process.cpuUsage();
+  rl.on('line', (line) => {
+    if (line === 'GO') {
+      c0 = process.cpuUsage();
+      void produce(f, n).then(() => f.update({ key: 'done', value: '1' }));
+    } else if (line === 'EXIT') {
+      process.stdout.write(`CPU ${cpuSince(c0)}\n`);
+      process.stderr.write(`child waits ${waits}\n`);
+      void f.close().then(() => process.exit(0));
+    }
+  });
 }
 
 /** N updates as fast as the reader takes them: batches per loop turn, pausing while >8 MB queue. */
+let waits = 0;
+
 async function produce(f: Feeder, n: number): Promise<void> {
   const BATCH = 20_000;
   for (let i = 0; i < n; ) {
     const end = Math.min(n, i + BATCH);
     for (; i < end; i++) f.update({ key: keyName(i), value: String(i) });
     await new Promise((r) => setImmediate(r));
-    while (f.stats().queuedBytes > 8 << 20) await new Promise((r) => setTimeout(r, 1));
+    while (f.stats().queuedBytes > 8 << 20) {
+      waits++;
+      await new Promise((r) => setTimeout(r, 1));
+    }
   }
 }
 
-async function feederProcessToConsumer(n: number): Promise<number> {
+async function feederProcessToConsumer(n: number): Promise<Run> {
   const self = fileURLToPath(import.meta.url);
   const child = spawn(process.execPath, ['--import', 'tsx', self, '--child-feeder', String(n)], {
     stdio: ['pipe', 'pipe', 'inherit'],
   });
+  // One line listener for the child's whole life (a for-await loop would close the reader).
   const rl = createInterface({ input: child.stdout });
-  let port = 0;
-  for await (const line of rl) {
-    const m = /^PORT (\d+)$/.exec(line);
-    if (m) {
-      port = Number(m[1]);
-      break;
+  const lines: string[] = [];
+  let wake: (() => void) | undefined;
+  rl.on('line', (l) => {
+    lines.push(l);
+    wake?.();
+  });
+  const nextMatch = async (re: RegExp): Promise<RegExpExecArray> => {
+    for (;;) {
+      const l = lines.shift();
+      const m = l === undefined ? null : re.exec(l);
+      if (m) return m;
+      if (l === undefined) await new Promise<void>((r) => (wake = r));
     }
-  }
+  };
+  const port = Number((await nextMatch(/^PORT (\d+)$/))[1]);
   const consumer = new RingConsumer({ port, ringSize: 500, maxVariables: KEYS + 10 });
   await new Promise<void>((resolve) => {
     const check = () => (consumer.table.get('ready') === '1' ? resolve() : setTimeout(check, 5));
     check();
   });
+  // Polled, not a change listener: a listener would make every change allocate an event.
   const finished = new Promise<void>((resolve) => {
-    consumer.table.on('change', (ch) => {
-      if (ch.key === 'done') resolve();
-    });
+    const check = () => (consumer.table.get('done') === '1' ? resolve() : setTimeout(check, 1));
+    check();
   });
   const t0 = process.hrtime.bigint();
+  const c0 = process.cpuUsage();
   child.stdin.write('GO\n');
   await finished;
-  const s = secondsSince(t0);
+  const seconds = secondsSince(t0);
+  const cpu = cpuSince(c0);
   const got = consumer.stats();
   if (got.pairs < n) throw new Error(`consumer got ${got.pairs} of ${n} pairs`);
   child.stdin.write('EXIT\n');
+  const childCpu = Number((await nextMatch(/^CPU ([\d.]+)$/))[1]);
   await once(child, 'close');
   await consumer.close();
-  return s;
+  return { seconds, cpu, childCpu };
 }
 
-async function feederInProcessToConsumer(n: number): Promise<number> {
+async function feederInProcessToConsumer(n: number): Promise<Run> {
   const f = await startFeeder({ listen: { port: 0 }, maxClientBuffer: 256 << 20, snapshotDelayMs: 0 });
   f.update({ key: 'ready', value: '1' });
   const consumer = new RingConsumer({ port: f.port, maxVariables: KEYS + 10 });
@@ -162,16 +199,17 @@ async function feederInProcessToConsumer(n: number): Promise<number> {
     check();
   });
   const t0 = process.hrtime.bigint();
+  const c0 = process.cpuUsage();
   const finished = new Promise<void>((resolve) => {
-    const check = () => (consumer.ring.written >= n + 1 ? resolve() : setImmediate(check));
+    const check = () => (consumer.ring.written >= n + 1 ? resolve() : setTimeout(check, 1));
     check();
   });
   await produce(f, n);
   await finished;
-  const s = secondsSince(t0);
+  const r = { seconds: secondsSince(t0), cpu: cpuSince(c0) };
   await consumer.close();
   await f.close();
-  return s;
+  return r;
 }
 
 // ---- latency ----
@@ -310,6 +348,9 @@ export default async function bench(args: string[]): Promise<Record<string, unkn
   const n = arg(args, 'lines', 2_000_000);
   const latencySeconds = arg(args, 'latency-seconds', 3);
   const redisChanges = arg(args, 'redis-changes', 500_000);
+  const rounds = arg(args, 'rounds', 3);
+  const partsIdx = args.indexOf('--parts');
+  const parts = new Set((partsIdx >= 0 ? (args[partsIdx + 1] ?? '') : 'throughput,latency,redis').split(','));
   const dir = mkdtempSync(join(tmpdir(), 'virgo-bench-feeder-'));
   const file = join(dir, 'lines.txt');
   const text = linesText(n);
@@ -319,41 +360,51 @@ export default async function bench(args: string[]): Promise<Record<string, unkn
   try {
     // Alternate ours and the baseline, three rounds, and take medians: the machine is shared.
     const raw: number[] = [];
-    const ncOurs: number[] = [];
-    const feederProc: number[] = [];
-    const feederSame: number[] = [];
-    for (let r = 0; r < 3; r++) {
+    const ncOurs: Run[] = [];
+    const feederProc: Run[] = [];
+    const feederSame: Run[] = [];
+    for (let r = 0; r < (parts.has('throughput') ? rounds : 0); r++) {
       raw.push(n / (await rawNc(file)));
-      ncOurs.push(n / (await ncToConsumer(file, n)));
-      feederProc.push(n / (await feederProcessToConsumer(n)));
-      feederSame.push(n / (await feederInProcessToConsumer(n)));
+      ncOurs.push(await ncToConsumer(file, n));
+      feederProc.push(await feederProcessToConsumer(n));
+      feederSame.push(await feederInProcessToConsumer(n));
     }
-    const med = (xs: number[]) => Math.round([...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!);
+    const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+    const rate = (runs: Run[]) => Math.round(med(runs.map((x) => n / x.seconds)));
+    // CPU cost per line: robust to other jobs on the machine, unlike wall-clock rates.
+    const usPerLine = (xs: number[]) => +((med(xs) / n) * 1e6).toFixed(3);
+    const rawRate = Math.round(med(raw));
     const throughput = {
       lines: n,
       bytes,
-      rawNcPipeLinesPerSec: med(raw),
-      ncToOurConsumerLinesPerSec: med(ncOurs),
-      ourFeederProcessToConsumerLinesPerSec: med(feederProc),
-      ourFeederSameProcessToConsumerLinesPerSec: med(feederSame),
-      samples: {
-        raw: raw.map(Math.round),
-        ncOurs: ncOurs.map(Math.round),
-        feederProc: feederProc.map(Math.round),
-        feederSame: feederSame.map(Math.round),
+      rawNcPipeLinesPerSec: rawRate,
+      ncToOurConsumerLinesPerSec: rate(ncOurs),
+      ourFeederProcessToConsumerLinesPerSec: rate(feederProc),
+      ourFeederSameProcessToConsumerLinesPerSec: rate(feederSame),
+      cpuMicrosPerLine: {
+        consumer: usPerLine(ncOurs.map((x) => x.cpu)),
+        consumerWithOurFeeder: usPerLine(feederProc.map((x) => x.cpu)),
+        feeder: usPerLine(feederProc.map((x) => x.childCpu ?? Number.NaN)),
+        feederPlusConsumerOneProcess: usPerLine(feederSame.map((x) => x.cpu)),
       },
-      ratioFeederToConsumerVsRawNc: +(med(feederProc) / med(raw)).toFixed(3),
-      ratioNcToConsumerVsRawNc: +(med(ncOurs) / med(raw)).toFixed(3),
+      samplesLinesPerSec: {
+        raw: raw.map(Math.round),
+        ncToConsumer: ncOurs.map((x) => Math.round(n / x.seconds)),
+        feederProcess: feederProc.map((x) => Math.round(n / x.seconds)),
+        feederSameProcess: feederSame.map((x) => Math.round(n / x.seconds)),
+      },
+      ratioFeederToConsumerVsRawNc: +(rate(feederProc) / rawRate).toFixed(3),
+      ratioNcToConsumerVsRawNc: +(rate(ncOurs) / rawRate).toFixed(3),
       targetLinesPerSec: 2_000_000,
     };
-    const lat = await latency(latencySeconds, 10_000);
-    const ex = await redisExport(redisChanges, 50_000);
-    const rb = await redisBenchmark(1_000_000);
+    const lat = parts.has('latency') ? await latency(latencySeconds, 10_000) : undefined;
+    const ex = parts.has('redis') ? await redisExport(redisChanges, 50_000) : undefined;
+    const rb = parts.has('redis') ? await redisBenchmark(1_000_000) : Number.NaN;
     return {
       loadAverage1m: load,
       throughput,
-      latencyAt10kPerSec: { ...lat, targetP99Ms: 1 },
-      redis: {
+      latencyAt10kPerSec: lat && { ...lat, targetP99Ms: 1 },
+      redis: ex && {
         ours: ex,
         redisBenchmarkP64HsetPerSec: Math.round(rb),
         ratioFieldsVsRedisBenchmark: +(ex.fieldsWrittenPerSec / rb).toFixed(3),

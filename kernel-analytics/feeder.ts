@@ -15,6 +15,7 @@ import { type Bus, type BusMessage, type Subscription, TOPICS, topicSpecs } from
 import { type LineClient, LineServer } from '../runtime/line-server.ts';
 import { createLogger } from '../runtime/log.ts';
 import { type AnalyticsVariable, AvroDecodeError, type Codec, codecFor } from '../schemas/index.ts';
+import { LineBatch } from './line-batch.ts';
 import { feederLinesSent, feederQueued, feederRejects, feederUpdates, feederVariables } from './metrics.ts';
 import { type SetResult, VariableTable } from './table.ts';
 import {
@@ -118,18 +119,13 @@ interface ClientState {
   due: NodeJS.Timeout | undefined;
   /** flush generation in which this client got its snapshot… */
   gen: number;
-  /** …and how much of that generation's pending text (chars, lines) the snapshot already covered */
+  /** …and how much of that generation's pending bytes (and lines) the snapshot already covered */
   skip: number;
   skipLines: number;
   catchUp: CatchUp | undefined;
 }
 
 const ALL = '\0all';
-
-interface Pending {
-  text: string;
-  n: number;
-}
 
 export async function startFeeder(opts: FeederOptions = {}): Promise<Feeder> {
   const impl = new FeederImpl(opts);
@@ -150,10 +146,9 @@ class FeederImpl implements Feeder {
   private readonly clients = new Map<LineClient, ClientState>();
   private readonly maxBuf: number;
   private readonly chunk: number;
-  // This tick's changes as ready-to-write text: appending to a string (a rope in V8) and writing it
-  // once costs less than an array of lines and a join.
-  private pendingAll: Pending = { text: '', n: 0 };
-  private readonly pendingByHost = new Map<string, Pending>();
+  // This tick's changes as ready-to-write bytes (every host, and per host someone selected).
+  private pendingAll = new LineBatch();
+  private readonly pendingByHost = new Map<string, LineBatch>();
   /** hosts some client selected, with how many clients */
   private readonly selected = new Map<string, number>();
   private flushScheduled = false;
@@ -288,17 +283,14 @@ class FeederImpl implements Feeder {
     else if (r === 'refused') this.counts.refused++;
     else {
       this.counts.changed++;
-      const line = `${v.key}=${v.value}\n`;
-      this.pendingAll.text += line;
-      this.pendingAll.n++;
+      this.pendingAll.add(v.key, v.value);
       if (this.selected.size > 0 && this.selected.has(host)) {
         let p = this.pendingByHost.get(host);
         if (!p) {
-          p = { text: '', n: 0 };
+          p = new LineBatch(1024);
           this.pendingByHost.set(host, p);
         }
-        p.text += line;
-        p.n++;
+        p.add(v.key, v.value);
       }
     }
     this.reportSoon();
@@ -319,19 +311,25 @@ class FeederImpl implements Feeder {
   private flush(): void {
     this.flushScheduled = false;
     const all = this.pendingAll;
-    this.pendingAll = { text: '', n: 0 };
+    // The sockets keep the written bytes: the next tick gets a new batch, sized like this one.
+    this.pendingAll = new LineBatch(Math.max(16 * 1024, all.length + (all.length >> 2)));
     const gen = this.gen++;
     const byHost = this.pendingByHost.size > 0 ? new Map(this.pendingByHost) : undefined;
     this.pendingByHost.clear();
-    if (all.n > 0) {
+    if (all.lines > 0) {
+      let allBytes: Buffer | undefined;
       for (const [c, st] of this.clients) {
         if (st.due || st.catchUp || c.closed) continue;
         const p = st.host === undefined ? all : byHost?.get(st.host);
         if (p === undefined) continue;
         if (st.gen === gen && st.skip > 0) {
-          // Got its snapshot during this tick: that snapshot holds the first `skip` chars already.
-          if (p.text.length > st.skip && c.write(p.text.slice(st.skip))) this.counts.linesSent += p.n - st.skipLines;
-        } else if (c.write(p.text)) this.counts.linesSent += p.n;
+          // Got its snapshot during this tick: that snapshot holds the first `skip` bytes already.
+          if (p.length > st.skip && c.write(p.bytes(st.skip)))
+            this.counts.linesSent += p.lines - st.skipLines;
+        } else {
+          const bytes = p === all ? (allBytes ??= all.bytes()) : p.bytes();
+          if (c.write(bytes)) this.counts.linesSent += p.lines;
+        }
       }
     }
     this.report();
@@ -362,7 +360,14 @@ class FeederImpl implements Feeder {
 
   private onConnect(c: LineClient): void {
     const host = this.opts.hostFilter;
-    const st: ClientState = { host, due: undefined, gen: this.gen, skip: 0, skipLines: 0, catchUp: undefined };
+    const st: ClientState = {
+      host,
+      due: undefined,
+      gen: this.gen,
+      skip: 0,
+      skipLines: 0,
+      catchUp: undefined,
+    };
     this.clients.set(c, st);
     if (host !== undefined) this.select(host, +1);
     // A client that selects a host says so in its first lines; wait briefly for them so it does not
@@ -444,8 +449,8 @@ class FeederImpl implements Feeder {
   private markCovered(st: ClientState): void {
     st.gen = this.gen;
     const p = st.host === undefined ? this.pendingAll : this.pendingByHost.get(st.host);
-    st.skip = p?.text.length ?? 0;
-    st.skipLines = p?.n ?? 0;
+    st.skip = p?.length ?? 0;
+    st.skipLines = p?.lines ?? 0;
   }
 
   private startSnapshot(c: LineClient, st: ClientState): void {

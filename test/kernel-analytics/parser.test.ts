@@ -11,6 +11,7 @@ import {
   validateKey,
   validateValue,
 } from '../../kernel-analytics/index.ts';
+import { LineBatch } from '../../kernel-analytics/line-batch.ts';
 
 function parseAll(chunks: Buffer[]) {
   const pairs: [string, string][] = [];
@@ -197,6 +198,22 @@ describe('KvLineParser: lines, not chunks', () => {
         },
       ),
       { numRuns: 300 },
+    );
+  });
+
+  it('property: what the feeder batches (LineBatch bytes) parses back to the same pairs', () => {
+    const pair = fc.tuple(
+      fc.stringMatching(/^[A-Za-z0-9_.:/-]{1,128}$/),
+      fc.string({ unit: fc.constantFrom('a', 'Z', '=', ' ', ',', 'é', '中', '😀'), maxLength: 250 }),
+    );
+    fc.assert(
+      fc.property(fc.array(pair, { maxLength: 50 }), fc.integer({ min: 1, max: 64 }), (pairs, cap) => {
+        const b = new LineBatch(cap); // tiny capacity: growth is exercised
+        for (const [k, v] of pairs) b.add(k, v);
+        expect(b.lines).toBe(pairs.length);
+        expect(parseAll([b.bytes()]).pairs).toEqual(pairs);
+      }),
+      { numRuns: 200 },
     );
   });
 });

@@ -1,0 +1,48 @@
+// One tick's `key=value\n` lines as bytes, written once and shared by every client of the tick:
+// no string per line, no per-client encoding. Keys are ASCII (validated), values mostly so: they
+// are copied with a byte loop; the first non-ASCII character hands the rest to the UTF-8 encoder.
+
+export class LineBatch {
+  private buf: Buffer;
+  /** bytes used */
+  length = 0;
+  /** lines held */
+  lines = 0;
+
+  constructor(capacity = 16 * 1024) {
+    this.buf = Buffer.allocUnsafe(capacity);
+  }
+
+  add(key: string, value: string): void {
+    const kl = key.length;
+    const vl = value.length;
+    // UTF-8 needs at most 3 bytes per UTF-16 unit.
+    const need = kl + vl * 3 + 2;
+    if (this.length + need > this.buf.length) this.grow(need);
+    const b = this.buf;
+    let o = this.length;
+    for (let i = 0; i < kl; i++) b[o++] = key.charCodeAt(i);
+    b[o++] = 0x3d;
+    let i = 0;
+    for (; i < vl; i++) {
+      const c = value.charCodeAt(i);
+      if (c >= 0x80) break;
+      b[o++] = c;
+    }
+    if (i < vl) o += b.write(i === 0 ? value : value.slice(i), o, 'utf8');
+    b[o++] = 0x0a;
+    this.length = o;
+    this.lines++;
+  }
+
+  private grow(need: number): void {
+    const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.length + need));
+    this.buf.copy(next, 0, 0, this.length);
+    this.buf = next;
+  }
+
+  /** The bytes from `from` on. The batch must not be added to after this (the socket keeps them). */
+  bytes(from = 0): Buffer {
+    return this.buf.subarray(from, this.length);
+  }
+}
