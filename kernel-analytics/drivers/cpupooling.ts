@@ -143,6 +143,18 @@ export class CpuPooling {
     return { index, node: this.nodes[index]!, rule: 'prg' };
   }
 
+  private readonly pickCounters = new Map<string, ReturnType<typeof picks.labels>>();
+
+  private pickCounter(node: string, rule: string): ReturnType<typeof picks.labels> {
+    const k = `${node} ${rule}`;
+    let c = this.pickCounters.get(k);
+    if (!c) {
+      c = picks.labels({ node, rule });
+      this.pickCounters.set(k, c);
+    }
+    return c;
+  }
+
   private isSelf(node: CloudNode): boolean {
     if (this.opts.self?.includes(node.id)) return true;
     return node.port === this.port && isLocalHost(node.host, this.server.host);
@@ -160,7 +172,7 @@ export class CpuPooling {
         ? await this.runLocal(fn.name, req.args)
         : await this.forward(pick.node, fn.name, req.args);
       this.perNode.set(pick.node.id, (this.perNode.get(pick.node.id) ?? 0) + 1);
-      picks.inc({ node: pick.node.id, rule: pick.rule });
+      this.pickCounter(pick.node.id, pick.rule).inc();
       return `node=${pick.node.id} rule=${pick.rule} result=${result}`;
     } finally {
       // the list may have been replaced meanwhile; only count down on the one we counted up

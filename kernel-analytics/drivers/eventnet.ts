@@ -4,7 +4,8 @@
 //   eventnet_edgemsg#<from>#<to>#        -> ok     appends "<from> - <to>" to the edges file
 //   eventnet_vertexmsg#<id>#<a0>#<a1>    -> ok     appends "<id> - <a0> - <a1>" to the vertices file
 // (`eventnet_vertextmsg`, the original's spelling, is accepted too.) `ok` is sent only after the
-// line is written, and lines are appended one at a time in arrival order.
+// line is written; lines are appended whole, in arrival order, gathered into one write while the
+// previous write is in flight.
 import { type FileHandle, mkdir, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { LineServer } from '../../runtime/line-server.ts';
@@ -89,12 +90,18 @@ export function formatEventNetLine(m: EventNetMessage): string {
   return m.kind === 'edge' ? `${m.from} - ${m.to}\n` : `${m.id} - ${m.a0} - ${m.a1}\n`;
 }
 
+interface AppendFile {
+  name: string;
+  handle: FileHandle;
+  pending: { text: string; resolve: (r: string) => void; reject: (e: Error) => void }[];
+  writing: boolean;
+}
+
 export class EventNet {
   readonly server: LineServer;
   readonly stats: DriverStats;
-  private edges: FileHandle | undefined;
-  private vertices: FileHandle | undefined;
-  private tail: Promise<unknown> = Promise.resolve();
+  private edges: AppendFile | undefined;
+  private vertices: AppendFile | undefined;
 
   constructor(private readonly opts: EventNetOptions) {
     const { server, stats } = createDriverServer(
@@ -129,38 +136,61 @@ export class EventNet {
 
   async start(): Promise<number> {
     await mkdir(this.opts.dir, { recursive: true });
-    this.edges = await open(this.edgesPath, 'a', 0o644);
-    this.vertices = await open(this.verticesPath, 'a', 0o644);
+    this.edges = {
+      name: EDGES_FILE,
+      handle: await open(this.edgesPath, 'a', 0o644),
+      pending: [],
+      writing: false,
+    };
+    this.vertices = {
+      name: VERTICES_FILE,
+      handle: await open(this.verticesPath, 'a', 0o644),
+      pending: [],
+      writing: false,
+    };
     return this.server.listen();
   }
 
   private handle(line: string): Promise<string> {
     const msg = parseEventNetMessage(line);
-    const fh = msg.kind === 'edge' ? this.edges : this.vertices;
-    if (!fh) throw new DriverError('unavailable', 'eventnet is not started');
-    const text = formatEventNetLine(msg);
-    // one writer at a time across all clients: lines never interleave, order is arrival order
-    const done = this.tail.then(async () => {
-      try {
-        await fh.appendFile(text);
-        if (this.opts.fsync) await fh.datasync();
-      } catch (err) {
-        throw new DriverError(
-          'io',
-          `cannot append to ${msg.kind === 'edge' ? EDGES_FILE : VERTICES_FILE}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
-        );
-      }
-      return 'ok';
+    const file = msg.kind === 'edge' ? this.edges : this.vertices;
+    if (!file) throw new DriverError('unavailable', 'eventnet is not started');
+    return new Promise<string>((resolve, reject) => {
+      file.pending.push({ text: formatEventNetLine(msg), resolve, reject });
+      if (!file.writing) void this.drain(file);
     });
-    this.tail = done.catch(() => {});
-    return done;
+  }
+
+  /**
+   * Group append: while one write is in flight the next lines gather, and go in one write (one
+   * fsync with --fsync); each `ok` is sent once its line is in the file. Order is arrival order.
+   */
+  private async drain(file: AppendFile): Promise<void> {
+    file.writing = true;
+    while (file.pending.length > 0) {
+      const batch = file.pending.splice(0);
+      try {
+        await file.handle.appendFile(batch.map((b) => b.text).join(''));
+        if (this.opts.fsync) await file.handle.datasync();
+        for (const b of batch) b.resolve('ok');
+      } catch (err) {
+        const e = new DriverError(
+          'io',
+          `cannot append to ${file.name}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+        );
+        for (const b of batch) b.reject(e);
+      }
+    }
+    file.writing = false;
   }
 
   async close(): Promise<void> {
     await this.server.close();
-    await this.tail;
-    await this.edges?.close();
-    await this.vertices?.close();
+    for (const f of [this.edges, this.vertices]) {
+      if (!f) continue;
+      while (f.writing || f.pending.length > 0) await new Promise((r) => setImmediate(r));
+      await f.handle.close();
+    }
     this.edges = undefined;
     this.vertices = undefined;
   }
