@@ -168,10 +168,13 @@ export class EmissionGate {
     };
   }
 
-  /** After an unpin the learners take over at their next proposal, without waiting a dwell. */
+  /** After an unpin the learners take over at their next proposal: no dwell, no hysteresis. */
   unpin(host: string, key: string): void {
     const slot = this.slots.get(`${host}/${key}`);
-    if (slot) slot.changedAt = null;
+    if (!slot) return;
+    slot.changedAt = null;
+    // The operator's number is no baseline for the learner's hysteresis.
+    delete slot.num;
   }
 
   snapshot(): GateSnapshot {

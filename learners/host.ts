@@ -360,7 +360,7 @@ class Host implements LearnerHost {
     }
   }
 
-  pin(host: string, key: string, value: string): Promise<AnalyticsVariable> {
+  async pin(host: string, key: string, value: string): Promise<AnalyticsVariable> {
     const c = checkPin(this.variables, host, key, value);
     return this.run(async () => {
       const id = `${host}/${key}`;

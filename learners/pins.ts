@@ -7,6 +7,7 @@ import {
   closeSync,
   existsSync,
   fsyncSync,
+  mkdirSync,
   openSync,
   readFileSync,
   renameSync,
@@ -108,6 +109,7 @@ export class PinFile {
 
   /** Read-modify-write under the lock; returns the pins as written. */
   async update(change: (pins: Map<string, PinEntry>) => void): Promise<Map<string, PinEntry>> {
+    mkdirSync(this.dir, { recursive: true });
     await this.lock();
     try {
       const pins = this.read();

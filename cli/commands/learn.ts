@@ -56,6 +56,11 @@ examples:
       arg: 'FILE',
       description: 'JSON {"identity": [[embedding], …]} enrolled in the webcam learner',
     },
+    'pins-topic': {
+      type: 'string',
+      arg: 'TOPIC',
+      description: 'with --brokers: the compacted pins topic (default virgo.learner-pins)',
+    },
     'logs-topic': { type: 'string', arg: 'TOPIC', description: 'log topic (default virgo.kernel-logs)' },
     'analytics-topic': {
       type: 'string',
@@ -104,6 +109,7 @@ examples:
       ...(opts.group ? { groupId: opts.group } : {}),
       ...(opts['logs-topic'] ? { logsTopic: opts['logs-topic'] } : {}),
       ...(opts['analytics-topic'] ? { analyticsTopic: opts['analytics-topic'] } : {}),
+      ...(opts['pins-topic'] ? { pinsTopic: opts['pins-topic'] } : {}),
       ...(print ? { onEmit: (v) => void io.stdout.write(`${v.host}/${v.key}=${v.value}\n`) } : {}),
     });
     onShutdown('learn stage', async () => {

@@ -24,9 +24,20 @@ examples:
       arg: 'DIR',
       description: 'where pins live (default ./.virgo)',
     },
+    'pins-topic': {
+      type: 'string',
+      arg: 'TOPIC',
+      description: 'with --brokers: the compacted pins topic (default virgo.learner-pins)',
+    },
+    'analytics-topic': {
+      type: 'string',
+      arg: 'TOPIC',
+      description: 'with --brokers: where the pinned value goes (default virgo.kernel-analytics)',
+    },
   },
   async run({ opts, args, io }) {
     const L = await import('../../learners/index.ts');
+    const pinsTopic = opts['pins-topic'] ?? L.PINS_TOPIC;
     const dir = join(opts['state-dir'] ?? stateDir(), 'pins');
     const file = new L.PinFile(dir);
     if (args.length === 0) {
@@ -60,8 +71,12 @@ examples:
       const { codecFor } = await import('../../schemas/index.ts');
       const bus = busFromOptions(opts, 'virgo-pin');
       try {
-        const spec = topicSpecs().find((s) => s.topic === TOPICS.kernelAnalytics)!;
-        await bus.ensureTopics([spec, L.PINS_TOPIC_SPEC]);
+        const analyticsTopic = opts['analytics-topic'] ?? TOPICS.kernelAnalytics;
+        const spec = {
+          ...topicSpecs().find((s) => s.topic === TOPICS.kernelAnalytics)!,
+          topic: analyticsTopic,
+        };
+        await bus.ensureTopics([spec, { ...L.PINS_TOPIC_SPEC, topic: pinsTopic }]);
         const codec = codecFor('AnalyticsVariable');
         const v = {
           host,
@@ -76,8 +91,8 @@ examples:
           unit: checked.unit,
         };
         entry.announced = true;
-        await bus.publish(L.PINS_TOPIC, [{ key: id, value: L.encodePinMessage(entry) }]);
-        await bus.publish(TOPICS.kernelAnalytics, [
+        await bus.publish(pinsTopic, [{ key: id, value: L.encodePinMessage(entry) }]);
+        await bus.publish(analyticsTopic, [
           {
             key: id,
             value: codec.encode(v),

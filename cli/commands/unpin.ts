@@ -18,9 +18,15 @@ with --brokers stays in force on the topic.`,
       arg: 'DIR',
       description: 'where pins live (default ./.virgo)',
     },
+    'pins-topic': {
+      type: 'string',
+      arg: 'TOPIC',
+      description: 'with --brokers: the compacted pins topic (default virgo.learner-pins)',
+    },
   },
   async run({ opts, args, io }) {
     const L = await import('../../learners/index.ts');
+    const pinsTopic = opts['pins-topic'] ?? L.PINS_TOPIC;
     if (args.length !== 1) throw new UsageError('which variable? virgo unpin host/key');
     let id: string;
     try {
@@ -38,8 +44,8 @@ with --brokers stays in force on the topic.`,
     if (opts.brokers) {
       const bus = busFromOptions(opts, 'virgo-unpin');
       try {
-        await bus.ensureTopics([L.PINS_TOPIC_SPEC]);
-        await bus.publish(L.PINS_TOPIC, [{ key: id, value: null }]);
+        await bus.ensureTopics([{ ...L.PINS_TOPIC_SPEC, topic: pinsTopic }]);
+        await bus.publish(pinsTopic, [{ key: id, value: null }]);
       } finally {
         await bus.close().catch(() => {});
       }

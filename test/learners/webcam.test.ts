@@ -38,12 +38,12 @@ describe('webcam learner', () => {
     const enrolled = people(rng, 6);
     const strangers = people(rng, 6);
     const l = new WebcamLearner(tf);
-    enrolled.forEach((c, i) =>
+    enrolled.forEach((c, i) => {
       l.enrol(
         `person-${i}`,
         [0, 1, 2, 3, 4].map(() => sample(rng, c)),
-      ),
-    );
+      );
+    });
     expect(l.threshold).toBeGreaterThan(0.3);
     expect(l.threshold).toBeLessThan(0.9);
     let right = 0;
