@@ -1,3 +1,4 @@
+import { type AddressInfo, createServer } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CpuPooling, nodeId, parseCloneRequest } from '../../kernel-analytics/drivers/index.ts';
 import { VariableTable } from '../../kernel-analytics/index.ts';
@@ -156,10 +157,15 @@ describe('cpupooling :10000', () => {
   });
 
   it('reports an unreachable node instead of running the request elsewhere', async () => {
-    const dead = { host: '127.0.0.1', port: 1, id: '127.0.0.1:1' };
+    // a port that was free a moment ago: nothing listens there
+    const probe = createServer();
+    await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+    const port = (probe.address() as AddressInfo).port;
+    await new Promise<void>((r) => probe.close(() => r()));
+    const dead = { host: '127.0.0.1', port, id: `127.0.0.1:${port}` };
     const s = await start({ nodes: [dead] });
-    expect(await oneShot(s.port, 'fib 3')).toMatch(
-      /^error: node 127\.0\.0\.1:1 unreachable \(cannot connect to 127\.0\.0\.1:1: ECONNREFUSED\); request not run$/,
+    expect(await oneShot(s.port, 'fib 3')).toBe(
+      `error: node 127.0.0.1:${port} unreachable (cannot connect to 127.0.0.1:${port}: ECONNREFUSED); request not run`,
     );
   });
 
