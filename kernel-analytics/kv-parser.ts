@@ -136,12 +136,10 @@ export class KvLineParser {
     while (s < len) {
       const ls = s;
       let i = s;
-      let h = 0x811c9dc5;
       let b = 0;
       while (i < len) {
         b = buf[i]!;
         if (KEY_BYTE[b] !== 1) break;
-        h = Math.imul(h ^ b, 0x01000193);
         i++;
       }
       if (i >= len) return ls;
@@ -193,7 +191,7 @@ export class KvLineParser {
       } else {
         value = latin1(buf, i + 1, e);
       }
-      this.onPair(this.key(buf, ls, i, h), value);
+      this.onPair(this.key(buf, ls, i), value);
     }
     return len;
   }
@@ -202,10 +200,18 @@ export class KvLineParser {
    * Keys repeat (a feeder serves a few hundred): reuse the string made for the same bytes last
    * time. One allocation less per line, and the table's Map hashes an already-hashed string.
    */
-  private key(buf: Buffer, s: number, e: number, h: number): string {
-    const slot = h & (KEY_CACHE - 1);
-    const k = this.keys[slot];
+  private key(buf: Buffer, s: number, e: number): string {
+    // Cheap slot choice from the length and the last bytes (where numbered keys differ); a clash
+    // only costs a miss, the bytes are compared below.
     const n = e - s;
+    const slot =
+      (n * 0x9e37 +
+        buf[e - 1]! * 0x3b1 +
+        (n > 1 ? buf[e - 2]! * 0x1f : 0) +
+        (n > 2 ? buf[e - 3]! : 0) +
+        buf[s]! * 0x7) &
+      (KEY_CACHE - 1);
+    const k = this.keys[slot];
     if (k !== undefined && k.length === n) {
       let m = 0;
       while (m < n && k.charCodeAt(m) === buf[s + m]) m++;

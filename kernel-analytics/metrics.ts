@@ -56,7 +56,7 @@ export const exportRejects = counter(
 );
 export const exportLatency = histogram(
   'virgo_export_latency_seconds',
-  'from a table change to the sink confirming it',
+  'per write, from the oldest change it carries to the sink confirming it',
   ['sink'],
   [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1, 5],
 );

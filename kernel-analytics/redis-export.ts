@@ -35,14 +35,14 @@ export interface RedisExporterOptions {
 }
 
 export interface WrittenBatch {
-  /** variables confirmed by Redis, each with the performance.now() at which it was offered */
-  entries: { host: string; key: string; value: string | undefined; offeredAt: number }[];
-}
-
-interface Pending {
-  value: string | undefined;
+  /** variables confirmed by Redis (value undefined: removed) */
+  entries: { host: string; key: string; value: string | undefined }[];
+  /** performance.now() when the oldest change of the batch was offered */
   offeredAt: number;
 }
+
+/** Fields per HSET/HDEL command: a catch-up after an outage must not build one giant command. */
+const FIELDS_PER_COMMAND = 512;
 
 export class RedisExporter extends EventEmitter<{ written: [WrittenBatch] }> implements ExportSink {
   readonly name: string;
@@ -51,8 +51,10 @@ export class RedisExporter extends EventEmitter<{ written: [WrittenBatch] }> imp
   private readonly defaultHost: string;
   private readonly ownClient: boolean;
   /** host → key → newest pending value (undefined: delete) */
-  private pending = new Map<string, Map<string, Pending>>();
+  private pending = new Map<string, Map<string, string | undefined>>();
   private pendingCount = 0;
+  /** performance.now() of the first change now pending */
+  private pendingSince = 0;
   private running: Promise<void> | undefined;
   private scheduled = false;
   private retryTimer: NodeJS.Timeout | undefined;
@@ -138,11 +140,10 @@ export class RedisExporter extends EventEmitter<{ written: [WrittenBatch] }> imp
       m = new Map();
       this.pending.set(host, m);
     }
-    const old = m.get(key);
-    if (old) {
-      old.value = value;
-    } else {
-      m.set(key, { value, offeredAt: performance.now() });
+    const before = m.size;
+    m.set(key, value);
+    if (m.size !== before) {
+      if (this.pendingCount === 0) this.pendingSince = performance.now();
       this.pendingCount++;
     }
     this.kick();
@@ -174,19 +175,29 @@ export class RedisExporter extends EventEmitter<{ written: [WrittenBatch] }> imp
     if (this.pendingCount === 0) return Promise.resolve();
     const batch = this.pending;
     const n = this.pendingCount;
+    const since = this.pendingSince;
     this.pending = new Map();
     this.pendingCount = 0;
     const p = this.redis.pipeline();
     for (const [host, m] of batch) {
       const key = this.hashKey(host);
-      const set: string[] = [];
-      const del: string[] = [];
+      let set: string[] = [];
+      let del: string[] = [];
       let lines = '';
-      for (const [k, e] of m) {
-        if (e.value === undefined) del.push(k);
-        else {
-          set.push(k, e.value);
-          if (this.publishChanges) lines += `${k}=${e.value}\n`;
+      for (const [k, v] of m) {
+        if (v === undefined) {
+          del.push(k);
+          if (del.length === FIELDS_PER_COMMAND) {
+            p.hdel(key, ...del);
+            del = [];
+          }
+        } else {
+          set.push(k, v);
+          if (this.publishChanges) lines += `${k}=${v}\n`;
+          if (set.length === 2 * FIELDS_PER_COMMAND) {
+            p.hset(key, ...set);
+            set = [];
+          }
         }
       }
       if (set.length > 0) p.hset(key, ...set);
@@ -202,16 +213,12 @@ export class RedisExporter extends EventEmitter<{ written: [WrittenBatch] }> imp
         this.failures = 0;
         this.counts.written += n;
         exportWrites.inc({ sink: this.name }, n);
-        const now = performance.now();
-        const want = this.listenerCount('written') > 0;
-        const entries: WrittenBatch['entries'] = [];
-        for (const [host, m] of batch) {
-          for (const [k, e] of m) {
-            exportLatency.observe({ sink: this.name }, (now - e.offeredAt) / 1000);
-            if (want) entries.push({ host, key: k, value: e.value, offeredAt: e.offeredAt });
-          }
+        exportLatency.observe({ sink: this.name }, (performance.now() - since) / 1000);
+        if (this.listenerCount('written') > 0) {
+          const entries: WrittenBatch['entries'] = [];
+          for (const [host, m] of batch) for (const [key, value] of m) entries.push({ host, key, value });
+          this.emit('written', { entries, offeredAt: since });
         }
-        if (want) this.emit('written', { entries });
       })
       .catch((err: Error) => {
         this.failures++;
@@ -226,15 +233,16 @@ export class RedisExporter extends EventEmitter<{ written: [WrittenBatch] }> imp
           });
         }
         // Put the batch back under anything newer that arrived meanwhile.
+        if (this.pendingCount === 0) this.pendingSince = since;
         for (const [host, m] of batch) {
           let cur = this.pending.get(host);
           if (!cur) {
             cur = new Map();
             this.pending.set(host, cur);
           }
-          for (const [k, e] of m) {
+          for (const [k, v] of m) {
             if (!cur.has(k)) {
-              cur.set(k, e);
+              cur.set(k, v);
               this.pendingCount++;
             }
           }
