@@ -317,7 +317,7 @@ class FeederImpl implements Feeder {
     const byHost = this.pendingByHost.size > 0 ? new Map(this.pendingByHost) : undefined;
     this.pendingByHost.clear();
     if (all.lines > 0) {
-      let allBytes: Buffer | undefined;
+      const allBytes = all.bytes();
       for (const [c, st] of this.clients) {
         if (st.due || st.catchUp || c.closed) continue;
         const p = st.host === undefined ? all : byHost?.get(st.host);
@@ -327,8 +327,7 @@ class FeederImpl implements Feeder {
           if (p.length > st.skip && c.write(p.bytes(st.skip)))
             this.counts.linesSent += p.lines - st.skipLines;
         } else {
-          const bytes = p === all ? (allBytes ??= all.bytes()) : p.bytes();
-          if (c.write(bytes)) this.counts.linesSent += p.lines;
+          if (c.write(p === all ? allBytes : p.bytes())) this.counts.linesSent += p.lines;
         }
       }
     }
