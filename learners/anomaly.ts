@@ -70,6 +70,8 @@ export const ANOMALY_VARIABLES: readonly VariableDecl[] = [
 const REPLAY = 256;
 const HISTORY = 200;
 const BATCH = 32;
+/** windows scored (and learnt) per tfjs round */
+const WINDOWS_PER_STEP = 4;
 
 interface Closed {
   host: string;
@@ -126,7 +128,7 @@ export class AnomalyLearner implements Learner {
   ) {
     this.windowMs = (opts.windowSec ?? 60) * 1000;
     this.dims = opts.dims ?? 64;
-    this.k = opts.k ?? 6;
+    this.k = opts.k ?? 3;
     this.warmup = opts.warmup ?? 10;
     this.minThreshold = opts.minThreshold ?? 0.02;
     this.stepsPerBatch = opts.steps ?? 8;
@@ -230,7 +232,20 @@ export class AnomalyLearner implements Learner {
     return this.score(closed);
   }
 
+  /**
+   * Scores closed windows and learns the normal ones, a few windows at a time: a replayed log closes
+   * hundreds of windows in one batch, and each group must meet a model trained on the groups
+   * before it (as live windows would), while tfjs still runs once per group, never per event.
+   */
   private async score(closedWindows: Closed[]): Promise<Proposal[]> {
+    const out: Proposal[] = [];
+    for (let i = 0; i < closedWindows.length; i += WINDOWS_PER_STEP) {
+      out.push(...(await this.scoreGroup(closedWindows.slice(i, i + WINDOWS_PER_STEP))));
+    }
+    return out;
+  }
+
+  private async scoreGroup(closedWindows: Closed[]): Promise<Proposal[]> {
     if (closedWindows.length === 0) return [];
     // Vectors are made now, with the IDF as it stands when the windows are scored.
     const closed = closedWindows.map((c) => ({ ...c, v: this.vector(c.counts) }));

@@ -65,6 +65,8 @@ const THROTTLE_RE = /RT throttling activated/;
 const SCALE = { load: 8, runq: 16, hung: 4, lockup: 4, throttle: 4 } as const;
 const Y_SCALE = 1000; // exec_ms -> seconds
 const REPLAY = 1024;
+/** fresh examples learnt per tfjs round */
+const EXAMPLES_PER_STEP = 32;
 const BATCH = 64;
 
 interface Decayed {
@@ -225,7 +227,10 @@ export class LoadLearner implements Learner {
       this.latest = Math.max(this.latest, e.ts);
       touched = true;
     }
-    if (fresh.length > 0) await this.train(fresh);
+    // A replayed log brings many examples at once: learn them in groups, each with its steps, as
+    // they would have come live (tfjs still runs per group, not per event).
+    for (let i = 0; i < fresh.length; i += EXAMPLES_PER_STEP)
+      await this.train(fresh.slice(i, i + EXAMPLES_PER_STEP));
     return touched ? this.propose() : [];
   }
 

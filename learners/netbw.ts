@@ -109,6 +109,8 @@ interface NetbwStateJson {
 }
 
 const REPLAY = 512;
+/** fresh examples learnt per tfjs round */
+const EXAMPLES_PER_STEP = 16;
 const BATCH = 48;
 const MAX_GAP_WINDOWS = 3;
 
@@ -205,7 +207,10 @@ export class NetbwLearner implements Learner {
       // A late event (w < s.window) counts in the open window rather than being lost.
       classifyNetEvent(e, s.counts);
     }
-    if (fresh.length > 0) await this.train(fresh);
+    // A replayed log brings many examples at once: learn them in groups, each with its steps, as
+    // they would have come live (tfjs still runs per group, not per event).
+    for (let i = 0; i < fresh.length; i += EXAMPLES_PER_STEP)
+      await this.train(fresh.slice(i, i + EXAMPLES_PER_STEP));
     if (closed.length === 0 || this.examples < this.warmup) return [];
     // One predict for every host whose window closed in this batch; the last window per host wins.
     const last = new Map<string, { x: number[]; counts: number[] }>();
