@@ -110,6 +110,7 @@ examples:
         },
       });
       onShutdown('metrics', () => srv.close());
+      io.stderr.write(`metrics on http://${m.host}:${srv.port}/metrics\n`);
     }
     await exitOnSignals();
     await shutdown();

@@ -95,6 +95,7 @@ examples:
         health: () => ({ ok: true, ...feeder.stats() }),
       });
       onShutdown('metrics', () => srv.close());
+      io.stderr.write(`metrics on http://${m.host}:${srv.port}/metrics\n`);
     }
     if (io.stderr.isTTY)
       io.stderr.write(`feeder on ${feeder.host}:${feeder.port} (nc ${feeder.host} ${feeder.port})\n`);
