@@ -1,15 +1,19 @@
-// npm run bench -- drivers [seconds]: the pooling drivers under 100 concurrent telnet-style
+// npm run bench -- drivers [seconds per run] [rounds]: the pooling drivers under 100 concurrent telnet-style
 // clients (one request in flight each), next to two baselines measured in the same run with the
 // same clients: an echo service on the same runtime LineServer (the framework's own cost) and a
 // bare node:net echo server (the socket cost). Then the latency from a variable change to the
 // first reply that behaves differently (p50/p99), in-process and through Redis (RedisExporter →
 // RedisVariables), next to Redis's own PUBLISH → message latency; and the device reactions.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, createServer, type Socket } from 'node:net';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { Redis } from 'ioredis';
-import { PxrcDrone, UvcWebcam } from '../kernel-analytics/devices/index.ts';
+import { MemoryBus } from '../bus/index.ts';
+import { type Command, runClosedLoop } from '../kernel-analytics/devices/drone-loop.ts';
+import { generateCourse, PxrcDrone, UvcWebcam } from '../kernel-analytics/devices/index.ts';
 import {
   CloudFs,
   CpuPooling,
@@ -20,9 +24,12 @@ import {
   RedisVariables,
 } from '../kernel-analytics/drivers/index.ts';
 import { exportTable, RedisExporter, VariableTable } from '../kernel-analytics/index.ts';
+import { DRONE_MODEL, DRONE_VARIABLES, type DroneMemory, decide } from '../learners/drone.ts';
+import { EmissionGate } from '../learners/gate.ts';
 import { LineServer } from '../runtime/line-server.ts';
 import { setLogLevel } from '../runtime/log.ts';
-import { summarise } from './util.ts';
+import type { DroneSensorFrame } from '../schemas/index.ts';
+import { median, summarise } from './util.ts';
 
 const CLIENTS = 100;
 const REDIS_URL = process.env.VIRGO_BENCH_REDIS ?? 'redis://127.0.0.1:6379';
@@ -34,80 +41,80 @@ interface Load {
   rps: number;
 }
 
-/**
- * `CLIENTS` connections, each sending its next request as soon as the reply to the previous one
- * is in, for `seconds`. `setup(send, i)` runs once per client first (its replies not counted) and
- * returns the request maker.
- */
-async function timedLoad(
-  port: number,
-  seconds: number,
-  setup: (send: (line: string) => Promise<string>, i: number) => Promise<(n: number) => string>,
-): Promise<Load> {
-  const socks: Socket[] = [];
-  const makers: ((n: number) => string)[] = [];
-  const onReply: ((line: string) => void)[] = [];
-  for (let i = 0; i < CLIENTS; i++) {
-    const s = connect({ port, host: '127.0.0.1', noDelay: true });
-    await new Promise<void>((r, j) => {
-      s.once('connect', () => r());
-      s.once('error', j);
-    });
+/** What one client does: `setup` lines first (reply k fills {k}), then `requests` cycled. */
+interface Script {
+  setup?: string[];
+  /** placeholders: {0}.. setup replies, {i} client index, {n} request counter */
+  requests: string[];
+}
+
+// The clients run in a worker thread, so the server under test has this thread's event loop to
+// itself (on one loop, client and server would share every cycle). Plain JS: a worker does not
+// go through tsx.
+const CLIENT_WORKER = `
+const { parentPort, workerData } = require('node:worker_threads');
+const net = require('node:net');
+const { port, seconds, clients, script } = workerData;
+const fill = (t, i, n, got) => t.replace(/\\{(\\w+)\\}/g, (_, k) => (k === 'i' ? i : k === 'n' ? n : got[Number(k)]));
+(async () => {
+  const socks = [];
+  for (let i = 0; i < clients; i++) {
+    const s = net.connect({ port, host: '127.0.0.1', noDelay: true });
+    await new Promise((r, j) => { s.once('connect', r); s.once('error', j); });
     s.setEncoding('utf8');
+    const got = [];
     let buf = '';
-    const waiting: ((l: string) => void)[] = [];
-    s.on('data', (d: string) => {
+    let onLine = null;
+    s.on('data', (d) => {
       buf += d;
-      let nl = buf.indexOf('\n');
-      while (nl >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        const w = waiting.shift();
-        if (w) w(line);
-        else onReply[i]?.(line);
-        nl = buf.indexOf('\n');
-      }
+      let nl = buf.indexOf('\\n');
+      while (nl >= 0) { const l = buf.slice(0, nl); buf = buf.slice(nl + 1); onLine(l); nl = buf.indexOf('\\n'); }
     });
-    const send = (line: string) =>
-      new Promise<string>((r) => {
-        waiting.push(r);
-        s.write(`${line}\n`);
-      });
-    makers.push(await setup(send, i));
-    socks.push(s);
+    for (const t of script.setup || []) {
+      got.push(await new Promise((r) => { onLine = r; s.write(fill(t, i, 0, got) + '\\n'); }));
+    }
+    socks.push({ s, got, set: (f) => { onLine = f; } });
   }
-  let requests = 0;
-  let errors = 0;
-  let running = true;
-  let inFlight = CLIENTS;
-  let finish!: () => void;
-  const finished = new Promise<void>((r) => {
-    finish = r;
-  });
+  let requests = 0, errors = 0, running = true, inFlight = clients;
+  let finish; const finished = new Promise((r) => { finish = r; });
   const t0 = performance.now();
-  socks.forEach((s, i) => {
+  socks.forEach((c, i) => {
     let n = 0;
-    onReply[i] = (line) => {
+    const next = () => c.s.write(fill(script.requests[n % script.requests.length], i, n, c.got) + '\\n');
+    c.set((line) => {
       requests++;
       if (line.startsWith('error: ')) errors++;
-      if (!running) {
-        if (--inFlight === 0) finish();
-        return;
-      }
-      s.write(`${makers[i]!(++n)}\n`);
-    };
-    s.write(`${makers[i]!(n)}\n`);
+      if (!running) { if (--inFlight === 0) finish(); return; }
+      n++; next();
+    });
+    next();
   });
   await new Promise((r) => setTimeout(r, seconds * 1000));
   running = false;
   const elapsed = (performance.now() - t0) / 1000;
   const counted = requests;
   await finished;
-  for (const s of socks) s.destroy();
-  return { requests: counted, errors, seconds: elapsed, rps: Math.round(counted / elapsed) };
+  for (const c of socks) c.s.destroy();
+  parentPort.postMessage({ requests: counted, errors, seconds: elapsed, rps: Math.round(counted / elapsed) });
+})().catch((err) => parentPort.postMessage({ error: String(err) }));
+`;
+
+/**
+ * `CLIENTS` connections, each sending its next request as soon as the reply to the previous one
+ * is in, for `seconds`.
+ */
+async function timedLoad(port: number, seconds: number, script: Script): Promise<Load> {
+  const w = new Worker(CLIENT_WORKER, {
+    eval: true,
+    workerData: { port, seconds, clients: CLIENTS, script },
+  });
+  const [r] = (await once(w, 'message')) as [Load & { error?: string }];
+  await w.terminate();
+  if (r.error) throw new Error(`load clients failed: ${r.error}`);
+  return r;
 }
 
-const same = async () => (_n: number) => 'ping';
+const same: Script = { requests: ['ping'] };
 
 async function echoLineServer(): Promise<LineServer> {
   const s = new LineServer({
@@ -185,54 +192,147 @@ function oneClient(port: number): Promise<{ send: (line: string) => Promise<stri
   });
 }
 
+/** The drone learner's decision core (per-device memory) through the learners' emission gate. */
+function gatedDroneLearner(): (frames: DroneSensorFrame[]) => Command[] {
+  const memory = new Map<string, DroneMemory>();
+  const gate = new EmissionGate(
+    new Map(DRONE_VARIABLES.map((d) => [d.key, { decl: d, learner: 'drone' }])),
+    () => undefined,
+  );
+  return (frames) => {
+    const out: Command[] = [];
+    for (const f of frames) {
+      const c = decide(f, {}, memory.get(f.deviceId));
+      memory.set(f.deviceId, c.memory);
+      for (const [key, value] of [
+        ['pxrc.throttle', c.throttle],
+        ['pxrc.brake', c.brake],
+        ['pxrc.yaw', c.yaw],
+      ] as const) {
+        const r = gate.propose(
+          'drone',
+          { host: f.deviceId, key, value, why: '', confidence: 1, model: DRONE_MODEL },
+          f.ts,
+        );
+        if (r.variable) out.push({ host: f.deviceId, key, value: r.variable.value });
+      }
+      for (const v of gate.release(f.ts)) out.push({ host: v.host, key: v.key, value: v.value });
+    }
+    return out;
+  };
+}
+
+/** Seeded courses flown in the closed loop over the in-process bus. */
+async function closedLoop(seeds: number[]): Promise<Record<string, unknown>> {
+  const flights = [];
+  let ticks = 0;
+  const t0 = performance.now();
+  for (const seed of seeds) {
+    const bus = new MemoryBus();
+    const table = new VariableTable();
+    const id = `pxrc-${seed}`;
+    const drone = new PxrcDrone({
+      deviceId: id,
+      variables: hostView(table, id),
+      course: generateCourse({ seed }),
+      bus,
+    });
+    const r = await runClosedLoop({
+      drone,
+      bus,
+      controller: gatedDroneLearner(),
+      write: (c) => void table.set(c.key, String(c.value), { host: c.host }),
+    });
+    ticks += r.ticks;
+    flights.push({
+      seed,
+      status: r.status,
+      timeToGoalS: r.timeToGoalMs === undefined ? null : r.timeToGoalMs / 1000,
+      collisions: r.collisions,
+      minClearanceM: +r.minClearance.toFixed(2),
+      flownM: +r.travelled.toFixed(1),
+      straightM: +r.straight.toFixed(1),
+    });
+    await bus.close();
+  }
+  const wall = (performance.now() - t0) / 1000;
+  const times = flights.flatMap((f) => (f.timeToGoalS === null ? [] : [f.timeToGoalS]));
+  return {
+    courses: seeds.length,
+    arrived: times.length,
+    collisions: flights.reduce((a, f) => a + f.collisions, 0),
+    medianTimeToGoalS: median(times),
+    ticksPerWallSecond: Math.round(ticks / wall),
+    flights,
+  };
+}
+
 export default async function bench(args: string[]): Promise<Record<string, unknown>> {
   setLogLevel('error');
-  const seconds = Number(args[0] ?? 2);
+  const seconds = Number(args[0] ?? 1.5);
+  const rounds = Number(args[1] ?? 3);
   const dir = mkdtempSync(join(tmpdir(), 'virgo-bench-drivers-'));
   const table = new VariableTable();
   try {
-    // ---- throughput, baselines first and last (the machine is shared: noise shows as a gap) ----
+    // ---- throughput: rounds over every target, baselines included, medians compared (the
+    // machine is shared: interleaving spreads the noise over all targets alike) ----
     const raw = await rawEcho();
     const echo = await echoLineServer();
-    const rawBefore = await timedLoad(raw.port, seconds, same);
-    const echoBefore = await timedLoad(echo.port, seconds, same);
-
     const cpu = new CpuPooling({ variables: table, port: 0, maxClients: 1000 });
     await cpu.start();
-    const cpuLoad = await timedLoad(cpu.port, seconds, async () => (n) => `fib ${20 + (n % 10)}`);
-
     const mem = new MemoryPooling({ variables: table, port: 0, maxClients: 1000 });
     await mem.start();
-    const memLoad = await timedLoad(mem.port, seconds, async (send) => {
-      const vuid = await send('virgo_cloud_malloc(64)');
-      return (n) => (n % 2 === 0 ? `virgo_cloud_set(${vuid},value ${n})` : `virgo_cloud_get(${vuid})`);
-    });
-
-    writeFileSync(join(dir, 'seed.txt'), 'x'.repeat(4096));
     const fs = new CloudFs({ variables: table, root: dir, port: 0, maxClients: 1000, maxOpenFiles: 1000 });
     await fs.start();
-    const fsLoad = await timedLoad(fs.port, seconds, async (send, i) => {
-      const fd = await send(`virgo_cloud_open(client-${i}.bin)`);
-      const data = 'y'.repeat(64);
-      return (n) =>
-        n % 2 === 0
-          ? `virgo_cloud_write(${fd},${data},64,${(n % 64) * 64})`
-          : `virgo_cloud_read(${fd},none,64,0)`;
-    });
-
     const ev = new EventNet({ dir: join(dir, 'eventnet'), port: 0, maxClients: 1000 });
     await ev.start();
-    const evLoad = await timedLoad(
-      ev.port,
-      seconds,
-      async (_s, i) => (n) => `eventnet_edgemsg#c${i}-${n}#c${i}-${n + 1}#`,
-    );
-
-    const echoAfter = await timedLoad(echo.port, seconds, same);
-    const rawAfter = await timedLoad(raw.port, seconds, same);
-    const echoRps = Math.round((echoBefore.rps + echoAfter.rps) / 2);
-    const rawRps = Math.round((rawBefore.rps + rawAfter.rps) / 2);
-    const ratio = (x: Load) => +(x.rps / echoRps).toFixed(3);
+    const targets: [string, number, Script, string][] = [
+      ['rawNetEcho', raw.port, same, 'ping (node:net echo)'],
+      ['lineServerEcho', echo.port, same, 'ping (LineServer echo)'],
+      [
+        'cpupooling',
+        cpu.port,
+        { requests: Array.from({ length: 10 }, (_, k) => `fib ${20 + k}`) },
+        'fib 20..29',
+      ],
+      [
+        'memorypooling',
+        mem.port,
+        {
+          setup: ['virgo_cloud_malloc(64)'],
+          requests: ['virgo_cloud_set({0},value {n})', 'virgo_cloud_get({0})'],
+        },
+        'set/get 64 B',
+      ],
+      [
+        'cloudfs',
+        fs.port,
+        {
+          setup: ['virgo_cloud_open(client-{i}.bin)'],
+          requests: [`virgo_cloud_write({0},${'y'.repeat(64)},64,0)`, 'virgo_cloud_read({0},none,64,0)'],
+        },
+        'write/read 64 B',
+      ],
+      ['eventnet', ev.port, { requests: ['eventnet_edgemsg#c{i}-{n}#c{i}-{n}-next#'] }, 'edge append'],
+    ];
+    const runs = new Map<string, Load[]>(targets.map(([name]) => [name, []]));
+    for (let round = 0; round < rounds; round++) {
+      for (const [name, port, script] of targets)
+        runs.get(name)!.push(await timedLoad(port, seconds, script));
+    }
+    const med = (name: string) => median(runs.get(name)!.map((r) => r.rps));
+    const echoRps = med('lineServerEcho');
+    const throughput: Record<string, unknown> = {};
+    for (const [name, , , request] of targets) {
+      const rs = runs.get(name)!;
+      throughput[name] = {
+        request,
+        rps: med(name),
+        runs: rs.map((r) => r.rps),
+        errors: rs.reduce((a, r) => a + r.errors, 0),
+        vsLineServerEcho: +(med(name) / echoRps).toFixed(3),
+      };
+    }
 
     // ---- variable change → behaviour change, in-process ----
     const N = 200;
@@ -329,6 +429,7 @@ export default async function bench(args: string[]): Promise<Record<string, unkn
       camMs.push(performance.now() - t0);
     }
     cam.close();
+    const loop = await closedLoop([1, 2, 3, 4, 5, 6, 7, 8]);
 
     for (const c of [c1, m1, c2, m2]) c.close();
     await Promise.all([
@@ -351,16 +452,8 @@ export default async function bench(args: string[]): Promise<Record<string, unkn
     return {
       clients: CLIENTS,
       secondsPerRun: seconds,
-      throughput: {
-        baseline: {
-          rawNetEcho: { rps: rawRps, before: rawBefore.rps, after: rawAfter.rps },
-          lineServerEcho: { rps: echoRps, before: echoBefore.rps, after: echoAfter.rps },
-        },
-        cpupooling: { request: 'fib 20..29', ...cpuLoad, vsLineServerEcho: ratio(cpuLoad) },
-        memorypooling: { request: 'set/get 64 B', ...memLoad, vsLineServerEcho: ratio(memLoad) },
-        cloudfs: { request: 'write/read 64 B', ...fsLoad, vsLineServerEcho: ratio(fsLoad) },
-        eventnet: { request: 'edge append', ...evLoad, vsLineServerEcho: ratio(evLoad) },
-      },
+      rounds,
+      throughput,
       variableChangeToBehaviourMs: {
         baselineRequestRoundTrip: rtt,
         inProcess: { balancerRule: balancerInProcess, sizeLimit: sizeLimitInProcess },
@@ -368,6 +461,7 @@ export default async function bench(args: string[]): Promise<Record<string, unkn
         drone: { ticks: droneTicks, simMsPerTick: drone.sim.params.dtMs },
         webcam: round(summarise(camMs)),
       },
+      droneClosedLoop: loop,
     };
   } finally {
     rmSync(dir, { recursive: true, force: true });
