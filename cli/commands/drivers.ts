@@ -237,6 +237,20 @@ examples:
             }),
           );
         }
+        // the analytics balancer reads each node's cpupooling.predicted_exec_ms under its own host
+        if (only.includes('cpupooling')) {
+          for (const h of new Set((nodes ?? []).map((n) => n.host))) {
+            consumers.push(
+              new RingConsumer({
+                host: feeder.host,
+                port: feeder.port,
+                table,
+                selectHost: h,
+                name: `drivers-node-${h}`,
+              }),
+            );
+          }
+        }
         onShutdown('consumers', () => Promise.all(consumers.map((c) => c.close())).then(() => {}));
         source = `feeder ${feeder.host}:${feeder.port}`;
       }
