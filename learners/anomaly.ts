@@ -70,8 +70,9 @@ export const ANOMALY_VARIABLES: readonly VariableDecl[] = [
 const REPLAY = 256;
 const HISTORY = 200;
 const BATCH = 32;
-/** windows scored (and learnt) per tfjs round */
-const WINDOWS_PER_STEP = 4;
+/** windows scored (and learnt) per tfjs round, while the model is young and once it is mature */
+const YOUNG_GROUP = 4;
+const MATURE_GROUP = 16;
 
 interface Closed {
   host: string;
@@ -179,6 +180,20 @@ export class AnomalyLearner implements Learner {
     return v;
   }
 
+  /** Inference only: the score a window with these template ids would get (nothing is learnt). */
+  scoreTemplates(templateIds: readonly string[]): number {
+    const counts: Record<number, number> = {};
+    for (const t of templateIds) {
+      const i = this.slot(t);
+      counts[i] = (counts[i] ?? 0) + 1;
+    }
+    const v = this.vector(counts);
+    const r = predictRows(this.tf, this.model, [v])[0]!;
+    let score = 0;
+    for (let j = 0; j < this.dims; j++) score += (v[j]! - r[j]!) ** 2;
+    return score;
+  }
+
   threshold(): number {
     const h = this.history;
     if (h.length === 0) return Number.POSITIVE_INFINITY;
@@ -239,8 +254,13 @@ export class AnomalyLearner implements Learner {
    */
   private async score(closedWindows: Closed[]): Promise<Proposal[]> {
     const out: Proposal[] = [];
-    for (let i = 0; i < closedWindows.length; i += WINDOWS_PER_STEP) {
-      out.push(...(await this.scoreGroup(closedWindows.slice(i, i + WINDOWS_PER_STEP))));
+    let i = 0;
+    while (i < closedWindows.length) {
+      // A young model must learn between small groups; a mature one changes slowly and can take
+      // bigger groups (fewer tfjs rounds when a replayed log closes many windows at once).
+      const group = this.windows < this.warmup * 5 ? YOUNG_GROUP : MATURE_GROUP;
+      out.push(...(await this.scoreGroup(closedWindows.slice(i, i + group))));
+      i += group;
     }
     return out;
   }

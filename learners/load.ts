@@ -66,7 +66,7 @@ const SCALE = { load: 8, runq: 16, hung: 4, lockup: 4, throttle: 4 } as const;
 const Y_SCALE = 1000; // exec_ms -> seconds
 const REPLAY = 1024;
 /** fresh examples learnt per tfjs round */
-const EXAMPLES_PER_STEP = 32;
+const EXAMPLES_PER_STEP = 256;
 const BATCH = 64;
 
 interface Decayed {

@@ -110,7 +110,7 @@ interface NetbwStateJson {
 
 const REPLAY = 512;
 /** fresh examples learnt per tfjs round */
-const EXAMPLES_PER_STEP = 16;
+const EXAMPLES_PER_STEP = 64;
 const BATCH = 48;
 const MAX_GAP_WINDOWS = 3;
 

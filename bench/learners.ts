@@ -1,0 +1,341 @@
+// npm run bench -- learners [scale]: records/s through each learner on one core (batches of 1000,
+// as the consumer stage hands them over, windows closing and models training as they do live),
+// the latency of one batch, and inference latency p50/p99 (one window / frame / sample). Baselines
+// measured in the same run: a plain JS pass over the same records (the cost floor of touching
+// them) and the smallest possible tfjs call (the floor of any inference on this backend). Also
+// the whole host (gate, outbox, in-process bus) with every kernel learner at once.
+import { MemoryBus } from '../bus/index.ts';
+import { AnomalyLearner } from '../learners/anomaly.ts';
+import { loadBackend } from '../learners/backend.ts';
+import { DroneLearner, decide } from '../learners/drone.ts';
+import { createLearnerHost } from '../learners/host.ts';
+import { LoadLearner } from '../learners/load.ts';
+import { NetbwLearner } from '../learners/netbw.ts';
+import type { Learner, Tf } from '../learners/types.ts';
+import { UfwLearner } from '../learners/ufw.ts';
+import { WebcamLearner } from '../learners/webcam.ts';
+import { Rng } from '../learners/window.ts';
+import { setLogLevel } from '../runtime/log.ts';
+import type { DroneSensorFrame, KernelEvent, WebcamFrame } from '../schemas/index.ts';
+import { summarise } from './util.ts';
+
+const BATCH = 1000;
+const T0 = Date.UTC(2024, 0, 1);
+
+function ev(host: string, ts: number, message: string, over: Partial<KernelEvent> = {}): KernelEvent {
+  return {
+    host,
+    ts,
+    mono: null,
+    program: 'kernel',
+    pid: null,
+    severity: null,
+    message,
+    family: 'other',
+    fields: {},
+    templateId: '',
+    template: '',
+    params: [],
+    flags: [],
+    ...over,
+  };
+}
+
+function ufwEvents(n: number, rng: Rng): KernelEvent[] {
+  const out: KernelEvent[] = [];
+  for (let i = 0; i < n; i++) {
+    // Zipf-ish sources: a few scanners and a long tail
+    const src = rng.next() < 0.3 ? `203.0.113.${rng.int(5)}` : `198.51.${rng.int(256)}.${rng.int(256)}`;
+    const dpt = String([22, 23, 80, 443, 3389][rng.int(5)]! + (rng.next() < 0.2 ? rng.int(1000) : 0));
+    out.push(
+      ev(
+        `fw-${rng.int(20)}`,
+        T0 + i * 10,
+        `[UFW BLOCK] IN=eth0 OUT= SRC=${src} DST=10.0.0.1 PROTO=TCP DPT=${dpt}`,
+        {
+          family: 'ufw',
+          fields: { action: 'BLOCK', SRC: src, DST: '10.0.0.1', PROTO: 'TCP', DPT: dpt },
+        },
+      ),
+    );
+  }
+  return out;
+}
+
+const NET_LINES = [
+  'systemd[1]: Started Session 12 of user root.',
+  'NETDEV WATCHDOG: eth0 (e1000e): transmit queue 0 timed out',
+  'e1000e: eth0 NIC Link is Down',
+  'e1000e: eth0 NIC Link is Up 1000 Mbps Full Duplex',
+  'nf_conntrack: table full, dropping packet',
+  'CRON[123]: (root) CMD (run-parts /etc/cron.hourly)',
+];
+
+function kernelEvents(n: number, rng: Rng): KernelEvent[] {
+  const out: KernelEvent[] = [];
+  for (let i = 0; i < n; i++) {
+    const host = `node-${rng.int(20)}`;
+    const k = rng.int(NET_LINES.length + 2);
+    const message = NET_LINES[k % NET_LINES.length]!;
+    out.push(ev(host, T0 + i * 50, message, { templateId: `t${rng.int(50)}` }));
+  }
+  return out;
+}
+
+function loadEvents(n: number, rng: Rng): KernelEvent[] {
+  const out: KernelEvent[] = [];
+  for (let i = 0; i < n; i++) {
+    const node = `node-${rng.int(20)}`;
+    const load = rng.next() * 8;
+    out.push(
+      rng.next() < 0.05
+        ? ev(node, T0 + i * 100, 'INFO: task kworker/0:1:123 blocked for more than 120 seconds.')
+        : ev(
+            node,
+            T0 + i * 100,
+            `virgo_load: node=${node} load=${load.toFixed(2)} runq=${rng.int(8)} exec_ms=${(20 + 40 * load).toFixed(1)}`,
+          ),
+    );
+  }
+  return out;
+}
+
+function droneFrames(n: number, rng: Rng): DroneSensorFrame[] {
+  return Array.from({ length: n }, (_, i) => ({
+    deviceId: `drone-${rng.int(100)}`,
+    seq: i,
+    ts: T0 + i * 10,
+    distances: Array.from({ length: 16 }, () => 1 + rng.next() * 29),
+    speed: rng.next() * 5,
+    heading: 0,
+    goalBearing: rng.next() * 2 - 1,
+    goalDistance: 10 + rng.next() * 50,
+  }));
+}
+
+function unitVec(rng: Rng, d: number): number[] {
+  const v = Array.from({ length: d }, () => rng.normal());
+  const n = Math.hypot(...v);
+  return v.map((x) => x / n);
+}
+
+function webcamFrames(n: number, rng: Rng, d: number): WebcamFrame[] {
+  return Array.from({ length: n }, (_, i) => ({
+    deviceId: `cam-${rng.int(50)}`,
+    seq: i,
+    ts: T0 + i * 40,
+    faceDetected: true,
+    embedding: unitVec(rng, d),
+  }));
+}
+
+interface Run {
+  records: number;
+  seconds: number;
+  perSecond: number;
+  batchMs: { p50: number; p99: number; max: number; n: number };
+}
+
+async function through<T>(records: T[], call: (batch: T[]) => Promise<unknown>): Promise<Run> {
+  const lat: number[] = [];
+  const t0 = process.hrtime.bigint();
+  for (let i = 0; i < records.length; i += BATCH) {
+    const b0 = process.hrtime.bigint();
+    await call(records.slice(i, i + BATCH));
+    lat.push(Number(process.hrtime.bigint() - b0) / 1e6);
+  }
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  return { records: records.length, seconds, perSecond: records.length / seconds, batchMs: summarise(lat) };
+}
+
+function timeEach(
+  n: number,
+  fn: (i: number) => unknown,
+): { p50: number; p99: number; max: number; n: number } {
+  const lat: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = process.hrtime.bigint();
+    fn(i);
+    lat.push(Number(process.hrtime.bigint() - t0) / 1e3);
+  }
+  return summarise(lat);
+}
+
+/** The floor: one pass over the records doing the least a learner must (group by host). */
+function baselinePass<T>(records: T[], key: (r: T) => string): number {
+  const t0 = process.hrtime.bigint();
+  const m = new Map<string, number>();
+  for (let rep = 0; rep < 3; rep++) for (const r of records) m.set(key(r), (m.get(key(r)) ?? 0) + 1);
+  return (3 * records.length) / (Number(process.hrtime.bigint() - t0) / 1e9);
+}
+
+const round = (x: number, d = 2) => Number(x.toFixed(d));
+
+export default async function learners(args: string[]): Promise<Record<string, unknown>> {
+  setLogLevel('warn');
+  const scale = Number(args[0] ?? 1);
+  const n = (x: number) => Math.max(BATCH, Math.round(x * scale));
+  const backend = await loadBackend();
+  const tf: Tf = backend.tf;
+  const rng = new Rng(1);
+
+  // tfjs floor: the smallest predict on this backend (1×1 dense layer, one row)
+  const tiny = tf.sequential();
+  tiny.add(tf.layers.dense({ units: 1, inputShape: [1] }));
+  // warmed up first: the first calls pay for tfjs's kernel setup and the JIT
+  timeEach(300, () =>
+    tf.tidy(() => (tiny.predict(tf.tensor2d([[1]])) as ReturnType<typeof tf.tensor2d>).dataSync()),
+  );
+  const tfFloorUs = timeEach(500, () =>
+    tf.tidy(() => (tiny.predict(tf.tensor2d([[1]])) as ReturnType<typeof tf.tensor2d>).dataSync()),
+  );
+
+  const results: Record<string, unknown> = {};
+  const record = (
+    name: string,
+    run: Run,
+    baselinePerSecond: number,
+    inferUs: { p50: number; p99: number; max: number; n: number },
+    stats: Record<string, unknown>,
+    usesTf: boolean,
+  ) => {
+    results[name] = {
+      records: run.records,
+      perSecond: Math.round(run.perSecond),
+      batchMs: { p50: round(run.batchMs.p50), p99: round(run.batchMs.p99) },
+      inferenceUs: { p50: round(inferUs.p50, 1), p99: round(inferUs.p99, 1) },
+      baselinePerSecond: Math.round(baselinePerSecond),
+      ratioToBaseline: round(run.perSecond / baselinePerSecond, 4),
+      ...(usesTf ? { inferenceOverTfFloor: round(inferUs.p50 / tfFloorUs.p50, 2) } : {}),
+      learner: stats,
+    };
+    console.error(
+      `${name.padEnd(8)} ${Math.round(run.perSecond).toString().padStart(9)} rec/s  batch p50 ${run.batchMs.p50.toFixed(1)} ms p99 ${run.batchMs.p99.toFixed(1)} ms  inference p50 ${inferUs.p50.toFixed(1)} µs p99 ${inferUs.p99.toFixed(1)} µs  (floor ${Math.round(baselinePerSecond)} rec/s)`,
+    );
+  };
+  const stats = (l: Learner) => l.stats();
+
+  {
+    const events = ufwEvents(n(200_000), rng);
+    const l = new UfwLearner();
+    const run = await through(events, (b) => l.onEvents(b));
+    const inf = timeEach(2000, (i) => l.answer(`fw-${i % 20}`));
+    record(
+      'ufw',
+      run,
+      baselinePass(events, (e) => e.host),
+      inf,
+      stats(l),
+      false,
+    );
+  }
+  {
+    const events = kernelEvents(n(100_000), rng);
+    const l = new NetbwLearner(tf, NetbwLearner.buildModel(tf, 0.05, 7), {});
+    const run = await through(events, (b) => l.onEvents(b));
+    const inf = timeEach(500, () => l.risk([[1, 0, 2, 3, 0, 25, 0, 40]]));
+    record(
+      'netbw',
+      run,
+      baselinePass(events, (e) => e.host),
+      inf,
+      stats(l),
+      true,
+    );
+  }
+  {
+    const events = kernelEvents(n(100_000), rng);
+    const l = new AnomalyLearner(tf, AnomalyLearner.buildModel(tf, 64, 8, 0.01, 11), {});
+    const run = await through(events, (b) => l.onEvents(b));
+    const ids = events.slice(0, 60).map((e) => e.templateId);
+    const inf = timeEach(500, () => l.scoreTemplates(ids));
+    record(
+      'anomaly',
+      run,
+      baselinePass(events, (e) => e.host),
+      inf,
+      stats(l),
+      true,
+    );
+  }
+  {
+    const events = loadEvents(n(50_000), rng);
+    const l = new LoadLearner(tf, LoadLearner.buildModel(tf, 0.05, 13), {});
+    const run = await through(events, (b) => l.onEvents(b));
+    const inf = timeEach(500, () => l.predict());
+    record(
+      'load',
+      run,
+      baselinePass(events, (e) => e.host),
+      inf,
+      stats(l),
+      true,
+    );
+  }
+  {
+    const frames = droneFrames(n(100_000), rng);
+    const l = new DroneLearner();
+    const run = await through(frames, (b) => l.onDrone(b));
+    const inf = timeEach(5000, (i) => decide(frames[i % frames.length]!));
+    record(
+      'drone',
+      run,
+      baselinePass(frames, (f) => f.deviceId),
+      inf,
+      stats(l),
+      false,
+    );
+  }
+  {
+    const d = 128;
+    const gallery: Record<string, number[][]> = {};
+    for (let i = 0; i < 50; i++) gallery[`person-${i}`] = Array.from({ length: 5 }, () => unitVec(rng, d));
+    const frames = webcamFrames(n(20_000), rng, d);
+    const l = new WebcamLearner(tf, { gallery });
+    const run = await through(frames, (b) => l.onWebcam(b));
+    const inf = timeEach(500, (i) => l.nearest([frames[i % frames.length]!.embedding]));
+    record(
+      'webcam',
+      run,
+      baselinePass(frames, (f) => f.deviceId),
+      inf,
+      stats(l),
+      true,
+    );
+    l.dispose();
+  }
+  {
+    // Everything a kernel batch goes through in `virgo learn`: four learners, gate, outbox, bus.
+    const events = [...kernelEvents(n(50_000), rng), ...ufwEvents(n(50_000), rng)].sort(
+      (a, b) => a.ts - b.ts,
+    );
+    const bus = new MemoryBus();
+    const h = await createLearnerHost({ bus, learners: ['ufw', 'netbw', 'anomaly', 'load'] });
+    const run = await through(events, (b) => h.handleEvents(b));
+    const s = h.stats();
+    results.host = {
+      learners: 'ufw,netbw,anomaly,load',
+      records: run.records,
+      perSecond: Math.round(run.perSecond),
+      batchMs: { p50: round(run.batchMs.p50), p99: round(run.batchMs.p99) },
+      published: s.published,
+      verdicts: s.verdicts,
+    };
+    console.error(
+      `host     ${Math.round(run.perSecond).toString().padStart(9)} rec/s  batch p50 ${run.batchMs.p50.toFixed(1)} ms p99 ${run.batchMs.p99.toFixed(1)} ms`,
+    );
+    await h.close({ save: false });
+    await bus.close();
+  }
+  return {
+    backend: { name: backend.name, package: backend.package, version: backend.version },
+    cores: 'one (Node.js main thread; the tfjs CPU backend is single-threaded)',
+    batch: BATCH,
+    scale,
+    baselines: {
+      plainPass: 'Map counting by host over the same records (records/s per learner: baselinePerSecond)',
+      tfFloorUs: { p50: round(tfFloorUs.p50, 1), p99: round(tfFloorUs.p99, 1) },
+    },
+    learners: results,
+  };
+}
