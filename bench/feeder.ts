@@ -215,13 +215,19 @@ async function feederInProcessToConsumer(n: number): Promise<Run> {
 
 // ---- latency ----
 
-async function latency(seconds: number, rate: number) {
+/**
+ * feeder.update() → TCP → consumer → table change (the in-process export) and, with `redis`,
+ * → RedisExporter confirmed by Redis. Everything in one process, so one clock.
+ */
+async function latency(seconds: number, rate: number, redisToo: boolean) {
   const f = await startFeeder({ listen: { port: 0 }, snapshotDelayMs: 0 });
   const consumer = new RingConsumer({ port: f.port, maxVariables: 1000 });
   await consumer.whenConnected();
   const prefix = `virgo-bench:${randomUUID().slice(0, 8)}`;
-  const redis = await RedisExporter.create({ url: REDIS_URL, prefix, defaultHost: 'bench' });
-  const exp = exportTable(consumer.table, [redis]);
+  const redis = redisToo
+    ? await RedisExporter.create({ url: REDIS_URL, prefix, defaultHost: 'bench' })
+    : undefined;
+  const exp = redis ? exportTable(consumer.table, [redis]) : undefined;
   const total = Math.round(seconds * rate);
   const emitted = new Float64Array(total);
   const toTable: number[] = [];
@@ -230,14 +236,14 @@ async function latency(seconds: number, rate: number) {
     const i = Number(ch.value);
     if (ch.key.startsWith('lat') && i < total) toTable.push(performance.now() - emitted[i]!);
   });
-  redis.on('written', (b) => {
+  redis?.on('written', (b) => {
     const now = performance.now();
     for (const e of b.entries) {
       const i = Number(e.value);
       if (e.key.startsWith('lat') && i < total) toRedis.push(now - emitted[i]!);
     }
   });
-  // Baseline for the same seconds: how late this process's own event loop runs (scheduling by a
+  // Baseline for the same seconds: how late this process's own event loop runs (scheduling on a
   // shared machine, GC). Our latency cannot be better than that.
   const loopDelay = monitorEventLoopDelay({ resolution: 1 });
   loopDelay.enable();
@@ -261,27 +267,26 @@ async function latency(seconds: number, rate: number) {
   const actualRate = total / ((performance.now() - start) / 1000);
   loopDelay.disable();
   const deadline = Date.now() + 10_000;
-  while ((toTable.length < total || redis.stats().pending > 0) && Date.now() < deadline) {
+  while ((toTable.length < total || (redis?.stats().pending ?? 0) > 0) && Date.now() < deadline) {
     await new Promise((r) => setTimeout(r, 10));
   }
-  await exp.flush();
-  // Redis coalesces per key between pipelines: fewer confirmations than updates is expected.
+  await exp?.flush();
   const result = {
     updates: total,
     rate: Math.round(actualRate),
     emitToTableMs: round(summarise(toTable)),
-    emitToRedisMs: round(summarise(toRedis)),
-    redisConfirmed: toRedis.length,
+    // Redis coalesces per key while a write is in flight: fewer confirmations than updates.
+    ...(redis ? { emitToRedisMs: round(summarise(toRedis)), redisConfirmed: toRedis.length } : {}),
     eventLoopDelayMs: {
       p50: +(loopDelay.percentile(50) / 1e6).toFixed(3),
       p99: +(loopDelay.percentile(99) / 1e6).toFixed(3),
       max: +(loopDelay.max / 1e6).toFixed(3),
     },
   };
-  await exp.close();
+  await exp?.close();
   await consumer.close();
   await f.close();
-  await cleanupRedis(prefix);
+  if (redis) await cleanupRedis(prefix);
   return result;
 }
 
@@ -415,7 +420,12 @@ export default async function bench(args: string[]): Promise<Record<string, unkn
       ratioNcToConsumerVsRawNc: +(rate(ncOurs) / rawRate).toFixed(3),
       targetLinesPerSec: 2_000_000,
     };
-    const lat = parts.has('latency') ? await latency(latencySeconds, 10_000) : undefined;
+    const lat = parts.has('latency')
+      ? {
+          tableOnly: await latency(latencySeconds, 10_000, false),
+          withRedis: await latency(latencySeconds, 10_000, true),
+        }
+      : undefined;
     const ex = parts.has('redis') ? await redisExport(redisChanges, 50_000) : undefined;
     const rb = parts.has('redis') ? await redisBenchmark(1_000_000) : Number.NaN;
     return {

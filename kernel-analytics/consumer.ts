@@ -150,8 +150,8 @@ export class RingConsumer extends EventEmitter<ConsumerEvents> {
   }
 
   /**
-   * Feeds bytes as if read from the feeder: for tests, and for reading a recorded stream or a pipe
-   * (`virgo consume --stdin`). Call `endInput()` at its end.
+   * Feeds bytes as if read from the feeder: for tests, benchmarks and reading a recorded stream or
+   * a pipe (construct with autoStart: false). Call `endInput()` at its end.
    */
   ingest(chunk: Buffer): void {
     this.counts.bytes += chunk.length;
