@@ -2,6 +2,8 @@
 // deterministic flight simulation steered by pxrc.throttle|brake|yaw) and the UVC webcam (acts on
 // match=True|False). Both reply asynchronously to the VIRGO queue. Imports: bus/, schemas/,
 // runtime/, ../drivers/ (variables, line client).
+
+export { type ClosedLoopOptions, type Command, type FlightReport, runClosedLoop } from './drone-loop.ts';
 export {
   bearing,
   type Course,
