@@ -262,11 +262,15 @@ export class ConfFile {
     }
     if (sync) {
       // The rename is durable only once the directory entry is.
-      const d = await open(dir, 'r');
       try {
-        await d.sync();
-      } finally {
-        await d.close();
+        const d = await open(dir, 'r');
+        try {
+          await d.sync();
+        } finally {
+          await d.close();
+        }
+      } catch (err) {
+        throw this.fsError('sync the directory of', err);
       }
     }
   }
