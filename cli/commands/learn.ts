@@ -25,7 +25,7 @@ examples:
   virgo learn --brokers 127.0.0.1:9092 --state-dir /var/lib/virgo
   virgo learn --learners ufw --input /var/log/kern.log`,
   options: {
-    ...CONNECTION_OPTIONS,
+    brokers: CONNECTION_OPTIONS.brokers,
     'state-dir': {
       type: 'string',
       env: 'VIRGO_STATE_DIR',

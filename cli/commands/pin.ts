@@ -17,7 +17,7 @@ examples:
   virgo pin drone-7/pxrc.throttle=0 --brokers 127.0.0.1:9092
   virgo unpin edge-1/MaxNetworkBandwidth`,
   options: {
-    ...CONNECTION_OPTIONS,
+    brokers: CONNECTION_OPTIONS.brokers,
     'state-dir': {
       type: 'string',
       env: 'VIRGO_STATE_DIR',

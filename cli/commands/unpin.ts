@@ -11,7 +11,7 @@ export default defineCommand({
 virgo.learner-pins (a tombstone), so every learner instance lifts it. Without --brokers a pin made
 with --brokers stays in force on the topic.`,
   options: {
-    ...CONNECTION_OPTIONS,
+    brokers: CONNECTION_OPTIONS.brokers,
     'state-dir': {
       type: 'string',
       env: 'VIRGO_STATE_DIR',

@@ -9,10 +9,15 @@ import { run } from '../helpers/services.ts';
 
 const FIXTURE = 'test/learners/fixtures/anomaly-labelled.log';
 const lines = readFileSync(FIXTURE, 'utf8').split('\n').filter(Boolean);
+let inline: ReturnType<typeof evaluateAnomaly> | undefined;
+const evalInline = () => {
+  inline ??= evaluateAnomaly({ lines });
+  return inline;
+};
 
 describe('anomaly evaluation', () => {
   it('scores the labelled fixture well above both baselines', async () => {
-    const r = await evaluateAnomaly({ lines });
+    const r = await evalInline();
     expect(r).toMatchObject({
       lines: 1740,
       anomalousLines: 33,
@@ -32,7 +37,7 @@ describe('anomaly evaluation', () => {
     expect(readLabels('-\nAPPREAD x\n\n-\n')).toEqual(['-', 'APPREAD', '-', '-']);
     const plain = lines.map((l) => l.slice(l.indexOf(' ') + 1));
     const labels = lines.map((l) => l.slice(0, l.indexOf(' ')));
-    const a = await evaluateAnomaly({ lines, windowSec: 60 });
+    const a = await evalInline();
     const b = await evaluateAnomaly({ lines: plain, labels, windowSec: 60 });
     expect(b.model).toEqual(a.model);
     await expect(evaluateAnomaly({ lines: plain, labels: labels.slice(1) })).rejects.toThrow(EvalInputError);
