@@ -207,6 +207,7 @@ examples:
     }
 
     async function serve(): Promise<number> {
+      const { startActuators, tableFromFeeder } = await import('../../kernel-analytics/actuators.ts');
       // Where variables come from: Redis, or feeder consumers writing into one table.
       let table: InstanceType<typeof VariableTable>;
       let source: string;
@@ -219,40 +220,15 @@ examples:
         table = rv.table;
         source = `redis ${redisUrl.replace(/\/\/[^@/]*@/, '//***@')}`;
       } else {
-        const { RingConsumer } = await import('../../kernel-analytics/consumer.ts');
-        const feeder = feederAddr;
-        table = new VariableTable({ name: 'drivers' });
-        const consumers = [
-          new RingConsumer({ host: feeder.host, port: feeder.port, table, name: 'drivers' }),
-        ];
-        // each device asks the feeder for its own host's variables, recorded under that host
-        for (const d of wantDevices) {
-          consumers.push(
-            new RingConsumer({
-              host: feeder.host,
-              port: feeder.port,
-              table,
-              selectHost: deviceIds[d],
-              name: `drivers-${d}`,
-            }),
-          );
-        }
-        // the analytics balancer reads each node's cpupooling.predicted_exec_ms under its own host
-        if (only.includes('cpupooling')) {
-          for (const h of new Set((nodes ?? []).map((n) => n.host))) {
-            consumers.push(
-              new RingConsumer({
-                host: feeder.host,
-                port: feeder.port,
-                table,
-                selectHost: h,
-                name: `drivers-node-${h}`,
-              }),
-            );
-          }
-        }
-        onShutdown('consumers', () => Promise.all(consumers.map((c) => c.close())).then(() => {}));
-        source = `feeder ${feeder.host}:${feeder.port}`;
+        const fed = tableFromFeeder({
+          host: feederAddr.host,
+          port: feederAddr.port,
+          deviceHosts: wantDevices.map((d) => deviceIds[d]),
+          name: 'drivers',
+        });
+        onShutdown('consumers', () => fed.close());
+        table = fed.table;
+        source = `feeder ${feederAddr.host}:${feederAddr.port}`;
       }
       // operator overrides sit in front of the learnt variables (a resync from Redis keeps them)
       const fixed = new VariableTable({ name: 'drivers-set' });
@@ -276,89 +252,38 @@ examples:
         memoryStore = new drivers.RedisMemoryStore(client);
       }
 
+      // Devices publish frames on the bus (Kafka with --brokers, else in-process) and reply to the queue.
+      let bus: import('../../bus/index.ts').Bus | undefined;
+      let replies: InstanceType<typeof devices.TcpQueueSink> | undefined;
+      if (wantDevices.length > 0) {
+        const b = busFromOptions(opts, 'virgo-drivers');
+        bus = b;
+        onShutdown('bus', () => b.close());
+        if (queueAddr) {
+          const sink = new devices.TcpQueueSink(queueAddr.host, queueAddr.port);
+          replies = sink;
+          onShutdown('queue-client', () => sink.close());
+        }
+      }
       const host = String(opts['listen-base']);
-      const secret = opts.secret ? { secret: String(opts.secret) } : {};
-      const running = await drivers.startDrivers({
+      const actuators = await startActuators({
         variables,
+        drivers: only,
+        devices: wantDevices,
+        ...(bus ? { bus } : {}),
+        ...(replies ? { replies } : {}),
         host,
         ports,
-        only,
-        cpupooling: { ...(nodes ? { nodes } : {}), ...secret },
-        memorypooling: { ...(memoryStore ? { store: memoryStore } : {}), ...secret },
-        cloudfs: { root: (opts['cloudfs-root'] as string | undefined) ?? stateDir('cloudfs'), ...secret },
-        eventnet: { dir: (opts['eventnet-dir'] as string | undefined) ?? stateDir('eventnet'), ...secret },
+        ...(nodes ? { nodes } : {}),
+        ...(memoryStore ? { memoryStore } : {}),
+        ...(opts.secret ? { secret: String(opts.secret) } : {}),
+        cloudfsRoot: (opts['cloudfs-root'] as string | undefined) ?? stateDir('cloudfs'),
+        eventnetDir: (opts['eventnet-dir'] as string | undefined) ?? stateDir('eventnet'),
+        deviceIds,
+        courseSeed: opts['course-seed'] as number,
       });
-      onShutdown('drivers', () => running.close());
-
-      // Devices: frames on the bus (Kafka with --brokers, else in-process), replies to the queue.
-      const stoppers: (() => Promise<void> | void)[] = [];
-      if (wantDevices.length > 0) {
-        const bus = busFromOptions(opts, 'virgo-drivers');
-        const { TOPICS, topicSpecs } = await import('../../bus/index.ts');
-        await bus.ensureTopics(
-          topicSpecs().filter((t) => t.topic === TOPICS.droneSensors || t.topic === TOPICS.webcamFrames),
-        );
-        onShutdown('bus', () => bus.close());
-        let replies: import('../../kernel-analytics/devices/index.ts').TcpQueueSink | undefined;
-        if (queueAddr) {
-          const q = queueAddr;
-          replies = new devices.TcpQueueSink(q.host, q.port);
-          onShutdown('queue-client', () => replies?.close());
-        }
-        if (wantDevices.includes('drone')) {
-          const id = deviceIds.drone;
-          let seed = opts['course-seed'] as number;
-          let drone: InstanceType<typeof devices.PxrcDrone> | undefined;
-          let timer: NodeJS.Timeout | undefined;
-          const fly = () => {
-            drone = new devices.PxrcDrone({
-              deviceId: id,
-              variables: drivers.hostView(variables, id),
-              course: seed,
-              bus,
-              ...(replies ? { replies } : {}),
-              epochMs: Date.now(),
-            });
-            log.info('drone flying a course', { device: id, seed });
-            timer = setInterval(() => {
-              const d = drone!;
-              d.tick();
-              if (!d.sim.done) return;
-              clearInterval(timer);
-              log.info('drone flight over', {
-                device: id,
-                seed,
-                status: d.sim.state.status,
-                t_ms: d.sim.state.t,
-              });
-              seed++;
-              timer = setTimeout(fly, 2_000);
-            }, drone.sim.params.dtMs);
-          };
-          fly();
-          stoppers.push(async () => {
-            clearInterval(timer);
-            clearTimeout(timer);
-            await drone?.idle();
-          });
-        }
-        if (wantDevices.includes('webcam')) {
-          const cam = new devices.UvcWebcam({
-            deviceId: deviceIds.webcam,
-            variables: drivers.hostView(variables, deviceIds.webcam),
-            bus,
-            ...(replies ? { replies } : {}),
-          });
-          cam.start();
-          stoppers.push(async () => {
-            cam.close();
-            await cam.idle();
-          });
-        }
-        onShutdown('devices', async () => {
-          for (const s of stoppers) await s();
-        });
-      }
+      onShutdown('actuators', () => actuators.close());
+      const running = actuators.drivers;
 
       if (metricsAddr) {
         enableProcessMetrics();

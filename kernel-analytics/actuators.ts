@@ -1,0 +1,180 @@
+// What acts on the variables: the pooling drivers and the device models, started together on one
+// variable source. Shared by `virgo drivers up` (a separate process reading a feeder or Redis) and
+// `virgo up` (the whole pipeline in one process), so both run the same wiring.
+import type { Bus } from '../bus/index.ts';
+import { TOPICS, topicSpecs } from '../bus/index.ts';
+import { createLogger } from '../runtime/log.ts';
+import { RingConsumer } from './consumer.ts';
+import { PxrcDrone } from './devices/pxrc.ts';
+import type { ReplySink } from './devices/reply-sink.ts';
+import { UvcWebcam } from './devices/uvc-webcam.ts';
+import {
+  type CloudNode,
+  DRIVER_NAMES,
+  type DriverName,
+  hostView,
+  type MemoryStore,
+  type RunningDrivers,
+  startDrivers,
+  type VariableSource,
+} from './drivers/index.ts';
+import { VariableTable } from './table.ts';
+
+const log = createLogger('actuators');
+
+export const DEVICE_NAMES = ['drone', 'webcam'] as const;
+export type DeviceName = (typeof DEVICE_NAMES)[number];
+
+/**
+ * One table fed by a feeder: a consumer for every host's variables plus one per device host
+ * (a device's variables are its own host's, asked for with `HOST <id>`).
+ */
+export function tableFromFeeder(opts: {
+  host: string;
+  port: number;
+  deviceHosts?: string[];
+  name?: string;
+}): { table: VariableTable; consumers: RingConsumer[]; close(): Promise<void> } {
+  const name = opts.name ?? 'actuators';
+  const table = new VariableTable({ name });
+  const consumers = [new RingConsumer({ host: opts.host, port: opts.port, table, name })];
+  for (const h of opts.deviceHosts ?? []) {
+    consumers.push(
+      new RingConsumer({ host: opts.host, port: opts.port, table, selectHost: h, name: `${name}-${h}` }),
+    );
+  }
+  return {
+    table,
+    consumers,
+    close: async () => {
+      await Promise.all(consumers.map((c) => c.close()));
+    },
+  };
+}
+
+export interface ActuatorsOptions {
+  variables: VariableSource;
+  /** drivers to start (default all; [] none) */
+  drivers?: readonly DriverName[];
+  /** devices to run (default both; [] none) */
+  devices?: readonly DeviceName[];
+  /** the devices publish their sensor frames here */
+  bus?: Bus;
+  /** device replies and telemetry go to the VIRGO queue through this */
+  replies?: ReplySink;
+  host?: string;
+  ports?: Partial<Record<DriverName, number>>;
+  nodes?: CloudNode[];
+  memoryStore?: MemoryStore;
+  secret?: string;
+  cloudfsRoot: string;
+  eventnetDir: string;
+  deviceIds?: { drone?: string; webcam?: string };
+  /** first obstacle course of the drone; each arrival flies the next */
+  courseSeed?: number;
+  /** pause between two flights (ms) */
+  betweenFlightsMs?: number;
+}
+
+export interface Actuators {
+  drivers: RunningDrivers;
+  deviceIds: { drone: string; webcam: string };
+  drone(): PxrcDrone | undefined;
+  webcam: UvcWebcam | undefined;
+  /** flights ended so far, with how */
+  flights: { seed: number; status: string; tMs: number }[];
+  close(): Promise<void>;
+}
+
+export async function startActuators(o: ActuatorsOptions): Promise<Actuators> {
+  const devices = new Set(o.devices ?? DEVICE_NAMES);
+  const deviceIds = { drone: o.deviceIds?.drone ?? 'pxrc-1', webcam: o.deviceIds?.webcam ?? 'uvc-1' };
+  const secret = o.secret ? { secret: o.secret } : {};
+  const drivers = await startDrivers({
+    variables: o.variables,
+    ...(o.host !== undefined ? { host: o.host } : {}),
+    ...(o.ports ? { ports: o.ports } : {}),
+    only: o.drivers ?? DRIVER_NAMES,
+    cpupooling: { ...(o.nodes ? { nodes: o.nodes } : {}), ...secret },
+    memorypooling: { ...(o.memoryStore ? { store: o.memoryStore } : {}), ...secret },
+    cloudfs: { root: o.cloudfsRoot, ...secret },
+    eventnet: { dir: o.eventnetDir, ...secret },
+  });
+
+  const flights: Actuators['flights'] = [];
+  let drone: PxrcDrone | undefined;
+  let webcam: UvcWebcam | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+  try {
+    if (devices.size > 0) {
+      if (!o.bus) throw new Error('device models need a bus for their sensor frames');
+      await o.bus.ensureTopics(
+        topicSpecs().filter((t) => t.topic === TOPICS.droneSensors || t.topic === TOPICS.webcamFrames),
+      );
+    }
+    if (devices.has('drone') && o.bus) {
+      const bus = o.bus;
+      let seed = o.courseSeed ?? 1;
+      const fly = () => {
+        if (stopped) return;
+        const d = new PxrcDrone({
+          deviceId: deviceIds.drone,
+          variables: hostView(o.variables, deviceIds.drone),
+          course: seed,
+          bus,
+          ...(o.replies ? { replies: o.replies } : {}),
+          epochMs: Date.now(),
+        });
+        drone = d;
+        log.info('drone flying a course', { device: deviceIds.drone, seed });
+        timer = setInterval(() => {
+          d.tick();
+          if (!d.sim.done) return;
+          clearInterval(timer);
+          flights.push({ seed, status: d.sim.state.status, tMs: d.sim.state.t });
+          log.info('drone flight over', {
+            device: deviceIds.drone,
+            seed,
+            status: d.sim.state.status,
+            t_ms: d.sim.state.t,
+          });
+          seed++;
+          timer = setTimeout(fly, o.betweenFlightsMs ?? 2_000);
+        }, d.sim.params.dtMs);
+      };
+      fly();
+    }
+    if (devices.has('webcam') && o.bus) {
+      webcam = new UvcWebcam({
+        deviceId: deviceIds.webcam,
+        variables: hostView(o.variables, deviceIds.webcam),
+        bus: o.bus,
+        ...(o.replies ? { replies: o.replies } : {}),
+      });
+      webcam.start();
+    }
+  } catch (err) {
+    await drivers.close().catch(() => {});
+    throw err;
+  }
+
+  return {
+    drivers,
+    deviceIds,
+    drone: () => drone,
+    webcam,
+    flights,
+    async close() {
+      stopped = true;
+      clearInterval(timer);
+      clearTimeout(timer);
+      await drone?.idle();
+      if (webcam) {
+        webcam.close();
+        await webcam.idle();
+      }
+      await drivers.close();
+    },
+  };
+}
