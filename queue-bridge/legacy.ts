@@ -92,24 +92,16 @@ export interface ExportOptions {
 
 /**
  * Our records in the original text. Lossy where the original format cannot say more: a
- * non-IPv4 client address is written as is, and a payload's ` $$` or line breaks would end
- * the record early, so they are replaced (counted in `altered`).
+ * non-IPv4 client address is written as is, and line breaks or ` $$` in a payload, which would
+ * end the record early, are replaced (legacyRecord says which records were altered).
  */
-export function exportLegacy(
-  records: Iterable<KingCobraMessage>,
-  opts: ExportOptions = {},
-): { data: Buffer; written: number; altered: number } {
+export function exportLegacy(records: Iterable<KingCobraMessage>, opts: ExportOptions = {}): Buffer {
   const parts: Buffer[] = [];
-  let written = 0;
-  let altered = 0;
   for (const r of records) {
     const piece = legacyRecord(r, opts);
-    if (!piece) continue;
-    if (piece.altered) altered++;
-    parts.push(piece.data);
-    written++;
+    if (piece) parts.push(piece.data);
   }
-  return { data: Buffer.concat(parts), written, altered };
+  return Buffer.concat(parts);
 }
 
 /** One record in the original text, or undefined when `opts` leaves it out. */

@@ -225,12 +225,14 @@ export async function replay(opts: ReplayOptions): Promise<ReplayResult> {
       ...(opts.signal ? { signal: opts.signal } : {}),
     };
     let first = true;
+    let startAt = start;
     try {
       for await (const { offset, message } of segLog.read(readOpts)) {
         if (offset >= endOffset || failure) break;
         if (first && opts.since !== undefined) {
           // records between the start offset and the first one at/after --since
           skipped += offset - start;
+          startAt = offset;
           first = false;
         }
         const ms = message.ts_sec * 1000 + message.ts_nsec / 1e6;
@@ -263,7 +265,7 @@ export async function replay(opts: ReplayOptions): Promise<ReplayResult> {
     await settle();
     const seconds = (clock.now() - t0) / 1000;
     log.info('replayed', { topic, published, skipped, from: start, next: nextOffset, seconds });
-    return { published, skipped, startOffset: start, nextOffset, seconds };
+    return { published, skipped, startOffset: startAt, nextOffset, seconds };
   } finally {
     if (ownLog) await segLog.close();
   }

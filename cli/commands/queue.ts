@@ -1,11 +1,11 @@
 import { once } from 'node:events';
 import { createWriteStream } from 'node:fs';
 import type { LogRecord, SegmentLog } from '../../queue-bridge/index.ts';
-import { parseHostPort, UsageError } from '../../runtime/config.ts';
+import { type OptionDefs, parseHostPort, UsageError } from '../../runtime/config.ts';
 import { enableProcessMetrics, serveMetrics } from '../../runtime/metrics.ts';
 import { stateDir } from '../../runtime/paths.ts';
 import { exitOnSignals, onShutdown, shutdown } from '../../runtime/shutdown.ts';
-import { defineCommand } from '../command.ts';
+import { defineCommand, type RunContext } from '../command.ts';
 
 const ACTIONS = ['serve', 'cat', 'tail', 'import', 'export'] as const;
 type Action = (typeof ACTIONS)[number];
@@ -23,6 +23,66 @@ function recordText(r: LogRecord, json: boolean): string {
   const re = m.inReplyTo ? ` re=${m.inReplyTo}` : '';
   return `${r.offset} ${m.kind} ${m.id} ${m.clientAddr}:${m.ts_sec}:${m.ts_nsec}${re} ${m.payload}`;
 }
+
+const OPTIONS = {
+  dir: {
+    type: 'string',
+    env: 'VIRGO_QUEUE_DIR',
+    arg: 'DIR',
+    description: 'queue directory (default $VIRGO_STATE_DIR/kingcobra)',
+  },
+  listen: {
+    type: 'string',
+    env: 'VIRGO_QUEUE_LISTEN',
+    default: '127.0.0.1:60000',
+    arg: 'HOST:PORT',
+    description: 'serve: the text port (off: none)',
+  },
+  zmq: {
+    type: 'string',
+    env: 'VIRGO_QUEUE_ZMQ',
+    default: 'tcp://127.0.0.1:60001',
+    arg: 'ENDPOINT',
+    description: 'serve: the ZeroMQ ROUTER endpoint (off: none)',
+  },
+  workers: { type: 'number', default: 4, description: 'serve: requests handled at once' },
+  'max-queue': {
+    type: 'number',
+    default: 1024,
+    description: 'serve: requests in flight before clients get BUSY',
+  },
+  'max-line': { type: 'number', default: 4096, arg: 'BYTES', description: 'serve: longest request' },
+  'max-clients': { type: 'number', default: 1024, description: 'serve: TCP connections at once' },
+  secret: {
+    type: 'string',
+    env: 'VIRGO_QUEUE_SECRET',
+    arg: 'SECRET',
+    description: 'serve: TCP clients must first send "AUTH <secret>"',
+  },
+  metrics: {
+    type: 'string',
+    env: 'VIRGO_METRICS',
+    arg: 'HOST:PORT',
+    description: 'serve /metrics and /health',
+  },
+  follow: {
+    type: 'boolean',
+    short: 'f',
+    default: false,
+    description: 'cat/tail: keep printing new records',
+  },
+  json: { type: 'boolean', default: false, description: 'cat/tail: one JSON object per record' },
+  lines: { type: 'number', short: 'n', default: 10, description: 'tail: how many records' },
+  'from-offset': { type: 'number', arg: 'N', description: 'cat: start at this offset' },
+  legacy: { type: 'boolean', default: false, description: 'export: the original text format' },
+  pad: {
+    type: 'boolean',
+    default: false,
+    description: 'export: pad records to 256 bytes like the original',
+  },
+  replies: { type: 'boolean', default: false, description: 'export: include REPLY records' },
+  out: { type: 'string', arg: 'FILE', description: 'export: write here instead of stdout' },
+} as const satisfies OptionDefs;
 
 export default defineCommand({
   name: 'queue',
@@ -47,198 +107,154 @@ examples:
   virgo queue import ../shared/data/neuronrain/REQUEST_REPLY.queue.routedbyVIRGOQueue.17April2017
   virgo queue tail --follow
   virgo queue export --legacy --pad > REQUEST_REPLY.queue`,
-  options: {
-    dir: {
-      type: 'string',
-      env: 'VIRGO_QUEUE_DIR',
-      arg: 'DIR',
-      description: 'queue directory (default $VIRGO_STATE_DIR/kingcobra)',
-    },
-    listen: {
-      type: 'string',
-      env: 'VIRGO_QUEUE_LISTEN',
-      default: '127.0.0.1:60000',
-      arg: 'HOST:PORT',
-      description: 'serve: the text port (off: none)',
-    },
-    zmq: {
-      type: 'string',
-      env: 'VIRGO_QUEUE_ZMQ',
-      default: 'tcp://127.0.0.1:60001',
-      arg: 'ENDPOINT',
-      description: 'serve: the ZeroMQ ROUTER endpoint (off: none)',
-    },
-    workers: { type: 'number', default: 4, description: 'serve: requests handled at once' },
-    'max-queue': {
-      type: 'number',
-      default: 1024,
-      description: 'serve: requests in flight before clients get BUSY',
-    },
-    'max-line': { type: 'number', default: 4096, arg: 'BYTES', description: 'serve: longest request' },
-    'max-clients': { type: 'number', default: 1024, description: 'serve: TCP connections at once' },
-    secret: {
-      type: 'string',
-      env: 'VIRGO_QUEUE_SECRET',
-      arg: 'SECRET',
-      description: 'serve: TCP clients must first send "AUTH <secret>"',
-    },
-    metrics: {
-      type: 'string',
-      env: 'VIRGO_METRICS',
-      arg: 'HOST:PORT',
-      description: 'serve /metrics and /health',
-    },
-    follow: {
-      type: 'boolean',
-      short: 'f',
-      default: false,
-      description: 'cat/tail: keep printing new records',
-    },
-    json: { type: 'boolean', default: false, description: 'cat/tail: one JSON object per record' },
-    lines: { type: 'number', short: 'n', default: 10, description: 'tail: how many records' },
-    'from-offset': { type: 'number', arg: 'N', description: 'cat: start at this offset' },
-    legacy: { type: 'boolean', default: false, description: 'export: the original text format' },
-    pad: {
-      type: 'boolean',
-      default: false,
-      description: 'export: pad records to 256 bytes like the original',
-    },
-    replies: { type: 'boolean', default: false, description: 'export: include REPLY records' },
-    out: { type: 'string', arg: 'FILE', description: 'export: write here instead of stdout' },
-  },
-  async run({ opts, args, io }) {
-    const action = args[0] as Action | undefined;
-    if (!action || !ACTIONS.includes(action)) {
-      throw new UsageError(`which action? one of ${ACTIONS.join(', ')} (virgo queue --help)`);
-    }
-    const q = await import('../../queue-bridge/index.ts');
-    const dir = (opts.dir as string | undefined) ?? stateDir('kingcobra');
-    const write = async (s: string | Buffer) => {
-      if (!io.stdout.write(s)) await once(io.stdout, 'drain');
-    };
-
-    if (action === 'serve') {
-      const listenOpt = String(opts.listen);
-      const listen = listenOpt === 'off' ? false : parseHostPort(listenOpt);
-      const zmqOpt = String(opts.zmq);
-      if (zmqOpt !== 'off' && !/^(tcp|ipc|inproc):\/\/\S+$/.test(zmqOpt)) {
-        throw new UsageError(`--zmq must be an endpoint like tcp://127.0.0.1:60001, or off; got ${zmqOpt}`);
-      }
-      const svc = await q.startQueueService({
-        dir,
-        listen,
-        zmq: zmqOpt === 'off' ? false : zmqOpt,
-        workers: positiveInt('workers', opts.workers),
-        maxQueue: positiveInt('max-queue', opts['max-queue']),
-        maxLineBytes: positiveInt('max-line', opts['max-line']),
-        maxClients: positiveInt('max-clients', opts['max-clients']),
-        ...(opts.secret ? { secret: opts.secret as string } : {}),
-      });
-      onShutdown('queue', () => svc.close());
-      if (opts.metrics) {
-        enableProcessMetrics();
-        const m = parseHostPort(opts.metrics as string);
-        const srv = await serveMetrics({
-          host: m.host,
-          port: m.port,
-          health: () => {
-            const s = svc.stats();
-            return { ok: s.log.failed === null, ...s };
-          },
-        });
-        onShutdown('metrics', () => srv.close());
-      }
-      const s = svc.stats().log;
-      await write(
-        `listening tcp=${listen ? `${listen.host}:${svc.port}` : 'off'} zmq=${svc.zmqEndpoint ?? 'off'} dir=${dir} records=${s.nextOffset - s.firstOffset}\n`,
-      );
-      await exitOnSignals();
-      await shutdown();
-      return 0;
-    }
-
-    if (action === 'import') {
-      const file = args[1];
-      if (!file) throw new UsageError('import which file? virgo queue import <REQUEST_REPLY.queue file>');
-      const { readFile } = await import('node:fs/promises');
-      let buf: Buffer;
-      try {
-        buf = await readFile(file);
-      } catch (err) {
-        throw new UsageError(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? err}`);
-      }
-      const parsed = q.parseLegacy(buf);
-      if (parsed.records.length === 0) {
-        io.stderr.write(`virgo queue import: ${file} holds no REQUEST#…$$ records; nothing imported\n`);
+  options: OPTIONS,
+  async run(ctx) {
+    try {
+      return await runQueue(ctx);
+    } catch (err) {
+      // Expected failures (a locked or damaged log, a port in use) get one line, not a stack.
+      const q = await import('../../queue-bridge/index.ts');
+      if (err instanceof q.LogError || /cannot (listen|bind)/.test((err as Error).message)) {
+        ctx.io.stderr.write(`virgo queue: ${(err as Error).message}\n`);
         return 1;
       }
-      const segLog = await q.openSegmentLog(dir);
-      try {
-        const offsets = await Promise.all(parsed.records.map((r) => segLog.append(r)));
-        const first = offsets[0]!.offset;
-        const last = offsets.at(-1)!.offset;
-        await write(
-          `imported ${parsed.records.length} records from ${file} into ${dir} (offsets ${first}-${last}; ` +
-            `${parsed.paddingBytes} bytes of padding skipped${parsed.skipped ? `, ${parsed.skipped} broken records` : ''})\n`,
-        );
-      } finally {
-        await segLog.close();
-      }
-      return 0;
-    }
-
-    const segLog: SegmentLog = new q.SegmentLog(dir, { readOnly: true });
-    await segLog.open();
-    const ac = new AbortController();
-    if (opts.follow) {
-      void exitOnSignals().then(() => ac.abort());
-    }
-    // A reader that goes away (| head) ends the listing quietly.
-    const onPipeError = (err: NodeJS.ErrnoException) => {
-      if (err.code === 'EPIPE') ac.abort();
-    };
-    io.stdout.on('error', onPipeError);
-    try {
-      if (action === 'export') {
-        if (!opts.legacy) {
-          throw new UsageError(
-            'export writes the original format: give --legacy (for JSON: virgo queue cat --json)',
-          );
-        }
-        const out = opts.out ? createWriteStream(opts.out as string) : io.stdout;
-        let written = 0;
-        let altered = 0;
-        for await (const r of segLog.read({ signal: ac.signal })) {
-          const piece = q.legacyRecord(r.message, { pad: !!opts.pad, replies: !!opts.replies });
-          if (!piece) continue;
-          written++;
-          if (piece.altered) altered++;
-          if (!out.write(piece.data)) await once(out, 'drain');
-        }
-        if (opts.out) {
-          const ws = out as ReturnType<typeof createWriteStream>;
-          ws.end();
-          await once(ws, 'close');
-        }
-        io.stderr.write(
-          `virgo queue export: ${written} records${altered ? ` (${altered} payloads had line breaks or " $$", replaced)` : ''}\n`,
-        );
-        return 0;
-      }
-      const json = !!opts.json;
-      let from = segLog.firstOffset;
-      if (action === 'tail') from = Math.max(from, segLog.nextOffset - positiveInt('lines', opts.lines));
-      else if (opts['from-offset'] !== undefined) from = opts['from-offset'] as number;
-      for await (const r of segLog.read({ fromOffset: from, follow: !!opts.follow, signal: ac.signal })) {
-        await write(`${recordText(r, json)}\n`);
-      }
-      return 0;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'EPIPE') return 0;
       throw err;
-    } finally {
-      io.stdout.off('error', onPipeError);
-      await segLog.close();
     }
   },
 });
+
+async function runQueue({ opts, args, io }: RunContext<typeof OPTIONS>): Promise<number> {
+  const action = args[0] as Action | undefined;
+  if (!action || !ACTIONS.includes(action)) {
+    throw new UsageError(`which action? one of ${ACTIONS.join(', ')} (virgo queue --help)`);
+  }
+  const q = await import('../../queue-bridge/index.ts');
+  const dir = (opts.dir as string | undefined) ?? stateDir('kingcobra');
+  const write = async (s: string | Buffer) => {
+    if (!io.stdout.write(s)) await once(io.stdout, 'drain');
+  };
+
+  if (action === 'serve') {
+    const listenOpt = String(opts.listen);
+    const listen = listenOpt === 'off' ? false : parseHostPort(listenOpt);
+    const zmqOpt = String(opts.zmq);
+    if (zmqOpt !== 'off' && !/^(tcp|ipc|inproc):\/\/\S+$/.test(zmqOpt)) {
+      throw new UsageError(`--zmq must be an endpoint like tcp://127.0.0.1:60001, or off; got ${zmqOpt}`);
+    }
+    const svc = await q.startQueueService({
+      dir,
+      listen,
+      zmq: zmqOpt === 'off' ? false : zmqOpt,
+      workers: positiveInt('workers', opts.workers),
+      maxQueue: positiveInt('max-queue', opts['max-queue']),
+      maxLineBytes: positiveInt('max-line', opts['max-line']),
+      maxClients: positiveInt('max-clients', opts['max-clients']),
+      ...(opts.secret ? { secret: opts.secret as string } : {}),
+    });
+    onShutdown('queue', () => svc.close());
+    if (opts.metrics) {
+      enableProcessMetrics();
+      const m = parseHostPort(opts.metrics as string);
+      const srv = await serveMetrics({
+        host: m.host,
+        port: m.port,
+        health: () => {
+          const s = svc.stats();
+          return { ok: s.log.failed === null, ...s };
+        },
+      });
+      onShutdown('metrics', () => srv.close());
+    }
+    const s = svc.stats().log;
+    await write(
+      `listening tcp=${listen ? `${listen.host}:${svc.port}` : 'off'} zmq=${svc.zmqEndpoint ?? 'off'} dir=${dir} records=${s.nextOffset - s.firstOffset}\n`,
+    );
+    await exitOnSignals();
+    await shutdown();
+    return 0;
+  }
+
+  if (action === 'import') {
+    const file = args[1];
+    if (!file) throw new UsageError('import which file? virgo queue import <REQUEST_REPLY.queue file>');
+    const { readFile } = await import('node:fs/promises');
+    let buf: Buffer;
+    try {
+      buf = await readFile(file);
+    } catch (err) {
+      throw new UsageError(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? err}`);
+    }
+    const parsed = q.parseLegacy(buf);
+    if (parsed.records.length === 0) {
+      io.stderr.write(`virgo queue import: ${file} holds no REQUEST#…$$ records; nothing imported\n`);
+      return 1;
+    }
+    const segLog = await q.openSegmentLog(dir);
+    try {
+      const offsets = await Promise.all(parsed.records.map((r) => segLog.append(r)));
+      const first = offsets[0]!.offset;
+      const last = offsets.at(-1)!.offset;
+      await write(
+        `imported ${parsed.records.length} records from ${file} into ${dir} (offsets ${first}-${last}; ` +
+          `${parsed.paddingBytes} bytes of padding skipped${parsed.skipped ? `, ${parsed.skipped} broken records` : ''})\n`,
+      );
+    } finally {
+      await segLog.close();
+    }
+    return 0;
+  }
+
+  const segLog: SegmentLog = new q.SegmentLog(dir, { readOnly: true });
+  await segLog.open();
+  const ac = new AbortController();
+  if (opts.follow) {
+    void exitOnSignals().then(() => ac.abort());
+  }
+  // A reader that goes away (| head) ends the listing quietly.
+  const onPipeError = (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') ac.abort();
+  };
+  io.stdout.on('error', onPipeError);
+  try {
+    if (action === 'export') {
+      if (!opts.legacy) {
+        throw new UsageError(
+          'export writes the original format: give --legacy (for JSON: virgo queue cat --json)',
+        );
+      }
+      const out = opts.out ? createWriteStream(opts.out as string) : io.stdout;
+      let written = 0;
+      let altered = 0;
+      for await (const r of segLog.read({ signal: ac.signal })) {
+        const piece = q.legacyRecord(r.message, { pad: !!opts.pad, replies: !!opts.replies });
+        if (!piece) continue;
+        written++;
+        if (piece.altered) altered++;
+        if (!out.write(piece.data)) await once(out, 'drain');
+      }
+      if (opts.out) {
+        const ws = out as ReturnType<typeof createWriteStream>;
+        ws.end();
+        await once(ws, 'close');
+      }
+      io.stderr.write(
+        `virgo queue export: ${written} records${altered ? ` (${altered} payloads had line breaks or " $$", replaced)` : ''}\n`,
+      );
+      return 0;
+    }
+    const json = !!opts.json;
+    let from = segLog.firstOffset;
+    if (action === 'tail') from = Math.max(from, segLog.nextOffset - positiveInt('lines', opts.lines));
+    else if (opts['from-offset'] !== undefined) from = opts['from-offset'] as number;
+    for await (const r of segLog.read({ fromOffset: from, follow: !!opts.follow, signal: ac.signal })) {
+      await write(`${recordText(r, json)}\n`);
+    }
+    return 0;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EPIPE') return 0;
+    throw err;
+  } finally {
+    io.stdout.off('error', onPipeError);
+    await segLog.close();
+  }
+}

@@ -7,6 +7,7 @@ import {
   exportLegacy,
   hexIpToAddr,
   importLegacy,
+  legacyRecord,
   openSegmentLog,
   parseLegacy,
 } from '../../queue-bridge/index.ts';
@@ -76,19 +77,21 @@ describe('legacy REQUEST_REPLY.queue', () => {
   it('exports in the original text, padded to 256-byte records on request, and reads back the same', async () => {
     const records = await importLegacy(LEGACY);
     const plain = exportLegacy(records);
-    expect(plain.written).toBe(35);
-    expect(plain.data.toString().split('\n')[33]).toBe(
+    expect(plain.toString().split('\n')).toHaveLength(36);
+    expect(plain.toString().split('\n')[33]).toBe(
       'REQUEST#1005a5a#1492426582:21197638#virgo_queueing_17April2017 $$',
     );
-    const padded = exportLegacy(records, { pad: true }).data;
+    const padded = exportLegacy(records, { pad: true });
     // the original file is 35 records of 256 bytes
     expect(padded.length).toBe(readFileSync(LEGACY).length);
     expect(parseLegacy(padded).records).toEqual(records);
     // replies are left out unless asked for; line breaks cannot survive the format
     const ours = [msg(1, { payload: 'two\nlines' }), msg(2, { kind: 'REPLY', inReplyTo: 't-1' })];
-    const out = exportLegacy(ours);
-    expect(out).toMatchObject({ written: 1, altered: 1 });
-    expect(exportLegacy(ours, { replies: true }).written).toBe(2);
+    expect(exportLegacy(ours).toString()).toBe('REQUEST#7f000001#1700000001:1000#two lines $$\n');
+    expect(legacyRecord(ours[0]!)?.altered).toBe(true);
+    expect(exportLegacy(ours, { replies: true }).toString().split('\n')[1]).toBe(
+      'REPLY#7f000001#1700000002:2000#payload 2 $$',
+    );
   });
 
   it('virgo queue import / cat / tail / export (the CLI)', async () => {

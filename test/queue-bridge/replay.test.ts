@@ -185,7 +185,7 @@ describe('replay into the bus', () => {
     const log = await logWith([0, 1, 2, 3, 4].map((i) => msg(i)));
     const bus = new MemoryBus();
     const r = await replay({ log, bus, topic: 'kc', since: new Date((1_700_000_000 + 3) * 1000) });
-    expect(r).toMatchObject({ published: 2, skipped: 3 });
+    expect(r).toMatchObject({ published: 2, skipped: 3, startOffset: 3, nextOffset: 5 });
     expect(keys(await drain(bus, 'kc', 2))).toEqual(['t-3', 't-4']);
     await log.close();
     await bus.close();
