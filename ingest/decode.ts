@@ -25,8 +25,8 @@ function controlBytes(b: Buffer): number {
 }
 
 /**
- * The lines of one message value: split on LF (a producer may batch lines into one message), CR
- * and blanks at the ends trimmed, empty lines dropped, each cut to `maxLineBytes` on a character
+ * The lines of one message value: split on LF (a producer may batch lines into one message), blank
+ * lines dropped (a trailing CR stays: the parser trims it), each cut to `maxLineBytes` on a character
  * boundary (their indexes in `truncated`).
  */
 export function decodeValue(value: Buffer | null, maxLineBytes = MAX_LINE_BYTES): Decoded {
@@ -56,7 +56,8 @@ export function decodeValue(value: Buffer | null, maxLineBytes = MAX_LINE_BYTES)
   const truncated: number[] = [];
   const big = value.length > maxLineBytes;
   for (const p of pieces) {
-    const line = trimBlank(p);
+    // Trailing CR and blanks stay (the parser trims them): no slice of a single-line value.
+    const line = isBlank(p) ? '' : p;
     if (line.length === 0) continue;
     if (big && Buffer.byteLength(line) > maxLineBytes) {
       truncated.push(lines.length);
@@ -67,15 +68,12 @@ export function decodeValue(value: Buffer | null, maxLineBytes = MAX_LINE_BYTES)
   return { ok: true, lines, truncated };
 }
 
-/** Without trailing CR, spaces and tabs ('' for a blank line). */
-function trimBlank(s: string): string {
-  let b = s.length;
-  while (b > 0) {
-    const c = s.charCodeAt(b - 1);
-    if (c === 13 || c === 32 || c === 9) b--;
-    else break;
+function isBlank(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c !== 13 && c !== 32 && c !== 9) return false;
   }
-  return b === s.length ? s : s.slice(0, b);
+  return true;
 }
 
 /** The first `max` bytes of `s` in UTF-8, never splitting a character. */

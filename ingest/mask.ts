@@ -21,6 +21,9 @@ const SPACE = 64;
 const SLASH = 128;
 /** '.' only; HOSTCH also has it */
 const DOT = 256;
+const COLON = 512;
+/** the sentence punctuation a unit may end with: . : ! ? */
+const TRAIL = 1024;
 
 // Indexed by UTF-16 code unit (64 KiB): one load per character, no range branch.
 const CLASS = new Uint16Array(65536);
@@ -34,6 +37,8 @@ for (const c of ':/.') CLASS[c.charCodeAt(0)]! |= CUT;
 CLASS[32] = SPACE;
 CLASS[47]! |= SLASH;
 CLASS[46]! |= DOT;
+CLASS[58]! |= COLON;
+for (const c of '.:!?') CLASS[c.charCodeAt(0)]! |= TRAIL;
 CLASS[9] = SPACE;
 
 const cls = (code: number): number => CLASS[code]!;
@@ -60,6 +65,8 @@ const utf16 = new TextDecoder('utf-16le');
  */
 export class Scanner {
   message = '';
+  /** end of the scanned range of message */
+  end = 0;
   /** tokens */
   count = 0;
   /** token i is message.slice(starts[i], ends[i]) */
@@ -103,35 +110,33 @@ export class Scanner {
     return true;
   }
 
-  scan(message: string): this {
+  /** Scans message[start, end) (the miner reads a message inside its line: no slice to create). */
+  scan(message: string, start = 0, end = message.length): this {
     this.message = message;
+    this.end = end;
     this.count = 0;
     this.vcount = 0;
     this.len = 0;
     this.hash = 0x811c9dc5;
     // room for the message plus wildcards longer than what they replace
-    if (this.buf.length < message.length * 2 + 16) this.buf = new Uint16Array(message.length * 2 + 16);
-    const n = message.length;
+    if (this.buf.length < (end - start) * 2 + 16) this.buf = new Uint16Array((end - start) * 2 + 16);
+    const n = end;
     const buf = this.buf;
     let len = 0;
     let h = 0x811c9dc5;
-    let i = this.skipSpace(0);
+    let i = this.skipSpace(start);
     while (i < n) {
       const a = i;
       const len0 = len;
       const h0 = h;
-      // One pass to the token's end, copying it into the key and noting whether it could hold a
-      // variable; tokens that might are rewound and masked.
-      let interesting = false;
-      let dots = 0;
+      // One pass to the token's end, copying it into the key and collecting its character
+      // classes; tokens that may hold a variable are then rewound and masked.
+      let acc = 0;
       while (i < n) {
         const c = message.charCodeAt(i);
         const k = CLASS[c]!;
-        if (k & (SPACE | DIGIT | SLASH | DOT)) {
-          if (k & SPACE) break;
-          if (k & DOT) dots++;
-          else interesting = true;
-        }
+        if (k & SPACE) break;
+        acc |= k;
         buf[len++] = c;
         h = Math.imul(h ^ c, 16777619);
         i++;
@@ -143,11 +148,19 @@ export class Scanner {
       this.ends[t] = b;
       this.vstart[t] = this.vcount;
       this.count = t + 1;
-      if (interesting || dots >= 2 || (b - a === 3 && (this.isMonthDay(a, b) || this.isWeekdayDate(a, b)))) {
+      if (acc & (DIGIT | SLASH | DOT)) {
+        if (acc & (DIGIT | SLASH) || this.dots(a, b) >= 2) {
+          this.len = len0;
+          this.hash = h0;
+          if (acc & (DELIM | SLASH)) this.maskToken(a, b);
+          else this.maskSimple(a, b, acc);
+          len = this.len;
+          h = this.hash;
+        }
+      } else if (b - a === 3 && (this.isMonthDay(a, b) || this.isWeekdayDate(a, b))) {
         this.len = len0;
         this.hash = h0;
-        if (interesting || dots >= 2) this.maskToken(a, b);
-        else this.wild(a, b);
+        this.wild(a, b);
         len = this.len;
         h = this.hash;
       }
@@ -216,15 +229,15 @@ export class Scanner {
 
   private skipSpace(i: number): number {
     const m = this.message;
-    const n = m.length;
-    while (i < n && cls(m.charCodeAt(i)) & SPACE) i++;
+    const n = this.end;
+    while (i < n && CLASS[m.charCodeAt(i)]! & SPACE) i++;
     return i;
   }
 
   private tokenEnd(i: number): number {
     const m = this.message;
-    const n = m.length;
-    while (i < n && !(cls(m.charCodeAt(i)) & SPACE)) i++;
+    const n = this.end;
+    while (i < n && !(CLASS[m.charCodeAt(i)]! & SPACE)) i++;
     return i;
   }
 
@@ -251,14 +264,39 @@ export class Scanner {
   private isMonthDay(a: number, b: number): boolean {
     if (b - a !== 3 || !this.isWord3(a, MONTHS)) return false;
     const c = this.skipSpace(b);
-    return c < this.message.length && this.isDayNumber(c, this.tokenEnd(c));
+    return c < this.end && this.isDayNumber(c, this.tokenEnd(c));
   }
 
   /** A weekday name followed by a month and a day: `Wed Jun 22`. */
   private isWeekdayDate(a: number, b: number): boolean {
     if (!this.isWord3(a, WEEKDAYS)) return false;
     const c = this.skipSpace(b);
-    return c < this.message.length && this.isMonthDay(c, this.tokenEnd(c));
+    return c < this.end && this.isMonthDay(c, this.tokenEnd(c));
+  }
+
+  private dots(a: number, b: number): number {
+    let d = 0;
+    for (let i = a; i < b; i++) if (this.message.charCodeAt(i) === 46) d++;
+    return d;
+  }
+
+  /**
+   * A token without delimiters or slashes (`2005`, `13:16:31`, `218.188.2.4`, `host8.example.net`,
+   * `batch:1`): the common case, without the unit splitting of maskToken.
+   */
+  private maskSimple(a: number, b: number, acc: number): void {
+    if (acc & COLON) {
+      this.maskUnit(a, b);
+      return;
+    }
+    const m = this.message;
+    let e = b;
+    if (acc & TRAIL) while (e > a && CLASS[m.charCodeAt(e - 1)]! & TRAIL) e--;
+    if (e === a) this.copy(a, b);
+    else {
+      this.maskSub(a, e);
+      if (e < b) this.copy(e, b);
+    }
   }
 
   /** Masks the units of one token: runs between delimiters such as `=`, `(`, `,`. */

@@ -198,9 +198,12 @@ export class TemplateMiner {
     };
   }
 
-  /** Mines one message (the text after the syslog header). */
-  add(message: string): MineResult {
-    const m = this.scanner.scan(message);
+  /**
+   * Mines one message (the text after the syslog header): `text.slice(start, end)`, read in place
+   * (the stage passes the whole line and ParsedLine.messageAt, sparing the slice's indirection).
+   */
+  add(text: string, start = 0, end = text.length): MineResult {
+    const m = this.scanner.scan(text, start, end);
     let e = this.cache.get(m.hash);
     let change: TemplateChange = 'none';
     if (e && (!e.cluster.alive || !m.keyEquals(e.units))) e = undefined;

@@ -36,18 +36,24 @@ function digits(s: string, i: number, n: number): number {
 
 // `Jan  2` → epoch ms of that UTC midnight, for the year in force; one Date.UTC per day seen.
 let dayCacheKey = -1;
-let dayCacheYear = -1;
+let dayCacheNowDay = -1;
 let dayCacheMs = 0;
+let yearNowDay = -1;
+let yearOfNow = 1970;
 
 function bsdDayStart(month: number, day: number, now: number): number {
   const key = month * 32 + day;
-  const nowYear = new Date(now).getUTCFullYear();
-  if (key === dayCacheKey && nowYear === dayCacheYear) return dayCacheMs;
-  let ms = Date.UTC(nowYear, month, day);
+  const nowDay = Math.floor(now / 86_400_000);
+  if (key === dayCacheKey && nowDay === dayCacheNowDay) return dayCacheMs;
+  if (nowDay !== yearNowDay) {
+    yearNowDay = nowDay;
+    yearOfNow = new Date(now).getUTCFullYear();
+  }
+  let ms = Date.UTC(yearOfNow, month, day);
   // A December line read in January belongs to last year.
-  if (ms > now + 31 * 86_400_000) ms = Date.UTC(nowYear - 1, month, day);
+  if (ms > now + 31 * 86_400_000) ms = Date.UTC(yearOfNow - 1, month, day);
   dayCacheKey = key;
-  dayCacheYear = nowYear;
+  dayCacheNowDay = nowDay;
   dayCacheMs = ms;
   return ms;
 }
@@ -282,6 +288,7 @@ function result(
     facility: pri >= 0 ? pri >> 3 : null,
     severity: pri >= 0 ? pri & 7 : null,
     message,
+    messageAt: -1,
     family,
     fields,
   };
@@ -306,6 +313,14 @@ function trimLine(raw: string): string {
  */
 export function parseLine(raw: string, opts: ParseOptions = {}): ParsedLine {
   const s = trimLine(raw);
+  const p = parseTrimmed(s, opts);
+  // every layout but JSON cuts the message as a suffix of the trimmed line
+  if (p.format !== 'journal')
+    p.messageAt = (raw.charCodeAt(0) === 0xfeff ? 1 : 0) + s.length - p.message.length;
+  return p;
+}
+
+function parseTrimmed(s: string, opts: ParseOptions): ParsedLine {
   const now = opts.now ?? Date.now();
   const defaultHost = opts.host ?? '';
   if (s.charCodeAt(0) === 123) {

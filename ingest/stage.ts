@@ -137,8 +137,10 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
       for (let i = 0; i < d.lines.length; i++) {
         lines++;
         try {
-          const parsed = parseLine(d.lines[i]!, { host: key, now });
-          const mined = miner.add(parsed.message);
+          const line = d.lines[i]!;
+          const parsed = parseLine(line, { host: key, now });
+          const at = parsed.messageAt;
+          const mined = at >= 0 ? miner.add(line, at, at + parsed.message.length) : miner.add(parsed.message);
           const cut = d.truncated.length > 0 && d.truncated.includes(i);
           events.push(toKernelEvent(parsed, mined, cut ? truncatedFlags : []));
           families[parsed.family] = (families[parsed.family] ?? 0) + 1;

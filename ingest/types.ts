@@ -46,6 +46,11 @@ export interface ParsedLine {
   severity: number | null;
   /** the text after the header (and after the kernel stamp) */
   message: string;
+  /**
+   * where message starts in the line given to parseLine (it runs to the line's trimmed end), or
+   * -1 when it is not part of the line (journal JSON): lets the miner read it in place
+   */
+  messageAt: number;
   family: Family;
   /** typed fields of the family, as text */
   fields: Record<string, string>;

@@ -1,4 +1,4 @@
-import { createBus, parseBrokers, TOPICS } from '../../bus/index.ts';
+import { BusError, createBus, parseBrokers, TOPICS, topicSpecs } from '../../bus/index.ts';
 import { CONNECTION_OPTIONS, UsageError } from '../../runtime/config.ts';
 import { setLogLevel } from '../../runtime/log.ts';
 import { exitOnSignals, onShutdown } from '../../runtime/shutdown.ts';
@@ -38,13 +38,19 @@ examples:
     },
     topic: { type: 'string', default: TOPICS.kernelLogs, arg: 'TOPIC', description: 'topic to publish to' },
     host: { type: 'string', arg: 'NAME', description: 'key every line with this host' },
-    'batch-size': { type: 'number', default: 5000, arg: 'N', description: 'lines per Kafka batch' },
+    'batch-size': { type: 'number', default: 1000, arg: 'N', description: 'lines per Kafka batch' },
     compression: { type: 'string', default: 'gzip', arg: 'gzip|none', description: 'batch compression' },
     retries: {
       type: 'number',
       default: 3,
       arg: 'N',
       description: 'retries before an unreachable broker ends the run',
+    },
+    'connect-timeout': {
+      type: 'number',
+      default: 15,
+      arg: 'SECONDS',
+      description: 'give up when the broker has not answered within this time',
     },
   },
   async run({ opts, args, io }) {
@@ -60,7 +66,7 @@ examples:
     const compression = opts.compression;
     if (compression !== 'gzip' && compression !== 'none')
       throw new UsageError('--compression must be gzip or none');
-    const batchSize = opts['batch-size'] ?? 5000;
+    const batchSize = opts['batch-size'] ?? 1000;
     if (!Number.isInteger(batchSize) || batchSize < 1)
       throw new UsageError(`--batch-size must be a whole number >= 1, got ${batchSize}`);
     if (opts.follow && source === '-')
@@ -89,13 +95,47 @@ examples:
       await bus.close();
     });
     void exitOnSignals();
+    const topic = opts.topic ?? TOPICS.kernelLogs;
+    // First contact under a deadline: a dead or black-holed broker ends the run in bounded time
+    // whatever the client's own retry and request timeouts do.
+    const seconds = opts['connect-timeout'] ?? 15;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        bus
+          .ensureTopics([topicSpecs().find((t) => t.topic === topic) ?? { topic, partitions: 4 }])
+          .catch((err) => {
+            // no right to create topics is not fatal; no broker is
+            if (/connect|broker/i.test((err as Error).message)) throw err;
+          }),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(
+            () =>
+              reject(
+                new BusError(
+                  `Kafka at ${brokers.join(',')} did not answer within ${seconds} s (is the broker running and reachable? \`npm run services:up\` starts a local one)`,
+                ),
+              ),
+            seconds * 1000,
+          );
+        }),
+      ]);
+    } catch (err) {
+      await bus.close().catch(() => {});
+      // The client's connect in progress cannot be cancelled and would hold the process open.
+      setTimeout(() => process.exit(1), 1000).unref();
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
     const run = publishLogs({
       bus,
       source,
       follow: opts.follow ?? false,
       fromEnd: opts['from-end'] ?? false,
       ...(opts.host ? { host: opts.host } : {}),
-      topic: opts.topic ?? TOPICS.kernelLogs,
+      topic,
+      ensureTopic: false,
       batchSize,
       compression,
       signal: ac.signal,

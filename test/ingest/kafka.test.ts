@@ -2,6 +2,7 @@
 // KernelEvents; garbage lands on the dead-letter topic, where `virgo subscribe` shows it; and
 // `virgo publish-logs` writes what kcat would (keys, header, raw value), or fails clearly.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { type AddressInfo, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -144,14 +145,33 @@ describe('ingest on Kafka (real broker)', () => {
     ]);
   });
 
-  it('fails clearly: an unreachable broker (exit 1, bounded) and no --brokers at all (exit 2)', async () => {
+  it('fails clearly: refused (exit 1), silent broker (exit 1 at the deadline), no --brokers (exit 2)', async () => {
     const file = join(dir, 'one.log');
     writeFileSync(file, 'a line\n');
     const t0 = Date.now();
-    const dead = await virgo(['publish-logs', file, '--brokers', '127.0.0.1:1', '--retries', '1']);
+    const dead = await virgo(['publish-logs', file, '--brokers', '127.0.0.1:1', '--retries', '2']);
     expect(dead.code).toBe(1);
-    expect(dead.stderr).toMatch(/Kafka at 127\.0\.0\.1:1.*ECONNREFUSED/);
+    expect(dead.stderr).toMatch(/Kafka at 127\.0\.0\.1:1/);
     expect(Date.now() - t0).toBeLessThan(30_000);
+    // a port that accepts and never answers: the connect deadline ends it
+    const held: Socket[] = [];
+    const silent = createServer((s) => void held.push(s));
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    const port = (silent.address() as AddressInfo).port;
+    const t1 = Date.now();
+    const mute = await virgo([
+      'publish-logs',
+      file,
+      '--brokers',
+      `127.0.0.1:${port}`,
+      '--connect-timeout',
+      '2',
+    ]);
+    expect(mute.code).toBe(1);
+    expect(mute.stderr).toMatch(new RegExp(`127\\.0\\.0\\.1:${port}.*(did not answer within 2 s|failed)`));
+    expect(Date.now() - t1).toBeLessThan(20_000);
+    for (const s of held) s.destroy();
+    silent.close();
     const embedded = await virgo(['publish-logs', file], undefined);
     expect(embedded.code).toBe(2);
     expect(embedded.stderr).toMatch(/give --brokers.*virgo up/s);

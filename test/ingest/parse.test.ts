@@ -146,6 +146,15 @@ describe('headers', () => {
     expect(parseLine('').message).toBe('');
   });
 
+  it('messageAt says where the message sits in the line (journal JSON: -1)', () => {
+    const lines = [...fixture.filter(Boolean), '\uFEFFJun 14 15:16:01 combo sshd[1]: x y \r\n', 'bare  \r'];
+    for (const l of lines) {
+      const p = parseLine(l);
+      expect(l.slice(p.messageAt, p.messageAt + p.message.length), l).toBe(p.message);
+    }
+    expect(parseLine(JSON.stringify({ MESSAGE: 'm', _HOSTNAME: 'h' })).messageAt).toBe(-1);
+  });
+
   it('hostOf() finds the host without a full parse', () => {
     expect(hostOf('Jun 14 15:16:01 combo sshd[1]: x')).toBe('combo');
     expect(hostOf('<34>1 2003-10-11T22:14:15.003Z mymachine su - - - x')).toBe('mymachine');

