@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { hostOf, type ParsedLine, parseLine } from '../../ingest/index.ts';
 
 const NOW = Date.UTC(2024, 5, 15, 12, 0, 0); // 15 June 2024
-const fixture = readFileSync(new URL('./fixtures/families.log', import.meta.url), 'utf8').split('\n');
+const fixture = readFileSync(new URL('./fixtures/families.txt', import.meta.url), 'utf8').split('\n');
 const line = (needle: string): ParsedLine => {
   const l = fixture.find((x) => x.includes(needle));
   if (!l) throw new Error(`fixture has no line with ${needle}`);
