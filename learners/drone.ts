@@ -335,6 +335,8 @@ interface DeviceState {
   /** EWMA of the deceleration achieved per unit of brake, m/s² */
   decel: number;
   samples: number;
+  /** the previous decision's memory (the detour in progress) */
+  memory?: DroneMemory;
 }
 
 export interface DroneOptions extends Partial<DroneParams> {}
@@ -374,9 +376,14 @@ export class DroneLearner implements Learner {
     const out: Proposal[] = [];
     for (const [device, f] of latest) {
       const decel = this.effectiveDecel(device);
-      const c = decide(f, { ...this.params, maxDecel: decel });
       const st = this.devices.get(device);
-      if (st) st.brake = c.brake;
+      // Each device's detour memory goes from one decision to the next, so a way round an
+      // obstacle is kept instead of being re-chosen (and flipped) every frame.
+      const c = decide(f, { ...this.params, maxDecel: decel }, st?.memory);
+      if (st) {
+        st.brake = c.brake;
+        st.memory = c.memory;
+      }
       const gb =
         f.goalBearing === null ? 'none' : `${f.goalBearing >= 0 ? '+' : ''}${f.goalBearing.toFixed(2)}rad`;
       const gd = f.goalDistance === null ? '' : `/${f.goalDistance.toFixed(1)}m`;
@@ -420,6 +427,8 @@ export class DroneLearner implements Learner {
 
   async load(dir: string): Promise<void> {
     const j = readJson<{ devices: [string, DeviceState][]; frames: number }>(join(dir, 'state.json'));
+    // JSON has no Infinity: a detour not begun was saved as null
+    for (const [, d] of j.devices) if (d.memory) d.memory.hitDist ??= Number.POSITIVE_INFINITY;
     this.devices = new Map(j.devices);
     this.frames = j.frames;
   }

@@ -126,43 +126,95 @@ const wrap = (a: number) => {
   return x;
 };
 
-export function simulate(course: Course, control: (f: Frame) => Controls, p: SimParams = SIM): SimResult {
-  let { x, y, heading } = course.start;
-  let v = 0;
-  let t = 0;
-  let minClearance = Number.POSITIVE_INFINITY;
-  let vmax = 0;
-  while (t < p.timeLimit) {
-    const gd = Math.hypot(course.goal.x - x, course.goal.y - y);
-    if (gd < p.goalRadius)
-      return { seed: course.seed, collided: false, reached: true, time: t, minClearance, maxSpeed: vmax };
-    const frame: Frame = {
-      distances: sense(p, course, x, y, heading),
-      speed: v,
-      goalBearing: wrap(Math.atan2(course.goal.y - y, course.goal.x - x) - heading),
+/** One flight: frames out, controls in, until the goal, a collision or the time limit. */
+class Flight {
+  x: number;
+  y: number;
+  heading: number;
+  v = 0;
+  t = 0;
+  minClearance = Number.POSITIVE_INFINITY;
+  vmax = 0;
+  constructor(
+    readonly course: Course,
+    readonly p: SimParams,
+  ) {
+    ({ x: this.x, y: this.y, heading: this.heading } = course.start);
+  }
+
+  /** The next frame, or the result when the flight is over. */
+  frame(): Frame | SimResult {
+    const { course, p } = this;
+    const gd = Math.hypot(course.goal.x - this.x, course.goal.y - this.y);
+    if (gd < p.goalRadius) return this.result(false, true);
+    if (this.t >= p.timeLimit) return this.result(false, false);
+    return {
+      distances: sense(p, course, this.x, this.y, this.heading),
+      speed: this.v,
+      goalBearing: wrap(Math.atan2(course.goal.y - this.y, course.goal.x - this.x) - this.heading),
       goalDistance: gd,
-      heading,
+      heading: this.heading,
     };
-    const c = control(frame);
+  }
+
+  /** Flies one step; a result when it collided. */
+  step(c: Controls): SimResult | undefined {
+    const p = this.p;
     const throttle = Math.min(1, Math.max(0, c.throttle));
     const brake = Math.min(1, Math.max(0, c.brake));
     const yaw = Math.min(1, Math.max(-1, c.yaw));
-    if (brake > 0) v = Math.max(0, v - brake * p.maxDecel * p.dt);
+    if (brake > 0) this.v = Math.max(0, this.v - brake * p.maxDecel * p.dt);
     else {
       const target = throttle * p.maxSpeed;
-      v += Math.min(p.maxAccel * p.dt, Math.max(-p.coastDecel * p.dt, target - v));
+      this.v += Math.min(p.maxAccel * p.dt, Math.max(-p.coastDecel * p.dt, target - this.v));
     }
-    heading = wrap(heading + yaw * p.maxYawRate * p.dt);
-    x += v * Math.cos(heading) * p.dt;
-    y += v * Math.sin(heading) * p.dt;
-    vmax = Math.max(vmax, v);
-    t += p.dt;
-    for (const o of course.obstacles) {
-      const clear = Math.hypot(o.x - x, o.y - y) - o.r - p.droneRadius;
-      minClearance = Math.min(minClearance, clear);
-      if (clear < 0)
-        return { seed: course.seed, collided: true, reached: false, time: t, minClearance, maxSpeed: vmax };
+    this.heading = wrap(this.heading + yaw * p.maxYawRate * p.dt);
+    this.x += this.v * Math.cos(this.heading) * p.dt;
+    this.y += this.v * Math.sin(this.heading) * p.dt;
+    this.vmax = Math.max(this.vmax, this.v);
+    this.t += p.dt;
+    for (const o of this.course.obstacles) {
+      const clear = Math.hypot(o.x - this.x, o.y - this.y) - o.r - p.droneRadius;
+      this.minClearance = Math.min(this.minClearance, clear);
+      if (clear < 0) return this.result(true, false);
     }
+    return undefined;
   }
-  return { seed: course.seed, collided: false, reached: false, time: t, minClearance, maxSpeed: vmax };
+
+  result(collided: boolean, reached: boolean): SimResult {
+    return {
+      seed: this.course.seed,
+      collided,
+      reached,
+      time: this.t,
+      minClearance: this.minClearance,
+      maxSpeed: this.vmax,
+    };
+  }
+}
+
+const isFrame = (x: Frame | SimResult): x is Frame => 'distances' in x;
+
+export function simulate(course: Course, control: (f: Frame) => Controls, p: SimParams = SIM): SimResult {
+  const flight = new Flight(course, p);
+  for (;;) {
+    const f = flight.frame();
+    if (!isFrame(f)) return f;
+    const end = flight.step(control(f));
+    if (end) return end;
+  }
+}
+
+export async function simulateAsync(
+  course: Course,
+  control: (f: Frame) => Promise<Controls>,
+  p: SimParams = SIM,
+): Promise<SimResult> {
+  const flight = new Flight(course, p);
+  for (;;) {
+    const f = flight.frame();
+    if (!isFrame(f)) return f;
+    const end = flight.step(await control(f));
+    if (end) return end;
+  }
 }

@@ -1,9 +1,12 @@
 // The drone controller: decide() on hand-made frames (TTC braking, steering to open space and to
 // the goal), then flown through seeded obstacle courses in a small simulator: no collisions, ever.
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_DRONE_PARAMS, DroneLearner, type DroneMemory, decide } from '../../learners/drone.ts';
 import type { DroneSensorFrame } from '../../schemas/index.ts';
-import { makeCourse, SIM, type SimParams, simulate } from './drone-sim.ts';
+import { makeCourse, SIM, type SimParams, simulate, simulateAsync } from './drone-sim.ts';
 
 const open16 = () => new Array<number>(16).fill(30);
 
@@ -187,6 +190,50 @@ describe('drone learner', () => {
     }
     expect(l.effectiveDecel('heavy')).toBeCloseTo(2, 1);
     expect(l.effectiveDecel('unknown')).toBe(4);
+  });
+
+  it('flies seeded courses itself, carrying each device detour memory between frames', async () => {
+    const l = new DroneLearner({
+      maxSpeed: SIM.maxSpeed,
+      maxDecel: SIM.maxDecel,
+      maxYawRate: SIM.maxYawRate,
+      maxRange: SIM.maxRange,
+      radius: SIM.droneRadius,
+    });
+    const seeds = [1, 2, 3, 5, 6, 8];
+    const results = [];
+    for (const seed of seeds) {
+      let seq = 0;
+      const device = `drone-${seed}`;
+      results.push(
+        await simulateAsync(makeCourse(seed, seed % 2 ? 22 : 35), async (f) => {
+          seq++;
+          const out = await l.onDrone([
+            {
+              deviceId: device,
+              seq,
+              ts: seq * 50,
+              distances: f.distances,
+              speed: f.speed,
+              heading: f.heading,
+              goalBearing: f.goalBearing,
+              goalDistance: f.goalDistance,
+            },
+          ]);
+          const v = (k: string) => out.find((p) => p.key === k)!.value as number;
+          return { throttle: v('pxrc.throttle'), brake: v('pxrc.brake'), yaw: v('pxrc.yaw') };
+        }),
+      );
+    }
+    expect(results.filter((r) => r.collided)).toEqual([]);
+    expect(results.filter((r) => r.reached).length).toBeGreaterThanOrEqual(seeds.length - 1);
+    // the memory survives a save and load (Infinity included)
+    const dir = mkdtempSync(join(tmpdir(), 'virgo-drone-'));
+    await l.save(dir);
+    const back = new DroneLearner();
+    await back.load(dir);
+    const f = frame({ deviceId: 'drone-1', seq: 1e6 });
+    expect(await back.onDrone([f])).toEqual(await l.onDrone([f]));
   });
 
   it('rejects frames without distances', async () => {
