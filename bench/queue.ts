@@ -12,7 +12,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { connect } from 'node:net';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { KafkaBus } from '../bus/index.ts';
@@ -35,7 +35,7 @@ function record(p: number, i: number): KingCobraMessage {
   };
 }
 
-const now = () => Number(process.hrtime.bigint()) / 1e6;
+const now = () => performance.now();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** P producers append in a loop, each awaiting its ack, for `seconds`. */
@@ -182,6 +182,7 @@ export default async function queueBench(args: string[]): Promise<Record<string,
   const seconds = Number(values.seconds);
   const n = Number(values.records);
   setLogLevel('error');
+  const loadStart = loadavg().map((x) => Number(x.toFixed(2)));
   const root = mkdtempSync(join(tmpdir(), 'virgo-bench-queue-'));
   const frameBytes = encodeFrame(codecFor('KingCobraMessage').encodeBody(record(1, 1))).length;
   try {
@@ -232,7 +233,15 @@ export default async function queueBench(args: string[]): Promise<Record<string,
       medianRatio: Number((median(ourRates) / median(kcatRates)).toFixed(3)),
       note: 'ours: kafkajs through the Bus, one 5000-record publish in flight (keeps the order), acks=all, a durable checkpoint per batch; kcat: librdkafka, its time includes process start-up (npm run bench -- bus compares the two clients alone)',
     };
-    return { frameBytes, seconds, groupCommit, service, replay: replayResult };
+    return {
+      frameBytes,
+      seconds,
+      // the machine is shared: its load says how much to trust the CPU-bound numbers
+      loadAverage: { atStart: loadStart, atEnd: loadavg().map((x) => Number(x.toFixed(2))) },
+      groupCommit,
+      service,
+      replay: replayResult,
+    };
   } finally {
     rmSync(root, { recursive: true, force: true });
   }

@@ -17,7 +17,8 @@ import { createLogger } from '../runtime/log.ts';
 import { codecFor, type KingCobraKind, type KingCobraMessage } from '../schemas/index.ts';
 import { ReplayError } from './errors.ts';
 import { replayed } from './metrics.ts';
-import { readJsonFile, SegmentLog, writeFileDurably } from './segment-log.ts';
+import { readJsonFile, writeFileDurably } from './segment-files.ts';
+import { SegmentLog } from './segment-log.ts';
 
 const log = createLogger('kingcobra.replay');
 
@@ -135,7 +136,16 @@ export async function replay(opts: ReplayOptions): Promise<ReplayResult> {
       }
       start = Math.max(start, opts.fromOffset);
     } else if (!explicit && useCheckpoint) {
-      const cp = await readJsonFile<Checkpoint>(cpPath);
+      const cp = await readJsonFile<Checkpoint>(cpPath).catch((err: Error) => {
+        throw new ReplayError(
+          `checkpoint ${cpPath} is unreadable (${err.message}); delete it to start over, or give --from-offset N`,
+        );
+      });
+      if (cp && !(Number.isSafeInteger(cp.nextOffset) && cp.nextOffset >= 0)) {
+        throw new ReplayError(
+          `checkpoint ${cpPath} has no valid nextOffset; delete it or give --from-offset N`,
+        );
+      }
       if (cp && cp.nextOffset > start) {
         const at = cp.lastId === null ? undefined : await recordAt(segLog, cp.nextOffset - 1);
         if (cp.lastId !== null && at?.id !== cp.lastId) {

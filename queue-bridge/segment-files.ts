@@ -1,6 +1,6 @@
 // Naming, listing and locking of the segment files of one queue directory.
 import { constants } from 'node:fs';
-import { open, readdir, readFile, unlink } from 'node:fs/promises';
+import { open, readdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LogError } from './errors.ts';
 
@@ -81,4 +81,22 @@ export async function acquireLock(dir: string): Promise<() => Promise<void>> {
     await unlink(path).catch(() => {});
   }
   throw new LogError('locked', `cannot take the lock ${path}; remove it if no writer runs`);
+}
+
+/** Reads a small JSON state file next to the segments (replay checkpoints). */
+export async function readJsonFile<T>(path: string): Promise<T | undefined> {
+  try {
+    return JSON.parse(await readFile(path, 'utf8')) as T;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+/** Writes a small file atomically and durably: temp file, fdatasync, rename, directory fsync. */
+export async function writeFileDurably(dir: string, name: string, text: string): Promise<void> {
+  const tmp = join(dir, `.${name}.${process.pid}.${Math.random().toString(36).slice(2, 8)}.tmp`);
+  await writeFile(tmp, text, { flush: true });
+  await rename(tmp, join(dir, name));
+  await syncDir(dir);
 }

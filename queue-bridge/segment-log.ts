@@ -13,7 +13,7 @@
 // first record, and a record's offset is that base plus its index in the segment.
 import { EventEmitter } from 'node:events';
 import { writeSync } from 'node:fs';
-import { type FileHandle, mkdir, open, readFile, rename, unlink, writeFile } from 'node:fs/promises';
+import { type FileHandle, mkdir, open, rename, unlink, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { createLogger } from '../runtime/log.ts';
 import { codecFor, type KingCobraMessage } from '../schemas/index.ts';
@@ -151,6 +151,7 @@ export class SegmentLog {
   private readonly maxRecordBytes: number;
   private readonly pollMs: number;
   private readonly io: LogIO;
+  private readonly type = codecFor('KingCobraMessage').type;
   private segs: Segment[] = [];
   private fh: FileHandle | undefined;
   private pending: Batch = newBatch(MIN_BATCH_BYTES);
@@ -324,7 +325,7 @@ export class SegmentLog {
     let end: number;
     for (;;) {
       try {
-        end = encodeFrameInto(codecFor('KingCobraMessage').type, msg, b.buf, b.len);
+        end = encodeFrameInto(this.type, msg, b.buf, b.len);
       } catch (err) {
         this.counts.failedAppends++;
         return Promise.reject(
@@ -655,22 +656,4 @@ export async function openSegmentLog(dir: string, opts: SegmentLogOptions = {}):
   const l = new SegmentLog(dir, opts);
   await l.open();
   return l;
-}
-
-/** Reads a small JSON state file next to the segments (replay checkpoints). */
-export async function readJsonFile<T>(path: string): Promise<T | undefined> {
-  try {
-    return JSON.parse(await readFile(path, 'utf8')) as T;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
-}
-
-/** Writes a small file atomically and durably: temp file, fdatasync, rename, directory fsync. */
-export async function writeFileDurably(dir: string, name: string, text: string): Promise<void> {
-  const tmp = join(dir, `.${name}.${process.pid}.${Math.random().toString(36).slice(2, 8)}.tmp`);
-  await writeFile(tmp, text, { flush: true });
-  await rename(tmp, join(dir, name));
-  await syncDir(dir);
 }

@@ -1,7 +1,7 @@
 // Replay of the segment log into the bus: in order, keyed by id, resumable, idempotent for a
 // consumer that dedupes by key, in virtual time with --tdf; into the real broker, read by kcat.
 import { execFile } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type Bus, type BusMessage, CONTENT_TYPES, HEADERS, KafkaBus, MemoryBus } from '../../bus/index.ts';
 import {
@@ -143,6 +143,11 @@ describe('replay into the bus', () => {
       /checkpoint .* says offset 1 is t-1, but the log has t-8 .*--from-offset/,
     );
     expect((await replay({ log: other, bus, topic: 'kc', fromOffset: 0 })).published).toBe(3);
+    const cp = readdirSync(dir).find((n) => n.startsWith('replay-kc-'))!;
+    writeFileSync(`${dir}/${cp}`, '{"nextOffset": 2, trunc');
+    await expect(replay({ log: other, bus, topic: 'kc' })).rejects.toThrow(
+      /checkpoint .* is unreadable .*delete it/,
+    );
     await other.close();
     await bus.close();
   });
