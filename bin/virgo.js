@@ -5,4 +5,8 @@ import { register } from 'tsx/esm/api';
 
 register();
 const { main } = await import('../cli/main.ts');
-process.exitCode = await main(process.argv.slice(2));
+const code = await main(process.argv.slice(2));
+process.exitCode = code;
+// A command that returned is done; a stray handle (a socket in its close handshake, a client's
+// retry timer) must not keep the process alive past a short grace.
+setTimeout(() => process.exit(code), 2_000).unref();

@@ -3,8 +3,10 @@
 // Imports: runtime/ (logging) only. Nothing outside bus/kafka.ts imports kafkajs.
 import { KafkaBus } from './kafka.ts';
 import { MemoryBus } from './memory.ts';
+import { namespaced } from './namespace.ts';
 import type { Bus } from './types.ts';
 
+export { namespaced } from './namespace.ts';
 export * from './topics.ts';
 export * from './types.ts';
 export { KafkaBus, MemoryBus };
@@ -12,18 +14,22 @@ export { KafkaBus, MemoryBus };
 export interface BusConfig {
   /** Kafka bootstrap brokers; empty or absent: the embedded in-process bus */
   brokers?: string[];
+  /** prefix of every topic and consumer group (VIRGO_NAMESPACE): pipelines sharing one cluster */
+  namespace?: string;
   clientId?: string;
   retries?: number;
 }
 
 export function createBus(cfg: BusConfig = {}): Bus {
+  const ns = cfg.namespace ?? process.env.VIRGO_NAMESPACE;
   if (cfg.brokers && cfg.brokers.length > 0) {
-    return new KafkaBus({
+    const kafka = new KafkaBus({
       brokers: cfg.brokers,
       ...(cfg.clientId ? { clientId: cfg.clientId } : {}),
       ...(cfg.retries !== undefined ? { retries: cfg.retries } : {}),
       ...saslFromEnv(),
     });
+    return ns ? namespaced(kafka, ns) : kafka;
   }
   return new MemoryBus();
 }

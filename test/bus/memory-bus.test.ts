@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { MemoryBus } from '../../bus/index.ts';
+import { MemoryBus, namespaced } from '../../bus/index.ts';
 import { waitFor } from '../helpers/services.ts';
 import { busContract } from './contract.ts';
 
@@ -33,3 +33,5 @@ describe('in-process bus specifics', () => {
     await bus.close();
   });
 });
+
+busContract('namespaced in-process', () => namespaced(new MemoryBus(), 'tenant-a'));
