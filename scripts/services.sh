@@ -9,7 +9,7 @@
 # with mvn (scripts/kafka-pom.xml) into .services/kafka-libs, once.
 #
 # Env: VIRGO_SERVICES_DIR (default .services), KAFKA_PORT (9092), REDIS_PORT (6379),
-#      KAFKA_HEAP (-Xmx512m -Xms256m), SERVICES_TIMEOUT seconds (90).
+#      KAFKA_HEAP (-Xmx512m -Xms256m), SERVICES_TIMEOUT seconds (90), KAFKA_LIBS (jar folder).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,7 +18,8 @@ kafka_port=${KAFKA_PORT:-9092}
 controller_port=$((kafka_port + 1))
 redis_port=${REDIS_PORT:-6379}
 timeout=${SERVICES_TIMEOUT:-90}
-libs=$dir/kafka-libs
+# KAFKA_LIBS: reuse jars fetched elsewhere (a test-owned private broker starts in seconds)
+libs=${KAFKA_LIBS:-$dir/kafka-libs}
 mkdir -p "$dir"
 
 log() { printf '[services] %s\n' "$*" >&2; }
