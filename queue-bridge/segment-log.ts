@@ -155,6 +155,7 @@ export class SegmentLog {
   private segs: Segment[] = [];
   private fh: FileHandle | undefined;
   private pending: Batch = newBatch(MIN_BATCH_BYTES);
+  private spare: Buffer | undefined;
   private flushing: Promise<void> | undefined;
   private state: 'new' | 'opening' | 'open' | 'closing' | 'closed' = 'new';
   private failure: LogError | undefined;
@@ -377,8 +378,13 @@ export class SegmentLog {
       while (this.pending.ends.length > 0) {
         const batch = this.pending;
         // the next batch starts at about this one's size, so it rarely has to grow
-        this.pending = newBatch(Math.min(8 * 2 ** 20, Math.max(MIN_BATCH_BYTES, batch.len * 2)));
+        const want = Math.min(8 * 2 ** 20, Math.max(MIN_BATCH_BYTES, batch.len * 2));
+        // Two buffers take turns (one filling, one being written): no allocation per commit.
+        const spare = this.spare;
+        this.spare = undefined;
+        this.pending = spare && spare.length >= want ? { ...newBatch(0), buf: spare } : newBatch(want);
         await this.commit(batch);
+        this.spare = batch.buf;
       }
     } finally {
       this.flushing = undefined;
