@@ -123,6 +123,7 @@ async function probeCommand(cmd: string, args: string[]): Promise<Readable | und
 async function openSource(
   o: PipelineOptions,
 ): Promise<{ kind: SourceKind; path: string; stream?: Readable | NodeJS.ReadableStream }> {
+  if (o.input === 'none') return { kind: 'none', path: '-' };
   if (o.input === '-') return { kind: 'stdin', path: '-', stream: o.stdin ?? process.stdin };
   if (o.input === 'demo') return { kind: 'demo', path: '-', stream: demoStream({ rate: o.demoRate ?? 200 }) };
   if (o.input) return { kind: 'file', path: o.input };
