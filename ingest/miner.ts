@@ -105,7 +105,7 @@ const DEFAULTS = {
   threshold: 0.75,
   maxChildren: 100,
   maxTemplates: 20_000,
-  cacheSize: 50_000,
+  cacheSize: 20_000,
 };
 
 export function templateIdOf(template: string): string {

@@ -5,24 +5,28 @@
 //
 // Stamps without a zone (RFC 3164's `Jan  2 03:04:05`, `2024-01-02 03:04:05`) are read as UTC,
 // so every consumer reads the same instant whatever its own time zone.
+import { isWeekdayAt, monthAt } from './calendar.ts';
 import { classify } from './families.ts';
 import type { Family, LineFormat, ParsedLine, ParseOptions } from './types.ts';
 
 export type { Family, LineFormat, ParsedLine, ParseOptions } from './types.ts';
 
-const code3 = (s: string, i = 0): number =>
-  (s.charCodeAt(i) << 16) | (s.charCodeAt(i + 1) << 8) | s.charCodeAt(i + 2);
-const MONTH = new Map(
-  ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'].map(
-    (m, i) => [code3(m), i] as const,
-  ),
-);
-const WEEKDAY = new Set(['Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat', 'Sun'].map((d) => code3(d)));
-
 /** Programs whose messages may belong to a kernel family. */
 const KERNELISH = new Set(['kernel', 'audit', 'auditd', 'audispd', 'ufw', 'klogd']);
 
 const isDigit = (c: number): boolean => c >= 48 && c <= 57;
+
+let lastKernelishProgram = '';
+let lastKernelish = false;
+
+function kernelish(program: string): boolean {
+  // programSlice hands out the same string for a repeated program: one lookup per change
+  if (program !== lastKernelishProgram) {
+    lastKernelishProgram = program;
+    lastKernelish = KERNELISH.has(program);
+  }
+  return lastKernelish;
+}
 
 function digits(s: string, i: number, n: number): number {
   let v = 0;
@@ -91,8 +95,8 @@ function clock(s: string, c: Cursor): number {
 function bsdStamp(s: string, c: Cursor, now: number): boolean {
   const i = c.i;
   if (s.length < i + 14 || s.charCodeAt(i + 3) !== 32) return false;
-  const month = MONTH.get(code3(s, i));
-  if (month === undefined) return false;
+  const month = monthAt(s, i);
+  if (month < 0) return false;
   const d0 = s.charCodeAt(i + 4);
   const d1 = s.charCodeAt(i + 5);
   let day: number;
@@ -187,9 +191,9 @@ function kernelStamp(s: string, c: Cursor): number {
 /** dmesg -T: `[Tue Jan  2 03:04:05 2024]`. */
 function dmesgTimeStamp(s: string, c: Cursor): boolean {
   const i = c.i;
-  if (s.charCodeAt(i) !== 91 || !WEEKDAY.has(code3(s, i + 1)) || s.charCodeAt(i + 4) !== 32) return false;
-  const month = MONTH.get(code3(s, i + 5));
-  if (month === undefined || s.charCodeAt(i + 8) !== 32) return false;
+  if (s.charCodeAt(i) !== 91 || !isWeekdayAt(s, i + 1) || s.charCodeAt(i + 4) !== 32) return false;
+  const month = monthAt(s, i + 5);
+  if (month < 0 || s.charCodeAt(i + 8) !== 32) return false;
   const d0 = s.charCodeAt(i + 9);
   const d1 = s.charCodeAt(i + 10);
   if (!isDigit(d1) || !(d0 === 32 || isDigit(d0)) || s.charCodeAt(i + 11) !== 32) return false;
@@ -220,9 +224,25 @@ function isHostChar(c: number): boolean {
 }
 
 function tokenEnd(s: string, i: number): number {
-  const n = s.length;
-  while (i < n && s.charCodeAt(i) !== 32) i++;
-  return i;
+  const e = s.indexOf(' ', i);
+  return e < 0 ? s.length : e;
+}
+
+// Lines of a stream mostly repeat their host and program: hand out the same string, sparing a
+// slice per line (a compare of a few characters instead).
+let lastHost = '';
+let lastProgram = '';
+
+function hostSlice(s: string, a: number, b: number): string {
+  if (lastHost.length === b - a && s.startsWith(lastHost, a)) return lastHost;
+  lastHost = s.slice(a, b);
+  return lastHost;
+}
+
+function programSlice(s: string, a: number, b: number): string {
+  if (lastProgram.length === b - a && s.startsWith(lastProgram, a)) return lastProgram;
+  lastProgram = s.slice(a, b);
+  return lastProgram;
 }
 
 function skipSpaces(s: string, i: number): number {
@@ -243,18 +263,17 @@ function tag(s: string, a: number, b: number, requirePid: boolean): Tag | undefi
   let e = b - 1;
   let pid: number | null = null;
   if (s.charCodeAt(e - 1) === 93) {
-    const open = s.lastIndexOf('[', e - 1);
-    if (open > a) {
-      const p = digits(s, open + 1, e - 2 - open);
-      if (p >= 0 && e - 2 - open > 0) {
-        pid = p;
-        e = open;
-      }
+    // `[digits]` just before the colon (walked back by hand: lastIndexOf is a runtime call)
+    let open = e - 2;
+    while (open > a && isDigit(s.charCodeAt(open))) open--;
+    if (open > a && s.charCodeAt(open) === 91 && open < e - 2) {
+      pid = digits(s, open + 1, e - 2 - open);
+      e = open;
     }
   }
   if (requirePid && pid === null) return undefined;
   if (e <= a) return undefined;
-  return { program: s.slice(a, e), pid, next: skipSpaces(s, b) };
+  return { program: programSlice(s, a, e), pid, next: skipSpaces(s, b) };
 }
 
 function result(
@@ -270,7 +289,7 @@ function result(
 ): ParsedLine {
   let family: Family = 'other';
   let fields: Record<string, string> = EMPTY;
-  if (program === null || format === 'kernel' || KERNELISH.has(program)) {
+  if (program === null || format === 'kernel' || kernelish(program)) {
     const c = classify(message);
     if (c) {
       family = c.family;
@@ -415,7 +434,7 @@ function header(s: string, i: number, strict: boolean): Header | undefined {
   }
   if (s.charCodeAt(b1 - 1) === 58 && !looksLikeHostWithColon(s, i, b1)) return strictOr(strict, s, i);
   for (let k = i; k < b1; k++) if (!isHostChar(s.charCodeAt(k))) return strictOr(strict, s, i);
-  const host = s.slice(i, b1);
+  const host = hostSlice(s, i, b1);
   const i2 = skipSpaces(s, b1);
   const b2 = tokenEnd(s, i2);
   // after a kernel stamp, journalctl writes `kernel:` or `ident[pid]:`; `usb 1-1:` is dmesg text

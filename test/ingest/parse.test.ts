@@ -1,6 +1,7 @@
 // The parser: header layouts, kernel stamps, CRLF, and each kernel family's typed fields.
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { isWeekdayAt, monthAt } from '../../ingest/calendar.ts';
 import { hostOf, type ParsedLine, parseLine } from '../../ingest/index.ts';
 
 const NOW = Date.UTC(2024, 5, 15, 12, 0, 0); // 15 June 2024
@@ -10,6 +11,16 @@ const line = (needle: string): ParsedLine => {
   if (!l) throw new Error(`fixture has no line with ${needle}`);
   return parseLine(l, { host: 'key-host', now: NOW });
 };
+
+describe('calendar names', () => {
+  it('months and weekdays, nothing else', () => {
+    const months = 'Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec'.split(' ');
+    months.forEach((m, i) => expect(monthAt(`x${m}`, 1)).toBe(i));
+    for (const w of ['Jam', 'jan', 'JAN', 'Ju', 'Mon', 'Dex', 'Api']) expect(monthAt(w, 0), w).toBe(-1);
+    for (const d of 'Mon Tue Wed Thu Fri Sat Sun'.split(' ')) expect(isWeekdayAt(d, 0), d).toBe(true);
+    for (const d of ['Jan', 'Sum', 'Tux', 'mon', 'Sa']) expect(isWeekdayAt(d, 0), d).toBe(false);
+  });
+});
 
 describe('headers', () => {
   it('RFC 3164 with host, program[pid], CRLF and trailing blanks', () => {

@@ -1,0 +1,53 @@
+// Month and weekday names at a position of a string, without a slice or a hash lookup: the
+// parser and the masker ask this for many tokens of every line.
+
+/** 0-11 for `Jan`…`Dec` at s[i..i+2], else -1. */
+export function monthAt(s: string, i: number): number {
+  const a = s.charCodeAt(i);
+  const b = s.charCodeAt(i + 1);
+  const c = s.charCodeAt(i + 2);
+  switch (a) {
+    case 74: // J
+      if (b === 97 && c === 110) return 0; // Jan
+      if (b === 117) return c === 110 ? 5 : c === 108 ? 6 : -1; // Jun Jul
+      return -1;
+    case 70: // F
+      return b === 101 && c === 98 ? 1 : -1; // Feb
+    case 77: // M
+      return b === 97 ? (c === 114 ? 2 : c === 121 ? 4 : -1) : -1; // Mar May
+    case 65: // A
+      if (b === 112 && c === 114) return 3; // Apr
+      return b === 117 && c === 103 ? 7 : -1; // Aug
+    case 83: // S
+      return b === 101 && c === 112 ? 8 : -1; // Sep
+    case 79: // O
+      return b === 99 && c === 116 ? 9 : -1; // Oct
+    case 78: // N
+      return b === 111 && c === 118 ? 10 : -1; // Nov
+    case 68: // D
+      return b === 101 && c === 99 ? 11 : -1; // Dec
+    default:
+      return -1;
+  }
+}
+
+/** True for `Mon`…`Sun` at s[i..i+2]. */
+export function isWeekdayAt(s: string, i: number): boolean {
+  const a = s.charCodeAt(i);
+  const b = s.charCodeAt(i + 1);
+  const c = s.charCodeAt(i + 2);
+  switch (a) {
+    case 77: // M
+      return b === 111 && c === 110; // Mon
+    case 84: // T
+      return (b === 117 && c === 101) || (b === 104 && c === 117); // Tue Thu
+    case 87: // W
+      return b === 101 && c === 100; // Wed
+    case 70: // F
+      return b === 114 && c === 105; // Fri
+    case 83: // S
+      return b === 97 ? c === 116 : b === 117 && c === 110; // Sat Sun
+    default:
+      return false;
+  }
+}
