@@ -15,7 +15,7 @@ const line = (needle: string): ParsedLine => {
 describe('calendar names', () => {
   it('months and weekdays, nothing else', () => {
     const months = 'Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec'.split(' ');
-    months.forEach((m, i) => expect(monthAt(`x${m}`, 1)).toBe(i));
+    for (const [i, m] of months.entries()) expect(monthAt(`x${m}`, 1)).toBe(i);
     for (const w of ['Jam', 'jan', 'JAN', 'Ju', 'Mon', 'Dex', 'Api']) expect(monthAt(w, 0), w).toBe(-1);
     for (const d of 'Mon Tue Wed Thu Fri Sat Sun'.split(' ')) expect(isWeekdayAt(d, 0), d).toBe(true);
     for (const d of ['Jan', 'Sum', 'Tux', 'mon', 'Sa']) expect(isWeekdayAt(d, 0), d).toBe(false);
