@@ -66,8 +66,16 @@ examples:
       clearTimeout(idleTimer);
       idleTimer = setTimeout(finish, opts['idle-exit']);
     };
+    // A closed pipe (`| head`) ends the command quietly, as any Unix filter does.
+    let pipeClosed = false;
+    io.stdout.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EPIPE') throw err;
+      pipeClosed = true;
+      finish();
+    });
     const write = async (s: string | Buffer) => {
-      if (!io.stdout.write(s)) await once(io.stdout, 'drain');
+      if (pipeClosed) return;
+      if (!io.stdout.write(s)) await Promise.race([once(io.stdout, 'drain'), finished]);
     };
     const sub = await bus.subscribe({
       topics: [topic],
@@ -75,7 +83,7 @@ examples:
       fromBeginning: opts['from-beginning'] ?? false,
       onBatch: async (batch) => {
         for (const m of batch) {
-          if (opts.max !== undefined && seen >= opts.max) break;
+          if (pipeClosed || (opts.max !== undefined && seen >= opts.max)) break;
           seen++;
           const d = decoded(m);
           if (format === 'json') {
