@@ -3,6 +3,8 @@
 // batch's offsets. Lines it cannot read go to virgo.kernel-logs.dlq with their original bytes and
 // a `virgo-error` header; an oversize line is cut and flagged, and its original also goes to the
 // dead-letter topic so nothing is lost. No line stops the stage.
+
+import { existsSync } from 'node:fs';
 import {
   type Bus,
   type BusMessage,
@@ -43,8 +45,13 @@ export interface IngestStageOptions {
   /** default `<topic>.dlq`, i.e. virgo.kernel-logs.dlq */
   dlqTopic?: string;
   fromBeginning?: boolean;
-  /** shared with whoever saves it; default a fresh miner */
+  /** shared with whoever saves it; default: loaded from statePath, else a fresh miner */
   miner?: TemplateMiner;
+  /** miner state file (e.g. stateDir('ingest')/templates.json): loaded at start when present,
+   * saved atomically every saveEveryMs and on close, so template ids survive restarts */
+  statePath?: string;
+  /** default 60 000 */
+  saveEveryMs?: number;
   maxLineBytes?: number;
   /** messages per batch handed to onEvents at most */
   maxBatch?: number;
@@ -95,7 +102,18 @@ function dead(m: BusMessage, reason: string): OutgoingMessage {
 export async function startIngestStage(opts: IngestStageOptions): Promise<IngestStage> {
   const topic = opts.topic ?? TOPICS.kernelLogs;
   const dlqTopic = opts.dlqTopic ?? `${topic}.dlq`;
-  const miner = opts.miner ?? new TemplateMiner();
+  const miner = opts.miner ?? loadMiner(opts.statePath);
+  const saveEveryMs = opts.saveEveryMs ?? 60_000;
+  let lastSave = Date.now();
+  const save = () => {
+    if (!opts.statePath) return;
+    try {
+      miner.save(opts.statePath);
+      lastSave = Date.now();
+    } catch (err) {
+      log.error('could not save the template miner state', { path: opts.statePath, err });
+    }
+  };
   const maxLineBytes = opts.maxLineBytes ?? MAX_LINE_BYTES;
   const stats: IngestStats = {
     messages: 0,
@@ -199,6 +217,7 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
     ingestMetrics.messages.inc(batch.length);
     ingestMetrics.lines.inc(lines);
     ingestMetrics.templates.set(miner.size);
+    if (opts.statePath && Date.now() - lastSave >= saveEveryMs) save();
   };
 
   const sub = await opts.bus.subscribe({
@@ -218,6 +237,22 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
       byFamily: { ...stats.byFamily },
       templates: miner.size,
     }),
-    close: () => sub.close(),
+    close: async () => {
+      await sub.close();
+      save();
+    },
   };
+}
+
+function loadMiner(path: string | undefined): TemplateMiner {
+  if (!path || !existsSync(path)) return new TemplateMiner();
+  try {
+    const m = TemplateMiner.load(path);
+    log.info('template miner state loaded', { path, templates: m.size });
+    return m;
+  } catch (err) {
+    // A damaged state costs template history, not the stage: start afresh (it is rewritten).
+    log.error('template miner state unreadable; starting with no templates', { path, err });
+    return new TemplateMiner();
+  }
 }
