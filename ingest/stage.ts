@@ -13,6 +13,7 @@ import {
   HEADERS,
   type OutgoingMessage,
   TOPICS,
+  topicSpecs,
 } from '../bus/index.ts';
 import { createLogger } from '../runtime/log.ts';
 import type { KernelEvent } from '../schemas/index.ts';
@@ -220,6 +221,15 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
     if (opts.statePath && Date.now() - lastSave >= saveEveryMs) save();
   };
 
+  // The stage is the dead-letter topic's only writer: it creates it (DESIGN.md section 2 spec).
+  try {
+    await opts.bus.ensureTopics([
+      topicSpecs().find((t) => t.topic === dlqTopic) ?? { topic: dlqTopic, partitions: 1 },
+    ]);
+  } catch (err) {
+    if (/connect/i.test((err as Error).message)) throw err;
+    log.warn('could not create the dead-letter topic; relying on auto-creation', { dlqTopic, err });
+  }
   const sub = await opts.bus.subscribe({
     topics: [topic],
     groupId: opts.groupId ?? GROUPS.learners,
