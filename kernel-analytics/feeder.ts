@@ -123,9 +123,13 @@ interface ClientState {
   skip: number;
   skipLines: number;
   catchUp: CatchUp | undefined;
+  /** its snapshot waits until the feeder has read its topic up to where it ended at start */
+  held: boolean;
 }
 
 const ALL = '\0all';
+/** longest a restarted feeder holds its clients back while it re-reads the topic */
+const CATCH_UP_LIMIT_MS = 30_000;
 
 export async function startFeeder(opts: FeederOptions = {}): Promise<Feeder> {
   const impl = new FeederImpl(opts);
@@ -159,6 +163,9 @@ class FeederImpl implements Feeder {
   private sub: Subscription | undefined;
   private readyResolve!: () => void;
   private closed = false;
+  /** false while the feeder is still reading what the topic held at start: its table is older than the topic */
+  private caughtUp = true;
+  private heldTimer: NodeJS.Timeout | undefined;
   private maxQueued = 0;
   private now = 0;
   private readonly counts = {
@@ -218,16 +225,50 @@ class FeederImpl implements Feeder {
     const spec = topicSpecs().find((s) => s.topic === TOPICS.kernelAnalytics)!;
     await bus.ensureTopics([{ ...spec, topic }]);
     const codec = codecFor('AnalyticsVariable');
+    // A (re)started feeder re-reads the topic from its start, older values first (compaction lags):
+    // serving meanwhile would hand clients old values as current. Clients wait for their snapshot
+    // until every partition is read up to where it ended now.
+    const ends = new Map<number, bigint>();
+    for (const o of await bus.topicOffsets(topic)) {
+      if (BigInt(o.high) > BigInt(o.low)) ends.set(o.partition, BigInt(o.high));
+    }
+    if (ends.size > 0) {
+      this.caughtUp = false;
+      // The record at a partition's end may be gone (a tombstone compacted away): never hold forever.
+      this.heldTimer = setTimeout(() => {
+        if (this.caughtUp) return;
+        log.warn('serving before the end of the analytics topic was read', { partitions: [...ends.keys()] });
+        this.serveHeld();
+      }, CATCH_UP_LIMIT_MS);
+      this.heldTimer.unref();
+    }
     this.sub = await bus.subscribe({
       topics: [topic],
       groupId: this.opts.groupId ?? `virgo-feeder-${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`,
       fromBeginning: true,
       onBatch: async (batch) => {
         for (const m of batch) this.fromBus(m, codec);
+        if (this.caughtUp) return;
+        const last = batch[batch.length - 1]!;
+        const end = ends.get(last.partition);
+        if (end !== undefined && BigInt(last.offset) + 1n >= end) ends.delete(last.partition);
+        if (ends.size === 0) this.serveHeld();
       },
     });
     void this.sub.ready.then(() => this.readyResolve());
     log.info('following analytics topic', { topic, bus: bus.kind });
+  }
+
+  /** Caught up with the topic: the clients that connected meanwhile get their snapshot now. */
+  private serveHeld(): void {
+    this.caughtUp = true;
+    clearTimeout(this.heldTimer);
+    log.info('caught up with the analytics topic', { variables: this.table.size });
+    for (const [c, st] of this.clients) {
+      if (!st.held) continue;
+      st.held = false;
+      if (!c.closed) this.startSnapshot(c, st);
+    }
   }
 
   private fromBus(m: BusMessage, codec: Codec<AnalyticsVariable>): void {
@@ -319,7 +360,7 @@ class FeederImpl implements Feeder {
     if (all.lines > 0) {
       const allBytes = all.bytes();
       for (const [c, st] of this.clients) {
-        if (st.due || st.catchUp || c.closed) continue;
+        if (st.due || st.catchUp || st.held || c.closed) continue;
         const p = st.host === undefined ? all : byHost?.get(st.host);
         if (p === undefined) continue;
         if (st.gen === gen && st.skip > 0) {
@@ -366,6 +407,7 @@ class FeederImpl implements Feeder {
       skip: 0,
       skipLines: 0,
       catchUp: undefined,
+      held: false,
     };
     this.clients.set(c, st);
     if (host !== undefined) this.select(host, +1);
@@ -378,7 +420,9 @@ class FeederImpl implements Feeder {
     if (st.due) clearTimeout(st.due);
     st.due = setTimeout(() => {
       st.due = undefined;
-      if (!c.closed && this.clients.has(c)) this.startSnapshot(c, st);
+      if (c.closed || !this.clients.has(c)) return;
+      if (this.caughtUp) this.startSnapshot(c, st);
+      else st.held = true;
     }, ms);
   }
 
@@ -546,6 +590,7 @@ class FeederImpl implements Feeder {
     this.closed = true;
     if (this.catchUpTimer) clearInterval(this.catchUpTimer);
     this.catchUpTimer = undefined;
+    clearTimeout(this.heldTimer);
     await this.sub?.close();
     // Changes already accepted go out before the sockets end.
     if (this.flushScheduled) this.flush();
