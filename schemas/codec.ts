@@ -54,20 +54,133 @@ export function peekFingerprint(buf: Uint8Array): string | undefined {
   return Buffer.from(buf.buffer, buf.byteOffset + 2, 8).toString('hex');
 }
 
+/**
+ * Whether a type holds arrays or maps anywhere: their block counts are the only lengths avsc
+ * trusts before reading (it allocates `new Array(count)` and loops `count` times), so a few
+ * hostile bytes claiming 2^28 items exhaust the heap. Those types get a bounds walk first.
+ */
+function hasBlocks(t: avro.Type, seen = new Set<avro.Type>()): boolean {
+  if (seen.has(t)) return false;
+  seen.add(t);
+  const x = t as avro.Type & {
+    itemsType?: avro.Type;
+    valuesType?: avro.Type;
+    types?: avro.Type[];
+    fields?: { type: avro.Type }[];
+    underlyingType?: avro.Type;
+  };
+  if (x.itemsType || x.valuesType) return true;
+  const inner = [...(x.types ?? []), ...(x.fields ?? []).map((f) => f.type)];
+  if (x.underlyingType) inner.push(x.underlyingType);
+  return inner.some((i) => hasBlocks(i, seen));
+}
+
+/**
+ * Walks an encoded value without building it: false when a length, count or union index cannot
+ * be right for the bytes that are left (each array or map item takes at least one byte).
+ */
+function withinBounds(t: avro.Type, b: Buffer, at: { pos: number }): boolean {
+  const varint = (): number => {
+    // zigzag long, as a double: only its magnitude matters here
+    let n = 0;
+    let scale = 1;
+    for (let i = 0; i < 10; i++) {
+      if (at.pos >= b.length) return Number.NaN;
+      const byte = b[at.pos++]!;
+      n += (byte & 0x7f) * scale;
+      scale *= 128;
+      if ((byte & 0x80) === 0) return n % 2 === 0 ? n / 2 : -(n + 1) / 2;
+    }
+    return Number.NaN;
+  };
+  const skip = (n: number): boolean => {
+    if (!(n >= 0) || n > b.length - at.pos) return false;
+    at.pos += n;
+    return true;
+  };
+  const x = t as avro.Type & {
+    itemsType?: avro.Type;
+    valuesType?: avro.Type;
+    types?: avro.Type[];
+    fields?: { type: avro.Type }[];
+    underlyingType?: avro.Type;
+    size?: number;
+  };
+  if (x.underlyingType) return withinBounds(x.underlyingType, b, at);
+  switch (t.typeName) {
+    case 'null':
+      return true;
+    case 'boolean':
+      return skip(1);
+    case 'int':
+    case 'long':
+    case 'enum':
+      return !Number.isNaN(varint());
+    case 'float':
+      return skip(4);
+    case 'double':
+      return skip(8);
+    case 'bytes':
+    case 'string':
+      return skip(varint());
+    case 'fixed':
+      return skip(x.size ?? 0);
+    case 'record':
+    case 'error':
+      return (x.fields ?? []).every((f) => withinBounds(f.type, b, at));
+    case 'union:wrapped':
+    case 'union:unwrapped': {
+      const i = varint();
+      const types = x.types ?? [];
+      return Number.isInteger(i) && i >= 0 && i < types.length && withinBounds(types[i]!, b, at);
+    }
+    case 'array':
+    case 'map':
+      for (;;) {
+        let n = varint();
+        if (Number.isNaN(n)) return false;
+        if (n === 0) return true;
+        if (n < 0) {
+          n = -n;
+          // a negative count is followed by the block's size in bytes
+          if (Number.isNaN(varint())) return false;
+        }
+        if (n > b.length - at.pos) return false;
+        for (let i = 0; i < n; i++) {
+          const start = at.pos;
+          if (t.typeName === 'map' && !skip(varint())) return false;
+          if (!withinBounds((x.itemsType ?? x.valuesType)!, b, at)) return false;
+          // a zero-byte item (null) must not let a huge count spin: every item takes a byte
+          if (at.pos === start && ++at.pos > b.length) return false;
+        }
+      }
+    default:
+      // a type this walk does not know: leave it to avsc
+      return true;
+  }
+}
+
 export class Codec<T> {
   readonly type: avro.Type;
   readonly fingerprint: Buffer;
   readonly fingerprintHex: string;
   private readonly header: Buffer;
   // writer fingerprint (hex) -> resolver into the reader type (undefined: same schema)
-  private readonly writers = new Map<string, { type: avro.Type; resolver: avro.Resolver | undefined }>();
+  private readonly writers = new Map<
+    string,
+    { type: avro.Type; resolver: avro.Resolver | undefined; blocks: boolean }
+  >();
 
   constructor(schema: avro.Schema | avro.Type) {
     this.type = schema instanceof avro.Type ? schema : avro.Type.forSchema(schema);
     this.fingerprint = schemaFingerprint(this.type);
     this.fingerprintHex = fingerprintHex(this.fingerprint);
     this.header = Buffer.concat([MAGIC, this.fingerprint]);
-    this.writers.set(this.fingerprintHex, { type: this.type, resolver: undefined });
+    this.writers.set(this.fingerprintHex, {
+      type: this.type,
+      resolver: undefined,
+      blocks: hasBlocks(this.type),
+    });
   }
 
   get name(): string {
@@ -87,7 +200,7 @@ export class Codec<T> {
           `schema ${writer.name ?? writer.typeName} (${fp}) cannot be read as ${this.name}: ${(err as Error).message}`,
         );
       }
-      this.writers.set(fp, { type: writer, resolver });
+      this.writers.set(fp, { type: writer, resolver, blocks: hasBlocks(writer) });
     }
     return fp;
   }
@@ -140,11 +253,19 @@ export class Codec<T> {
 
   private readBody(
     body: Buffer,
-    writer: { type: avro.Type; resolver: avro.Resolver | undefined } | undefined,
+    writer: { type: avro.Type; resolver: avro.Resolver | undefined; blocks: boolean } | undefined,
     origin: MessageOrigin,
     fp?: string,
   ): T {
-    const w = writer ?? { type: this.type, resolver: undefined };
+    const w = writer ?? this.writers.get(this.fingerprintHex)!;
+    if (w.blocks && !withinBounds(w.type, body, { pos: 0 })) {
+      throw new AvroDecodeError(
+        'corrupt',
+        `${this.name} body: a length, count or union index does not fit its ${body.length} bytes`,
+        origin,
+        fp,
+      );
+    }
     // decode() rather than fromBuffer(): it reports truncation (offset < 0) and trailing bytes
     // instead of throwing a generic error or silently reading past the record.
     let res: { value: unknown; offset: number };
