@@ -438,7 +438,10 @@ class Host implements LearnerHost {
           for (const m of batch) {
             const id = m.key?.toString('utf8') ?? '';
             try {
-              this.applyPins(this.pins.setOne('topic', id, decodePinMessage(id, m.value)));
+              const e = decodePinMessage(id, m.value);
+              // Any producer can write the topic: a pin from it is checked like one from the API.
+              if (e) e.value = checkPin(this.variables, e.host, e.key, e.value).value;
+              this.applyPins(this.pins.setOne('topic', id, e));
             } catch (err) {
               mRejected.inc({ input: 'pins', reason: 'malformed' });
               log.warn('ignoring a malformed pin message', { topic, offset: m.offset, err });

@@ -3,9 +3,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { CONTENT_TYPES, HEADERS, KafkaBus, namespaced, TOPICS, topicSpecs } from '../../bus/index.ts';
+import { CONTENT_TYPES, HEADERS, KafkaBus, MemoryBus, namespaced, TOPICS, topicSpecs } from '../../bus/index.ts';
 import { startPipeline } from '../../cli/pipeline.ts';
 import { startFeeder } from '../../kernel-analytics/feeder.ts';
+import { createLearnerHost } from '../../learners/index.ts';
+import { registry } from '../../runtime/metrics.ts';
 import { AvroDecodeError, codecFor } from '../../schemas/index.ts';
 import { BROKERS, unique, waitFor } from '../helpers/services.ts';
 import { LineConn } from './lib/line-client.ts';
@@ -145,5 +147,28 @@ describe('stage fixes found by the reliability suite', () => {
     // well-formed messages still decode
     expect(drone.decode(good).distances).toEqual([1, 2]);
     expect(ev.decode(okEvent).message).toBe('m');
+  });
+
+  it('a pin from the pins topic is checked like one from the API: anything a producer writes there is not emitted', async () => {
+    const bus = new MemoryBus();
+    await bus.ensureTopics([{ topic: 'pins', partitions: 1 }]);
+    const pin = (id: string, value: string) => ({ key: id, value: JSON.stringify({ value, ts: 1 }) });
+    await bus.publish('pins', [
+      pin('h/ufw.top_src_ip', 'a,b\u0001c'), // not an IP, a comma and a control character
+      pin('a host; rm -rf/ufw.block_rate', '1'), // not a host name
+      pin('h/ufw.top_dst_port', '99999999'), // out of the declared bounds
+      pin('h/ufw.block_rate', '5'), // a good one
+    ]);
+    const rejected = async () => {
+      const m = (await registry.getSingleMetric('virgo_learner_rejected_total')?.get())?.values ?? [];
+      return m.find((v) => v.labels.input === 'pins' && v.labels.reason === 'malformed')?.value ?? 0;
+    };
+    const before = await rejected();
+    const emitted: { host: string; key: string; value: string }[] = [];
+    const host = await createLearnerHost({ bus, learners: ['ufw'], pinsTopic: 'pins', onEmit: (v) => emitted.push(v) });
+    cleanup.push(() => host.close());
+    await host.tick();
+    expect(emitted.map((v) => `${v.host}/${v.key}=${v.value}`)).toEqual(['h/ufw.block_rate=5']);
+    expect((await rejected()) - before).toBe(3);
   });
 });
