@@ -37,8 +37,11 @@ export function checkDeclaration(d: VariableDecl, owner: string): void {
 /** Why a value text cannot travel, or undefined when it can. */
 export function valueTextProblem(s: string): string | undefined {
   if (Buffer.byteLength(s, 'utf8') > MAX_VALUE_BYTES) return `longer than ${MAX_VALUE_BYTES} bytes`;
+  // C1 controls too: the feeder and the conf file refuse them (kernel-analytics/validate.ts)
   // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what we reject
-  if (/[\u0000-\u001f\u007f]/.test(s)) return 'contains a control character (CR, LF, tab, …)';
+  if (/[\u0000-\u001f\u007f-\u009f]/.test(s)) return 'contains a control character (CR, LF, tab, …)';
+  // a lone surrogate has no UTF-8: Avro would send U+FFFD instead
+  if (/[\uD800-\uDFFF]/u.test(s)) return 'contains a lone surrogate (not valid UTF-8)';
   if (s.includes(',')) return 'contains a comma (the conf file separates pairs with commas)';
   return undefined;
 }

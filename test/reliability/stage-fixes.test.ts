@@ -3,10 +3,18 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { CONTENT_TYPES, HEADERS, KafkaBus, MemoryBus, namespaced, TOPICS, topicSpecs } from '../../bus/index.ts';
+import {
+  CONTENT_TYPES,
+  HEADERS,
+  KafkaBus,
+  MemoryBus,
+  namespaced,
+  TOPICS,
+  topicSpecs,
+} from '../../bus/index.ts';
 import { startPipeline } from '../../cli/pipeline.ts';
 import { startFeeder } from '../../kernel-analytics/feeder.ts';
-import { createLearnerHost } from '../../learners/index.ts';
+import { checkPin, createLearnerHost, PinValueError } from '../../learners/index.ts';
 import { registry } from '../../runtime/metrics.ts';
 import { AvroDecodeError, codecFor } from '../../schemas/index.ts';
 import { BROKERS, unique, waitFor } from '../helpers/services.ts';
@@ -165,10 +173,25 @@ describe('stage fixes found by the reliability suite', () => {
     };
     const before = await rejected();
     const emitted: { host: string; key: string; value: string }[] = [];
-    const host = await createLearnerHost({ bus, learners: ['ufw'], pinsTopic: 'pins', onEmit: (v) => emitted.push(v) });
+    const host = await createLearnerHost({
+      bus,
+      learners: ['ufw'],
+      pinsTopic: 'pins',
+      onEmit: (v) => emitted.push(v),
+    });
     cleanup.push(() => host.close());
     await host.tick();
     expect(emitted.map((v) => `${v.host}/${v.key}=${v.value}`)).toEqual(['h/ufw.block_rate=5']);
     expect((await rejected()) - before).toBe(3);
+  });
+
+  it("a learner value follows the feeder's rules: C1 controls and lone surrogates are refused at the gate", async () => {
+    const host = await createLearnerHost({ bus: new MemoryBus(), learners: ['ufw'] });
+    cleanup.push(() => host.close());
+    // both used to pass here and then be refused by the feeder (C1) or turn into U+FFFD in Avro
+    for (const bad of ['a\u0085b', '\u009b31m', 'x\udc00', '\ud800']) {
+      expect(() => checkPin(host.variables, 'h', 'x.y', bad), JSON.stringify(bad)).toThrow(PinValueError);
+    }
+    expect(checkPin(host.variables, 'h', 'x.y', 'é 𝄞 ok').value).toBe('é 𝄞 ok');
   });
 });
