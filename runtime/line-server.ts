@@ -354,6 +354,9 @@ class ClientImpl implements LineClient {
     this.isClosed = true;
     this.closeReason = reason;
     this.queue = [];
+    // unread input goes too: it is not a "partial line" of a client that then hangs up
+    this.buf = [];
+    this.bufLen = 0;
     this.sock.end();
     // A peer that never reads would keep the socket half-open; don't wait for it forever.
     setTimeout(() => this.sock.destroy(), 2_000).unref();

@@ -15,6 +15,7 @@ import {
 import { startPipeline } from '../../cli/pipeline.ts';
 import { startFeeder } from '../../kernel-analytics/feeder.ts';
 import { checkPin, createLearnerHost, PinValueError } from '../../learners/index.ts';
+import { LineServer } from '../../runtime/line-server.ts';
 import { registry } from '../../runtime/metrics.ts';
 import { AvroDecodeError, codecFor } from '../../schemas/index.ts';
 import { BROKERS, unique, waitFor } from '../helpers/services.ts';
@@ -193,5 +194,16 @@ describe('stage fixes found by the reliability suite', () => {
       expect(() => checkPin(host.variables, 'h', 'x.y', bad), JSON.stringify(bad)).toThrow(PinValueError);
     }
     expect(checkPin(host.variables, 'h', 'x.y', 'é 𝄞 ok').value).toBe('é 𝄞 ok');
+  });
+
+  it('a client dropped for an overlong line is counted once (overlong), not again as a partial line when it hangs up', async () => {
+    const srv = new LineServer({ name: 'rel-once', port: 0, maxLineBytes: 100, onLine: () => {} });
+    await srv.listen();
+    cleanup.push(() => srv.close());
+    const c = await LineConn.open(srv.port);
+    c.write('x'.repeat(5_000)); // no newline: caught while buffering
+    await c.closed;
+    await waitFor(() => srv.clientCount === 0, 'the server to let go of the client');
+    expect(Object.fromEntries(srv.rejects)).toEqual({ overlong: 1 });
   });
 });
