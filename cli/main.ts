@@ -4,6 +4,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { BusError } from '../bus/index.ts';
 import { UsageError } from '../runtime/config.ts';
+import { getLogLevel } from '../runtime/log.ts';
 import { AvroDecodeError } from '../schemas/index.ts';
 import { type Command, type CommandIO, commandHelp, runCommand } from './command.ts';
 
@@ -77,7 +78,12 @@ export async function main(argv: string[], io: CommandIO = process): Promise<num
       io.stderr.write(`virgo ${name}: ${err.message}\n`);
       return 1;
     }
-    io.stderr.write(`virgo ${name}: ${(err as Error).stack ?? String(err)}\n`);
+    // An operator needs the message (it names the input and the fix); the stack is for bug reports.
+    const e = err as Error;
+    const debug = getLogLevel() === 'debug' || getLogLevel() === 'trace';
+    io.stderr.write(
+      `virgo ${name}: ${debug ? (e.stack ?? String(err)) : (e.message ?? String(err))}${debug ? '' : ' (--log-level debug shows the stack)'}\n`,
+    );
     return 1;
   }
 }

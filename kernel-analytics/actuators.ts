@@ -34,18 +34,32 @@ export function tableFromFeeder(opts: {
   port: number;
   deviceHosts?: string[];
   name?: string;
-}): { table: VariableTable; consumers: RingConsumer[]; close(): Promise<void> } {
+  /** connect now (default) or on start(): bind listeners first, since 50000-64000 lie in Linux's
+   * ephemeral port range and an outgoing connection may otherwise take one of them */
+  autoStart?: boolean;
+}): { table: VariableTable; consumers: RingConsumer[]; start(): void; close(): Promise<void> } {
   const name = opts.name ?? 'actuators';
+  const autoStart = opts.autoStart ?? true;
   const table = new VariableTable({ name });
-  const consumers = [new RingConsumer({ host: opts.host, port: opts.port, table, name })];
+  const consumers = [new RingConsumer({ host: opts.host, port: opts.port, table, name, autoStart })];
   for (const h of opts.deviceHosts ?? []) {
     consumers.push(
-      new RingConsumer({ host: opts.host, port: opts.port, table, selectHost: h, name: `${name}-${h}` }),
+      new RingConsumer({
+        host: opts.host,
+        port: opts.port,
+        table,
+        selectHost: h,
+        name: `${name}-${h}`,
+        autoStart,
+      }),
     );
   }
   return {
     table,
     consumers,
+    start: () => {
+      if (!autoStart) for (const c of consumers) c.start();
+    },
     close: async () => {
       await Promise.all(consumers.map((c) => c.close()));
     },

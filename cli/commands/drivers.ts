@@ -211,6 +211,7 @@ examples:
       // Where variables come from: Redis, or feeder consumers writing into one table.
       let table: InstanceType<typeof VariableTable>;
       let source: string;
+      let startConsumers = () => {};
       if (redisUrl) {
         const rv = await drivers.RedisVariables.connect({
           url: redisUrl,
@@ -225,7 +226,9 @@ examples:
           port: feederAddr.port,
           deviceHosts: wantDevices.map((d) => deviceIds[d]),
           name: 'drivers',
+          autoStart: false,
         });
+        startConsumers = fed.start;
         onShutdown('consumers', () => fed.close());
         table = fed.table;
         source = `feeder ${feederAddr.host}:${feederAddr.port}`;
@@ -283,6 +286,7 @@ examples:
         courseSeed: opts['course-seed'] as number,
       });
       onShutdown('actuators', () => actuators.close());
+      startConsumers();
       const running = actuators.drivers;
 
       if (metricsAddr) {
