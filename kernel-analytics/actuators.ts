@@ -81,6 +81,8 @@ export interface ActuatorsOptions {
   nodes?: CloudNode[];
   memoryStore?: MemoryStore;
   secret?: string;
+  /** client addresses the drivers serve (exact match); empty or absent: all */
+  allow?: string[];
   cloudfsRoot: string;
   eventnetDir: string;
   deviceIds?: { drone?: string; webcam?: string };
@@ -103,7 +105,10 @@ export interface Actuators {
 export async function startActuators(o: ActuatorsOptions): Promise<Actuators> {
   const devices = new Set(o.devices ?? DEVICE_NAMES);
   const deviceIds = { drone: o.deviceIds?.drone ?? 'pxrc-1', webcam: o.deviceIds?.webcam ?? 'uvc-1' };
-  const secret = o.secret ? { secret: o.secret } : {};
+  const secret = {
+    ...(o.secret ? { secret: o.secret } : {}),
+    ...(o.allow?.length ? { allow: o.allow } : {}),
+  };
   const drivers = await startDrivers({
     variables: o.variables,
     ...(o.host !== undefined ? { host: o.host } : {}),

@@ -29,6 +29,8 @@ export interface QueueServiceOptions {
   idleTimeoutMs?: number;
   /** when set, a TCP client's first line must be `AUTH <secret>` */
   secret?: string;
+  /** TCP client addresses allowed to connect (exact match); empty or absent: all */
+  allow?: string[];
   /** re-handle durable requests that have no reply after a crash (default true) */
   recoverPending?: boolean;
   logOptions?: SegmentLogOptions;
@@ -98,6 +100,7 @@ export async function startQueueService(opts: QueueServiceOptions): Promise<Queu
         ...(opts.maxClients !== undefined ? { maxClients: opts.maxClients } : {}),
         ...(opts.idleTimeoutMs !== undefined ? { idleTimeoutMs: opts.idleTimeoutMs } : {}),
         ...(opts.secret ? { secret: opts.secret } : {}),
+        ...(opts.allow?.length ? { allow: opts.allow } : {}),
       });
     }
     if (opts.zmq) zmq = await startZmqFront(kc, opts.zmq, { maxRequestBytes: maxLine });

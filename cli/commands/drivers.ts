@@ -1,4 +1,5 @@
 import { once } from 'node:events';
+import { isIP } from 'node:net';
 import { CONNECTION_OPTIONS, parseHostPort, UsageError } from '../../runtime/config.ts';
 import { createLogger } from '../../runtime/log.ts';
 import { enableProcessMetrics, serveMetrics } from '../../runtime/metrics.ts';
@@ -19,6 +20,20 @@ function list<T extends string>(flag: string, raw: string, allowed: readonly T[]
     }
   }
   return out as T[];
+}
+
+/** `--allow a,b`: client addresses, each an IP as the server sees it (127.0.0.1, ::1, 10.0.0.7). */
+function allowList(raw: unknown): string[] | undefined {
+  if (raw === undefined || raw === '') return undefined;
+  const list = String(raw)
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  for (const a of list) {
+    if (isIP(a) === 0)
+      throw new UsageError(`--allow: ${JSON.stringify(a)} is not an IP address (e.g. 127.0.0.1,10.0.0.7)`);
+  }
+  return list;
 }
 
 function parsePorts(raw: string | undefined): Partial<Record<Driver, number>> {
@@ -161,6 +176,12 @@ examples:
       arg: 'SECRET',
       description: 'clients must first send "AUTH <secret>"',
     },
+    allow: {
+      type: 'string',
+      env: 'VIRGO_DRIVERS_ALLOW',
+      arg: 'IP,…',
+      description: 'only these client addresses may connect (default: any that reaches --listen-base)',
+    },
     metrics: {
       type: 'string',
       env: 'VIRGO_METRICS',
@@ -198,6 +219,7 @@ examples:
     const queueAddr = opts.queue ? parseHostPort(String(opts.queue)) : undefined;
     const metricsAddr = opts.metrics ? parseHostPort(String(opts.metrics)) : undefined;
     const feederAddr = parseHostPort(String(opts.feeder));
+    const allow = allowList(opts.allow);
     // From here on resources exist: a failure must release them, or their timers keep us alive.
     try {
       return await serve();
@@ -280,6 +302,7 @@ examples:
         ...(nodes ? { nodes } : {}),
         ...(memoryStore ? { memoryStore } : {}),
         ...(opts.secret ? { secret: String(opts.secret) } : {}),
+        ...(allow ? { allow } : {}),
         cloudfsRoot: (opts['cloudfs-root'] as string | undefined) ?? stateDir('cloudfs'),
         eventnetDir: (opts['eventnet-dir'] as string | undefined) ?? stateDir('eventnet'),
         deviceIds,

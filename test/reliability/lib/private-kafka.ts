@@ -1,0 +1,100 @@
+// A Kafka broker owned by one test file, for fault injection: the shared broker (VIRGO_TEST_BROKERS)
+// serves every other test in parallel and must never be stopped. Started with the project's own
+// service script (scripts/services.sh) in a private state directory on free ports, reusing the
+// broker jars already fetched into .services/kafka-libs.
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const ROOT = new URL('../../../', import.meta.url).pathname;
+const SCRIPT = join(ROOT, 'scripts/services.sh');
+
+/** A port nobody listens on now (bind 0, read, close). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      const port = typeof a === 'object' && a ? a.port : 0;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+  });
+}
+
+/** A free port whose successor is free too (the KRaft controller listens on port + 1). */
+export async function freePortPair(): Promise<number> {
+  for (let i = 0; i < 50; i++) {
+    const p = await freePort();
+    if (p < 65535 && (await portFree(p + 1))) return p;
+  }
+  throw new Error('no two consecutive free ports found');
+}
+
+export interface PrivateKafka {
+  readonly port: number;
+  readonly brokers: string[];
+  readonly dir: string;
+  /** graceful stop (SIGTERM, data kept): the fault */
+  stop(): Promise<void>;
+  /** start again on the same port and data; resolves once the broker answers metadata */
+  start(): Promise<void>;
+  /** stop and remove its data */
+  down(): Promise<void>;
+}
+
+function script(action: string, env: NodeJS.ProcessEnv): Promise<void> {
+  return new Promise((resolve, reject) => {
+    execFile('bash', [SCRIPT, action, 'kafka'], { env, timeout: 120_000 }, (err, _out, stderr) => {
+      if (err) reject(new Error(`services.sh ${action} kafka failed: ${err.message}\n${stderr}`));
+      else resolve();
+    });
+  });
+}
+
+export async function startPrivateKafka(): Promise<PrivateKafka> {
+  const servicesDir = process.env.VIRGO_SERVICES_DIR ?? join(ROOT, '.services');
+  const libs = process.env.KAFKA_LIBS ?? join(servicesDir, 'kafka-libs');
+  if (!existsSync(join(libs, '.complete'))) {
+    throw new Error(
+      `Kafka jars missing in ${libs}: run \`npm run services:up\` first (it fetches them once), or set KAFKA_LIBS`,
+    );
+  }
+  const dir = mkdtempSync(join(tmpdir(), 'virgo-private-kafka-'));
+  const port = await freePortPair();
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    VIRGO_SERVICES_DIR: dir,
+    KAFKA_PORT: String(port),
+    KAFKA_LIBS: libs,
+    KAFKA_HEAP: process.env.VIRGO_PRIVATE_KAFKA_HEAP ?? '-Xmx384m -Xms128m',
+  };
+  try {
+    await script('up', env);
+  } catch (err) {
+    await script('down', env).catch(() => {});
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
+  return {
+    port,
+    brokers: [`127.0.0.1:${port}`],
+    dir,
+    stop: () => script('stop-kafka', env),
+    start: () => script('start-kafka', env),
+    async down() {
+      await script('down', env).catch(() => {});
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
