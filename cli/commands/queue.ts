@@ -78,7 +78,8 @@ const OPTIONS = {
     type: 'string',
     env: 'VIRGO_QUEUE_ALLOW',
     arg: 'IP,…',
-    description: 'serve: only these client addresses may use the text port (default: any that reaches --listen)',
+    description:
+      'serve: only these client addresses may use the text port (default: any that reaches --listen)',
   },
   metrics: {
     type: 'string',
