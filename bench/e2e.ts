@@ -24,6 +24,9 @@ async function waitUntil(check: () => boolean, timeoutMs: number, what: string):
 export default async function bench(args: string[]): Promise<Record<string, unknown>> {
   setLogLevel('warn');
   const lines = Number(args[0] ?? 300_000);
+  // optional: --learners ufw,load (default all) to see what each learner costs
+  const li = args.indexOf('--learners');
+  const learners = li >= 0 ? args[li + 1]?.split(',') : undefined;
   const ns = `bench-e2e-${randomUUID().slice(0, 8)}`;
   const dir = mkdtempSync(join(tmpdir(), 'bench-e2e-'));
   const file = join(dir, 'kern.log');
@@ -71,6 +74,7 @@ export default async function bench(args: string[]): Promise<Record<string, unkn
     metrics: false,
     devices: [],
     drivers: [],
+    ...(learners ? { learners } : {}),
   });
   const startS = Number(process.hrtime.bigint() - t1) / 1e9;
   await waitUntil(() => (p.learn.stats().ingest?.lines ?? 0) >= lines, 600_000, 'every line through ingest');
@@ -96,6 +100,7 @@ export default async function bench(args: string[]): Promise<Record<string, unkn
   const mb = (b: number) => Math.round(b / 2 ** 20);
   return {
     lines,
+    learners: learners ?? 'all',
     brokers: BENCH_BROKERS,
     publishLogsLinesPerS: Math.round(lines / publishS),
     pipelineStartS: +startS.toFixed(2),

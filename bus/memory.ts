@@ -2,6 +2,7 @@
 // key, per-partition order, consumer groups that split partitions, committed offsets, compaction)
 // without a broker. Memory is bounded by a per-partition retention cap.
 import { createLogger } from '../runtime/log.ts';
+import { counter } from '../runtime/metrics.ts';
 import {
   type Bus,
   BusError,
@@ -16,6 +17,11 @@ import {
 } from './types.ts';
 
 const log = createLogger('bus.memory');
+const dropped = counter(
+  'virgo_bus_memory_dropped_total',
+  'messages the in-process bus dropped past its retention before a group read them',
+  ['topic'],
+);
 
 interface Partition {
   /** sorted by offset; compaction leaves gaps */
@@ -40,6 +46,8 @@ interface Group {
   members: Member[];
   /** `${topic}\0${partition}` -> next offset to read */
   committed: Map<string, number>;
+  /** `${topic}\0${partition}` -> next offset not yet handed to a member (retention checks it) */
+  handed: Map<string, number>;
 }
 
 export interface MemoryBusOptions {
@@ -71,7 +79,8 @@ export class MemoryBus implements Bus {
   private readonly subscriptions = new Set<Subscription>();
 
   constructor(opts: MemoryBusOptions = {}) {
-    this.retention = opts.retention ?? 200_000;
+    // In-process consumers keep up within a batch or two; a deep log only costs memory.
+    this.retention = opts.retention ?? 20_000;
     this.defaultPartitions = opts.defaultPartitions ?? 1;
   }
 
@@ -153,7 +162,25 @@ export class MemoryBus implements Bus {
       kept.reverse();
       part.messages = kept.length > this.retention ? kept.slice(kept.length - this.retention) : kept;
     } else {
-      part.messages.splice(0, part.messages.length - this.retention);
+      const cut = part.messages.length - this.retention;
+      const firstKept = Number(part.messages[cut]!.offset);
+      // A group that has not read up to the cut loses messages: say so, never silently.
+      for (const [groupId, g] of this.groups) {
+        const key = slot(t.name, part.messages[0]!.partition);
+        const handed = g.handed.get(key);
+        if (handed !== undefined && handed < firstKept && g.members.some((m) => m.topics.has(t.name))) {
+          const lost = firstKept - handed;
+          dropped.inc({ topic: t.name }, lost);
+          log.warn('in-process retention dropped unread messages; the consumer is too slow', {
+            topic: t.name,
+            group: groupId,
+            lost,
+            retention: this.retention,
+          });
+          g.handed.set(key, firstKept);
+        }
+      }
+      part.messages.splice(0, cut);
     }
   }
 
@@ -187,7 +214,7 @@ export class MemoryBus implements Bus {
     if (this.closed) throw new BusError('bus is closed');
     let group = this.groups.get(opts.groupId);
     if (!group) {
-      group = { members: [], committed: new Map() };
+      group = { members: [], committed: new Map(), handed: new Map() };
       this.groups.set(opts.groupId, group);
     }
     const g = group;
@@ -232,7 +259,10 @@ export class MemoryBus implements Bus {
         if (Number(msgs[mid]!.offset) < pos) lo = mid + 1;
         else hi = mid;
       }
-      return msgs.slice(lo, lo + maxBatch);
+      const batch = msgs.slice(lo, lo + maxBatch);
+      const after = batch.length > 0 ? Number(batch[batch.length - 1]!.offset) + 1 : pos;
+      if ((g.handed.get(key) ?? -1) < after) g.handed.set(key, after);
+      return batch;
     };
 
     const loop = async (): Promise<void> => {

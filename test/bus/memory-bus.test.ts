@@ -35,3 +35,43 @@ describe('in-process bus specifics', () => {
 });
 
 busContract('namespaced in-process', () => namespaced(new MemoryBus(), 'tenant-a'));
+
+describe('in-process retention with a slow consumer', () => {
+  it('counts what a lagging group lost instead of dropping it silently', async () => {
+    const { registry } = await import('../../runtime/metrics.ts');
+    const dropped = async () => {
+      const m = registry.getSingleMetric('virgo_bus_memory_dropped_total');
+      const v = m ? (await m.get()).values.find((x) => x.labels.topic === 'slow') : undefined;
+      return v?.value ?? 0;
+    };
+    const before = await dropped();
+    const bus = new MemoryBus({ retention: 10 });
+    await bus.ensureTopics([{ topic: 'slow', partitions: 1 }]);
+    let release!: () => void;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    const got: string[] = [];
+    const sub = await bus.subscribe({
+      topics: ['slow'],
+      groupId: 'g',
+      fromBeginning: true,
+      maxBatch: 1,
+      onBatch: async (b) => {
+        await gate;
+        got.push(...b.map((m) => m.value!.toString()));
+      },
+    });
+    await bus.publish('slow', [{ value: 'm0' }]);
+    await waitFor(() => true, 'first batch in hand');
+    // the consumer holds m0; 30 more arrive, the log keeps 10
+    for (let i = 1; i <= 30; i++) await bus.publish('slow', [{ value: `m${i}` }]);
+    release();
+    await waitFor(() => got.includes('m30'), 'the tail');
+    expect(got[0]).toBe('m0');
+    expect(got.slice(1)).toEqual(Array.from({ length: 10 }, (_, i) => `m${21 + i}`));
+    expect((await dropped()) - before).toBe(20);
+    await sub.close();
+    await bus.close();
+  });
+});
