@@ -164,7 +164,7 @@ class FeederImpl implements Feeder {
   private readyResolve!: () => void;
   private closed = false;
   /** false while the feeder is still reading what the topic held at start: its table is older than the topic */
-  private caughtUp = true;
+  private caughtUp: boolean;
   private heldTimer: NodeJS.Timeout | undefined;
   private maxQueued = 0;
   private now = 0;
@@ -182,6 +182,8 @@ class FeederImpl implements Feeder {
 
   constructor(private readonly opts: FeederOptions) {
     this.name = opts.name ?? 'feeder';
+    // With a bus, clients that connect before the topic is read (the port opens first) wait too.
+    this.caughtUp = opts.bus === undefined;
     this.maxBuf = opts.maxClientBuffer ?? 1 << 20;
     // Snapshot pieces: big enough to be few, small enough to leave room for live updates.
     this.chunk = Math.max(MAX_LINE_BYTES + 1, Math.floor(this.maxBuf / 2));
@@ -232,8 +234,8 @@ class FeederImpl implements Feeder {
     for (const o of await bus.topicOffsets(topic)) {
       if (BigInt(o.high) > BigInt(o.low)) ends.set(o.partition, BigInt(o.high));
     }
-    if (ends.size > 0) {
-      this.caughtUp = false;
+    if (ends.size === 0) this.serveHeld();
+    else {
       // The record at a partition's end may be gone (a tombstone compacted away): never hold forever.
       this.heldTimer = setTimeout(() => {
         if (this.caughtUp) return;
