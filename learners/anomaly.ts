@@ -7,6 +7,7 @@
 // scored before the model trains on them (prequential), and anomalous ones are not learnt.
 import { join } from 'node:path';
 import type { KernelEvent } from '../schemas/index.ts';
+import { ReplayBuffer } from './replay-buffer.ts';
 import { readJson, writeJsonAtomic } from './snapshot.ts';
 import { loadModel, type Model, predictRows, requireTf, saveModel, trainSteps } from './tf-util.ts';
 import type { Learner, LearnerContext, Proposal, Tf, VariableDecl } from './types.ts';
@@ -110,7 +111,7 @@ export class AnomalyLearner implements Learner {
   private readonly minThreshold: number;
   private readonly stepsPerBatch: number;
   private hosts = new Map<string, HostWin>();
-  private replay: number[][] = [];
+  private replay = new ReplayBuffer<number[]>(REPLAY);
   /** scores of recent windows judged normal */
   private history: number[] = [];
   /** per slot: normal windows learnt that contained it (the IDF's document frequency) */
@@ -316,14 +317,8 @@ export class AnomalyLearner implements Learner {
   }
 
   private async train(fresh: number[][]): Promise<void> {
-    const batch = [...fresh];
-    for (let i = 0; i < Math.min(this.replay.length, Math.max(0, BATCH - fresh.length)); i++) {
-      batch.push(this.replay[this.rng.int(this.replay.length)]!);
-    }
-    for (const f of fresh) {
-      if (this.replay.length < REPLAY) this.replay.push(f);
-      else this.replay[this.rng.int(REPLAY)] = f;
-    }
+    const batch = this.replay.mix(fresh, BATCH, this.rng);
+    this.replay.add(fresh, this.rng);
     // More steps while warming up: the first windows teach what normal looks like.
     const steps = this.windows <= this.warmup ? this.stepsPerBatch * 3 : this.stepsPerBatch;
     await trainSteps(this.tf, this.model, batch, batch, steps);
@@ -334,7 +329,7 @@ export class AnomalyLearner implements Learner {
     await saveModel(this.model, dir, this.tf);
     const j: AnomalyStateJson = {
       hosts: [...this.hosts],
-      replay: this.replay,
+      replay: this.replay.toJSON(),
       history: this.history,
       df: this.df,
       learnt: this.learnt,
@@ -352,7 +347,7 @@ export class AnomalyLearner implements Learner {
     this.model = model;
     const j = readJson<AnomalyStateJson>(join(dir, 'state.json'));
     this.hosts = new Map(j.hosts);
-    this.replay = j.replay;
+    this.replay = ReplayBuffer.fromJSON(REPLAY, j.replay);
     this.history = j.history;
     this.df = j.df;
     this.learnt = j.learnt;

@@ -11,6 +11,7 @@
 // Hung tasks, lockups and throttling are counted with exponential decay (half-life halfLifeSec).
 import { join } from 'node:path';
 import type { KernelEvent } from '../schemas/index.ts';
+import { ReplayBuffer } from './replay-buffer.ts';
 import { readJson, writeJsonAtomic } from './snapshot.ts';
 import { loadModel, type Model, predictRows, requireTf, saveModel, trainSteps } from './tf-util.ts';
 import type { Learner, LearnerContext, Proposal, Tf, VariableDecl } from './types.ts';
@@ -131,7 +132,7 @@ export class LoadLearner implements Learner {
   private readonly margin: number;
   private readonly stepsPerBatch: number;
   private nodes = new Map<string, NodeState>();
-  private replay: { x: number[]; y: number }[] = [];
+  private replay = new ReplayBuffer<{ x: number[]; y: number }>(REPLAY);
   private rng: Rng;
   private steps = 0;
   private examples = 0;
@@ -309,14 +310,8 @@ export class LoadLearner implements Learner {
   }
 
   private async train(fresh: { x: number[]; y: number }[]): Promise<void> {
-    const batch = [...fresh];
-    for (let i = 0; i < Math.min(this.replay.length, Math.max(0, BATCH - fresh.length)); i++) {
-      batch.push(this.replay[this.rng.int(this.replay.length)]!);
-    }
-    for (const f of fresh) {
-      if (this.replay.length < REPLAY) this.replay.push(f);
-      else this.replay[this.rng.int(REPLAY)] = f;
-    }
+    const batch = this.replay.mix(fresh, BATCH, this.rng);
+    this.replay.add(fresh, this.rng);
     this.examples += fresh.length;
     await trainSteps(
       this.tf,
@@ -332,7 +327,7 @@ export class LoadLearner implements Learner {
     await saveModel(this.model, dir, this.tf);
     const j: LoadStateJson = {
       nodes: [...this.nodes],
-      replay: this.replay,
+      replay: this.replay.toJSON(),
       rng: this.rng.state,
       steps: this.steps,
       examples: this.examples,
@@ -348,7 +343,7 @@ export class LoadLearner implements Learner {
     this.model = model;
     const j = readJson<LoadStateJson>(join(dir, 'state.json'));
     this.nodes = new Map(j.nodes);
-    this.replay = j.replay;
+    this.replay = ReplayBuffer.fromJSON(REPLAY, j.replay);
     this.rng = new Rng(j.rng);
     this.steps = j.steps;
     this.examples = j.examples;

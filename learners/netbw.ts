@@ -7,6 +7,7 @@
 // which evidence precedes congestion; the risk for t+1 is predicted from features(t).
 import { join } from 'node:path';
 import type { KernelEvent } from '../schemas/index.ts';
+import { ReplayBuffer } from './replay-buffer.ts';
 import { readJson, writeJsonAtomic } from './snapshot.ts';
 import { loadModel, type Model, predictRows, requireTf, saveModel, trainSteps } from './tf-util.ts';
 import type { Learner, LearnerContext, Proposal, Tf, VariableDecl } from './types.ts';
@@ -133,7 +134,7 @@ export class NetbwLearner implements Learner {
   private readonly warmup: number;
   private readonly stepsPerBatch: number;
   private hosts = new Map<string, HostWin>();
-  private replay: { x: number[]; y: number }[] = [];
+  private replay = new ReplayBuffer<{ x: number[]; y: number }>(REPLAY);
   private rng: Rng;
   private steps = 0;
   private examples = 0;
@@ -249,14 +250,8 @@ export class NetbwLearner implements Learner {
 
   private async train(fresh: { x: number[]; y: number }[]): Promise<void> {
     // Fresh examples plus a replayed sample, so one busy host cannot make the model forget others.
-    const batch = [...fresh];
-    for (let i = 0; i < Math.min(this.replay.length, Math.max(0, BATCH - fresh.length)); i++) {
-      batch.push(this.replay[this.rng.int(this.replay.length)]!);
-    }
-    for (const f of fresh) {
-      if (this.replay.length < REPLAY) this.replay.push(f);
-      else this.replay[this.rng.int(REPLAY)] = f;
-    }
+    const batch = this.replay.mix(fresh, BATCH, this.rng);
+    this.replay.add(fresh, this.rng);
     this.examples += fresh.length;
     await trainSteps(
       this.tf,
@@ -272,7 +267,7 @@ export class NetbwLearner implements Learner {
     await saveModel(this.model, dir, this.tf);
     const j: NetbwStateJson = {
       hosts: [...this.hosts],
-      replay: this.replay,
+      replay: this.replay.toJSON(),
       rng: this.rng.state,
       steps: this.steps,
       examples: this.examples,
@@ -287,7 +282,7 @@ export class NetbwLearner implements Learner {
     this.model = model;
     const j = readJson<NetbwStateJson>(join(dir, 'state.json'));
     this.hosts = new Map(j.hosts);
-    this.replay = j.replay;
+    this.replay = ReplayBuffer.fromJSON(REPLAY, j.replay);
     this.rng = new Rng(j.rng);
     this.steps = j.steps;
     this.examples = j.examples;
