@@ -18,7 +18,14 @@ import { createLogger } from '../../runtime/log.ts';
 import { counter, gauge } from '../../runtime/metrics.ts';
 import { expectCall, parseCount, splitFirst, splitLast } from './call-syntax.ts';
 import { EscapeError, escapeBytes, unescapeBytes } from './data-escape.ts';
-import { createDriverServer, DriverError, type DriverStats, quote } from './driver-server.ts';
+import {
+  type CommonServerOptions,
+  commonServerOptions,
+  createDriverServer,
+  DriverError,
+  type DriverStats,
+  quote,
+} from './driver-server.ts';
 import { TokenBucket } from './token-bucket.ts';
 import { readNumber, type VariableSource } from './variables.ts';
 
@@ -39,11 +46,10 @@ const COMMANDS = ['virgo_cloud_open', 'virgo_cloud_read', 'virgo_cloud_write', '
 const HELP =
   'cloudfs: virgo_cloud_open(<path>) -> fd | virgo_cloud_read(<fd>,none,<count>,<pos>) -> data | virgo_cloud_write(<fd>,<data>,<count>,<pos>) -> bytes | virgo_cloud_close(<fd>) -> ok; paths relative to the cloudfs root; data escapes \\\\ \\n \\r \\t \\xHH';
 
-export interface CloudFsOptions {
+export interface CloudFsOptions extends CommonServerOptions {
   variables: VariableSource;
   /** the directory clients see; must exist */
   root: string;
-  host?: string;
   port?: number;
   readOnly?: boolean;
   maxOpenFiles?: number;
@@ -57,10 +63,6 @@ export interface CloudFsOptions {
   defaultWriteBytesPerS?: number;
   /** a write that would wait longer for the rate limit is refused */
   maxWriteWaitMs?: number;
-  maxLineBytes?: number;
-  maxClients?: number;
-  allow?: string[];
-  secret?: string;
 }
 
 interface OpenFile {
@@ -84,13 +86,10 @@ export class CloudFs {
         name: 'cloudfs',
         port: opts.port ?? CLOUDFS_PORT,
         help: HELP,
+        handle: (line) => this.handle(line),
+        ...commonServerOptions(opts),
         // a write line carries its data: room for 64 KiB plus the call around it
         maxLineBytes: opts.maxLineBytes ?? 65_536 + 256,
-        handle: (line) => this.handle(line),
-        ...(opts.host !== undefined ? { host: opts.host } : {}),
-        ...(opts.maxClients !== undefined ? { maxClients: opts.maxClients } : {}),
-        ...(opts.allow !== undefined ? { allow: opts.allow } : {}),
-        ...(opts.secret !== undefined ? { secret: opts.secret } : {}),
       },
       log,
     );

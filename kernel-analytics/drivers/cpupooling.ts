@@ -12,7 +12,14 @@ import { counter } from '../../runtime/metrics.ts';
 import { analyticsPick, type BalancerRule, balancerRule, prgPick } from './balancer.ts';
 import { parseCall } from './call-syntax.ts';
 import { defaultRegistry, type FunctionRegistry } from './clone-functions.ts';
-import { createDriverServer, DriverError, type DriverStats, quote } from './driver-server.ts';
+import {
+  type CommonServerOptions,
+  commonServerOptions,
+  createDriverServer,
+  DriverError,
+  type DriverStats,
+  quote,
+} from './driver-server.ts';
 import { NodeClient } from './node-client.ts';
 import type { VariableSource } from './variables.ts';
 import { type CloudNode, CPUPOOLING_PORT, nodeId } from './virgo-cloud-conf.ts';
@@ -23,9 +30,8 @@ const picks = counter('virgo_cpupooling_picks_total', 'virgo_clone requests by n
   'rule',
 ]);
 
-export interface CpuPoolingOptions {
+export interface CpuPoolingOptions extends CommonServerOptions {
   variables: VariableSource;
-  host?: string;
   /** default 10000; 0 picks a free port */
   port?: number;
   /** virgo_cloud.conf; default: this node alone */
@@ -38,10 +44,6 @@ export interface CpuPoolingOptions {
   /** node ids that are this process, beyond what is detected (same port on a local address) */
   self?: string[];
   forwardTimeoutMs?: number;
-  maxLineBytes?: number;
-  maxClients?: number;
-  allow?: string[];
-  secret?: string;
 }
 
 export interface Pick {
@@ -75,11 +77,7 @@ export class CpuPooling {
         port: opts.port ?? CPUPOOLING_PORT,
         help: `${HELP}; functions: ${this.registry.names().join(', ')}`,
         handle: (line) => this.handle(line),
-        ...(opts.host !== undefined ? { host: opts.host } : {}),
-        ...(opts.maxLineBytes !== undefined ? { maxLineBytes: opts.maxLineBytes } : {}),
-        ...(opts.maxClients !== undefined ? { maxClients: opts.maxClients } : {}),
-        ...(opts.allow !== undefined ? { allow: opts.allow } : {}),
-        ...(opts.secret !== undefined ? { secret: opts.secret } : {}),
+        ...commonServerOptions(opts),
       },
       log,
     );

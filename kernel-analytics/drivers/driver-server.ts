@@ -55,6 +55,23 @@ export interface DriverServerOptions {
   onClose?: (client: LineClient) => void;
 }
 
+/** The listener options every driver accepts and hands to its server unchanged. */
+export type CommonServerOptions = Pick<
+  DriverServerOptions,
+  'host' | 'maxLineBytes' | 'maxClients' | 'allow' | 'secret'
+>;
+
+/** Only the options that are set: an unset one keeps the server's default instead of arriving as `undefined`. */
+export function commonServerOptions(opts: CommonServerOptions): CommonServerOptions {
+  return {
+    ...(opts.host !== undefined ? { host: opts.host } : {}),
+    ...(opts.maxLineBytes !== undefined ? { maxLineBytes: opts.maxLineBytes } : {}),
+    ...(opts.maxClients !== undefined ? { maxClients: opts.maxClients } : {}),
+    ...(opts.allow !== undefined ? { allow: opts.allow } : {}),
+    ...(opts.secret !== undefined ? { secret: opts.secret } : {}),
+  };
+}
+
 /** A per-service tally the tests and `drivers up` status can read without scraping metrics. */
 export interface DriverStats {
   ok: number;

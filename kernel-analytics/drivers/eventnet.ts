@@ -10,7 +10,14 @@ import { type FileHandle, mkdir, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { LineServer } from '../../runtime/line-server.ts';
 import { createLogger } from '../../runtime/log.ts';
-import { createDriverServer, DriverError, type DriverStats, quote } from './driver-server.ts';
+import {
+  type CommonServerOptions,
+  commonServerOptions,
+  createDriverServer,
+  DriverError,
+  type DriverStats,
+  quote,
+} from './driver-server.ts';
 
 const log = createLogger('drivers.eventnet');
 
@@ -22,17 +29,12 @@ const MAX_FIELD = 1024;
 const HELP =
   'eventnet: eventnet_edgemsg#<from>#<to># | eventnet_vertexmsg#<id>#<a0>#<a1>  -> ok; fields are printable text without #';
 
-export interface EventNetOptions {
+export interface EventNetOptions extends CommonServerOptions {
   /** where the two files live (the original: /var/log/eventnet) */
   dir: string;
-  host?: string;
   port?: number;
   /** fsync each append before replying ok (slower; survives power loss) */
   fsync?: boolean;
-  maxLineBytes?: number;
-  maxClients?: number;
-  allow?: string[];
-  secret?: string;
 }
 
 export type EventNetMessage =
@@ -110,11 +112,7 @@ export class EventNet {
         port: opts.port ?? EVENTNET_PORT,
         help: HELP,
         handle: (line) => this.handle(line),
-        ...(opts.host !== undefined ? { host: opts.host } : {}),
-        ...(opts.maxLineBytes !== undefined ? { maxLineBytes: opts.maxLineBytes } : {}),
-        ...(opts.maxClients !== undefined ? { maxClients: opts.maxClients } : {}),
-        ...(opts.allow !== undefined ? { allow: opts.allow } : {}),
-        ...(opts.secret !== undefined ? { secret: opts.secret } : {}),
+        ...commonServerOptions(opts),
       },
       log,
     );

@@ -9,7 +9,13 @@ import type { LineServer } from '../../runtime/line-server.ts';
 import { createLogger } from '../../runtime/log.ts';
 import { gauge } from '../../runtime/metrics.ts';
 import { expectCall, parseCount, parseU64, splitFirst } from './call-syntax.ts';
-import { createDriverServer, DriverError, type DriverStats } from './driver-server.ts';
+import {
+  type CommonServerOptions,
+  commonServerOptions,
+  createDriverServer,
+  DriverError,
+  type DriverStats,
+} from './driver-server.ts';
 import { InProcessMemoryStore, type MemoryStore } from './memory-store.ts';
 import { readNumber, type VariableSource } from './variables.ts';
 
@@ -26,19 +32,14 @@ const COMMANDS = ['virgo_cloud_malloc', 'virgo_cloud_set', 'virgo_cloud_get', 'v
 const HELP =
   'memorypooling: virgo_cloud_malloc(<size>) -> vuid | virgo_cloud_set(<vuid>,<data>) -> ok | virgo_cloud_get(<vuid>) -> data | virgo_cloud_free(<vuid>) -> kernel memory freed';
 
-export interface MemoryPoolingOptions {
+export interface MemoryPoolingOptions extends CommonServerOptions {
   variables: VariableSource;
   store?: MemoryStore;
-  host?: string;
   port?: number;
   /** when `memorypooling.max_bytes` is unset: largest block */
   defaultMaxBytes?: number;
   /** when `memorypooling.pool_bytes` is unset: all blocks together */
   defaultPoolBytes?: number;
-  maxLineBytes?: number;
-  maxClients?: number;
-  allow?: string[];
-  secret?: string;
 }
 
 export class MemoryPooling {
@@ -54,11 +55,7 @@ export class MemoryPooling {
         port: opts.port ?? MEMORYPOOLING_PORT,
         help: HELP,
         handle: (line) => this.handle(line),
-        ...(opts.host !== undefined ? { host: opts.host } : {}),
-        ...(opts.maxLineBytes !== undefined ? { maxLineBytes: opts.maxLineBytes } : {}),
-        ...(opts.maxClients !== undefined ? { maxClients: opts.maxClients } : {}),
-        ...(opts.allow !== undefined ? { allow: opts.allow } : {}),
-        ...(opts.secret !== undefined ? { secret: opts.secret } : {}),
+        ...commonServerOptions(opts),
       },
       log,
     );
