@@ -52,6 +52,9 @@ export class RedisExporter extends EventEmitter<{ written: [WrittenBatch] }> imp
   private readonly ownClient: boolean;
   /** host → key → newest pending value (undefined: delete) */
   private pending = new Map<string, Map<string, string | undefined>>();
+  /** host → key → the value Redis should hold: written again after a reconnect (bounded by the table) */
+  private readonly latest = new Map<string, Map<string, string>>();
+  private connectedOnce = false;
   private pendingCount = 0;
   /** performance.now() of the first change now pending */
   private pendingSince = 0;
@@ -113,6 +116,30 @@ export class RedisExporter extends EventEmitter<{ written: [WrittenBatch] }> imp
     this.defaultHost = opts.defaultHost ?? hostname();
     this.name = opts.name ?? 'redis';
     this.publishChanges = opts.publish !== false;
+    // A Redis that comes back may have lost everything (no persistence, a failover to an empty
+    // replica): after every reconnect the whole export is written again, not only later changes.
+    this.connectedOnce = redis.status === 'ready';
+    redis.on('ready', () => {
+      if (this.connectedOnce) this.resync();
+      this.connectedOnce = true;
+    });
+  }
+
+  private resync(): void {
+    for (const [host, m] of this.latest) {
+      let cur = this.pending.get(host);
+      if (!cur) {
+        cur = new Map();
+        this.pending.set(host, cur);
+      }
+      for (const [k, v] of m) {
+        if (cur.has(k)) continue;
+        if (this.pendingCount === 0) this.pendingSince = performance.now();
+        cur.set(k, v);
+        this.pendingCount++;
+      }
+    }
+    this.kick();
   }
 
   private readonly publishChanges: boolean;
@@ -135,6 +162,13 @@ export class RedisExporter extends EventEmitter<{ written: [WrittenBatch] }> imp
 
   private put(host: string, key: string, value: string | undefined): void {
     if (this.closed) return;
+    let known = this.latest.get(host);
+    if (!known) {
+      known = new Map();
+      this.latest.set(host, known);
+    }
+    if (value === undefined) known.delete(key);
+    else known.set(key, value);
     let m = this.pending.get(host);
     if (!m) {
       m = new Map();

@@ -9,6 +9,8 @@ export interface PrivateRedis {
   port: number;
   url: string;
   stop(): Promise<void>;
+  /** start again on the same port (empty: no persistence), after stop() */
+  start(): Promise<void>;
 }
 
 function ping(port: number): Promise<boolean> {
@@ -30,30 +32,21 @@ function ping(port: number): Promise<boolean> {
 
 export async function startPrivateRedis(extra: string[] = []): Promise<PrivateRedis> {
   const port = await freePort();
-  const child = Child.spawn(
-    'redis-server',
-    [
-      '--port',
-      String(port),
-      '--bind',
-      '127.0.0.1',
-      '--save',
-      '',
-      '--appendonly',
-      'no',
-      '--daemonize',
-      'no',
-      ...extra,
-    ],
-    {},
-    'redis-server',
-  );
-  await waitFor(async () => child.running && (await ping(port)), `redis-server on :${port}`, 15_000, 20);
+  const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'];
+  const spawnOne = async () => {
+    const c = Child.spawn('redis-server', [...args, '--daemonize', 'no', ...extra], {}, 'redis-server');
+    await waitFor(async () => c.running && (await ping(port)), `redis-server on :${port}`, 15_000, 20);
+    return c;
+  };
+  let child = await spawnOne();
   return {
     port,
     url: `redis://127.0.0.1:${port}`,
     stop: async () => {
       await child.stop();
+    },
+    start: async () => {
+      child = await spawnOne();
     },
   };
 }
