@@ -3,7 +3,7 @@
 // service script (scripts/services.sh) in a private state directory on free ports, reusing the
 // broker jars already fetched into .services/kafka-libs.
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -49,6 +49,8 @@ export interface PrivateKafka {
   stop(): Promise<void>;
   /** start again on the same port and data; resolves once the broker answers metadata */
   start(): Promise<void>;
+  /** SIGKILL the broker (a crash: no controlled shutdown, log recovery at the next start) */
+  kill(): Promise<void>;
   /** stop and remove its data */
   down(): Promise<void>;
 }
@@ -92,6 +94,20 @@ export async function startPrivateKafka(): Promise<PrivateKafka> {
     dir,
     stop: () => script('stop-kafka', env),
     start: () => script('start-kafka', env),
+    async kill() {
+      const pidFile = join(dir, 'kafka', 'kafka.pid');
+      const pid = Number(readFileSync(pidFile, 'utf8').trim());
+      process.kill(pid, 'SIGKILL');
+      // gone once signal 0 fails; the script's pid file then points at nothing
+      for (;;) {
+        try {
+          process.kill(pid, 0);
+        } catch {
+          return;
+        }
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    },
     async down() {
       await script('down', env).catch(() => {});
       rmSync(dir, { recursive: true, force: true });

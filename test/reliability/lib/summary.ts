@@ -5,9 +5,10 @@
 
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
-import { basename, join } from 'node:path';
+import { basename, join, relative } from 'node:path';
 
 const RESULTS = new URL('../results/', import.meta.url).pathname;
+const ROOT = new URL('../../../', import.meta.url).pathname;
 
 /** One injected fault: the numbers issue #9 asks for. */
 export interface FaultResult {
@@ -71,6 +72,7 @@ type Entry =
 export class Report {
   private readonly entries: Entry[] = [];
   private readonly part: string;
+  private readonly file: string;
 
   /** `file`: the test file's import.meta.url; `summary`: which summary file (soak runs keep their own) */
   constructor(
@@ -78,6 +80,7 @@ export class Report {
     private readonly summary = 'summary.json',
   ) {
     this.part = basename(new URL(file).pathname).replace(/\.test\.ts$/, '');
+    this.file = relative(ROOT, new URL(file).pathname);
   }
 
   fault(r: FaultResult): void {
@@ -107,10 +110,7 @@ export class Report {
   private write(): void {
     const parts = join(RESULTS, 'parts', this.summary.replace(/\.json$/, ''));
     mkdirSync(parts, { recursive: true });
-    atomicWrite(
-      join(parts, `${this.part}.json`),
-      formatJson({ file: `test/reliability/${this.part}.test.ts`, entries: this.entries }),
-    );
+    atomicWrite(join(parts, `${this.part}.json`), formatJson({ file: this.file, entries: this.entries }));
     withLock(join(RESULTS, `.${this.summary}.lock`), () => {
       const all: Entry[] = [];
       for (const f of readdirSync(parts).sort()) {
