@@ -75,88 +75,109 @@ function hasBlocks(t: avro.Type, seen = new Set<avro.Type>()): boolean {
   return inner.some((i) => hasBlocks(i, seen));
 }
 
+/** What the bounds walk reads of an avsc type (public attributes of avsc's Type classes). */
+type Shape = avro.Type & {
+  itemsType?: avro.Type;
+  valuesType?: avro.Type;
+  types?: avro.Type[];
+  fields?: { type: avro.Type }[];
+  underlyingType?: avro.Type;
+  size?: number;
+};
+
 /**
  * Walks an encoded value without building it: false when a length, count or union index cannot
  * be right for the bytes that are left (each array or map item takes at least one byte).
  */
-function withinBounds(t: avro.Type, b: Buffer, at: { pos: number }): boolean {
-  const varint = (): number => {
-    // zigzag long, as a double: only its magnitude matters here
+class BoundsWalk {
+  pos = 0;
+  private zeroItems = 0;
+  constructor(private readonly b: Buffer) {}
+
+  /** a zigzag long, as a double (only its magnitude matters); NaN past the end */
+  private varint(): number {
+    const b = this.b;
     let n = 0;
     let scale = 1;
     for (let i = 0; i < 10; i++) {
-      if (at.pos >= b.length) return Number.NaN;
-      const byte = b[at.pos++]!;
+      if (this.pos >= b.length) return Number.NaN;
+      const byte = b[this.pos++]!;
       n += (byte & 0x7f) * scale;
       scale *= 128;
       if ((byte & 0x80) === 0) return n % 2 === 0 ? n / 2 : -(n + 1) / 2;
     }
     return Number.NaN;
-  };
-  const skip = (n: number): boolean => {
-    if (!(n >= 0) || n > b.length - at.pos) return false;
-    at.pos += n;
+  }
+
+  private skip(n: number): boolean {
+    if (!(n >= 0) || n > this.b.length - this.pos) return false;
+    this.pos += n;
     return true;
-  };
-  const x = t as avro.Type & {
-    itemsType?: avro.Type;
-    valuesType?: avro.Type;
-    types?: avro.Type[];
-    fields?: { type: avro.Type }[];
-    underlyingType?: avro.Type;
-    size?: number;
-  };
-  if (x.underlyingType) return withinBounds(x.underlyingType, b, at);
-  switch (t.typeName) {
-    case 'null':
-      return true;
-    case 'boolean':
-      return skip(1);
-    case 'int':
-    case 'long':
-    case 'enum':
-      return !Number.isNaN(varint());
-    case 'float':
-      return skip(4);
-    case 'double':
-      return skip(8);
-    case 'bytes':
-    case 'string':
-      return skip(varint());
-    case 'fixed':
-      return skip(x.size ?? 0);
-    case 'record':
-    case 'error':
-      return (x.fields ?? []).every((f) => withinBounds(f.type, b, at));
-    case 'union:wrapped':
-    case 'union:unwrapped': {
-      const i = varint();
-      const types = x.types ?? [];
-      return Number.isInteger(i) && i >= 0 && i < types.length && withinBounds(types[i]!, b, at);
-    }
-    case 'array':
-    case 'map':
-      for (;;) {
-        let n = varint();
-        if (Number.isNaN(n)) return false;
-        if (n === 0) return true;
-        if (n < 0) {
-          n = -n;
-          // a negative count is followed by the block's size in bytes
-          if (Number.isNaN(varint())) return false;
-        }
-        if (n > b.length - at.pos) return false;
-        for (let i = 0; i < n; i++) {
-          const start = at.pos;
-          if (t.typeName === 'map' && !skip(varint())) return false;
-          if (!withinBounds((x.itemsType ?? x.valuesType)!, b, at)) return false;
-          // a zero-byte item (null) must not let a huge count spin: every item takes a byte
-          if (at.pos === start && ++at.pos > b.length) return false;
-        }
+  }
+
+  fits(t: Shape): boolean {
+    if (t.underlyingType) return this.fits(t.underlyingType);
+    switch (t.typeName) {
+      case 'null':
+        return true;
+      case 'boolean':
+        return this.skip(1);
+      case 'int':
+      case 'long':
+      case 'enum':
+        return !Number.isNaN(this.varint());
+      case 'float':
+        return this.skip(4);
+      case 'double':
+        return this.skip(8);
+      case 'bytes':
+      case 'string':
+        return this.skip(this.varint());
+      case 'fixed':
+        return this.skip(t.size ?? 0);
+      case 'record':
+      case 'error': {
+        const fields = t.fields ?? [];
+        for (let i = 0; i < fields.length; i++) if (!this.fits(fields[i]!.type)) return false;
+        return true;
       }
-    default:
-      // a type this walk does not know: leave it to avsc
-      return true;
+      case 'union:wrapped':
+      case 'union:unwrapped': {
+        const i = this.varint();
+        const types = t.types ?? [];
+        return Number.isInteger(i) && i >= 0 && i < types.length && this.fits(types[i]!);
+      }
+      case 'array':
+      case 'map':
+        return this.blocks(t);
+      default:
+        // a type this walk does not know: leave it to avsc
+        return true;
+    }
+  }
+
+  private blocks(t: Shape): boolean {
+    const item = (t.itemsType ?? t.valuesType)!;
+    const isMap = t.typeName === 'map';
+    for (;;) {
+      let n = this.varint();
+      if (Number.isNaN(n)) return false;
+      if (n === 0) return true;
+      if (n < 0) {
+        n = -n;
+        // a negative count is followed by the block's size in bytes
+        if (Number.isNaN(this.varint())) return false;
+      }
+      // Stricter than Avro for zero-byte items (an array of nulls): none in our schemas.
+      if (n > this.b.length - this.pos) return false;
+      for (let i = 0; i < n; i++) {
+        const start = this.pos;
+        if (isMap && !this.skip(this.varint())) return false;
+        if (!this.fits(item)) return false;
+        // zero-byte items across many blocks must not spin either
+        if (this.pos === start && ++this.zeroItems > 65_536) return false;
+      }
+    }
   }
 }
 
@@ -258,7 +279,7 @@ export class Codec<T> {
     fp?: string,
   ): T {
     const w = writer ?? this.writers.get(this.fingerprintHex)!;
-    if (w.blocks && !withinBounds(w.type, body, { pos: 0 })) {
+    if (w.blocks && !new BoundsWalk(body).fits(w.type)) {
       throw new AvroDecodeError(
         'corrupt',
         `${this.name} body: a length, count or union index does not fit its ${body.length} bytes`,
