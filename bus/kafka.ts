@@ -162,23 +162,33 @@ export class KafkaBus implements Bus {
 
   async ensureTopics(specs: TopicSpec[]): Promise<void> {
     const admin = await this.getAdmin();
-    try {
-      const existing = new Set(await admin.listTopics());
-      const missing = specs.filter((s) => !existing.has(s.topic));
-      if (missing.length === 0) return;
-      await admin.createTopics({
-        waitForLeaders: true,
-        topics: missing.map((s) => ({
-          topic: s.topic,
-          numPartitions: s.partitions ?? 1,
-          replicationFactor: 1,
-          configEntries: Object.entries(s.configs ?? {}).map(([name, value]) => ({ name, value })),
-        })),
-      });
-    } catch (err) {
-      // Another instance may have created it between list and create.
-      if ((err as { type?: string }).type === 'TOPIC_ALREADY_EXISTS') return;
-      throw this.describeFailure(`creating topics ${specs.map((s) => s.topic).join(',')}`, err);
+    // A broker that has just started (or restarted) answers with retriable errors while it
+    // elects leaders (UNKNOWN_TOPIC_OR_PARTITION, LEADER_NOT_AVAILABLE): ride that out, bounded.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const existing = new Set(await admin.listTopics());
+        const missing = specs.filter((s) => !existing.has(s.topic));
+        if (missing.length === 0) return;
+        await admin.createTopics({
+          waitForLeaders: true,
+          topics: missing.map((s) => ({
+            topic: s.topic,
+            numPartitions: s.partitions ?? 1,
+            replicationFactor: 1,
+            configEntries: Object.entries(s.configs ?? {}).map(([name, value]) => ({ name, value })),
+          })),
+        });
+        return;
+      } catch (err) {
+        // Another instance may have created it between list and create.
+        if ((err as { type?: string }).type === 'TOPIC_ALREADY_EXISTS') return;
+        const retriable = (err as { retriable?: boolean }).retriable === true;
+        if (!retriable || attempt >= 5) {
+          throw this.describeFailure(`creating topics ${specs.map((s) => s.topic).join(',')}`, err);
+        }
+        log.warn('topic creation will be retried', { attempt, err });
+        await new Promise((r) => setTimeout(r, 200 * 2 ** attempt));
+      }
     }
   }
 

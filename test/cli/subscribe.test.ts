@@ -11,7 +11,15 @@ describe('virgo subscribe', () => {
       topic,
       Array.from({ length: 500 }, (_, i) => ({ value: `line ${i}` })),
     );
-    await bus.close();
+    // A live topic: the writer learns the pipe is closed only on its next write (as with
+    // `tail -f | head`), so lines keep arriving until the command has gone (bounded).
+    let live = true;
+    const feeding = (async () => {
+      for (let i = 0; live && i < 300; i++) {
+        await bus.publish(topic, [{ value: `more ${i}` }]);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    })();
     const r = await run(
       'sh',
       [
@@ -21,6 +29,9 @@ describe('virgo subscribe', () => {
       undefined,
       30_000,
     );
+    live = false;
+    await feeding;
+    await bus.close();
     expect(r.stdout.trim().split('\n')).toEqual(['line 0', 'line 1', 'rc=0']);
     expect(r.stderr).not.toMatch(/EPIPE/);
   });

@@ -79,7 +79,8 @@ describe('virgo feeder → nc and virgo consume → print, conf file, Redis', ()
       const m = /"msg":"listening".*?"port":(\d+)/.exec(fio.err());
       return m ? Number(m[1]) : undefined;
     }, 'feeder listening');
-    expect(fio.err()).toMatch(/stdin line 2: "not a pair" has no '='/);
+    // stdin is read after the port opens: wait for its report rather than race it
+    await waitFor(() => /stdin line 2: "not a pair" has no '='/.test(fio.err()), 'the stdin reject');
 
     const nc = new Nc(['127.0.0.1', String(port)]);
     cleanups.push(() => nc.kill());
