@@ -222,13 +222,20 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
   };
 
   // The stage is the dead-letter topic's only writer: it creates it (DESIGN.md section 2 spec).
+  // It also creates its input topic when missing, with the partitions of the spec: a first
+  // `virgo learn` must not die because no log line was published yet.
   try {
     await opts.bus.ensureTopics([
+      topicSpecs().find((t) => t.topic === topic) ?? { topic, partitions: 4 },
       topicSpecs().find((t) => t.topic === dlqTopic) ?? { topic: dlqTopic, partitions: 1 },
     ]);
   } catch (err) {
     if (/connect/i.test((err as Error).message)) throw err;
-    log.warn('could not create the dead-letter topic; relying on auto-creation', { dlqTopic, err });
+    log.warn('could not create the log and dead-letter topics; relying on auto-creation', {
+      topic,
+      dlqTopic,
+      err,
+    });
   }
   const sub = await opts.bus.subscribe({
     topics: [topic],
