@@ -2,10 +2,9 @@
 // cleanup, no flush, no commit) and started again. What was produced is counted against what came
 // out: consumer-group offsets, the feeder's compacted topic, the conf file's atomic writes, the
 // persisted queue and the pooling drivers' state must all resume with nothing acknowledged lost.
-import { appendFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { appendFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   type BusMessage,
   CONTENT_TYPES,
@@ -27,32 +26,12 @@ import { LineConn } from './lib/line-client.ts';
 import { hostAnswer, ufwMessages } from './lib/lines.ts';
 import { freePort } from './lib/private-kafka.ts';
 import { startPrivateRedis } from './lib/private-redis.ts';
+import { testScope } from './lib/scope.ts';
 import { Report } from './lib/summary.ts';
 import { readTopic } from './lib/topic.ts';
 
 const report = new Report(import.meta.url);
-const cleanup: (() => Promise<void> | void)[] = [];
-afterAll(async () => {
-  for (const c of cleanup.splice(0).reverse()) {
-    try {
-      await c();
-    } catch {
-      // already gone
-    }
-  }
-}, 60_000);
-
-function tempDir(prefix: string): string {
-  const d = mkdtempSync(join(tmpdir(), `virgo-rel-${prefix}-`));
-  cleanup.push(() => rmSync(d, { recursive: true, force: true }));
-  return d;
-}
-
-/** Children started by a test are SIGKILLed at the end whatever happened. */
-function track(c: Child): Child {
-  cleanup.push(() => c.kill9());
-  return c;
-}
+const { cleanup, tempDir, track } = testScope();
 
 const LOGS = { VIRGO_LOG_LEVEL: 'info', VIRGO_LOG_FORMAT: 'json' };
 const KILLS = 2;

@@ -2,19 +2,9 @@
 // pooling drivers) take an optional shared secret and an allowlist; cloudfs stays inside its root;
 // nothing received on the wire is run as code or opened as a path outside the registry/root; Kafka
 // and Redis credentials come from env/config only and never show in logs or output.
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  symlinkSync,
-  writeFileSync,
-} from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { CloudFs, CpuPooling } from '../../kernel-analytics/drivers/index.ts';
 import { VariableTable } from '../../kernel-analytics/table.ts';
 import { openSegmentLog } from '../../queue-bridge/index.ts';
@@ -24,30 +14,11 @@ import { LineConn } from './lib/line-client.ts';
 import { listeningSockets } from './lib/listeners.ts';
 import { freePort } from './lib/private-kafka.ts';
 import { startPrivateRedis } from './lib/private-redis.ts';
+import { testScope } from './lib/scope.ts';
 import { Report } from './lib/summary.ts';
 
 const report = new Report(import.meta.url);
-const cleanup: (() => Promise<unknown> | unknown)[] = [];
-afterAll(async () => {
-  for (const c of cleanup.splice(0).reverse()) {
-    try {
-      await c();
-    } catch {
-      // already gone
-    }
-  }
-}, 60_000);
-
-function tempDir(prefix: string): string {
-  const d = mkdtempSync(join(tmpdir(), `virgo-rel-${prefix}-`));
-  cleanup.push(() => rmSync(d, { recursive: true, force: true }));
-  return d;
-}
-
-function started(c: Child): Child {
-  cleanup.push(() => c.kill9());
-  return c;
-}
+const { cleanup, tempDir, track: started } = testScope();
 
 const LOUD = { VIRGO_LOG_LEVEL: 'debug', VIRGO_LOG_FORMAT: 'json' };
 
