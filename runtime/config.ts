@@ -1,6 +1,7 @@
 // Options resolve flags > environment > config file > default (DESIGN.md section 7).
 // A command declares its options once; parsing, help text and errors come from that table.
 import { existsSync, readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -163,4 +164,30 @@ export function parseHostPort(s: string, defaultHost = '127.0.0.1'): { host: str
   const port = m ? Number(m[2]) : Number.NaN;
   if (!m || port > 65535) throw new UsageError(`"${s}" is not host:port (e.g. 127.0.0.1:64000)`);
   return { host: m[1] || defaultHost, port };
+}
+
+/** `--only a,b` style lists: each name one of `allowed`; "none" or "" is the empty list. */
+export function parseNameList<T extends string>(flag: string, raw: string, allowed: readonly T[]): T[] {
+  if (raw === 'none' || raw === '') return [];
+  const out = raw.split(',').map((s) => s.trim());
+  for (const x of out) {
+    if (!(allowed as readonly string[]).includes(x)) {
+      throw new UsageError(`--${flag}: ${JSON.stringify(x)} is not one of ${allowed.join(', ')} (or none)`);
+    }
+  }
+  return out as T[];
+}
+
+/** `--allow a,b`: client addresses, each an IP as the server sees it (127.0.0.1, ::1, 10.0.0.7). */
+export function parseAllowList(raw: unknown): string[] | undefined {
+  if (raw === undefined || raw === '') return undefined;
+  const list = String(raw)
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  for (const a of list) {
+    if (isIP(a) === 0)
+      throw new UsageError(`--allow: ${JSON.stringify(a)} is not an IP address (e.g. 127.0.0.1,10.0.0.7)`);
+  }
+  return list;
 }

@@ -1,7 +1,11 @@
 import { once } from 'node:events';
-import { isIP } from 'node:net';
-import { CONNECTION_OPTIONS, parseHostPort, UsageError } from '../../runtime/config.ts';
-import { createLogger } from '../../runtime/log.ts';
+import {
+  CONNECTION_OPTIONS,
+  parseAllowList,
+  parseHostPort,
+  parseNameList,
+  UsageError,
+} from '../../runtime/config.ts';
 import { enableProcessMetrics, serveMetrics } from '../../runtime/metrics.ts';
 import { stateDir } from '../../runtime/paths.ts';
 import { exitOnSignals, onShutdown, shutdown } from '../../runtime/shutdown.ts';
@@ -10,31 +14,6 @@ import { busFromOptions, defineCommand } from '../command.ts';
 const DRIVERS = ['cpupooling', 'eventnet', 'memorypooling', 'cloudfs'] as const;
 type Driver = (typeof DRIVERS)[number];
 const DEVICES = ['drone', 'webcam'] as const;
-
-function list<T extends string>(flag: string, raw: string, allowed: readonly T[]): T[] {
-  if (raw === 'none' || raw === '') return [];
-  const out = raw.split(',').map((s) => s.trim());
-  for (const x of out) {
-    if (!(allowed as readonly string[]).includes(x)) {
-      throw new UsageError(`--${flag}: ${JSON.stringify(x)} is not one of ${allowed.join(', ')} (or none)`);
-    }
-  }
-  return out as T[];
-}
-
-/** `--allow a,b`: client addresses, each an IP as the server sees it (127.0.0.1, ::1, 10.0.0.7). */
-function allowList(raw: unknown): string[] | undefined {
-  if (raw === undefined || raw === '') return undefined;
-  const list = String(raw)
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean);
-  for (const a of list) {
-    if (isIP(a) === 0)
-      throw new UsageError(`--allow: ${JSON.stringify(a)} is not an IP address (e.g. 127.0.0.1,10.0.0.7)`);
-  }
-  return list;
-}
 
 function parsePorts(raw: string | undefined): Partial<Record<Driver, number>> {
   const ports: Partial<Record<Driver, number>> = {};
@@ -192,12 +171,11 @@ examples:
   async run({ opts, args, io }) {
     if (args[0] !== 'up')
       throw new UsageError('usage: virgo drivers up [options] (see virgo drivers --help)');
-    const log = createLogger('drivers');
     const drivers = await import('../../kernel-analytics/drivers/index.ts');
     const devices = await import('../../kernel-analytics/devices/index.ts');
     const { VariableTable } = await import('../../kernel-analytics/table.ts');
-    const only = opts.only === undefined ? [...DRIVERS] : list('only', String(opts.only), DRIVERS);
-    const wantDevices = list('devices', String(opts.devices), DEVICES);
+    const only = opts.only === undefined ? [...DRIVERS] : parseNameList('only', String(opts.only), DRIVERS);
+    const wantDevices = parseNameList('devices', String(opts.devices), DEVICES);
     const ports = parsePorts(opts.ports as string | undefined);
     const sets = ((opts.set as string[] | undefined) ?? []).map(parseSet);
     let nodes: import('../../kernel-analytics/drivers/index.ts').CloudNode[] | undefined;
@@ -219,7 +197,7 @@ examples:
     const queueAddr = opts.queue ? parseHostPort(String(opts.queue)) : undefined;
     const metricsAddr = opts.metrics ? parseHostPort(String(opts.metrics)) : undefined;
     const feederAddr = parseHostPort(String(opts.feeder));
-    const allow = allowList(opts.allow);
+    const allow = parseAllowList(opts.allow);
     // From here on resources exist: a failure must release them, or their timers keep us alive.
     try {
       return await serve();

@@ -1,8 +1,7 @@
 import { once } from 'node:events';
 import { createWriteStream } from 'node:fs';
-import { isIP } from 'node:net';
 import type { LogRecord, SegmentLog } from '../../queue-bridge/index.ts';
-import { type OptionDefs, parseHostPort, UsageError } from '../../runtime/config.ts';
+import { type OptionDefs, parseAllowList, parseHostPort, UsageError } from '../../runtime/config.ts';
 import { enableProcessMetrics, serveMetrics } from '../../runtime/metrics.ts';
 import { stateDir } from '../../runtime/paths.ts';
 import { exitOnSignals, onShutdown, shutdown } from '../../runtime/shutdown.ts';
@@ -16,20 +15,6 @@ function positiveInt(name: string, v: unknown): number {
     throw new UsageError(`--${name} must be a positive integer, got ${v}`);
   }
   return v;
-}
-
-/** `--allow a,b`: client addresses, each an IP as the server sees it (127.0.0.1, ::1, 10.0.0.7). */
-function allowList(raw: unknown): string[] | undefined {
-  if (raw === undefined || raw === '') return undefined;
-  const list = String(raw)
-    .split(',')
-    .map((s) => s.trim())
-    .filter(Boolean);
-  for (const a of list) {
-    if (isIP(a) === 0)
-      throw new UsageError(`--allow: ${JSON.stringify(a)} is not an IP address (e.g. 127.0.0.1,10.0.0.7)`);
-  }
-  return list;
 }
 
 function recordText(r: LogRecord, json: boolean): string {
@@ -163,7 +148,7 @@ async function runQueue({ opts, args, io }: RunContext<typeof OPTIONS>): Promise
     if (zmqOpt !== 'off' && !/^(tcp|ipc|inproc):\/\/\S+$/.test(zmqOpt)) {
       throw new UsageError(`--zmq must be an endpoint like tcp://127.0.0.1:60001, or off; got ${zmqOpt}`);
     }
-    const allow = allowList(opts.allow);
+    const allow = parseAllowList(opts.allow);
     const svc = await q.startQueueService({
       dir,
       listen,

@@ -1,26 +1,10 @@
 import { once } from 'node:events';
 import { resolve } from 'node:path';
 import { parseBrokers } from '../../bus/index.ts';
-import { CONNECTION_OPTIONS, parseHostPort, UsageError } from '../../runtime/config.ts';
+import { CONNECTION_OPTIONS, parseHostPort, parseNameList, UsageError } from '../../runtime/config.ts';
 import { setLogWriter } from '../../runtime/log.ts';
 import { exitOnSignals, onShutdown, shutdown } from '../../runtime/shutdown.ts';
 import { defineCommand } from '../command.ts';
-
-function list<T extends string>(
-  flag: string,
-  raw: string | undefined,
-  allowed: readonly T[],
-): T[] | undefined {
-  if (raw === undefined) return undefined;
-  if (raw === 'none' || raw === '') return [];
-  const out = raw.split(',').map((s) => s.trim());
-  for (const x of out) {
-    if (!(allowed as readonly string[]).includes(x)) {
-      throw new UsageError(`--${flag}: ${JSON.stringify(x)} is not one of ${allowed.join(', ')} (or none)`);
-    }
-  }
-  return out as T[];
-}
 
 export default defineCommand({
   name: 'up',
@@ -114,8 +98,10 @@ examples:
     }
     const { DRIVER_NAMES } = await import('../../kernel-analytics/drivers/index.ts');
     const { DEVICE_NAMES } = await import('../../kernel-analytics/actuators.ts');
-    const drivers = list('drivers', opts.drivers, DRIVER_NAMES);
-    const devices = list('devices', opts.devices, DEVICE_NAMES);
+    const drivers =
+      opts.drivers === undefined ? undefined : parseNameList('drivers', opts.drivers, DRIVER_NAMES);
+    const devices =
+      opts.devices === undefined ? undefined : parseNameList('devices', opts.devices, DEVICE_NAMES);
     const any = opts['any-ports'] ?? false;
     const metrics = opts.metrics === 'none' ? false : parseHostPort(String(opts.metrics));
     if (metrics && any) metrics.port = 0;
