@@ -11,9 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { Redis } from 'ioredis';
-import { MemoryBus } from '../bus/index.ts';
-import { type Command, runClosedLoop } from '../kernel-analytics/devices/drone-loop.ts';
-import { generateCourse, PxrcDrone, UvcWebcam } from '../kernel-analytics/devices/index.ts';
+import { type Command, runClosedLoop } from '../actuators/devices/drone-loop.ts';
+import { generateCourse, PxrcDrone, UvcWebcam } from '../actuators/devices/index.ts';
 import {
   CloudFs,
   CpuPooling,
@@ -22,7 +21,8 @@ import {
   MemoryPooling,
   nodeId,
   RedisVariables,
-} from '../kernel-analytics/drivers/index.ts';
+} from '../actuators/drivers/index.ts';
+import { MemoryBus } from '../bus/index.ts';
 import { exportTable, RedisExporter, VariableTable } from '../kernel-analytics/index.ts';
 import { DRONE_MODEL, DRONE_VARIABLES, type DroneMemory, decide } from '../learners/drone.ts';
 import { EmissionGate } from '../learners/gate.ts';

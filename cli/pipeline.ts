@@ -7,17 +7,17 @@ import { accessSync, constants, mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
-import { type Bus, createBus, topicSpecs } from '../bus/index.ts';
-import { demoStream } from '../ingest/demo-stream.ts';
-import { publishLogs } from '../ingest/index.ts';
+import { DRIVER_NAMES, type DriverName } from '../actuators/drivers/index.ts';
 import {
   type Actuators,
   DEVICE_NAMES,
   type DeviceName,
   startActuators,
   tableFromFeeder,
-} from '../kernel-analytics/actuators.ts';
-import { DRIVER_NAMES, type DriverName } from '../kernel-analytics/drivers/index.ts';
+} from '../actuators/stage.ts';
+import { type Bus, createBus, topicSpecs } from '../bus/index.ts';
+import { demoStream } from '../ingest/demo-stream.ts';
+import { publishLogs } from '../ingest/index.ts';
 import {
   ConfFileSink,
   exportTable,

@@ -171,14 +171,14 @@ examples:
   async run({ opts, args, io }) {
     if (args[0] !== 'up')
       throw new UsageError('usage: virgo drivers up [options] (see virgo drivers --help)');
-    const drivers = await import('../../kernel-analytics/drivers/index.ts');
-    const devices = await import('../../kernel-analytics/devices/index.ts');
+    const drivers = await import('../../actuators/drivers/index.ts');
+    const devices = await import('../../actuators/devices/index.ts');
     const { VariableTable } = await import('../../kernel-analytics/table.ts');
     const only = opts.only === undefined ? [...DRIVERS] : parseNameList('only', String(opts.only), DRIVERS);
     const wantDevices = parseNameList('devices', String(opts.devices), DEVICES);
     const ports = parsePorts(opts.ports as string | undefined);
     const sets = ((opts.set as string[] | undefined) ?? []).map(parseSet);
-    let nodes: import('../../kernel-analytics/drivers/index.ts').CloudNode[] | undefined;
+    let nodes: import('../../actuators/drivers/index.ts').CloudNode[] | undefined;
     if (opts.nodes) {
       try {
         nodes = drivers.readVirgoCloudConf(String(opts.nodes));
@@ -207,7 +207,7 @@ examples:
     }
 
     async function serve(): Promise<number> {
-      const { startActuators, tableFromFeeder } = await import('../../kernel-analytics/actuators.ts');
+      const { startActuators, tableFromFeeder } = await import('../../actuators/stage.ts');
       // Where variables come from: Redis, or feeder consumers writing into one table.
       let table: InstanceType<typeof VariableTable>;
       let source: string;
@@ -244,7 +244,7 @@ examples:
       }
       const variables = sets.length > 0 ? drivers.layered(fixed, table) : table;
 
-      let memoryStore: import('../../kernel-analytics/drivers/index.ts').MemoryStore | undefined;
+      let memoryStore: import('../../actuators/drivers/index.ts').MemoryStore | undefined;
       if (only.includes('memorypooling') && opts.mempool === 'redis') {
         const { Redis } = await import('ioredis');
         const client = new Redis(redisUrl!, { maxRetriesPerRequest: 2 });

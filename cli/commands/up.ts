@@ -96,8 +96,8 @@ examples:
       const { runSplit } = await import('../split.ts');
       return runSplit({ brokers, redisUrl: opts.redis, stateDir, input: opts.input, io });
     }
-    const { DRIVER_NAMES } = await import('../../kernel-analytics/drivers/index.ts');
-    const { DEVICE_NAMES } = await import('../../kernel-analytics/actuators.ts');
+    const { DRIVER_NAMES } = await import('../../actuators/drivers/index.ts');
+    const { DEVICE_NAMES } = await import('../../actuators/stage.ts');
     const drivers =
       opts.drivers === undefined ? undefined : parseNameList('drivers', opts.drivers, DRIVER_NAMES);
     const devices =

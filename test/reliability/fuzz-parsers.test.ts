@@ -6,6 +6,17 @@
 // and the counts must add up.
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
+import { EscapeError } from '../../actuators/drivers/data-escape.ts';
+import {
+  CloudConfError,
+  checkRelativePath,
+  DriverError,
+  parseCall,
+  parseCloneRequest,
+  parseEventNetMessage,
+  parseVirgoCloudConf,
+  unescapeBytes,
+} from '../../actuators/drivers/index.ts';
 import { HEADERS, MemoryBus, TOPICS } from '../../bus/index.ts';
 import {
   decodeValue,
@@ -16,17 +27,6 @@ import {
   toKernelEvent,
 } from '../../ingest/index.ts';
 import { parseConf } from '../../kernel-analytics/conf-file.ts';
-import { EscapeError } from '../../kernel-analytics/drivers/data-escape.ts';
-import {
-  CloudConfError,
-  checkRelativePath,
-  DriverError,
-  parseCall,
-  parseCloneRequest,
-  parseEventNetMessage,
-  parseVirgoCloudConf,
-  unescapeBytes,
-} from '../../kernel-analytics/drivers/index.ts';
 import { KvLineParser } from '../../kernel-analytics/kv-parser.ts';
 import { isValidKey, isValidValue, KV_REJECT_REASONS, parseKvLine } from '../../kernel-analytics/validate.ts';
 import {

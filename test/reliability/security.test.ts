@@ -5,7 +5,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { CloudFs, CpuPooling } from '../../kernel-analytics/drivers/index.ts';
+import { CloudFs, CpuPooling } from '../../actuators/drivers/index.ts';
 import { VariableTable } from '../../kernel-analytics/table.ts';
 import { openSegmentLog } from '../../queue-bridge/index.ts';
 import { BROKERS } from '../helpers/services.ts';
@@ -282,7 +282,7 @@ describe('security', () => {
     await cpu.close();
     // and the drivers' code has no way to run a program or evaluate text at all (Redis EVAL of
     // memorypooling's constant Lua scripts is a method call, not JavaScript eval)
-    const srcDir = new URL('../../kernel-analytics/drivers/', import.meta.url).pathname;
+    const srcDir = new URL('../../actuators/drivers/', import.meta.url).pathname;
     const dangerous = readdirSync(srcDir)
       .filter((f) => f.endsWith('.ts'))
       .filter((f) =>

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { REDIS_URL, spawnVirgo, unique, waitFor } from '../helpers/services.ts';
+import { REDIS_URL, spawnVirgo, unique, waitFor } from '../../helpers/services.ts';
 import { oneShot } from './telnet.ts';
 
 const procs: ChildProcess[] = [];
@@ -62,7 +62,7 @@ async function up(
 }
 
 async function inProcess(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const { main } = await import('../../cli/main.ts');
+  const { main } = await import('../../../cli/main.ts');
   let stdout = '';
   let stderr = '';
   const sink = (add: (s: string) => void) =>

@@ -9,17 +9,17 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { MemoryBus, TOPICS } from '../../bus/index.ts';
-import { type Command, type FlightReport, runClosedLoop } from '../../kernel-analytics/devices/drone-loop.ts';
-import { generateCourse, PxrcDrone } from '../../kernel-analytics/devices/index.ts';
-import { hostView } from '../../kernel-analytics/drivers/index.ts';
-import { VariableTable } from '../../kernel-analytics/index.ts';
-import { DRONE_MODEL, DRONE_VARIABLES, type DroneMemory, decide } from '../../learners/drone.ts';
-import { EmissionGate } from '../../learners/gate.ts';
-import { createLearnerHost } from '../../learners/host.ts';
-import { startQueueService } from '../../queue-bridge/index.ts';
-import { codecFor, type DroneSensorFrame } from '../../schemas/index.ts';
-import { waitFor } from '../helpers/services.ts';
+import { type Command, type FlightReport, runClosedLoop } from '../../../actuators/devices/drone-loop.ts';
+import { generateCourse, PxrcDrone } from '../../../actuators/devices/index.ts';
+import { hostView } from '../../../actuators/drivers/index.ts';
+import { MemoryBus, TOPICS } from '../../../bus/index.ts';
+import { VariableTable } from '../../../kernel-analytics/index.ts';
+import { DRONE_MODEL, DRONE_VARIABLES, type DroneMemory, decide } from '../../../learners/drone.ts';
+import { EmissionGate } from '../../../learners/gate.ts';
+import { createLearnerHost } from '../../../learners/host.ts';
+import { startQueueService } from '../../../queue-bridge/index.ts';
+import { codecFor, type DroneSensorFrame } from '../../../schemas/index.ts';
+import { waitFor } from '../../helpers/services.ts';
 
 const SEEDS = [1, 2, 3, 4, 5, 6, 7, 8];
 

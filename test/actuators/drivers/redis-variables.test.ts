@@ -2,9 +2,9 @@
 // driver imports it with RedisVariables, and a change on one side changes the driver's behaviour.
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MemoryPooling, RedisVariables } from '../../kernel-analytics/drivers/index.ts';
-import { exportTable, RedisExporter, VariableTable } from '../../kernel-analytics/index.ts';
-import { REDIS_URL, run, unique, waitFor } from '../helpers/services.ts';
+import { MemoryPooling, RedisVariables } from '../../../actuators/drivers/index.ts';
+import { exportTable, RedisExporter, VariableTable } from '../../../kernel-analytics/index.ts';
+import { REDIS_URL, run, unique, waitFor } from '../../helpers/services.ts';
 import { TelnetClient } from './telnet.ts';
 
 let redis: Redis;

@@ -2,15 +2,15 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { MemoryBus, TOPICS } from '../../bus/index.ts';
-import { UvcWebcam } from '../../kernel-analytics/devices/index.ts';
-import { hostView } from '../../kernel-analytics/drivers/index.ts';
-import { VariableTable } from '../../kernel-analytics/index.ts';
-import { loadBackend } from '../../learners/backend.ts';
-import { WebcamLearner } from '../../learners/webcam.ts';
-import { startQueueService } from '../../queue-bridge/index.ts';
-import { codecFor, type WebcamFrame } from '../../schemas/index.ts';
-import { waitFor } from '../helpers/services.ts';
+import { UvcWebcam } from '../../../actuators/devices/index.ts';
+import { hostView } from '../../../actuators/drivers/index.ts';
+import { MemoryBus, TOPICS } from '../../../bus/index.ts';
+import { VariableTable } from '../../../kernel-analytics/index.ts';
+import { loadBackend } from '../../../learners/backend.ts';
+import { WebcamLearner } from '../../../learners/webcam.ts';
+import { startQueueService } from '../../../queue-bridge/index.ts';
+import { codecFor, type WebcamFrame } from '../../../schemas/index.ts';
+import { waitFor } from '../../helpers/services.ts';
 
 const dirs: string[] = [];
 afterAll(() => {

@@ -2,8 +2,8 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { EventNet, parseEventNetMessage } from '../../kernel-analytics/drivers/index.ts';
-import { run } from '../helpers/services.ts';
+import { EventNet, parseEventNetMessage } from '../../../actuators/drivers/index.ts';
+import { run } from '../../helpers/services.ts';
 import { expectRobust } from './robust.ts';
 import { TelnetClient } from './telnet.ts';
 

@@ -5,9 +5,9 @@ import {
   MemoryPooling,
   type MemoryStore,
   RedisMemoryStore,
-} from '../../kernel-analytics/drivers/index.ts';
-import { VariableTable } from '../../kernel-analytics/index.ts';
-import { REDIS_URL, run, unique } from '../helpers/services.ts';
+} from '../../../actuators/drivers/index.ts';
+import { VariableTable } from '../../../kernel-analytics/index.ts';
+import { REDIS_URL, run, unique } from '../../helpers/services.ts';
 import { expectRobust } from './robust.ts';
 import { TelnetClient } from './telnet.ts';
 

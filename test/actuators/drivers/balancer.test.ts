@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { seededRandom } from '../../kernel-analytics/devices/rng.ts';
+import { seededRandom } from '../../../actuators/devices/rng.ts';
 import {
   analyticsPick,
   balancerRule,
@@ -7,8 +7,8 @@ import {
   expectedRequestsPerNode,
   parseVirgoCloudConf,
   prgPick,
-} from '../../kernel-analytics/drivers/index.ts';
-import { VariableTable } from '../../kernel-analytics/index.ts';
+} from '../../../actuators/drivers/index.ts';
+import { VariableTable } from '../../../kernel-analytics/index.ts';
 
 describe('expectedRequestsPerNode (the original PRG formula)', () => {
   it('evaluates the closed form exactly', () => {

@@ -1,4 +1,4 @@
-// kernel-analytics/devices/: device models that act on analytics variables: the PXRC drone (a
+// actuators/devices/: device models that act on analytics variables: the PXRC drone (a
 // deterministic flight simulation steered by pxrc.throttle|brake|yaw) and the UVC webcam (acts on
 // match=True|False). Both reply asynchronously to the VIRGO queue. Imports: bus/, schemas/,
 // runtime/, ../drivers/ (variables, line client).

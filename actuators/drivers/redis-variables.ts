@@ -7,10 +7,10 @@
 // snapshot. Deletions (HDEL) are not published by the exporter; a periodic and on-reconnect
 // resync catches them and anything missed while disconnected.
 import type { Redis } from 'ioredis';
+import { VariableTable } from '../../kernel-analytics/table.ts';
+import { parseKvLine } from '../../kernel-analytics/validate.ts';
 import { createLogger } from '../../runtime/log.ts';
 import { counter } from '../../runtime/metrics.ts';
-import { VariableTable } from '../table.ts';
-import { parseKvLine } from '../validate.ts';
 import type { ChangeListener, VariableSource } from './variables.ts';
 
 const log = createLogger('drivers.redis-variables');

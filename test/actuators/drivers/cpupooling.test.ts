@@ -1,8 +1,8 @@
 import { type AddressInfo, createServer } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { CpuPooling, nodeId, parseCloneRequest } from '../../kernel-analytics/drivers/index.ts';
-import { VariableTable } from '../../kernel-analytics/index.ts';
-import { run } from '../helpers/services.ts';
+import { CpuPooling, nodeId, parseCloneRequest } from '../../../actuators/drivers/index.ts';
+import { VariableTable } from '../../../kernel-analytics/index.ts';
+import { run } from '../../helpers/services.ts';
 import { expectRobust } from './robust.ts';
 import { oneShot, TelnetClient } from './telnet.ts';
 

@@ -3,9 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { CloudFs, escapeBytes, TokenBucket, unescapeBytes } from '../../kernel-analytics/drivers/index.ts';
-import { VariableTable } from '../../kernel-analytics/index.ts';
-import { run } from '../helpers/services.ts';
+import { CloudFs, escapeBytes, TokenBucket, unescapeBytes } from '../../../actuators/drivers/index.ts';
+import { VariableTable } from '../../../kernel-analytics/index.ts';
+import { run } from '../../helpers/services.ts';
 import { expectRobust } from './robust.ts';
 import { TelnetClient } from './telnet.ts';
 

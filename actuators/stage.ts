@@ -3,8 +3,9 @@
 // `virgo up` (the whole pipeline in one process), so both run the same wiring.
 import type { Bus } from '../bus/index.ts';
 import { TOPICS, topicSpecs } from '../bus/index.ts';
+import { RingConsumer } from '../kernel-analytics/consumer.ts';
+import { VariableTable } from '../kernel-analytics/table.ts';
 import { createLogger } from '../runtime/log.ts';
-import { RingConsumer } from './consumer.ts';
 import { PxrcDrone } from './devices/pxrc.ts';
 import type { ReplySink } from './devices/reply-sink.ts';
 import { UvcWebcam } from './devices/uvc-webcam.ts';
@@ -18,7 +19,6 @@ import {
   startDrivers,
   type VariableSource,
 } from './drivers/index.ts';
-import { VariableTable } from './table.ts';
 
 const log = createLogger('actuators');
 

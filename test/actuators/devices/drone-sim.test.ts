@@ -8,7 +8,7 @@ import {
   rayCircle,
   rayWalls,
   wrapAngle,
-} from '../../kernel-analytics/devices/index.ts';
+} from '../../../actuators/devices/index.ts';
 
 function open(obstacles: Course['obstacles'] = [], goal = { x: 50, y: 90 }): Course {
   return {
