@@ -1,5 +1,18 @@
-// Month and weekday names at a position of a string, without a slice or a hash lookup: the
-// parser and the masker ask this for many tokens of every line.
+// Calendar fields at a position of a string (digits, month and weekday names), without a slice or
+// a hash lookup: the parser and the masker ask this for many tokens of every line.
+
+export const isDigit = (c: number): boolean => c >= 48 && c <= 57;
+
+/** The value of the n digits at s[i..], else -1. */
+export function digits(s: string, i: number, n: number): number {
+  let v = 0;
+  for (let k = 0; k < n; k++) {
+    const c = s.charCodeAt(i + k);
+    if (c < 48 || c > 57) return -1;
+    v = v * 10 + (c - 48);
+  }
+  return v;
+}
 
 /** 0-11 for `Jan`…`Dec` at s[i..i+2], else -1. */
 export function monthAt(s: string, i: number): number {

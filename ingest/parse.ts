@@ -5,7 +5,7 @@
 //
 // Stamps without a zone (RFC 3164's `Jan  2 03:04:05`, `2024-01-02 03:04:05`) are read as UTC,
 // so every consumer reads the same instant whatever its own time zone.
-import { isWeekdayAt, monthAt } from './calendar.ts';
+import { digits, isDigit, isWeekdayAt, monthAt } from './calendar.ts';
 import { classify } from './families.ts';
 import type { Family, LineFormat, ParsedLine, ParseOptions } from './types.ts';
 
@@ -13,8 +13,6 @@ export type { Family, LineFormat, ParsedLine, ParseOptions } from './types.ts';
 
 /** Programs whose messages may belong to a kernel family. */
 const KERNELISH = new Set(['kernel', 'audit', 'auditd', 'audispd', 'ufw', 'klogd']);
-
-const isDigit = (c: number): boolean => c >= 48 && c <= 57;
 
 let lastKernelishProgram = '';
 let lastKernelish = false;
@@ -26,16 +24,6 @@ function kernelish(program: string): boolean {
     lastKernelish = KERNELISH.has(program);
   }
   return lastKernelish;
-}
-
-function digits(s: string, i: number, n: number): number {
-  let v = 0;
-  for (let k = 0; k < n; k++) {
-    const c = s.charCodeAt(i + k);
-    if (c < 48 || c > 57) return -1;
-    v = v * 10 + (c - 48);
-  }
-  return v;
 }
 
 // `Jan  2` → epoch ms of that UTC midnight, for the year in force; one Date.UTC per day seen.
