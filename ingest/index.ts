@@ -6,6 +6,7 @@ export { cutUtf8, type Decoded, type DecodeReason, decodeValue, MAX_LINE_BYTES }
 export { toKernelEvent } from './event.ts';
 export { type Classified, classify } from './families.ts';
 export { fileLines, type LineChunk, LineSplitter, type ReadLinesOptions, streamLines } from './follow.ts';
+export { type HpcHeader, hpcHeader, hpcLabel } from './hpc.ts';
 export { maskMessage, Scanner, WILDCARD } from './mask.ts';
 export { ingestMetrics, publishMetrics } from './metrics.ts';
 export {
@@ -18,6 +19,7 @@ export {
 } from './miner.ts';
 export { hostOf, parseLine } from './parse.ts';
 export { type PublishLogsOptions, type PublishProgress, publishLogs } from './publish.ts';
+export { SEVERITY, severityAt, severityOfName } from './severity.ts';
 export {
   type IngestBatchContext,
   type IngestStage,

@@ -1,5 +1,6 @@
 // Line parser: syslog headers (RFC 3164, RFC 5424, ISO-8601 stamps), the kernel's `[ 1234.567890]`
-// stamp, dmesg -T stamps, `journalctl -o json` objects; then the kernel family of the message.
+// stamp, dmesg -T stamps, `journalctl -o json` objects, the Loghub HPC layouts (BGL, Thunderbird:
+// hpc.ts); then the kernel family of the message.
 // Hand-written scanning on the hot path (one parse per line at stream speed); the family parsers in
 // families.ts only run on lines that a cheap substring test already picked.
 //
@@ -7,6 +8,8 @@
 // so every consumer reads the same instant whatever its own time zone.
 import { digits, isDigit, isWeekdayAt, monthAt } from './calendar.ts';
 import { classify } from './families.ts';
+import { type HpcHeader, hpcHeader } from './hpc.ts';
+import { severityAt } from './severity.ts';
 import type { Family, LineFormat, ParsedLine, ParseOptions } from './types.ts';
 
 export type { Family, LineFormat, ParsedLine, ParseOptions } from './types.ts';
@@ -351,6 +354,15 @@ function parseTrimmed(s: string, opts: ParseOptions): ParsedLine {
       }
     }
   }
+  const first = s.charCodeAt(c.i);
+  // BGL, Thunderbird: `1117838570 2005.06.03 …` (a digit first, then a fixed shape)
+  if (isDigit(first)) {
+    const h = hpcHeader(s, c.i);
+    if (h) return hpcLine(s, h, pri);
+  } else if (pri < 0 && first >= 97 && first <= 122) {
+    // dmesg -x: `kern  :info  : [    1.234567] msg`, then the stamp as below
+    pri = dmesgDecoded(s, c);
+  }
   // dmesg: `[ 1234.567890] msg`, `[Tue Jan  2 03:04:05 2024] msg`; journalctl -o short-monotonic
   if (s.charCodeAt(c.i) === 91) {
     const mono = kernelStamp(s, c);
@@ -395,6 +407,79 @@ function parseTrimmed(s: string, opts: ParseOptions): ParsedLine {
   const h = header(s, skipSpaces(s, c.i), false);
   if (!h) return result(format, c.ts, true, null, defaultHost, null, null, pri, '');
   return result(format, c.ts, true, h.mono, h.host ?? defaultHost, h.program, h.pid, pri, h.message);
+}
+
+/** syslog facility names as dmesg -x (util-linux) writes them, in facility-number order */
+const FACILITY_NAMES = [
+  'kern',
+  'user',
+  'mail',
+  'daemon',
+  'auth',
+  'syslog',
+  'lpr',
+  'news',
+  'uucp',
+  'cron',
+  'authpriv',
+  'ftp',
+  'res0',
+  'res1',
+  'res2',
+  'res3',
+  'local0',
+  'local1',
+  'local2',
+  'local3',
+  'local4',
+  'local5',
+  'local6',
+  'local7',
+];
+
+const isLowerOrDigit = (c: number): boolean => (c >= 97 && c <= 122) || isDigit(c);
+
+/** dmesg -x's `FACILITY:LEVEL: ` prefix (each name padded to 6) → PRI, c.i past it; else -1. */
+function dmesgDecoded(s: string, c: Cursor): number {
+  const a = c.i;
+  let j = a;
+  while (j - a < 8 && isLowerOrDigit(s.charCodeAt(j))) j++;
+  const fe = j;
+  while (s.charCodeAt(j) === 32) j++;
+  if (s.charCodeAt(j) !== 58) return -1;
+  const la = ++j;
+  while (j - la < 6 && isLowerOrDigit(s.charCodeAt(j))) j++;
+  const le = j;
+  while (s.charCodeAt(j) === 32) j++;
+  if (s.charCodeAt(j) !== 58 || s.charCodeAt(j + 1) !== 32) return -1;
+  const sev = severityAt(s, la, le);
+  if (sev < 0) return -1;
+  for (let f = 0; f < FACILITY_NAMES.length; f++) {
+    const name = FACILITY_NAMES[f]!;
+    if (name.length === fe - a && s.startsWith(name, a)) {
+      c.i = j + 2;
+      return f * 8 + sev;
+    }
+  }
+  return -1;
+}
+
+/** A BGL or Thunderbird line from its header (hpc.ts): the event time is the line's unix seconds. */
+function hpcLine(s: string, h: HpcHeader, pri: number): ParsedLine {
+  const host = hostSlice(s, h.hostAt, h.hostEnd);
+  if (h.format === 'bgl') {
+    // the level says more than a syslog PRI a relay may have put in front
+    const sev = h.severity >= 0 ? h.severity : pri >= 0 ? pri & 7 : -1;
+    const message = h.next >= s.length ? '' : s.slice(h.next);
+    const program = programSlice(s, h.programAt, h.programEnd);
+    const p = result('bgl', h.ts, true, null, host, program, null, sev, message);
+    p.facility = pri >= 0 ? pri >> 3 : null;
+    return p;
+  }
+  // Thunderbird: `prog[pid]: msg`, `usbcore: msg`, or untagged kernel text after the source
+  const t = tag(s, h.next, tokenEnd(s, h.next), false);
+  const m = kernelMessage(s, t ? t.next : h.next);
+  return result('thunderbird', h.ts, true, m.mono, host, t?.program ?? null, t?.pid ?? null, pri, m.message);
 }
 
 interface Header {
@@ -597,6 +682,10 @@ export function hostOf(raw: string): string | undefined {
   }
   if (s.charCodeAt(c.i) === 123) return parseLine(s).host || undefined;
   const c0 = s.charCodeAt(c.i);
+  if (isDigit(c0)) {
+    const h = hpcHeader(s, c.i);
+    if (h) return s.slice(h.hostAt, h.hostEnd);
+  }
   const now = Date.now();
   if (!((c0 >= 65 && c0 <= 90 && bsdStamp(s, c, now)) || (isDigit(c0) && isoStamp(s, c)))) {
     if (c0 !== 91) return undefined;

@@ -26,6 +26,10 @@ export type LineFormat =
   | 'kernel'
   /** one `journalctl -o json` object */
   | 'journal'
+  /** Loghub BGL (Blue Gene/L RAS): `1117838570 2005.06.03 NODE 2005-06-03-15.42.50.675872 NODE RAS KERNEL INFO msg` */
+  | 'bgl'
+  /** Loghub Thunderbird: `1131566461 2005.11.09 NODE Nov 9 12:01:01 SOURCE prog[pid]: msg` */
+  | 'thunderbird'
   /** none of the above: the whole line is the message */
   | 'bare';
 
@@ -42,7 +46,10 @@ export interface ParsedLine {
   program: string | null;
   pid: number | null;
   facility: number | null;
-  /** syslog severity 0 (emerg) … 7 (debug) when the line says */
+  /**
+   * syslog severity 0 (emerg) … 7 (debug) when the line says: the PRI, journald's PRIORITY, or a
+   * level word (BGL's INFO … FAILURE) mapped by severity.ts; `<= 3` is "error or worse"
+   */
   severity: number | null;
   /** the text after the header (and after the kernel stamp) */
   message: string;
