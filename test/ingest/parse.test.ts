@@ -174,6 +174,169 @@ describe('headers', () => {
   });
 });
 
+describe('the kernel layouts, raw lines as the tools print them', () => {
+  it('dmesg: `[12345.678901] msg`, the monotonic stamp kept, the text is the message', () => {
+    expect(
+      parseLine('[12345.678901] EXT4-fs (sda1): mounted filesystem with ordered data mode.', {
+        host: 'k',
+        now: NOW,
+      }),
+    ).toMatchObject({
+      format: 'kernel',
+      ts: NOW,
+      hasTime: false,
+      mono: 12345.678901,
+      host: 'k',
+      program: 'kernel',
+      severity: null,
+      message: 'EXT4-fs (sda1): mounted filesystem with ordered data mode.',
+    });
+    expect(parseLine('[    0.000000] Linux version 6.1.0-18-amd64').mono).toBe(0);
+  });
+
+  it('dmesg -r: `<N>` is the printk level', () => {
+    expect(parseLine('<3>[ 4711.000123] ata1.00: failed command: READ FPDMA QUEUED')).toMatchObject({
+      format: 'kernel',
+      facility: 0,
+      severity: 3,
+      mono: 4711.000123,
+      message: 'ata1.00: failed command: READ FPDMA QUEUED',
+    });
+  });
+
+  it('dmesg -T: `[Mon Nov 30 10:00:00 2026] msg`, a wall-clock stamp (read as UTC)', () => {
+    expect(
+      parseLine('[Mon Nov 30 10:00:00 2026] usb 1-1: new high-speed USB device number 2 using xhci_hcd'),
+    ).toMatchObject({
+      format: 'kernel',
+      ts: Date.UTC(2026, 10, 30, 10, 0, 0),
+      hasTime: true,
+      program: 'kernel',
+      message: 'usb 1-1: new high-speed USB device number 2 using xhci_hcd',
+      family: 'usb',
+    });
+    expect(parseLine('[Sun Nov  1 09:08:07 2026] x').ts).toBe(Date.UTC(2026, 10, 1, 9, 8, 7));
+  });
+
+  it('dmesg -x: facility and level by name, with either stamp', () => {
+    expect(
+      parseLine('kern  :warn  : [   12.500000] CPU: 1 PID: 77 at kernel/foo.c:12 bar+0x1/0x2'),
+    ).toMatchObject({
+      format: 'kernel',
+      facility: 0,
+      severity: 4,
+      mono: 12.5,
+      message: 'CPU: 1 PID: 77 at kernel/foo.c:12 bar+0x1/0x2',
+    });
+    expect(parseLine('daemon:info  : [Mon Nov 30 10:00:00 2026] systemd[1]: Started x.')).toMatchObject({
+      facility: 3,
+      severity: 6,
+      ts: Date.UTC(2026, 10, 30, 10, 0, 0),
+      message: 'systemd[1]: Started x.',
+    });
+    // not a facility, not a level: the line as it is
+    for (const l of ['kernel: [ 1.0] x', 'kern  :bogus : [ 1.0] x', 'usb 1-1: x', 'kern:info:[ 1.0] x'])
+      expect(parseLine(l).facility, l).toBeNull();
+  });
+
+  it('journalctl -o json: a kernel record with the fields journald writes', () => {
+    const rec = {
+      __CURSOR: 's=0f1e2d3c;i=1a2b;b=5b6c;m=4c3d2e1f;t=61a2b3c4d5e6f;x=1234abcd',
+      __REALTIME_TIMESTAMP: '1764496800123456',
+      __MONOTONIC_TIMESTAMP: '4711000123',
+      _BOOT_ID: '5b6c7d8e9f0a1b2c3d4e5f6a7b8c9d0e',
+      _MACHINE_ID: '0e9d8c7b6a5f4e3d2c1b0a9f8e7d6c5b',
+      _HOSTNAME: 'edge-3',
+      _TRANSPORT: 'kernel',
+      SYSLOG_FACILITY: '0',
+      SYSLOG_IDENTIFIER: 'kernel',
+      PRIORITY: '4',
+      _SOURCE_MONOTONIC_TIMESTAMP: '4711000100',
+      _KERNEL_SUBSYSTEM: 'net',
+      _KERNEL_DEVICE: 'n2',
+      _UDEV_SYSNAME: 'eth0',
+      MESSAGE: 'e1000e 0000:00:19.0 eth0: NIC Link is Down',
+    };
+    expect(parseLine(JSON.stringify(rec), { host: 'key-host' })).toMatchObject({
+      format: 'journal',
+      ts: 1764496800123,
+      hasTime: true,
+      mono: 4711.0001,
+      host: 'edge-3',
+      program: 'kernel',
+      facility: 0,
+      severity: 4,
+      message: 'e1000e 0000:00:19.0 eth0: NIC Link is Down',
+      messageAt: -1,
+      family: 'link',
+    });
+    // a user-space record: _PID when SYSLOG_PID is missing, no PRIORITY → severity unknown
+    const user = {
+      __REALTIME_TIMESTAMP: '1764496800000000',
+      _HOSTNAME: 'edge-3',
+      _COMM: 'sshd',
+      _PID: '812',
+      MESSAGE: 'Accepted publickey for ops',
+    };
+    expect(parseLine(JSON.stringify(user))).toMatchObject({
+      program: 'sshd',
+      pid: 812,
+      severity: null,
+      facility: null,
+    });
+  });
+
+  it('journalctl -o export is not a line format: its KEY=VALUE lines come out bare, one by one', () => {
+    expect(parseLine('__REALTIME_TIMESTAMP=1764496800123456')).toMatchObject({
+      format: 'bare',
+      hasTime: false,
+    });
+  });
+
+  it('RFC 5424: the examples of RFC 5424 §6.5', () => {
+    expect(
+      parseLine(
+        "<34>1 2003-10-11T22:14:15.003Z mymachine.example.com su - ID47 - \uFEFF'su root' failed for lonvick on /dev/pts/8",
+      ),
+    ).toMatchObject({
+      format: 'rfc5424',
+      ts: Date.UTC(2003, 9, 11, 22, 14, 15, 3),
+      host: 'mymachine.example.com',
+      program: 'su',
+      pid: null,
+      facility: 4,
+      severity: 2,
+      message: "'su root' failed for lonvick on /dev/pts/8",
+    });
+    expect(
+      parseLine(
+        "<165>1 2003-08-24T05:14:15.000003-07:00 192.0.2.1 myproc 8710 - - %% It's time to make the do-nuts.",
+      ),
+    ).toMatchObject({
+      ts: Date.UTC(2003, 7, 24, 12, 14, 15),
+      pid: 8710,
+      message: "%% It's time to make the do-nuts.",
+    });
+    const sd = '[exampleSDID@32473 iut="3" eventSource="Application" eventID="1011"]';
+    expect(
+      parseLine(
+        `<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog - ID47 ${sd} \uFEFFAn application event log entry...`,
+      ),
+    ).toMatchObject({
+      program: 'evntslog',
+      message: 'An application event log entry...',
+    });
+    expect(
+      parseLine(
+        `<165>1 2003-10-11T22:14:15.003Z mymachine.example.com evntslog - ID47 ${sd}[examplePriority@32473 class="high"]`,
+      ),
+    ).toMatchObject({
+      program: 'evntslog',
+      message: '',
+    });
+  });
+});
+
 describe('kernel families', () => {
   it('UFW: action and every KEY=VALUE, bare flags', () => {
     const p = line('[UFW BLOCK]');
