@@ -78,6 +78,10 @@ describe('hostile input: parsers (fast-check, ≥10k cases each)', () => {
               '[Tue Jan  2 03:04:05 2024] ',
               '{"MESSAGE":',
               '<13>Jan  2 03:04:05 h prog[',
+              '1117838570 2005.06.03 R02-M1-N0-C:J12-U11 2005-06-03-15.42.50.675872 R02-M1-N0-C:J12-U11 RAS KERNEL INFO ',
+              '1117838570 2005.06.03 R02 2005-06-03-15.42.50.',
+              '1131566461 2005.11.09 dn228 Nov 9 12:01:01 dn228/dn228 ',
+              'kern  :info  : ',
             ),
             fc.constantFrom(
               '[UFW BLOCK] ',
