@@ -14,6 +14,7 @@ import { createLogger, type Logger } from '../runtime/log.ts';
 import {
   type Bus,
   BusError,
+  type BusErrorCode,
   type BusMessage,
   type Headers,
   type OutgoingMessage,
@@ -91,6 +92,44 @@ function headersOf(h: IHeaders | undefined): Headers {
   return out;
 }
 
+// kafkajs names its errors by class (`name`) and carries the broker's error code as `type`; a
+// call that ran out of retries wraps the last error as its `cause`.
+const BY_NAME: Record<string, BusErrorCode> = {
+  KafkaJSConnectionError: 'connect',
+  KafkaJSConnectionClosedError: 'connect',
+  KafkaJSBrokerNotFound: 'connect',
+  KafkaJSRequestTimeoutError: 'timeout',
+  KafkaJSTimeout: 'timeout',
+  KafkaJSSASLAuthenticationError: 'auth',
+  KafkaJSTopicMetadataNotLoaded: 'unknown-topic',
+};
+const BY_TYPE: Record<string, BusErrorCode> = {
+  UNKNOWN_TOPIC_OR_PARTITION: 'unknown-topic',
+  REQUEST_TIMED_OUT: 'timeout',
+  SASL_AUTHENTICATION_FAILED: 'auth',
+  UNSUPPORTED_SASL_MECHANISM: 'auth',
+  ILLEGAL_SASL_STATE: 'auth',
+  TOPIC_AUTHORIZATION_FAILED: 'denied',
+  GROUP_AUTHORIZATION_FAILED: 'denied',
+  CLUSTER_AUTHORIZATION_FAILED: 'denied',
+  TRANSACTIONAL_ID_AUTHORIZATION_FAILED: 'denied',
+};
+
+/** The BusError code of an error thrown by kafkajs: the innermost cause that names one. */
+export function kafkaErrorCode(err: unknown): BusErrorCode {
+  let found: BusErrorCode = 'unknown';
+  if (err instanceof BusError) return err.code;
+  const seen = new Set<unknown>();
+  for (let e = err; e && typeof e === 'object' && !seen.has(e); ) {
+    seen.add(e);
+    const x = e as { name?: string; type?: string; cause?: unknown; errors?: unknown[] };
+    found = (x.type && BY_TYPE[x.type]) || (x.name && BY_NAME[x.name]) || found;
+    // an aggregate (createTopics) holds one error per topic: the first decides
+    e = x.cause ?? x.errors?.[0];
+  }
+  return found;
+}
+
 export class KafkaBus implements Bus {
   readonly kind = 'kafka' as const;
   readonly kafka: Kafka;
@@ -100,7 +139,8 @@ export class KafkaBus implements Bus {
   private readonly subs = new Set<Subscription>();
 
   constructor(readonly opts: KafkaBusOptions) {
-    if (opts.brokers.length === 0) throw new BusError('no Kafka brokers given (--brokers host:port)');
+    if (opts.brokers.length === 0)
+      throw new BusError('invalid', 'no Kafka brokers given (--brokers host:port)');
     this.kafka = new Kafka({
       clientId: opts.clientId ?? 'virgo-analytics',
       brokers: opts.brokers,
@@ -117,13 +157,12 @@ export class KafkaBus implements Bus {
   private describeFailure(what: string, err: unknown): BusError {
     const e = err as Error;
     const retriable = (e as { retriable?: boolean }).retriable ?? false;
+    const code = kafkaErrorCode(err);
     return new BusError(
+      code,
       `${what} failed against Kafka at ${this.opts.brokers.join(',')}: ${e.message}` +
-        (/connect|ECONNREFUSED|broker/i.test(e.message)
-          ? ' (is the broker running? `npm run services:up` starts a local one)'
-          : ''),
-      retriable,
-      { cause: err },
+        (code === 'connect' ? ' (is the broker running? `npm run services:up` starts a local one)' : ''),
+      { retriable, cause: err },
     );
   }
 

@@ -93,7 +93,7 @@ export class MemoryBus implements Bus {
     if (!t) {
       const n = spec?.partitions ?? this.defaultPartitions;
       if (!Number.isInteger(n) || n < 1)
-        throw new BusError(`topic ${name}: partitions must be >= 1, got ${n}`);
+        throw new BusError('invalid', `topic ${name}: partitions must be >= 1, got ${n}`);
       t = {
         name,
         partitions: Array.from({ length: n }, () => ({ messages: [], next: 0 })),
@@ -108,7 +108,7 @@ export class MemoryBus implements Bus {
   }
 
   async publish(topic: string, messages: OutgoingMessage[]): Promise<PublishResult> {
-    if (this.closed) throw new BusError('bus is closed');
+    if (this.closed) throw new BusError('closed', 'bus is closed');
     const t = this.topic(topic);
     const base = new Map<number, string>();
     const now = Date.now();
@@ -117,7 +117,7 @@ export class MemoryBus implements Bus {
       let p: number;
       if (m.partition !== undefined) {
         if (m.partition < 0 || m.partition >= t.partitions.length) {
-          throw new BusError(`topic ${topic} has no partition ${m.partition}`);
+          throw new BusError('invalid', `topic ${topic} has no partition ${m.partition}`);
         }
         p = m.partition;
       } else if (key) {
@@ -186,7 +186,7 @@ export class MemoryBus implements Bus {
 
   async topicOffsets(topic: string): Promise<TopicOffsets[]> {
     const t = this.topics.get(topic);
-    if (!t) throw new BusError(`unknown topic ${topic}`);
+    if (!t) throw new BusError('unknown-topic', `unknown topic ${topic}`);
     return t.partitions.map((p, i) => ({
       partition: i,
       low: String(p.messages[0] ? Number(p.messages[0].offset) : p.next),
@@ -211,7 +211,7 @@ export class MemoryBus implements Bus {
   }
 
   async subscribe(opts: SubscribeOptions): Promise<Subscription> {
-    if (this.closed) throw new BusError('bus is closed');
+    if (this.closed) throw new BusError('closed', 'bus is closed');
     let group = this.groups.get(opts.groupId);
     if (!group) {
       group = { members: [], committed: new Map(), handed: new Map() };

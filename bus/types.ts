@@ -92,15 +92,44 @@ export interface Bus {
   close(): Promise<void>;
 }
 
+/**
+ * Why a bus call failed, so callers decide on a code and never on the wording of a message:
+ * - `connect`: no broker answered (refused, unreachable, connection timed out or dropped)
+ * - `timeout`: a broker took the request but did not answer in time
+ * - `unknown-topic`: the topic (or partition) does not exist
+ * - `auth`: the broker refused our credentials (SASL)
+ * - `denied`: authenticated, but not allowed (topic, group or cluster authorization)
+ * - `closed`: this bus was closed
+ * - `invalid`: the call itself was wrong (no brokers given, bad partition count or number)
+ * - `unknown`: anything else (the cause says what)
+ */
+export type BusErrorCode =
+  | 'connect'
+  | 'timeout'
+  | 'unknown-topic'
+  | 'auth'
+  | 'denied'
+  | 'closed'
+  | 'invalid'
+  | 'unknown';
+
 export class BusError extends Error {
   override readonly name = 'BusError';
+  readonly retriable: boolean;
   constructor(
+    readonly code: BusErrorCode,
     message: string,
-    readonly retriable = false,
-    options?: { cause?: unknown },
+    options: { retriable?: boolean; cause?: unknown } = {},
   ) {
-    super(message, options);
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.retriable = options.retriable ?? false;
   }
+}
+
+/** No broker to talk to (none answered, or it refused our credentials): retrying or carrying on
+ * without it is pointless, unlike a missing right to create a topic (`denied`). */
+export function brokerUnreachable(err: unknown): boolean {
+  return err instanceof BusError && (err.code === 'connect' || err.code === 'auth');
 }
 
 export function toBuffer(v: string | Buffer | null | undefined): Buffer | null {

@@ -5,7 +5,15 @@
 // keeps them in order (as Kafka's own producer does, only a retried batch could overtake another).
 // Batches stay small (1000 lines) because kafkajs groups a send's messages in quadratic time.
 import { hostname } from 'node:os';
-import { type Bus, CONTENT_TYPES, HEADERS, type OutgoingMessage, TOPICS, topicSpecs } from '../bus/index.ts';
+import {
+  type Bus,
+  brokerUnreachable,
+  CONTENT_TYPES,
+  HEADERS,
+  type OutgoingMessage,
+  TOPICS,
+  topicSpecs,
+} from '../bus/index.ts';
 import { createLogger } from '../runtime/log.ts';
 import { fileLines, type LineChunk, streamLines } from './follow.ts';
 import { publishMetrics } from './metrics.ts';
@@ -67,7 +75,7 @@ export async function publishLogs(opts: PublishLogsOptions): Promise<{ lines: nu
       await opts.bus.ensureTopics([spec]);
     } catch (err) {
       // Unreachable brokers end the run here; a missing permission to create topics does not.
-      if (/connect/i.test((err as Error).message)) throw err;
+      if (brokerUnreachable(err)) throw err;
       log.warn('could not create the topic; publishing anyway', { topic, err });
     }
   }

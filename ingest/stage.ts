@@ -8,6 +8,7 @@ import { existsSync } from 'node:fs';
 import {
   type Bus,
   type BusMessage,
+  brokerUnreachable,
   CONTENT_TYPES,
   GROUPS,
   HEADERS,
@@ -230,7 +231,7 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
       topicSpecs().find((t) => t.topic === dlqTopic) ?? { topic: dlqTopic, partitions: 1 },
     ]);
   } catch (err) {
-    if (/connect/i.test((err as Error).message)) throw err;
+    if (brokerUnreachable(err)) throw err;
     log.warn('could not create the log and dead-letter topics; relying on auto-creation', {
       topic,
       dlqTopic,

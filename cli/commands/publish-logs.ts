@@ -1,4 +1,4 @@
-import { BusError, createBus, parseBrokers, TOPICS, topicSpecs } from '../../bus/index.ts';
+import { BusError, brokerUnreachable, createBus, parseBrokers, TOPICS, topicSpecs } from '../../bus/index.ts';
 import { CONNECTION_OPTIONS, UsageError } from '../../runtime/config.ts';
 import { setLogLevel } from '../../runtime/log.ts';
 import { exitOnSignals, onShutdown } from '../../runtime/shutdown.ts';
@@ -106,13 +106,14 @@ examples:
           .ensureTopics([topicSpecs().find((t) => t.topic === topic) ?? { topic, partitions: 4 }])
           .catch((err) => {
             // no right to create topics is not fatal; no broker is
-            if (/connect|broker/i.test((err as Error).message)) throw err;
+            if (brokerUnreachable(err)) throw err;
           }),
         new Promise<never>((_, reject) => {
           timer = setTimeout(
             () =>
               reject(
                 new BusError(
+                  'connect',
                   `Kafka at ${brokers.join(',')} did not answer within ${seconds} s (is the broker running and reachable? \`npm run services:up\` starts a local one)`,
                 ),
               ),

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { MemoryBus, namespaced } from '../../bus/index.ts';
+import { BusError, MemoryBus, namespaced } from '../../bus/index.ts';
 import { waitFor } from '../helpers/services.ts';
 import { busContract } from './contract.ts';
 
@@ -73,5 +73,23 @@ describe('in-process retention with a slow consumer', () => {
     expect((await dropped()) - before).toBe(20);
     await sub.close();
     await bus.close();
+  });
+});
+
+describe('in-process bus errors carry the code the Kafka bus would give', () => {
+  it('unknown-topic, invalid, closed', async () => {
+    const bus = new MemoryBus();
+    const code = (p: Promise<unknown>) =>
+      p.then(
+        () => 'resolved',
+        (e: unknown) => (e as BusError).code,
+      );
+    expect(await code(bus.topicOffsets('nope'))).toBe('unknown-topic');
+    expect(await code(bus.ensureTopics([{ topic: 't', partitions: 0 }]))).toBe('invalid');
+    expect(await code(bus.publish('t2', [{ value: 'v', partition: 9 }]))).toBe('invalid');
+    await bus.close();
+    const err = await bus.publish('t2', [{ value: 'v' }]).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(BusError);
+    expect((err as BusError).code).toBe('closed');
   });
 });
