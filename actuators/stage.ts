@@ -6,6 +6,7 @@ import { TOPICS, topicSpecs } from '../bus/index.ts';
 import { RingConsumer } from '../kernel-analytics/consumer.ts';
 import { VariableTable } from '../kernel-analytics/table.ts';
 import { createLogger } from '../runtime/log.ts';
+import { DEFAULT_DEVICE_IDS, DEVICE_NAMES, type DeviceName } from './devices/ids.ts';
 import { PxrcDrone } from './devices/pxrc.ts';
 import type { ReplySink } from './devices/reply-sink.ts';
 import { UvcWebcam } from './devices/uvc-webcam.ts';
@@ -22,8 +23,7 @@ import {
 
 const log = createLogger('actuators');
 
-export const DEVICE_NAMES = ['drone', 'webcam'] as const;
-export type DeviceName = (typeof DEVICE_NAMES)[number];
+export { DEFAULT_DEVICE_IDS, DEVICE_NAMES, type DeviceName } from './devices/ids.ts';
 
 /**
  * One table fed by a feeder: a consumer for every host's variables plus one per device host
@@ -104,7 +104,10 @@ export interface Actuators {
 
 export async function startActuators(o: ActuatorsOptions): Promise<Actuators> {
   const devices = new Set(o.devices ?? DEVICE_NAMES);
-  const deviceIds = { drone: o.deviceIds?.drone ?? 'pxrc-1', webcam: o.deviceIds?.webcam ?? 'uvc-1' };
+  const deviceIds = {
+    drone: o.deviceIds?.drone ?? DEFAULT_DEVICE_IDS.drone,
+    webcam: o.deviceIds?.webcam ?? DEFAULT_DEVICE_IDS.webcam,
+  };
   const secret = {
     ...(o.secret ? { secret: o.secret } : {}),
     ...(o.allow?.length ? { allow: o.allow } : {}),

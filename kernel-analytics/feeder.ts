@@ -17,6 +17,7 @@ import { createLogger } from '../runtime/log.ts';
 import { type AnalyticsVariable, AvroDecodeError, type Codec, codecFor } from '../schemas/index.ts';
 import { LineBatch } from './line-batch.ts';
 import { feederLinesSent, feederQueued, feederRejects, feederUpdates, feederVariables } from './metrics.ts';
+import { FEEDER_PORT } from './ports.ts';
 import { type SetResult, VariableTable } from './table.ts';
 import {
   isValidKey,
@@ -194,7 +195,7 @@ class FeederImpl implements Feeder {
     this.server = new LineServer({
       name: this.name,
       host: opts.listen?.host ?? '127.0.0.1',
-      port: opts.listen?.port ?? 64000,
+      port: opts.listen?.port ?? FEEDER_PORT,
       maxLineBytes: 1024,
       maxClients: opts.maxClients ?? 1024,
       idleTimeoutMs: opts.idleTimeoutMs ?? 0,

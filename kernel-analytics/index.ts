@@ -40,6 +40,7 @@ export {
   startFeeder,
 } from './feeder.ts';
 export { KvLineParser, type KvLineParserOptions } from './kv-parser.ts';
+export { FEEDER_PORT } from './ports.ts';
 export { RedisExporter, type RedisExporterOptions, type WrittenBatch } from './redis-export.ts';
 export { Ring, type RingEntry } from './ring.ts';
 export {

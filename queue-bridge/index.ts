@@ -25,6 +25,7 @@ export {
   legacyRecord,
   parseLegacy,
 } from './legacy.ts';
+export { QUEUE_PORT, QUEUE_ZMQ_ENDPOINT, QUEUE_ZMQ_PORT } from './ports.ts';
 export {
   checkpointName,
   type ReplayClock,

@@ -4,6 +4,7 @@ import { createLogger } from '../runtime/log.ts';
 import { NotQueuedError, QueueBusyError } from './errors.ts';
 import { type Handler, KingCobra, type KingCobraStats } from './kingcobra.ts';
 import { checkPayload } from './payload.ts';
+import { QUEUE_PORT } from './ports.ts';
 import { type LogStats, SegmentLog, type SegmentLogOptions } from './segment-log.ts';
 import { startTcpFront, type TcpFront } from './tcp-front.ts';
 import { startZmqFront, type ZmqFront } from './zmq-front.ts';
@@ -91,7 +92,7 @@ export async function startQueueService(opts: QueueServiceOptions): Promise<Queu
   let zmq: ZmqFront | undefined;
   try {
     if (opts.recoverPending !== false) await kc.recoverPending();
-    const listen = opts.listen === undefined ? { host: '127.0.0.1', port: 60000 } : opts.listen;
+    const listen = opts.listen === undefined ? { host: '127.0.0.1', port: QUEUE_PORT } : opts.listen;
     if (listen) {
       tcp = await startTcpFront(kc, {
         host: listen.host,

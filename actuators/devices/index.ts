@@ -22,6 +22,7 @@ export {
   type Senses,
   wrapAngle,
 } from './drone-sim.ts';
+export { DEFAULT_DEVICE_IDS, DEVICE_NAMES, type DeviceName } from './ids.ts';
 export {
   type ControlRead,
   FAILSAFE,

@@ -26,6 +26,7 @@ import {
   type DriverStats,
   quote,
 } from './driver-server.ts';
+import { CLOUDFS_PORT } from './ports.ts';
 import { TokenBucket } from './token-bucket.ts';
 import { readNumber, type VariableSource } from './variables.ts';
 
@@ -38,7 +39,6 @@ const throttled = counter(
   ['outcome'],
 );
 
-export const CLOUDFS_PORT = 50000;
 export const FS_VARS = { writeBytesPerS: 'cloudfs.write_bytes_per_s' } as const;
 export const FIRST_FD = 3;
 

@@ -21,8 +21,9 @@ import {
   quote,
 } from './driver-server.ts';
 import { NodeClient } from './node-client.ts';
+import { CPUPOOLING_PORT } from './ports.ts';
 import type { VariableSource } from './variables.ts';
-import { type CloudNode, CPUPOOLING_PORT, nodeId } from './virgo-cloud-conf.ts';
+import { type CloudNode, nodeId } from './virgo-cloud-conf.ts';
 
 const log = createLogger('drivers.cpupooling');
 const picks = counter('virgo_cpupooling_picks_total', 'virgo_clone requests by node and rule', [

@@ -18,10 +18,10 @@ import {
   type DriverStats,
   quote,
 } from './driver-server.ts';
+import { EVENTNET_PORT } from './ports.ts';
 
 const log = createLogger('drivers.eventnet');
 
-export const EVENTNET_PORT = 20000;
 export const EDGES_FILE = 'EventNetEdges.txt';
 export const VERTICES_FILE = 'EventNetVertices.txt';
 const MAX_FIELD = 1024;

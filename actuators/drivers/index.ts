@@ -6,6 +6,7 @@ import { CloudFs, type CloudFsOptions } from './cloudfs.ts';
 import { CpuPooling, type CpuPoolingOptions } from './cpupooling.ts';
 import { EventNet, type EventNetOptions } from './eventnet.ts';
 import { MemoryPooling, type MemoryPoolingOptions } from './memorypooling.ts';
+import { DEFAULT_PORTS, DRIVER_NAMES, type DriverName } from './ports.ts';
 import type { VariableSource } from './variables.ts';
 
 export {
@@ -20,7 +21,7 @@ export {
 } from './balancer.ts';
 export { type Call, expectCall, parseCall } from './call-syntax.ts';
 export { type CloneFunction, defaultRegistry, FunctionRegistry } from './clone-functions.ts';
-export { CLOUDFS_PORT, CloudFs, type CloudFsOptions, checkRelativePath, FS_VARS } from './cloudfs.ts';
+export { CloudFs, type CloudFsOptions, checkRelativePath, FS_VARS } from './cloudfs.ts';
 export {
   type CloneRequest,
   CpuPooling,
@@ -32,7 +33,6 @@ export { escapeBytes, unescapeBytes } from './data-escape.ts';
 export { createDriverServer, DriverError, type DriverErrorCode, type DriverStats } from './driver-server.ts';
 export {
   EDGES_FILE,
-  EVENTNET_PORT,
   EventNet,
   type EventNetMessage,
   type EventNetOptions,
@@ -41,29 +41,28 @@ export {
   VERTICES_FILE,
 } from './eventnet.ts';
 export { InProcessMemoryStore, type MemoryStore, RedisMemoryStore } from './memory-store.ts';
-export { MEM_VARS, MEMORYPOOLING_PORT, MemoryPooling, type MemoryPoolingOptions } from './memorypooling.ts';
+export { MEM_VARS, MemoryPooling, type MemoryPoolingOptions } from './memorypooling.ts';
 export { NodeClient } from './node-client.ts';
+export {
+  CLOUDFS_PORT,
+  CPUPOOLING_PORT,
+  DEFAULT_PORTS,
+  DRIVER_NAMES,
+  type DriverName,
+  EVENTNET_PORT,
+  MEMORYPOOLING_PORT,
+} from './ports.ts';
 export { RedisVariables, type RedisVariablesOptions } from './redis-variables.ts';
 export { TokenBucket } from './token-bucket.ts';
 export * from './variables.ts';
 export {
   CloudConfError,
   type CloudNode,
-  CPUPOOLING_PORT,
   nodeId,
   parseNodeEntry,
   parseVirgoCloudConf,
   readVirgoCloudConf,
 } from './virgo-cloud-conf.ts';
-
-export type DriverName = 'cpupooling' | 'eventnet' | 'memorypooling' | 'cloudfs';
-export const DRIVER_NAMES: readonly DriverName[] = ['cpupooling', 'eventnet', 'memorypooling', 'cloudfs'];
-export const DEFAULT_PORTS: Readonly<Record<DriverName, number>> = {
-  cpupooling: 10000,
-  eventnet: 20000,
-  memorypooling: 30000,
-  cloudfs: 50000,
-};
 
 type Without<T> = Omit<T, 'variables' | 'host' | 'port'>;
 

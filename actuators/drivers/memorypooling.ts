@@ -17,12 +17,12 @@ import {
   type DriverStats,
 } from './driver-server.ts';
 import { InProcessMemoryStore, type MemoryStore } from './memory-store.ts';
+import { MEMORYPOOLING_PORT } from './ports.ts';
 import { readNumber, type VariableSource } from './variables.ts';
 
 const log = createLogger('drivers.memorypooling');
 const usedGauge = gauge('virgo_memorypooling_used_bytes', 'bytes allocated in the memory pool');
 
-export const MEMORYPOOLING_PORT = 30000;
 export const MEM_VARS = {
   maxBytes: 'memorypooling.max_bytes',
   poolBytes: 'memorypooling.pool_bytes',

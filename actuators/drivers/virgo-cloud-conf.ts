@@ -4,6 +4,7 @@
 // names the entry and its position, never a silently skipped node.
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { CPUPOOLING_PORT } from './ports.ts';
 
 export interface CloudNode {
   host: string;
@@ -15,8 +16,6 @@ export interface CloudNode {
 export class CloudConfError extends Error {
   override readonly name = 'CloudConfError';
 }
-
-export const CPUPOOLING_PORT = 10000;
 
 const HOSTNAME =
   /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;

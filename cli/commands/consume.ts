@@ -1,3 +1,4 @@
+import { FEEDER_PORT } from '../../kernel-analytics/ports.ts';
 import { CONNECTION_OPTIONS, parseHostPort, UsageError } from '../../runtime/config.ts';
 import { enableProcessMetrics, serveMetrics } from '../../runtime/metrics.ts';
 import { exitOnSignals, onShutdown, shutdown } from '../../runtime/shutdown.ts';
@@ -22,7 +23,7 @@ examples:
     feeder: {
       type: 'string',
       env: 'VIRGO_FEEDER',
-      default: '127.0.0.1:64000',
+      default: `127.0.0.1:${FEEDER_PORT}`,
       arg: 'HOST:PORT',
       description: 'feeder to read',
     },

@@ -1,4 +1,5 @@
 import { createInterface } from 'node:readline';
+import { FEEDER_PORT } from '../../kernel-analytics/ports.ts';
 import { CONNECTION_OPTIONS, parseHostPort, UsageError } from '../../runtime/config.ts';
 import { createLogger } from '../../runtime/log.ts';
 import { enableProcessMetrics, serveMetrics } from '../../runtime/metrics.ts';
@@ -26,7 +27,7 @@ examples:
     listen: {
       type: 'string',
       env: 'VIRGO_FEEDER_LISTEN',
-      default: '127.0.0.1:64000',
+      default: `127.0.0.1:${FEEDER_PORT}`,
       arg: 'HOST:PORT',
       description: 'address to serve on',
     },

@@ -1,6 +1,7 @@
 import { once } from 'node:events';
 import { createWriteStream } from 'node:fs';
 import type { LogRecord, SegmentLog } from '../../queue-bridge/index.ts';
+import { QUEUE_PORT, QUEUE_ZMQ_ENDPOINT } from '../../queue-bridge/ports.ts';
 import { type OptionDefs, parseAllowList, parseHostPort, UsageError } from '../../runtime/config.ts';
 import { enableProcessMetrics, serveMetrics } from '../../runtime/metrics.ts';
 import { stateDir } from '../../runtime/paths.ts';
@@ -34,14 +35,14 @@ const OPTIONS = {
   listen: {
     type: 'string',
     env: 'VIRGO_QUEUE_LISTEN',
-    default: '127.0.0.1:60000',
+    default: `127.0.0.1:${QUEUE_PORT}`,
     arg: 'HOST:PORT',
     description: 'serve: the text port (off: none)',
   },
   zmq: {
     type: 'string',
     env: 'VIRGO_QUEUE_ZMQ',
-    default: 'tcp://127.0.0.1:60001',
+    default: QUEUE_ZMQ_ENDPOINT,
     arg: 'ENDPOINT',
     description: 'serve: the ZeroMQ ROUTER endpoint (off: none)',
   },
