@@ -1,7 +1,7 @@
 // The live status of `virgo up` on a terminal: stage rates, variables changing, queue depth,
 // errors, redrawn once a second; log lines are kept in a short tail under it instead of
 // scrolling the screen away.
-import type { Pipeline } from './pipeline.ts';
+import type { Pipeline } from './topology/index.ts';
 
 interface Change {
   name: string;

@@ -1,10 +1,11 @@
 import { once } from 'node:events';
 import { resolve } from 'node:path';
 import { parseBrokers } from '../../bus/index.ts';
-import { CONNECTION_OPTIONS, parseHostPort, parseNameList, UsageError } from '../../runtime/config.ts';
+import { UsageError } from '../../runtime/config.ts';
 import { setLogWriter } from '../../runtime/log.ts';
 import { exitOnSignals, onShutdown, shutdown } from '../../runtime/shutdown.ts';
 import { defineCommand } from '../command.ts';
+import { pipelineOptions, SHARED_OPTIONS, stageOptions } from '../topology/index.ts';
 
 export default defineCommand({
   name: 'up',
@@ -25,56 +26,8 @@ examples:
   virgo up --brokers 127.0.0.1:9092 --redis redis://127.0.0.1:6379
   nc 127.0.0.1 64000                            # watch the analytics while it runs`,
   options: {
-    ...CONNECTION_OPTIONS,
-    input: {
-      type: 'string',
-      arg: 'FILE|-|demo',
-      description: 'log source (default: host kernel log, else demo)',
-    },
-    follow: {
-      type: 'boolean',
-      default: false,
-      description: 'with --input FILE: keep reading as it grows (tail -F)',
-    },
-    'state-dir': {
-      type: 'string',
-      env: 'VIRGO_STATE_DIR',
-      default: '.virgo',
-      arg: 'DIR',
-      description: 'models, queue segments, conf file, cloudfs root',
-    },
-    'listen-host': {
-      type: 'string',
-      default: '127.0.0.1',
-      arg: 'HOST',
-      description: 'address every port binds',
-    },
-    'any-ports': {
-      type: 'boolean',
-      default: false,
-      description: 'every listener takes a free port (printed when ready)',
-    },
-    zmq: {
-      type: 'string',
-      default: 'tcp://127.0.0.1:60001',
-      arg: 'ENDPOINT|none',
-      description: 'ZeroMQ ROUTER endpoint of the VIRGO queue',
-    },
-    metrics: {
-      type: 'string',
-      default: '127.0.0.1:9464',
-      arg: 'HOST:PORT|none',
-      description: '/metrics and /health',
-    },
-    conf: {
-      type: 'string',
-      arg: 'FILE',
-      description: 'kernel analytics conf file (default STATE_DIR/virgo_kernel_analytics.conf)',
-    },
-    drivers: { type: 'string', arg: 'NAME,…|none', description: 'drivers to start (default all)' },
-    devices: { type: 'string', arg: 'drone,webcam|none', description: 'device models (default both)' },
-    learners: { type: 'string', arg: 'NAME,…', description: 'learners to run (default all)' },
-    'demo-rate': { type: 'number', default: 200, description: 'lines/s of the demo stream' },
+    ...SHARED_OPTIONS,
+    ...stageOptions(),
     duration: { type: 'number', arg: 'SECONDS', description: 'stop by itself after this long' },
     status: {
       type: 'string',
@@ -86,56 +39,29 @@ examples:
   },
   async run({ opts, io }) {
     const brokers = parseBrokers(opts.brokers);
-    const stateDir = resolve(String(opts['state-dir']));
+    // every stage's flags, read by the stage that declared them, for either mode
+    const o = pipelineOptions(opts, {
+      ...(brokers.length > 0 ? { brokers } : {}),
+      stateDir: resolve(String(opts['state-dir'])),
+      stdin: io.stdin,
+    });
     if (opts.split) {
       if (brokers.length === 0) {
         throw new UsageError(
           '--split runs stages as separate processes, which talk through Kafka: give --brokers',
         );
       }
-      const { runSplit } = await import('../split.ts');
-      return runSplit({ brokers, redisUrl: opts.redis, stateDir, input: opts.input, io });
+      const { runSplit } = await import('../topology/index.ts');
+      return runSplit(o, io);
     }
-    const { DRIVER_NAMES } = await import('../../actuators/drivers/index.ts');
-    const { DEVICE_NAMES } = await import('../../actuators/stage.ts');
-    const drivers =
-      opts.drivers === undefined ? undefined : parseNameList('drivers', opts.drivers, DRIVER_NAMES);
-    const devices =
-      opts.devices === undefined ? undefined : parseNameList('devices', opts.devices, DEVICE_NAMES);
-    const any = opts['any-ports'] ?? false;
-    const metrics = opts.metrics === 'none' ? false : parseHostPort(String(opts.metrics));
-    if (metrics && any) metrics.port = 0;
     const mode = opts.status === 'auto' ? (io.stdout.isTTY ? 'live' : 'lines') : opts.status;
     if (mode !== 'live' && mode !== 'lines') throw new UsageError('--status must be auto, live or lines');
 
-    const { startPipeline } = await import('../pipeline.ts');
+    const { startPipeline } = await import('../topology/index.ts');
     const { StatusView } = await import('../status-view.ts');
     const view = mode === 'live' ? new StatusView(io.stdout) : undefined;
     if (view) setLogWriter((line) => view.log(line), false);
-    const p = await startPipeline({
-      ...(brokers.length > 0 ? { brokers } : {}),
-      ...(opts.redis ? { redisUrl: opts.redis } : {}),
-      ...(opts.input !== undefined ? { input: opts.input } : {}),
-      follow: opts.follow ?? false,
-      stateDir,
-      listenHost: String(opts['listen-host']),
-      zmq: opts.zmq === 'none' ? false : String(opts.zmq),
-      metrics,
-      ...(any
-        ? {
-            feederPort: 0,
-            queuePort: 0,
-            driverPorts: { cpupooling: 0, eventnet: 0, memorypooling: 0, cloudfs: 0 },
-            ...(opts.zmq !== 'none' ? { zmq: 'tcp://127.0.0.1:*' } : {}),
-          }
-        : {}),
-      ...(drivers ? { drivers } : {}),
-      ...(devices ? { devices } : {}),
-      ...(opts.learners ? { learners: opts.learners.split(',') } : {}),
-      ...(opts.conf ? { confPath: String(opts.conf) } : {}),
-      demoRate: opts['demo-rate'] ?? 200,
-      stdin: io.stdin,
-    });
+    const p = await startPipeline(o);
     onShutdown('pipeline', () => p.close());
 
     const where = Object.entries(p.endpoints)

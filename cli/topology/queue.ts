@@ -1,0 +1,65 @@
+// The VIRGO queue (:60000, ZeroMQ :60001) and its KingCobra segment log: device replies land here.
+import { join } from 'node:path';
+import type { QueueService } from '../../queue-bridge/index.ts';
+import { QUEUE_PORT, QUEUE_ZMQ_ENDPOINT } from '../../queue-bridge/ports.ts';
+import type { PipelineStage } from './stage.ts';
+
+export const queueStage: PipelineStage<QueueService> = {
+  name: 'queue',
+  listens: true,
+  options: {
+    zmq: {
+      type: 'string',
+      default: QUEUE_ZMQ_ENDPOINT,
+      arg: 'ENDPOINT|none',
+      description: 'ZeroMQ ROUTER endpoint of the VIRGO queue',
+    },
+  },
+  configure(flags, o) {
+    const any = flags['any-ports'] === true;
+    if (flags.zmq === 'none') o.zmq = false;
+    else o.zmq = any ? 'tcp://127.0.0.1:*' : String(flags.zmq);
+    if (any) o.queuePort = 0;
+  },
+  async start(ctx) {
+    const { startQueueService } = await import('../../queue-bridge/index.ts');
+    const queue = await startQueueService({
+      dir: join(ctx.o.stateDir, 'kingcobra'),
+      listen: { host: ctx.listenHost, port: ctx.o.queuePort ?? QUEUE_PORT },
+      zmq: ctx.o.zmq ?? false,
+    });
+    return {
+      handle: queue,
+      endpoints: {
+        queue: `${ctx.listenHost}:${queue.port}`,
+        ...(queue.zmqEndpoint ? { zmq: queue.zmqEndpoint } : {}),
+      },
+      health: () => {
+        const q = queue.stats();
+        return { queue: { requests: q.kingcobra, tcpClients: q.tcpClients } };
+      },
+      close: () => queue.close(),
+    };
+  },
+  child(o) {
+    const host = o.listenHost ?? '127.0.0.1';
+    return {
+      args: [
+        'queue',
+        'serve',
+        '--dir',
+        join(o.stateDir, 'kingcobra'),
+        '--listen',
+        `${host}:${o.queuePort ?? QUEUE_PORT}`,
+        '--zmq',
+        o.zmq === false || o.zmq === undefined ? 'off' : o.zmq,
+      ],
+      // "listening tcp=HOST:PORT zmq=ENDPOINT|off dir=…"
+      ready(line) {
+        const m = /^listening tcp=(\S+) zmq=(\S+)/.exec(line);
+        if (!m) return undefined;
+        return { queue: m[1]!, ...(m[2] !== 'off' ? { zmq: m[2]! } : {}) };
+      },
+    };
+  },
+};

@@ -1,0 +1,111 @@
+// What a stage of the virgo pipeline declares, once, for the three ways it runs:
+//   `virgo up`          start(): in one process, next to the others (embedded bus or Kafka)
+//   `virgo up --split`  child(): as its own `virgo` process, over Kafka
+//   `virgo drivers up`  the actuators stage alone (see actuators.ts)
+// and the `virgo up` flags it adds (options + configure). Heavy modules are imported inside
+// start(), so `virgo --help` does not load them.
+import type { Bus } from '../../bus/index.ts';
+import type { OptionDefs } from '../../runtime/config.ts';
+import type { Endpoints, StageNode, Started } from '../../runtime/topology.ts';
+
+/** The whole pipeline's configuration: every stage reads its part. */
+export interface PipelineOptions {
+  brokers?: string[];
+  /** topic and consumer-group prefix (pipelines sharing a cluster) */
+  namespace?: string;
+  redisUrl?: string;
+  /** Redis key prefix (default virgo:analytics) */
+  redisPrefix?: string;
+  /** a file, '-' for stdin, 'demo', 'none' (others publish: rsyslog, kcat), or undefined: the
+   * host's kernel log if readable, else demo */
+  input?: string;
+  follow?: boolean;
+  stateDir: string;
+  listenHost?: string;
+  /** 0 for any free port */
+  feederPort?: number;
+  queuePort?: number;
+  zmq?: string | false;
+  metrics?: { host: string; port: number } | false;
+  driverPorts?: Partial<Record<import('../../actuators/drivers/ports.ts').DriverName, number>>;
+  drivers?: readonly import('../../actuators/drivers/ports.ts').DriverName[];
+  devices?: readonly import('../../actuators/devices/ids.ts').DeviceName[];
+  learners?: string[];
+  confPath?: string;
+  partitions?: number;
+  demoRate?: number;
+  stdin?: NodeJS.ReadableStream;
+}
+
+/** Parsed `virgo up` flags, by flag name. */
+export type FlagValues = Readonly<Record<string, string | number | boolean | string[] | undefined>>;
+
+/** What the stages of one process share. */
+export interface InProcess {
+  readonly o: PipelineOptions;
+  readonly bus: Bus;
+  readonly distributed: boolean;
+  /** the address every port binds */
+  readonly listenHost: string;
+  /** the handle of a stage started before this one in this process, if it runs here */
+  peer<H>(stage: PipelineStage<H>): H | undefined;
+  /** the pipeline's /health, as of the call */
+  health(): PipelineHealth;
+}
+
+export interface PipelineHealth {
+  ok: boolean;
+  [k: string]: unknown;
+}
+
+/** A stage started in this process. */
+export interface Built<H> extends Started {
+  readonly handle: H;
+  /** where it listens, for the ready line and /health */
+  readonly endpoints?: Endpoints;
+  /** its part of /health; ok false makes the pipeline unhealthy */
+  health?(): { ok?: boolean; [k: string]: unknown };
+}
+
+/** A stage as its own process: `virgo <args>`. */
+export interface ChildArgs {
+  args: string[];
+  /** added to its environment (secrets: never on a command line, `ps` shows those) */
+  env?: Record<string, string>;
+  /** it reads `virgo up`'s standard input */
+  stdin?: boolean;
+  /** its line saying it listens, read for where; undefined for any other line */
+  ready?(line: string): Endpoints | undefined;
+}
+
+export interface PipelineStage<H = unknown> extends StageNode {
+  /** in one process it also takes these stages' handles, so starts after them there */
+  readonly uses?: readonly string[];
+  /** the `virgo up` flags it adds (parsed, shown in --help) */
+  readonly options?: OptionDefs;
+  /** whether it runs with these options (default: it does) */
+  enabled?(o: PipelineOptions): boolean;
+  /** its `virgo up` flags, parsed, into the pipeline options */
+  configure?(flags: FlagValues, o: PipelineOptions): void;
+  /** in one process; absent: it has no part in `virgo up` */
+  start?(ctx: InProcess): Promise<Built<H>>;
+  /** its `virgo` command line under `--split`, given the endpoints of the stages started
+   * before it; absent or undefined: no process */
+  child?(o: PipelineOptions, endpoints: Readonly<Endpoints>): ChildArgs | undefined;
+}
+
+/** Where a peer on this machine connects to a port bound on `host`. */
+export function connectHost(host: string): string {
+  return host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
+}
+
+/** An endpoint `host:port` as a peer on this machine dials it. */
+export function reach(endpoint: string): string {
+  const i = endpoint.lastIndexOf(':');
+  return `${connectHost(endpoint.slice(0, i))}:${endpoint.slice(i + 1)}`;
+}
+
+/** Kafka brokers as one flag value; --split runs only with brokers. */
+export function brokersArg(o: PipelineOptions): string {
+  return (o.brokers ?? []).join(',');
+}
