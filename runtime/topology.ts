@@ -33,7 +33,8 @@ export function startOrder<S extends StageNode>(
 ): S[] {
   const present = new Set(stages.map((s) => s.name));
   if (present.size !== stages.length) throw new Error('topology: two stages share a name');
-  const notLast = stages.filter((s) => !afterOf(s).includes('*')).map((s) => s.name);
+  const last = new Set(stages.filter((s) => afterOf(s).includes('*')).map((s) => s.name));
+  const notLast = stages.filter((s) => !last.has(s.name)).map((s) => s.name);
   const waitsFor = new Map(
     stages.map((s) => {
       const after = afterOf(s).flatMap((n) => (n === '*' ? notLast : [n]));
@@ -61,7 +62,8 @@ export function startOrder<S extends StageNode>(
       if (seen.has(n)) return false;
       seen.add(n);
       for (const [waiter, deps] of waitsFor) {
-        if (!deps.has(n) || !left.some((s) => s.name === waiter)) continue;
+        // a stage that waits for all ('*') pulls none of them forward
+        if (!deps.has(n) || last.has(waiter) || !left.some((s) => s.name === waiter)) continue;
         if (stages.find((s) => s.name === waiter)?.listens || visit(waiter)) return true;
       }
       return false;

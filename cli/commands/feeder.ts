@@ -17,6 +17,7 @@ With --stdin it also takes key=value lines from standard input (e.g. tail -f lea
 Client lines (optional): KERNEL_ANALYTICS_STREAMING_START is accepted and ignored;
 "HOST <name>" narrows that connection to one host's variables (the snapshot is sent again);
 "HOST *" widens it back to the latest value per key over all hosts.
+Prints one "listening tcp=HOST:PORT" line on stdout when ready.
 A client that does not read falls behind by --max-client-buffer bytes and is dropped; the others
 never wait for it.
 examples:
@@ -100,6 +101,8 @@ examples:
     }
     if (io.stderr.isTTY)
       io.stderr.write(`feeder on ${feeder.host}:${feeder.port} (nc ${feeder.host} ${feeder.port})\n`);
+    // what a supervisor (virgo up --split) waits for, whatever the log level
+    io.stdout.write(`listening tcp=${feeder.host}:${feeder.port}\n`);
     if (opts.stdin) {
       const rl = createInterface({ input: io.stdin, crlfDelay: Number.POSITIVE_INFINITY });
       let n = 0;

@@ -34,16 +34,10 @@ export const feederStage: PipelineStage<Feeder> = {
         '--listen',
         `${o.listenHost ?? '127.0.0.1'}:${o.feederPort ?? FEEDER_PORT}`,
       ],
-      // its server's log line (JSON, stderr being a pipe): {"name":"tcp.feeder","msg":"listening","host":…,"port":…}
+      // "listening tcp=HOST:PORT", on stdout once it serves
       ready(line) {
-        if (!line.includes('"tcp.feeder"') || !line.includes('"listening"')) return undefined;
-        try {
-          const r = JSON.parse(line) as { name?: string; msg?: string; host?: string; port?: number };
-          if (r.name !== 'tcp.feeder' || r.msg !== 'listening') return undefined;
-          return { feeder: `${r.host}:${r.port}` };
-        } catch {
-          return undefined;
-        }
+        const m = /^listening tcp=(\S+)/.exec(line);
+        return m ? { feeder: m[1]! } : undefined;
       },
     };
   },
