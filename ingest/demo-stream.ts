@@ -2,17 +2,7 @@
 // a laptop without root): realistic syslog lines of the families the learners act on, from a
 // seeded generator, so `npm start` shows analytics within seconds anywhere.
 import { Readable } from 'node:stream';
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom } from '../runtime/rng.ts';
 
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 
@@ -42,7 +32,7 @@ export class DemoLog {
   private linkDown = new Set<string>();
 
   constructor(private readonly opts: DemoOptions = {}) {
-    this.rnd = mulberry32(opts.seed ?? 64000);
+    this.rnd = seededRandom(opts.seed ?? 64000);
     this.hosts = opts.hosts ?? ['edge-1', 'edge-2'];
     this.boot = (opts.now ?? Date.now)() - 3_600_000;
   }

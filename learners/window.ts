@@ -1,6 +1,6 @@
 // Exact counting over a sliding event-time window made of fixed buckets: adding is O(1), sliding
 // evicts whole buckets and subtracts them from a running total, so the window's counts are exact
-// (no sketch) at bucket granularity. Also the seeded RNG and hash the learners share.
+// (no sketch) at bucket granularity. Also the hash the learners share.
 
 /** FNV-1a 32-bit of a string (template ids into a fixed-size vector). */
 export function fnv1a(s: string): number {
@@ -12,24 +12,9 @@ export function fnv1a(s: string): number {
   return h >>> 0;
 }
 
-/** mulberry32: small, fast, and its whole state is one number, so it saves with the model. */
-export class Rng {
-  constructor(public state: number) {}
-  next(): number {
-    this.state = (this.state + 0x6d2b79f5) >>> 0;
-    let t = this.state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  }
-  int(n: number): number {
-    return Math.floor(this.next() * n);
-  }
-  normal(): number {
-    const u = Math.max(1e-12, this.next());
-    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * this.next());
-  }
-}
+// The learners' seeded generator is the project's one (its whole state is one number, so it saves
+// with the model); re-exported here, where the learners have always found it.
+export { Rng } from '../runtime/rng.ts';
 
 export interface SlidingCounterJson {
   bucketMs: number;

@@ -6,7 +6,7 @@
 // style, clockwise positive. Heading 0 flies north (+y), π/2 east. goalBearing and the sectors are
 // relative to the heading, clockwise: sector 0 dead ahead, sector S/4 to the right. yaw > 0 turns
 // clockwise, i.e. toward a positive bearing.
-import { seededRandom, uniform } from './rng.ts';
+import { seededRandom, uniform } from '../../runtime/rng.ts';
 
 export interface Point {
   x: number;

@@ -3,6 +3,7 @@
 // match=True|False). Both reply asynchronously to the VIRGO queue. Imports: bus/, schemas/,
 // runtime/, ../drivers/ (variables, line client).
 
+export { gaussian, seededRandom, uniform } from '../../runtime/rng.ts';
 export { type ClosedLoopOptions, type Command, type FlightReport, runClosedLoop } from './drone-loop.ts';
 export {
   bearing,
@@ -33,7 +34,6 @@ export {
   readControls,
 } from './pxrc.ts';
 export { OrderedSender, type ReplySink, type SenderStats, TcpQueueSink } from './reply-sink.ts';
-export { gaussian, seededRandom, uniform } from './rng.ts';
 export {
   type Subject,
   UVC_VARS,

@@ -10,10 +10,10 @@
 import { type Bus, CONTENT_TYPES, HEADERS, TOPICS } from '../../bus/index.ts';
 import { createLogger } from '../../runtime/log.ts';
 import { counter } from '../../runtime/metrics.ts';
+import { gaussian, seededRandom } from '../../runtime/rng.ts';
 import { codecFor, type WebcamFrame } from '../../schemas/index.ts';
 import { parseBool, type VariableChange, type VariableSource } from '../drivers/variables.ts';
 import { OrderedSender, type ReplySink } from './reply-sink.ts';
-import { gaussian, seededRandom } from './rng.ts';
 
 const log = createLogger('devices.uvcvideo');
 const actionsTotal = counter('virgo_uvc_actions_total', 'webcam actions taken on the match variable', [

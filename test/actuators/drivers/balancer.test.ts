@@ -1,5 +1,4 @@
 import { describe, expect, it } from 'vitest';
-import { seededRandom } from '../../../actuators/devices/rng.ts';
 import {
   analyticsPick,
   balancerRule,
@@ -9,6 +8,7 @@ import {
   prgPick,
 } from '../../../actuators/drivers/index.ts';
 import { VariableTable } from '../../../kernel-analytics/index.ts';
+import { seededRandom } from '../../../runtime/rng.ts';
 
 describe('expectedRequestsPerNode (the original PRG formula)', () => {
   it('evaluates the closed form exactly', () => {
