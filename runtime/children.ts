@@ -99,6 +99,15 @@ export async function runChildren(stages: readonly ChildStage[], io: ChildrenIO)
               up();
               resolve();
             });
+            // could not be started at all (no 'exit' follows)
+            child.on('error', (err) => {
+              if (child.pid !== undefined) return;
+              if (!stopping) failed = 1;
+              io.stderr.write(`[${stage.name}] could not start: ${err.message}; stopping the other stages\n`);
+              stop('SIGTERM');
+              up();
+              resolve();
+            });
           }),
         );
         if (stage.listens) await isUp;

@@ -31,7 +31,8 @@ export const consumerStage: PipelineStage<ConsumerHandle> = {
   async start(ctx) {
     const { tableFromFeeder } = await import('../../actuators/stage.ts');
     const { ConfFileSink, exportTable, RedisExporter } = await import('../../kernel-analytics/index.ts');
-    const feeder = ctx.peer(feederStage)!;
+    const feeder = ctx.peer(feederStage);
+    if (!feeder) throw new Error('the consumer stage reads a feeder started in the same process');
     // The ring-buffer consumer reads our own feeder over TCP, exactly as an external importer
     // would; it connects once every port of the process is bound (connect()).
     const fed = tableFromFeeder({

@@ -4,6 +4,8 @@
 //   `virgo drivers up`  the actuators stage alone (see actuators.ts)
 // and the `virgo up` flags it adds (options + configure). Heavy modules are imported inside
 // start(), so `virgo --help` does not load them.
+import type { DeviceName } from '../../actuators/devices/ids.ts';
+import type { DriverName } from '../../actuators/drivers/ports.ts';
 import type { Bus } from '../../bus/index.ts';
 import type { OptionDefs } from '../../runtime/config.ts';
 import type { Endpoints, StageNode, Started } from '../../runtime/topology.ts';
@@ -27,9 +29,9 @@ export interface PipelineOptions {
   queuePort?: number;
   zmq?: string | false;
   metrics?: { host: string; port: number } | false;
-  driverPorts?: Partial<Record<import('../../actuators/drivers/ports.ts').DriverName, number>>;
-  drivers?: readonly import('../../actuators/drivers/ports.ts').DriverName[];
-  devices?: readonly import('../../actuators/devices/ids.ts').DeviceName[];
+  driverPorts?: Partial<Record<DriverName, number>>;
+  drivers?: readonly DriverName[];
+  devices?: readonly DeviceName[];
   learners?: string[];
   confPath?: string;
   partitions?: number;
