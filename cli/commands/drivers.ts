@@ -5,12 +5,8 @@ import { stateDir } from '../../runtime/paths.ts';
 import { exitOnSignals, onShutdown, shutdown } from '../../runtime/shutdown.ts';
 import { startStages } from '../../runtime/topology.ts';
 import { busFromOptions, defineCommand } from '../command.ts';
-import {
-  type ActuatorsHandle,
-  actuatorsConfig,
-  actuatorsStage,
-  DRIVERS_UP_OPTIONS,
-} from '../topology/actuators.ts';
+import { type ActuatorsHandle, actuatorsStage } from '../topology/actuators.ts';
+import { actuatorsConfig, DRIVERS_UP_OPTIONS } from '../topology/actuators-config.ts';
 
 export default defineCommand({
   name: 'drivers',

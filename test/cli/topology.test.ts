@@ -11,7 +11,7 @@ import {
   actuatorsConfig,
   DRIVERS_UP_OPTIONS,
   parseDriversReady,
-} from '../../cli/topology/actuators.ts';
+} from '../../cli/topology/actuators-config.ts';
 import {
   inProcessOrder,
   PIPELINE,
