@@ -11,17 +11,56 @@ export type Decoded =
   | { ok: true; lines: string[]; truncated: number[] }
   | { ok: false; reason: DecodeReason; detail: string };
 
-// C0 controls other than tab, LF, CR and ESC (colour codes), and DEL.
-// biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point
-const CONTROL = /[\x00-\x08\x0b\x0c\x0e-\x1a\x1c-\x1f\x7f]/g;
+export interface Rejection {
+  reason: DecodeReason;
+  detail: string;
+}
 
-function controlBytes(b: Buffer): number {
-  let n = 0;
-  for (let i = 0; i < b.length; i++) {
-    const c = b[i]!;
-    if ((c < 0x20 && c !== 9 && c !== 10 && c !== 13 && c !== 0x1b) || c === 0x7f) n++;
+// C0 controls other than tab, LF, CR and ESC (colour codes), and DEL. In valid UTF-8 these bytes
+// never occur inside a multi-byte character, so counting bytes counts characters.
+function isControl(c: number): boolean {
+  return (c < 0x20 && c !== 9 && c !== 10 && c !== 13 && c !== 0x1b) || c === 0x7f;
+}
+
+/**
+ * Why `value` cannot be read as log text, or null when it can: the checks of `decodeValue` before
+ * it splits lines. One rule for every route (the consumer stage, `publish-logs`, `virgo learn
+ * --input`), so a line is dead-lettered for the same reason whichever way it came in.
+ */
+export function rejection(value: Buffer | null): Rejection | null {
+  if (value === null || value.length === 0) return { reason: 'empty', detail: 'no bytes' };
+  if (value.indexOf(0) >= 0) return { reason: 'binary', detail: `NUL byte in ${value.length} bytes` };
+  const utf8 = isUtf8(value);
+  // Characters as JavaScript counts them (UTF-16 units): every byte that starts a character, and
+  // one more for each 4-byte one. Only meaningful for valid UTF-8.
+  let ctl = 0;
+  let units = 0;
+  for (let i = 0; i < value.length; i++) {
+    const c = value[i]!;
+    if (c < 0x80) {
+      units++;
+      if (isControl(c)) ctl++;
+    } else if (c >= 0xc0) units += c >= 0xf0 ? 2 : 1;
   }
-  return n;
+  if (!utf8) {
+    if (ctl * 8 > value.length)
+      return { reason: 'binary', detail: `${ctl} of ${value.length} bytes are control bytes` };
+    return { reason: 'invalid-utf8', detail: `${value.length} bytes are not valid UTF-8` };
+  }
+  if (ctl * 8 > units)
+    return { reason: 'binary', detail: `${ctl} of ${units} characters are control characters` };
+  return null;
+}
+
+/** `rejection` for one line (no LF inside): also a line of blanks only cannot be read. */
+export function lineRejection(line: Buffer): Rejection | null {
+  const r = rejection(line);
+  if (r) return r;
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i]!;
+    if (c !== 13 && c !== 32 && c !== 9) return null;
+  }
+  return { reason: 'empty', detail: `${line.length} blank bytes` };
 }
 
 /**
@@ -30,31 +69,13 @@ function controlBytes(b: Buffer): number {
  * boundary (their indexes in `truncated`).
  */
 export function decodeValue(value: Buffer | null, maxLineBytes = MAX_LINE_BYTES): Decoded {
-  if (value === null || value.length === 0) return { ok: false, reason: 'empty', detail: 'no bytes' };
-  if (value.indexOf(0) >= 0) {
-    return { ok: false, reason: 'binary', detail: `NUL byte in ${value.length} bytes` };
-  }
-  if (!isUtf8(value)) {
-    const ctl = controlBytes(value);
-    if (ctl * 8 > value.length)
-      return { ok: false, reason: 'binary', detail: `${ctl} of ${value.length} bytes are control bytes` };
-    return { ok: false, reason: 'invalid-utf8', detail: `${value.length} bytes are not valid UTF-8` };
-  }
-  const text = value.toString('utf8');
-  CONTROL.lastIndex = 0;
-  if (CONTROL.test(text)) {
-    const ctl = text.match(CONTROL)?.length ?? 0;
-    if (ctl * 8 > text.length)
-      return {
-        ok: false,
-        reason: 'binary',
-        detail: `${ctl} of ${text.length} characters are control characters`,
-      };
-  }
+  const bad = rejection(value);
+  if (bad) return { ok: false, ...bad };
+  const text = value!.toString('utf8');
   const pieces = text.indexOf('\n') >= 0 ? text.split('\n') : [text];
   const lines: string[] = [];
   const truncated: number[] = [];
-  const big = value.length > maxLineBytes;
+  const big = value!.length > maxLineBytes;
   for (const p of pieces) {
     // Trailing CR and blanks stay (the parser trims them): no slice of a single-line value.
     const line = isBlank(p) ? '' : p;
@@ -64,7 +85,7 @@ export function decodeValue(value: Buffer | null, maxLineBytes = MAX_LINE_BYTES)
       lines.push(cutUtf8(line, maxLineBytes));
     } else lines.push(line);
   }
-  if (lines.length === 0) return { ok: false, reason: 'empty', detail: `${value.length} blank bytes` };
+  if (lines.length === 0) return { ok: false, reason: 'empty', detail: `${value!.length} blank bytes` };
   return { ok: true, lines, truncated };
 }
 
