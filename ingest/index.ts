@@ -2,10 +2,36 @@
 // Owns: the line parser and kernel families, the template miner, publish-logs, the consumer stage
 // with its dead-letter queue. Imports: schemas/, bus/, runtime/.
 
-export { cutUtf8, type Decoded, type DecodeReason, decodeValue, MAX_LINE_BYTES } from './decode.ts';
+export {
+  CHECKPOINT_VERSION,
+  type Checkpoint,
+  CheckpointWriter,
+  checkpointPath,
+  loadCheckpoint,
+} from './checkpoint.ts';
+export {
+  cutUtf8,
+  type Decoded,
+  type DecodeReason,
+  decodeValue,
+  lineRejection,
+  MAX_LINE_BYTES,
+  type Rejection,
+  rejection,
+} from './decode.ts';
 export { toKernelEvent } from './event.ts';
 export { type Classified, classify } from './families.ts';
-export { fileLines, type LineChunk, LineSplitter, type ReadLinesOptions, streamLines } from './follow.ts';
+export {
+  FINGERPRINT_BYTES,
+  type FileIdentity,
+  type FilePosition,
+  type FollowEvent,
+  fileLines,
+  type LineChunk,
+  LineSplitter,
+  type ReadLinesOptions,
+  streamLines,
+} from './follow.ts';
 export { type HpcHeader, hpcHeader, hpcLabel } from './hpc.ts';
 export { maskMessage, Scanner, WILDCARD } from './mask.ts';
 export { ingestMetrics, publishMetrics } from './metrics.ts';
@@ -18,7 +44,14 @@ export {
   templateIdOf,
 } from './miner.ts';
 export { hostOf, parseLine } from './parse.ts';
-export { type PublishLogsOptions, type PublishProgress, publishLogs } from './publish.ts';
+export {
+  DEFAULT_BATCH_BYTES,
+  DEFAULT_LINGER_MS,
+  type PublishLogsOptions,
+  type PublishProgress,
+  type PublishResult,
+  publishLogs,
+} from './publish.ts';
 export { SEVERITY, severityAt, severityOfName } from './severity.ts';
 export {
   type IngestBatchContext,

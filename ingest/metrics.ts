@@ -17,4 +17,10 @@ export const ingestMetrics = {
 export const publishMetrics = {
   lines: counter('virgo_publish_lines_total', 'log lines published by publish-logs'),
   bytes: counter('virgo_publish_bytes_total', 'bytes of log lines published by publish-logs'),
+  undecodable: counter(
+    'virgo_publish_undecodable_lines_total',
+    'lines published that the consumer stage dead-letters (same rule, ingest/decode.ts), by reason',
+    ['reason'],
+  ),
+  skipped: counter('virgo_publish_skipped_empty_lines_total', 'zero-length lines publish-logs did not send'),
 };
