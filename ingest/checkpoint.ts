@@ -26,6 +26,12 @@ export interface Checkpoint {
   savedAt: string;
 }
 
+/** The topic as the broker names it: with the namespace prefix (VIRGO_NAMESPACE) of bus/namespace.ts. */
+export function brokerTopic(topic: string, namespace = process.env.VIRGO_NAMESPACE): string {
+  if (!namespace) return topic;
+  return `${namespace.endsWith('.') ? namespace : `${namespace}.`}${topic}`;
+}
+
 /** `STATE_DIR/publish-logs/NAME-HASH.json`, HASH over the absolute followed path and the topic. */
 export function checkpointPath(stateDir: string, source: string, topic: string): string {
   const abs = resolve(source);

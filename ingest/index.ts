@@ -3,6 +3,7 @@
 // with its dead-letter queue. Imports: schemas/, bus/, runtime/.
 
 export {
+  brokerTopic,
   CHECKPOINT_VERSION,
   type Checkpoint,
   CheckpointWriter,
@@ -46,13 +47,13 @@ export {
 export { hostOf, parseLine } from './parse.ts';
 export {
   DEFAULT_BATCH_BYTES,
-  DEFAULT_LINGER_MS,
   type PublishLogsOptions,
   type PublishProgress,
   type PublishResult,
   publishLogs,
 } from './publish.ts';
 export { SEVERITY, severityAt, severityOfName } from './severity.ts';
+export { DEFAULT_LINGER_MS, sourceProblem } from './source.ts';
 export {
   type IngestBatchContext,
   type IngestStage,

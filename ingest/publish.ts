@@ -26,11 +26,10 @@ import { type DecodeReason, lineRejection } from './decode.ts';
 import { type FilePosition, type FollowEvent, fileLines, type LineChunk, streamLines } from './follow.ts';
 import { publishMetrics } from './metrics.ts';
 import { hostOf } from './parse.ts';
+import { DEFAULT_LINGER_MS } from './source.ts';
 
 const log = createLogger('ingest.publish');
 
-/** Default linger: a partial batch waits at most this long (ms) for more lines. */
-export const DEFAULT_LINGER_MS = 200;
 /** Default bound on a batch's bytes (before compression), below Kafka's 1 MB message-set default. */
 export const DEFAULT_BATCH_BYTES = 900_000;
 

@@ -1,6 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { hostname } from 'node:os';
-import { createInterface } from 'node:readline';
+import { sourceProblem } from '../../ingest/source.ts';
 import { CONNECTION_OPTIONS, UsageError } from '../../runtime/config.ts';
 import { createLogger } from '../../runtime/log.ts';
 import { serveMetrics } from '../../runtime/metrics.ts';
@@ -98,6 +97,16 @@ examples:
     }
     const embedded = !opts.brokers;
     const print = embedded || opts.print === true;
+    const input = opts.input ?? '-';
+    if (embedded) {
+      // A wrong path ends the command at once, before any learner starts.
+      const problem = sourceProblem(input);
+      if (problem) throw new UsageError(`--input ${problem}`);
+    } else if (opts.input !== undefined) {
+      throw new UsageError(
+        '--input is read without --brokers; with Kafka, publish the file: virgo publish-logs FILE',
+      );
+    }
     const bus = busFromOptions(opts, 'virgo-learn');
     const stage = startLearnStage({
       bus,
@@ -133,44 +142,34 @@ examples:
     if (metrics) onShutdown('metrics', () => metrics.close());
 
     if (embedded) {
-      // Feed the input through the in-process bus, so the same consumer stage (parser, miner,
-      // dead letters) runs as with Kafka; done when ingest has read everything published.
+      // Feed the input through the in-process bus with publishLogs, the one input route (as
+      // publish-logs and virgo up): raw bytes keyed by the host each line names, so the same
+      // consumer stage decodes, parses and dead-letters them as from Kafka. Done when ingest has
+      // read everything published.
       const { TOPICS } = await import('../../bus/index.ts');
+      const { publishLogs } = await import('../../ingest/publish.ts');
       const topic = opts['logs-topic'] ?? TOPICS.kernelLogs;
-      const input =
-        !opts.input || opts.input === '-' ? io.stdin : (await import('node:fs')).createReadStream(opts.input);
-      if (input === io.stdin && io.stdin.isTTY) {
+      if (input === '-' && io.stdin.isTTY) {
         log.info(
           'reading log lines from the terminal; end with Ctrl-D (or give --brokers to run as a service)',
         );
       }
-      const key = hostname();
-      let published = 0;
-      let chunk: string[] = [];
-      const push = async () => {
-        if (chunk.length === 0) return;
-        const lines = chunk;
-        chunk = [];
-        await bus.publish(
-          topic,
-          lines.map((l) => ({ key, value: l, headers: { 'content-type': 'text/plain' } })),
-        );
-        published += lines.length;
-      };
-      for await (const line of createInterface({ input, crlfDelay: Number.POSITIVE_INFINITY })) {
-        chunk.push(line);
-        if (chunk.length >= 1000) await push();
-      }
-      await push();
+      const r = await publishLogs({ bus, source: input, stdin: io.stdin, topic, ensureTopic: false });
+      const published = r.lines;
       while ((stage.stats().ingest?.messages ?? published) < published) {
-        await new Promise((r) => setTimeout(r, 20));
+        await new Promise((res) => setTimeout(res, 20));
       }
       await stage.host.tick();
       await stage.close();
       await metrics?.close();
       await bus.close();
       const s = stage.stats();
-      log.info('learned from the input', { lines: published, published: s.published, saved: dir });
+      log.info('learned from the input', {
+        lines: published,
+        deadLettered: s.ingest?.deadLettered ?? 0,
+        published: s.published,
+        saved: dir,
+      });
       return 0;
     }
 

@@ -5,6 +5,8 @@ import { spawn } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { hostname } from 'node:os';
 import type { Readable } from 'node:stream';
+import { DEFAULT_LINGER_MS, sourceProblem } from '../../ingest/source.ts';
+import { UsageError } from '../../runtime/config.ts';
 import { createLogger } from '../../runtime/log.ts';
 import { brokersArg, type PipelineOptions, type PipelineStage } from './stage.ts';
 
@@ -86,7 +88,14 @@ export const sourceStage: PipelineStage<SourceHandle> = {
     follow: {
       type: 'boolean',
       default: false,
-      description: 'with --input FILE: keep reading as it grows (tail -F)',
+      description: 'with --input FILE: keep reading as it grows (tail -F, checkpointed in STATE_DIR)',
+    },
+    'linger-ms': {
+      type: 'number',
+      default: DEFAULT_LINGER_MS,
+      env: 'VIRGO_LINGER_MS',
+      arg: 'MS',
+      description: 'the log source sends a partial batch this long after its first line',
     },
     'demo-rate': { type: 'number', default: 200, description: 'lines/s of the demo stream' },
   },
@@ -94,21 +103,40 @@ export const sourceStage: PipelineStage<SourceHandle> = {
     if (flags.input !== undefined) o.input = String(flags.input);
     o.follow = flags.follow === true;
     o.demoRate = (flags['demo-rate'] as number | undefined) ?? 200;
+    const linger = (flags['linger-ms'] as number | undefined) ?? DEFAULT_LINGER_MS;
+    if (!(linger >= 0)) throw new UsageError(`--linger-ms must be >= 0, got ${linger}`);
+    o.lingerMs = linger;
+    // A wrong path ends `virgo up` at once, in either mode, instead of a pipeline whose source failed.
+    if (o.input !== undefined && !['-', 'demo', 'none'].includes(o.input)) {
+      const problem = sourceProblem(o.input, o.follow);
+      if (problem) throw new UsageError(`--input ${problem}`);
+    }
   },
   async start(ctx) {
-    const { publishLogs } = await import('../../ingest/index.ts');
+    const { brokerTopic, checkpointPath, publishLogs } = await import('../../ingest/index.ts');
+    const { TOPICS } = await import('../../bus/index.ts');
     const source = await openSource(ctx.o);
+    const follow = source.kind === 'kern.log' || (source.kind === 'file' && (ctx.o.follow ?? false));
+    const logsTopic = brokerTopic(TOPICS.kernelLogs, ctx.o.namespace);
     const abort = new AbortController();
     let published = 0;
     let sourceError: Error | undefined;
     const publishing = (
       source.kind === 'none'
-        ? Promise.resolve({ lines: 0, bytes: 0 })
+        ? Promise.resolve({ lines: 0 })
         : publishLogs({
             bus: ctx.bus,
             source: source.stream ? '-' : source.path,
             ...(source.stream ? { stdin: source.stream } : {}),
-            follow: source.kind === 'kern.log' || (source.kind === 'file' && (ctx.o.follow ?? false)),
+            follow,
+            // a followed file resumes where the last run's acknowledged lines end (not counted twice)
+            ...(follow
+              ? {
+                  checkpoint: checkpointPath(ctx.o.stateDir, source.path, logsTopic),
+                  checkpointTopic: logsTopic,
+                }
+              : {}),
+            ...(ctx.o.lingerMs !== undefined ? { lingerMs: ctx.o.lingerMs } : {}),
             ...(source.kind === 'journalctl' || source.kind === 'dmesg' || source.kind === 'kern.log'
               ? { host: hostname() }
               : {}),
@@ -150,7 +178,14 @@ export const sourceStage: PipelineStage<SourceHandle> = {
     if (o.input === 'none') return undefined;
     const input = o.input ?? '-';
     return {
-      args: ['publish-logs', input, '--brokers', brokersArg(o), ...(input !== '-' ? ['--follow'] : [])],
+      args: [
+        'publish-logs',
+        input,
+        '--brokers',
+        brokersArg(o),
+        ...(o.lingerMs !== undefined ? ['--linger-ms', String(o.lingerMs)] : []),
+        ...(input !== '-' ? ['--follow', '--state-dir', o.stateDir] : []),
+      ],
       stdin: input === '-',
     };
   },

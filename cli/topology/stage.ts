@@ -22,6 +22,8 @@ export interface PipelineOptions {
    * host's kernel log if readable, else demo */
   input?: string;
   follow?: boolean;
+  /** the log source sends a partial batch this long after its first line (ms, default 200) */
+  lingerMs?: number;
   stateDir: string;
   listenHost?: string;
   /** 0 for any free port */
