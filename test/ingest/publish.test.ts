@@ -82,8 +82,8 @@ class RecordingBus implements Bus {
   subscribe = (o: Parameters<Bus['subscribe']>[0]) => this.inner.subscribe(o);
   topicOffsets = (t: string) => this.inner.topicOffsets(t);
   close = () => this.inner.close();
-  async publish(topic: string, messages: OutgoingMessage[], opts?: PublishOptions): Promise<PublishResult> {
-    const r = await this.inner.publish(topic, messages, opts);
+  async publish(topic: string, messages: OutgoingMessage[], _opts?: PublishOptions): Promise<PublishResult> {
+    const r = await this.inner.publish(topic, messages);
     this.sends.push({ at: Date.now(), values: messages.map((m) => String(m.value)) });
     return r;
   }
