@@ -312,7 +312,14 @@ async function* followFile(path: string, opts: ReadLinesOptions): AsyncGenerator
     }
     log.info(`${why}: finishing the rotated file first`, { path, rotated: old.path, from: want.offset });
     opts.onEvent?.('resumed', old.path);
-    const f = await openAt(old.fh, old.path, old.st, want.offset);
+    yield* readRotated(old, want.offset);
+  }
+
+  async function* readRotated(
+    old: { fh: FileHandle; path: string; st: Stats },
+    from: number,
+  ): AsyncGenerator<LineChunk> {
+    const f = await openAt(old.fh, old.path, old.st, from);
     try {
       yield* readToEnd(f);
       const t = tail(f);
@@ -371,16 +378,8 @@ async function* followFile(path: string, opts: ReadLinesOptions): AsyncGenerator
         opts.onEvent?.('truncated', path);
         // logrotate copied the file before truncating it: what lies past our position is in the copy.
         const copy = await findRotated(path, { ...identity(cur), offset: cur.pos });
-        if (copy) {
-          const f = await openAt(copy.fh, copy.path, copy.st, cur.pos);
-          try {
-            yield* readToEnd(f);
-            const t = tail(f);
-            if (t) yield t;
-          } finally {
-            await copy.fh.close();
-          }
-        } else {
+        if (copy) yield* readRotated(copy, cur.pos);
+        else {
           const t = tail(cur);
           if (t) yield t;
         }

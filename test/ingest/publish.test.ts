@@ -328,14 +328,20 @@ describe('publishLogs --follow: checkpoints and rotation', () => {
     };
   }
 
-  it('a restart resumes after the last acknowledged line, in the format documented', async () => {
+  /** A followed file with `first` in it, published and checkpointed by a running follower. */
+  async function followed(name: string, first: string[]) {
     const bus = new MemoryBus();
     const got = await collect(bus, 'logs');
-    const d = mkdtempSync(join(dir, 'cp-'));
+    const d = mkdtempSync(join(dir, `${name}-`));
     const file = join(d, 'kern.log');
-    writeFileSync(file, text(lines('first', 5)));
+    writeFileSync(file, text(first));
     const a = follower(bus, file, d);
-    await waitFor(() => a.saved()?.position.offset === statSync(file).size, 'the checkpoint at the end');
+    await waitFor(() => a.saved()?.position.offset === statSync(file).size, 'the first lines checkpointed');
+    return { bus, got, d, file, a };
+  }
+
+  it('a restart resumes after the last acknowledged line, in the format documented', async () => {
+    const { bus, got, d, file, a } = await followed('cp', lines('first', 5));
     const cp = a.saved()!;
     const st = statSync(file);
     expect(cp).toMatchObject({
@@ -363,13 +369,7 @@ describe('publishLogs --follow: checkpoints and rotation', () => {
   });
 
   it('rotated by rename + create while stopped: finishes the old file, then reads the new one', async () => {
-    const bus = new MemoryBus();
-    const got = await collect(bus, 'logs');
-    const d = mkdtempSync(join(dir, 'mv-'));
-    const file = join(d, 'kern.log');
-    writeFileSync(file, text(lines('old', 3)));
-    const a = follower(bus, file, d);
-    await waitFor(() => a.saved()?.position.offset === statSync(file).size, 'the checkpoint');
+    const { bus, got, d, file, a } = await followed('mv', lines('old', 3));
     await a.stop();
     appendFileSync(file, text(lines('old late', 2)));
     renameSync(file, `${file}.1`);
@@ -383,13 +383,7 @@ describe('publishLogs --follow: checkpoints and rotation', () => {
   });
 
   it('copytruncate while stopped, refilled past the old position: the copy, then the refill from 0', async () => {
-    const bus = new MemoryBus();
-    const got = await collect(bus, 'logs');
-    const d = mkdtempSync(join(dir, 'ct-'));
-    const file = join(d, 'kern.log');
-    writeFileSync(file, text(lines('before', 3)));
-    const a = follower(bus, file, d);
-    await waitFor(() => a.saved()?.position.offset === statSync(file).size, 'the checkpoint');
+    const { bus, got, d, file, a } = await followed('ct', lines('before', 3));
     await a.stop();
     appendFileSync(file, text(lines('before late', 2)));
     copyFileSync(file, `${file}.1`);
@@ -407,13 +401,7 @@ describe('publishLogs --follow: checkpoints and rotation', () => {
   });
 
   it('live copytruncate refilled past the old position before the follower looks: nothing lost', async () => {
-    const bus = new MemoryBus();
-    const got = await collect(bus, 'logs');
-    const d = mkdtempSync(join(dir, 'live-ct-'));
-    const file = join(d, 'kern.log');
-    writeFileSync(file, text(lines('one', 4)));
-    const a = follower(bus, file, d);
-    await waitFor(() => got.length === 4, 'the first lines');
+    const { bus, got, file, a } = await followed('live-ct', lines('one', 4));
     // One synchronous block, as logrotate's copytruncate can outpace a follower: new lines, the
     // copy, the truncation and a refill longer than the old file, all before the follower runs.
     appendFileSync(file, text(lines('unread', 2)));
@@ -441,13 +429,7 @@ describe('publishLogs --follow: checkpoints and rotation', () => {
   });
 
   it('live rename + create with lines on both sides: the old file to its end, the new from 0', async () => {
-    const bus = new MemoryBus();
-    const got = await collect(bus, 'logs');
-    const d = mkdtempSync(join(dir, 'live-mv-'));
-    const file = join(d, 'kern.log');
-    writeFileSync(file, text(lines('one', 3)));
-    const a = follower(bus, file, d);
-    await waitFor(() => got.length === 3, 'the first lines');
+    const { bus, got, file, a } = await followed('live-mv', lines('one', 3));
     appendFileSync(file, text(lines('unread', 2)));
     renameSync(file, `${file}.1`);
     appendFileSync(`${file}.1`, text(lines('late write to the old file', 1)));
