@@ -17,10 +17,12 @@ export interface Rejection {
 }
 
 // C0 controls other than tab, LF, CR and ESC (colour codes), and DEL. In valid UTF-8 these bytes
-// never occur inside a multi-byte character, so counting bytes counts characters.
-function isControl(c: number): boolean {
-  return (c < 0x20 && c !== 9 && c !== 10 && c !== 13 && c !== 0x1b) || c === 0x7f;
-}
+// never occur inside a multi-byte character, so counting them in the bytes read as Latin-1 (one
+// character per byte, converted natively) counts the characters.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point
+const CONTROL = /[\x00-\x08\x0b\x0c\x0e-\x1a\x1c-\x1f\x7f]/;
+// biome-ignore lint/suspicious/noControlCharactersInRegex: the same, to count them
+const CONTROLS = /[\x00-\x08\x0b\x0c\x0e-\x1a\x1c-\x1f\x7f]/g;
 
 /**
  * Why `value` cannot be read as log text, or null when it can: the checks of `decodeValue` before
@@ -31,24 +33,20 @@ export function rejection(value: Buffer | null): Rejection | null {
   if (value === null || value.length === 0) return { reason: 'empty', detail: 'no bytes' };
   if (value.indexOf(0) >= 0) return { reason: 'binary', detail: `NUL byte in ${value.length} bytes` };
   const utf8 = isUtf8(value);
-  // Characters as JavaScript counts them (UTF-16 units): every byte that starts a character, and
-  // one more for each 4-byte one. Only meaningful for valid UTF-8.
-  let ctl = 0;
-  let units = 0;
-  for (let i = 0; i < value.length; i++) {
-    const c = value[i]!;
-    if (c < 0x80) {
-      units++;
-      if (isControl(c)) ctl++;
-    } else if (c >= 0xc0) units += c >= 0xf0 ? 2 : 1;
+  const bytes = value.toString('latin1');
+  if (!CONTROL.test(bytes)) {
+    return utf8 ? null : { reason: 'invalid-utf8', detail: `${value.length} bytes are not valid UTF-8` };
   }
+  const ctl = bytes.match(CONTROLS)?.length ?? 0;
   if (!utf8) {
     if (ctl * 8 > value.length)
       return { reason: 'binary', detail: `${ctl} of ${value.length} bytes are control bytes` };
     return { reason: 'invalid-utf8', detail: `${value.length} bytes are not valid UTF-8` };
   }
-  if (ctl * 8 > units)
-    return { reason: 'binary', detail: `${ctl} of ${units} characters are control characters` };
+  // the share of characters as JavaScript counts them (UTF-16 units), as the text is read later
+  const chars = value.toString('utf8').length;
+  if (ctl * 8 > chars)
+    return { reason: 'binary', detail: `${ctl} of ${chars} characters are control characters` };
   return null;
 }
 
