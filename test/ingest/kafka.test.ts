@@ -128,7 +128,11 @@ describe('ingest on Kafka (real broker)', () => {
       'edge-3',
     ]);
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout + r.stderr).toBe(''); // quiet when piped
+    // piped: stdout stays empty, stderr has one summary line (issue #20)
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(
+      /^publish-logs: 2 lines, \d+ bytes, 0 dead-lettered by the consumer, [\d.]+ s, [\d,]+ lines\/s\n$/,
+    );
     expect(await kcatRead(topic, 2)).toEqual([
       'edge-3|content-type=text/plain|Jun 14 15:16:01 combo kernel: [ 1.5] usb 1-1: USB disconnect, device number 2',
       'edge-3|content-type=text/plain|[ 2.0] e1000e: eth0 NIC Link is Up 1000 Mbps Full Duplex',
