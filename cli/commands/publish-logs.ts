@@ -126,6 +126,9 @@ examples:
       throw new UsageError('--checkpoint goes with --follow (a file read once is read whole)');
     const problem = sourceProblem(source, opts.follow ?? false);
     if (problem) throw new UsageError(problem);
+    // --follow waits for a missing file, as tail -F does; said once, so a typo does not look like a hang
+    if (source !== '-' && sourceProblem(source) !== undefined)
+      io.stderr.write(`publish-logs: ${source} does not exist yet; waiting for it (--follow)\n`);
     // The client's own retry warnings are noise next to the one clear error a dead broker ends with.
     if (opts['log-level'] === undefined) setLogLevel('error');
     const { publishLogs } = await import('../../ingest/publish.ts');

@@ -106,16 +106,16 @@ export const sourceStage: PipelineStage<SourceHandle> = {
     const linger = (flags['linger-ms'] as number | undefined) ?? DEFAULT_LINGER_MS;
     if (!(linger >= 0)) throw new UsageError(`--linger-ms must be >= 0, got ${linger}`);
     o.lingerMs = linger;
-    // A wrong path ends `virgo up` at once, in either mode, instead of a pipeline whose source failed.
-    if (o.input !== undefined && !['-', 'demo', 'none'].includes(o.input)) {
-      const problem = sourceProblem(o.input, o.follow);
-      if (problem) throw new UsageError(`--input ${problem}`);
-    }
   },
   async start(ctx) {
     const { brokerTopic, checkpointPath, publishLogs } = await import('../../ingest/index.ts');
     const { TOPICS } = await import('../../bus/index.ts');
     const source = await openSource(ctx.o);
+    if (source.kind === 'file') {
+      // A wrong path ends `virgo up` with the path named, not a pipeline whose source failed.
+      const problem = sourceProblem(source.path, ctx.o.follow);
+      if (problem) throw new UsageError(`--input ${problem}`);
+    }
     const follow = source.kind === 'kern.log' || (source.kind === 'file' && (ctx.o.follow ?? false));
     const logsTopic = brokerTopic(TOPICS.kernelLogs, ctx.o.namespace);
     const abort = new AbortController();
@@ -173,7 +173,8 @@ export const sourceStage: PipelineStage<SourceHandle> = {
     };
   },
   // As its own process the source is `virgo publish-logs`: a file is followed (a deployment
-  // tails its log), no --input reads standard input, and --input none runs no publisher.
+  // tails its log; a missing one is awaited) with its checkpoint in the state dir, no --input
+  // reads standard input, and --input none runs no publisher.
   child(o) {
     if (o.input === 'none') return undefined;
     const input = o.input ?? '-';
@@ -183,7 +184,9 @@ export const sourceStage: PipelineStage<SourceHandle> = {
         input,
         '--brokers',
         brokersArg(o),
-        ...(o.lingerMs !== undefined ? ['--linger-ms', String(o.lingerMs)] : []),
+        ...(o.lingerMs !== undefined && o.lingerMs !== DEFAULT_LINGER_MS
+          ? ['--linger-ms', String(o.lingerMs)]
+          : []),
         ...(input !== '-' ? ['--follow', '--state-dir', o.stateDir] : []),
       ],
       stdin: input === '-',

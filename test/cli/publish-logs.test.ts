@@ -95,8 +95,9 @@ describe('virgo publish-logs: live sources flow within the linger', () => {
         'publish-logs',
       ),
     );
-    // The file does not exist yet: --follow waits for it, as tail -F. Its first line, once in
-    // Kafka, says the publisher is up (its start-up is not the latency measured).
+    // The file does not exist yet: --follow waits for it, as tail -F, and says so. Its first line,
+    // once in Kafka, says the publisher is up (its start-up is not the latency measured).
+    await pub.waitLine(/does not exist yet; waiting for it \(--follow\)$/);
     await run('sh', ['-c', `echo "${marker} 0000000000000 ready" > ${file}`]);
     await waitFor(() => got.length === 1, 'the first line', 60_000);
     const w = await run('sh', ['-c', writer(marker, `>> ${file}`)], undefined, 60_000);
@@ -104,6 +105,7 @@ describe('virgo publish-logs: live sources flow within the linger', () => {
     await waitFor(() => got.length === 1 + LINES, 'every line in Kafka');
     expectLive(got.slice(1));
     expect(await pub.stop()).toBe(0);
+    expect(pub.stderr[0]).toBe(`publish-logs: ${file} does not exist yet; waiting for it (--follow)`);
     expect(pub.stderr.join('\n')).toMatch(new RegExp(`^publish-logs: ${1 + LINES} lines, `, 'm'));
     // the checkpoint it kept, under the state dir
     expect(readdirSync(join(dir, 'state', 'publish-logs'))).toEqual([

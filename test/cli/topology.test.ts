@@ -110,6 +110,8 @@ describe('the stage graph and start order', () => {
       '--brokers',
       '127.0.0.1:9092',
       '--follow',
+      '--state-dir',
+      '/var/lib/virgo',
     ]);
     expect(
       splitChildren(upOptions(['--input', 'none']))
