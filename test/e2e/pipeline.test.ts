@@ -11,10 +11,8 @@ import { KafkaBus, namespaced, TOPICS, topicSpecs } from '../../bus/index.ts';
 import { type Pipeline, startPipeline } from '../../cli/pipeline.ts';
 import { openSegmentLog } from '../../queue-bridge/index.ts';
 import { codecFor } from '../../schemas/index.ts';
+import { UFW_SAMPLES } from '../helpers/fixtures.ts';
 import { BROKERS, REDIS_URL, run, unique, waitFor } from '../helpers/services.ts';
-
-// shared/ sits beside the repository (DEVELOPERS.md): real lines, used in place.
-const sample = new URL('../../../shared/data/ufw/ufw_licensed_samples.log', import.meta.url).pathname;
 
 /** The most frequent SRC= per host in the file: the oracle for ufw.top_src_ip. */
 function topSrcByHost(text: string): Map<string, string> {
@@ -65,7 +63,7 @@ describe('the whole pipeline, end to end', () => {
     for (const c of cleanup.splice(0).reverse()) await c();
   });
 
-  const expected = topSrcByHost(readFileSync(sample, 'utf8'));
+  const expected = topSrcByHost(readFileSync(UFW_SAMPLES, 'utf8'));
   const [host, top] = [...expected].sort((a, b) => a[0].localeCompare(b[0]))[0]!;
 
   async function checkQueueAndReplay(stateDir: string, ns: string): Promise<void> {
@@ -130,7 +128,7 @@ describe('the whole pipeline, end to end', () => {
       '-t',
       `${ns}.${TOPICS.kernelLogs}`,
       '-l',
-      sample,
+      UFW_SAMPLES,
     ]);
     expect(k.code, k.stderr).toBe(0);
 
@@ -146,7 +144,7 @@ describe('the whole pipeline, end to end', () => {
     const confPath = join(stateDir, 'virgo_kernel_analytics.conf');
     await waitFor(() => /(^|,)ufw\.top_src_ip=/.test(readFileSync(confPath, 'utf8')), 'the conf file');
     const confTop = /(?:^|,)ufw\.top_src_ip=([^,\n]+)/.exec(readFileSync(confPath, 'utf8'))![1]!;
-    expect([...expected.values(), ...topSrcCandidates(sample)]).toContain(confTop);
+    expect([...expected.values(), ...topSrcCandidates(UFW_SAMPLES)]).toContain(confTop);
 
     await waitFor(() => p.queue.stats().kingcobra.replied > 0, 'a device reply in the queue');
     await p.close();
@@ -157,7 +155,7 @@ describe('the whole pipeline, end to end', () => {
     const ns = unique('e2e-embedded');
     const stateDir = mkdtempSync(join(tmpdir(), 'virgo-e2e-'));
     cleanup.push(() => rmSync(stateDir, { recursive: true, force: true }));
-    const p = await startPipeline({ input: sample, stateDir, ...ANY_PORTS });
+    const p = await startPipeline({ input: UFW_SAMPLES, stateDir, ...ANY_PORTS });
     cleanup.push(() => p.close());
     expect(p.mode).toBe('embedded');
 

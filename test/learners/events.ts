@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { parseLine, TemplateMiner, toKernelEvent } from '../../ingest/index.ts';
 import type { KernelEvent } from '../../schemas/index.ts';
+import { UFW_SAMPLES } from '../helpers/fixtures.ts';
 
 export function ev(host: string, ts: number, message: string, over: Partial<KernelEvent> = {}): KernelEvent {
   return {
@@ -44,7 +45,7 @@ export function parseLines(
     });
 }
 
-export const UFW_SAMPLES = '/work/shared/data/ufw/ufw_licensed_samples.log';
+export { UFW_SAMPLES } from '../helpers/fixtures.ts';
 
 export function ufwSampleLines(): string[] {
   return readFileSync(UFW_SAMPLES, 'utf8').split('\n').filter(Boolean);

@@ -11,15 +11,11 @@ import {
   openSegmentLog,
   parseLegacy,
 } from '../../queue-bridge/index.ts';
+import { LEGACY_QUEUE as LEGACY } from '../helpers/fixtures.ts';
 import { virgo } from '../helpers/services.ts';
 import { cleanupDirs, msg, tempDir } from './helpers.ts';
 
 afterAll(cleanupDirs);
-
-const LEGACY = new URL(
-  '../../../shared/data/neuronrain/REQUEST_REPLY.queue.routedbyVIRGOQueue.17April2017',
-  import.meta.url,
-).pathname;
 
 describe('legacy REQUEST_REPLY.queue', () => {
   it('imports the 35 records of the real queue file, skipping the binary padding', async () => {

@@ -13,16 +13,13 @@ import {
   type SegmentLog,
 } from '../../queue-bridge/index.ts';
 import { codecFor, type KingCobraMessage } from '../../schemas/index.ts';
+import { LEGACY_QUEUE as LEGACY } from '../helpers/fixtures.ts';
 import { BROKERS, run, unique, virgo, waitFor } from '../helpers/services.ts';
 import { cleanupDirs, msg, tempDir } from './helpers.ts';
 
 afterAll(cleanupDirs);
 
 const codec = codecFor('KingCobraMessage');
-const LEGACY = new URL(
-  '../../../shared/data/neuronrain/REQUEST_REPLY.queue.routedbyVIRGOQueue.17April2017',
-  import.meta.url,
-).pathname;
 
 async function logWith(records: KingCobraMessage[], dir = tempDir()): Promise<SegmentLog> {
   const log = await openSegmentLog(dir, { maxSegmentBytes: 400 });
