@@ -1,7 +1,7 @@
 // A Kafka broker owned by one test file, for fault injection: the shared broker (VIRGO_TEST_BROKERS)
 // serves every other test in parallel and must never be stopped. Started with the project's own
 // service script (scripts/services.sh) in a private state directory on free ports, reusing the
-// broker jars already fetched into .services/kafka-libs.
+// broker jars already fetched for KAFKA_VERSION (`services.sh libs`: .services/kafka-libs-<version>).
 import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -55,18 +55,24 @@ export interface PrivateKafka {
   down(): Promise<void>;
 }
 
-function script(action: string, env: NodeJS.ProcessEnv): Promise<void> {
+function script(action: string, env: NodeJS.ProcessEnv): Promise<string> {
   return new Promise((resolve, reject) => {
-    execFile('bash', [SCRIPT, action, 'kafka'], { env, timeout: 120_000 }, (err, _out, stderr) => {
+    execFile('bash', [SCRIPT, action, 'kafka'], { env, timeout: 120_000 }, (err, out, stderr) => {
       if (err) reject(new Error(`services.sh ${action} kafka failed: ${err.message}\n${stderr}`));
-      else resolve();
+      else resolve(out);
     });
   });
 }
 
+/** The jar folder of the Kafka version the shared services run (KAFKA_VERSION, else the script's default). */
+async function kafkaLibs(): Promise<string> {
+  if (process.env.KAFKA_LIBS) return process.env.KAFKA_LIBS;
+  // `libs` fetches the jars when missing (once per version): a machine that ran services:up has them.
+  return (await script('libs', process.env)).trim().split('\n').pop() ?? '';
+}
+
 export async function startPrivateKafka(): Promise<PrivateKafka> {
-  const servicesDir = process.env.VIRGO_SERVICES_DIR ?? join(ROOT, '.services');
-  const libs = process.env.KAFKA_LIBS ?? join(servicesDir, 'kafka-libs');
+  const libs = await kafkaLibs();
   if (!existsSync(join(libs, '.complete'))) {
     throw new Error(
       `Kafka jars missing in ${libs}: run \`npm run services:up\` first (it fetches them once), or set KAFKA_LIBS`,
@@ -92,8 +98,8 @@ export async function startPrivateKafka(): Promise<PrivateKafka> {
     port,
     brokers: [`127.0.0.1:${port}`],
     dir,
-    stop: () => script('stop-kafka', env),
-    start: () => script('start-kafka', env),
+    stop: async () => void (await script('stop-kafka', env)),
+    start: async () => void (await script('start-kafka', env)),
     async kill() {
       const pidFile = join(dir, 'kafka', 'kafka.pid');
       const pid = Number(readFileSync(pidFile, 'utf8').trim());
