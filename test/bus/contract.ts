@@ -1,5 +1,5 @@
 // The contract every Bus implementation passes (DESIGN.md section 1): run by memory-bus.test.ts
-// and kafka-bus.test.ts with their own factory.
+// and kafka-bus.int.test.ts with their own factory.
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Bus, BusMessage, Subscription } from '../../bus/index.ts';
 import { unique, waitFor } from '../helpers/services.ts';

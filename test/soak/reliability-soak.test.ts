@@ -1,6 +1,7 @@
 // The reliability suite's long runs (npm run soak): the same faults as test/reliability, again
 // and again under a steady stream, and the feeder under 1,000 clients for minutes. Results go to
-// test/reliability/results/soak.json. Scale with VIRGO_SOAK_CYCLES (broker faults, default 6),
+// test/reliability/results/latest/soak.json (git-ignored; `npm run reliability:record -- --soak`
+// records a run as the committed soak.json). Scale with VIRGO_SOAK_CYCLES (broker faults, default 6),
 // VIRGO_SOAK_KILLS (process kills, default 8) and VIRGO_SOAK_SECONDS (load, default 120).
 import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';

@@ -1,14 +1,22 @@
 // The reliability suite's report: every fault, fuzzed surface, load run and security check
-// records what happened, and test/reliability/results/summary.json gathers them all. Test files run
-// in parallel processes, so each writes its own part (results/parts/<file>.json) and then
-// rebuilds summary.json from every part under a lock (an atomic mkdir), written atomically.
+// records what happened, and summary.json gathers them all. Test files run in parallel processes,
+// so each writes its own part (parts/<summary>/<file>.json) and then rebuilds summary.json from
+// every part under a lock (an atomic mkdir), written atomically.
+// A test run writes into a git-ignored folder (test/reliability/results/latest/, or
+// VIRGO_RELIABILITY_RESULTS): tests never rewrite tracked files. The committed representative
+// results (test/reliability/results/summary.json, soak.json) change only through
+// `npm run reliability:record` (scripts/reliability-record.ts).
 
 import { mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
-import { basename, join, relative } from 'node:path';
+import { basename, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
-const RESULTS = new URL('../results/', import.meta.url).pathname;
-const ROOT = new URL('../../../', import.meta.url).pathname;
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+/** Where this run's results go (never a tracked file). */
+export const RESULTS = resolve(
+  process.env.VIRGO_RELIABILITY_RESULTS || fileURLToPath(new URL('../results/latest/', import.meta.url)),
+);
 
 /** One injected fault: the numbers issue #9 asks for. */
 export interface FaultResult {
@@ -79,8 +87,8 @@ export class Report {
     file: string,
     private readonly summary = 'summary.json',
   ) {
-    this.part = basename(new URL(file).pathname).replace(/\.test\.ts$/, '');
-    this.file = relative(ROOT, new URL(file).pathname);
+    this.part = basename(fileURLToPath(file)).replace(/(\.int)?\.test\.ts$/, '');
+    this.file = relative(ROOT, fileURLToPath(file));
   }
 
   fault(r: FaultResult): void {
