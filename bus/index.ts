@@ -1,4 +1,4 @@
-// bus/: the Bus every stage publishes to and subscribes from (DESIGN.md section 1).
+// bus/: the Bus every stage publishes to and subscribes from (docs/design.md §2.3).
 // Owns: the interface, the in-process and kafkajs implementations, topic names/specs.
 // Imports: runtime/ (logging) only. Nothing outside bus/kafka.ts imports kafkajs.
 import { KafkaBus } from './kafka.ts';

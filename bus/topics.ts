@@ -1,4 +1,4 @@
-// Topic names and their specs (DESIGN.md section 2).
+// Topic names and their specs (docs/design.md §4).
 import type { TopicSpec } from './types.ts';
 
 export const TOPICS = {

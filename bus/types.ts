@@ -1,4 +1,4 @@
-// The Bus: the one interface stages talk through (DESIGN.md section 1). Two implementations,
+// The Bus: the one interface stages talk through (docs/design.md §2.3). Two implementations,
 // kafkajs (distributed) and in-process (embedded), pass the same contract tests.
 
 export type Headers = Record<string, string>;

@@ -1,5 +1,5 @@
 // Kafka message value → log lines, or the reason it cannot be read (the stage dead-letters those).
-// Any producer may write the topic (DESIGN.md section 2), so nothing about a value is trusted.
+// Any producer may write the topic (docs/design.md §5.2), so nothing about a value is trusted.
 import { isUtf8 } from 'node:buffer';
 
 /** Lines longer than this (UTF-8 bytes) are cut and flagged `truncated`. */

@@ -1,4 +1,4 @@
-// ingest/: kernel log lines in, KernelEvents out (DESIGN.md sections 1-2).
+// ingest/: kernel log lines in, KernelEvents out (docs/design.md §2, §5.2).
 // Owns: the line parser and kernel families, the template miner, publish-logs, the consumer stage
 // with its dead-letter queue. Imports: schemas/, bus/, runtime/.
 

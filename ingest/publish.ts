@@ -1,4 +1,4 @@
-// publish-logs: log lines from a file or stdin onto virgo.kernel-logs, raw (DESIGN.md section 2):
+// publish-logs: log lines from a file or stdin onto virgo.kernel-logs, raw (docs/design.md §5.2):
 // key = host, value = the line's bytes as read, header content-type: text/plain. That is exactly
 // what `kcat -P -K` or rsyslog omkafka write, so any of them can feed the same topic.
 // Batches are compressed (gzip); up to two are in flight at once on the producer's connection, which

@@ -222,7 +222,7 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
     if (opts.statePath && Date.now() - lastSave >= saveEveryMs) save();
   };
 
-  // The stage is the dead-letter topic's only writer: it creates it (DESIGN.md section 2 spec).
+  // The stage is the dead-letter topic's only writer: it creates it (docs/design.md §4).
   // It also creates its input topic when missing, with the partitions of the spec: a first
   // `virgo learn` must not die because no log line was published yet.
   try {

@@ -1,4 +1,4 @@
-// /etc/virgo_kernel_analytics.conf, as the original module read it (DESIGN.md section 3):
+// /etc/virgo_kernel_analytics.conf, as the original module read it (docs/design.md §5.6):
 // comma-separated key=value pairs on one logical line; writers append `,key=value`; newlines are
 // not separators. We read it the same way but say what we cannot read instead of storing NULLs,
 // and refuse to write a value the format cannot hold (a comma would split it, as a Python set

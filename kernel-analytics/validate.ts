@@ -1,4 +1,4 @@
-// The analytics-variable rules of DESIGN.md section 3, shared by the feeder, the consumer, the
+// The analytics-variable rules of docs/design.md §5.3, shared by the feeder, the consumer, the
 // table and the conf file so that every door into the system refuses the same things.
 import { isUtf8 } from 'node:buffer';
 

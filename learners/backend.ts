@@ -1,6 +1,6 @@
 // The TensorFlow.js backend: @tensorflow/tfjs-node (native) when it is already importable, else
 // pure-JS @tensorflow/tfjs on its CPU backend. tfjs-node is never required or installed
-// (DESIGN.md section 6); whichever runs is logged and reported in stats and benchmarks.
+// (docs/design.md §7.5); whichever runs is logged and reported in stats and benchmarks.
 import { createLogger } from '../runtime/log.ts';
 import { registerFileRouter } from './model-io.ts';
 import type { Tf } from './types.ts';

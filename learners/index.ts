@@ -1,5 +1,5 @@
 // learners/: TensorFlow.js online learners that turn KernelEvents (and drone/webcam records) into
-// AnalyticsVariables within each variable's declared envelope (DESIGN.md section 6).
+// AnalyticsVariables within each variable's declared envelope (docs/design.md §7).
 // Owns: the learner framework (declarations, emission gate, pins, snapshots, tfjs file IO), the six
 // learners, and the learn stage. Imports: schemas/, bus/, runtime/, ingest/ (the consumer stage).
 

@@ -1,6 +1,6 @@
 // Process load / execution time: a tfjs linear regression from a node's scheduler and loadavg
 // evidence to the execution time of a job there, feeding the CPU pooling balancer its
-// least-loaded node (DESIGN.md section 4, the analytics-driven rule).
+// least-loaded node (docs/design.md §6.2, the analytics-driven rule).
 //
 // Evidence lines accepted (the message part of a syslog/kernel line):
 //   virgo_load: node=<name> load=<loadavg1> [runq=<runnable>] [exec_ms=<ms>]   an agent's sample;

@@ -8,7 +8,7 @@ export type Tf = typeof tfjs;
 
 export type VarType = 'int' | 'float' | 'bool' | 'ip' | 'string' | 'enum';
 
-/** One variable, declared once by the learner that owns it (DESIGN.md section 6). */
+/** One variable, declared once by the learner that owns it (docs/design.md §7.2). */
 export interface VariableDecl {
   /** the key part of `host/key`, [A-Za-z0-9_.:/-]{1,128} */
   key: string;

@@ -1,4 +1,4 @@
-// Variable declarations and the value rules of the wire (DESIGN.md section 3): keys
+// Variable declarations and the value rules of the wire (docs/design.md §5.3): keys
 // [A-Za-z0-9_.:/-]{1,128}; values printable UTF-8, no CR/LF, at most 1000 bytes, and no commas
 // (the conf file is comma separated). Numbers are clamped to the declared bounds here.
 import { isIP } from 'node:net';

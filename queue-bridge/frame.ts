@@ -1,4 +1,4 @@
-// Segment-log framing (DESIGN.md section 5): u32 length | u32 CRC32C | payload, big-endian.
+// Segment-log framing (docs/design.md §5.8): u32 length | u32 CRC32C | payload, big-endian.
 // The CRC covers the length bytes and the payload, so a flipped length bit is caught by the
 // checksum instead of sending the reader to a wrong but plausible frame boundary.
 import type { FileHandle } from 'node:fs/promises';

@@ -1,4 +1,4 @@
-// Replay of a KingCobra segment log into Kafka (`virgo.kingcobra-requests`, DESIGN.md section 2).
+// Replay of a KingCobra segment log into Kafka (`virgo.kingcobra-requests`, docs/design.md §4).
 //
 // Order: records are published in log order, one batch at a time, each awaited before the next
 // (the topic has one partition, so Kafka keeps that order).

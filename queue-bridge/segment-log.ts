@@ -1,4 +1,4 @@
-// KingCobra's crash-safe REQUEST_REPLY log (DESIGN.md section 5): a directory of append-only
+// KingCobra's crash-safe REQUEST_REPLY log (docs/design.md §5.8): a directory of append-only
 // segments of framed Avro KingCobraMessage records. One writer per directory (LOCK file); any
 // number of readers, in this process or others.
 //

@@ -1,4 +1,4 @@
-// Options resolve flags > environment > config file > default (DESIGN.md section 7).
+// Options resolve flags > environment > config file > default (docs/design.md §10).
 // A command declares its options once; parsing, help text and errors come from that table.
 import { existsSync, readFileSync } from 'node:fs';
 import { isIP } from 'node:net';

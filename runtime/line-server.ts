@@ -1,6 +1,6 @@
 // A bounded, telnet-compatible TCP line server: the one implementation behind the feeder
 // (:64000), the pooling drivers (:10000-:50000) and the VIRGO queue (:60000).
-// What every port promises (DESIGN.md section 4): bounded line length, bounded connections,
+// What every port promises (docs/design.md §6.1): bounded line length, bounded connections,
 // bounded output per client (slow readers are dropped, never stall others), per-client errors
 // never take the server down, binds 127.0.0.1 unless told, optional allowlist/shared secret.
 import { isUtf8 } from 'node:buffer';

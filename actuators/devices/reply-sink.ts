@@ -1,4 +1,4 @@
-// Where devices send replies and telemetry: the VIRGO queue → KingCobra (DESIGN.md section 5).
+// Where devices send replies and telemetry: the VIRGO queue → KingCobra (docs/design.md §6.3).
 // A device reads variables synchronously and replies asynchronously (the original's intended
 // use), so sending must never hold up a tick: an OrderedSender queues messages in order, bounded,
 // and drops routine telemetry (counted) rather than grow without limit when the queue is slow.

@@ -1,4 +1,4 @@
-// CPU pooling's two node-choice rules (DESIGN.md section 4), and the variable that switches them.
+// CPU pooling's two node-choice rules (docs/design.md §6.2), and the variable that switches them.
 //  - prg: the original's "Loadbalancer option 2": each request goes to node `random % N`, random
 //    from the OS CSPRNG (the original read /dev/urandom). No load tracking at all.
 //  - analytics: the least predicted load, from the variables the `load` learner exports.

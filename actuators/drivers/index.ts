@@ -1,5 +1,5 @@
 // actuators/drivers/: the VIRGO pooling drivers as user-space services that act on the
-// analytics variables (DESIGN.md section 4). Imports: runtime/, kernel-analytics/ (table, validate);
+// analytics variables (docs/design.md §6.2). Imports: runtime/, kernel-analytics/ (table, validate);
 // ioredis only inside RedisVariables.connect / when a Redis store is made.
 
 import { CloudFs, type CloudFsOptions } from './cloudfs.ts';

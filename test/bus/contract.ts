@@ -1,4 +1,4 @@
-// The contract every Bus implementation passes (DESIGN.md section 1): run by memory-bus.test.ts
+// The contract every Bus implementation passes (docs/design.md §2.3): run by memory-bus.test.ts
 // and kafka-bus.int.test.ts with their own factory.
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Bus, BusMessage, Subscription } from '../../bus/index.ts';

@@ -29,7 +29,7 @@ function tmp(): string {
 
 const redisCli = (...args: string[]) => run('redis-cli', ['-u', REDIS_URL, ...args]);
 
-describe('conf file format (DESIGN §3)', () => {
+describe('conf file format (docs/design.md §5.6)', () => {
   const ORIGINAL =
     'match=True,kernel_analytics1=v1,kernel_analytics2=v2,kernel_analytics3=v3,MaxNetworkBandwidth=255\n';
 

@@ -25,7 +25,7 @@ function parseAll(chunks: Buffer[]) {
   return { pairs, rejects, blank: p.blank, ignored: p.ignored };
 }
 
-describe('validateKey / validateValue / parseKvLine (DESIGN §3)', () => {
+describe('validateKey / validateValue / parseKvLine (docs/design.md §5.3)', () => {
   it('accepts the key alphabet and refuses the rest with a reason', () => {
     for (const k of ['k1', 'match', 'MaxNetworkBandwidth', 'a.b:c/d-e_f', 'x'.repeat(128)]) {
       expect(validateKey(k).ok, k).toBe(true);
