@@ -1,4 +1,4 @@
-// npm run eval -- parse [--loghub DIR] [--threshold X] [--min-ga X] [--sweep]
+// npm run eval -- parse --loghub DIR [--threshold X] [--min-ga X] [--sweep]
 // Grouping accuracy (GA) and parsing accuracy (PA) of the parser + template miner on Loghub's
 // Linux_2k against its corrected ground truth (Loghub-2.0). GA: a line counts when the set of lines
 // sharing its template is exactly the set sharing its true event. PA: a line counts when its
@@ -6,6 +6,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseLine, TemplateMiner } from '../ingest/index.ts';
+import { LOGHUB_SOURCE, requireDataDir } from './util.ts';
 
 function flag(args: string[], name: string): string | undefined {
   const i = args.indexOf(`--${name}`);
@@ -90,11 +91,20 @@ function groupingAccuracy(predicted: string[], truth: string[]): { score: number
 }
 
 export default async function evalParse(args: string[]): Promise<number> {
-  const dir = resolve(flag(args, 'loghub') ?? '../shared/data/loghub');
+  const needs = 'Linux_2k.log and Linux_2k.log_structured_corrected.csv';
+  let dir: string;
+  try {
+    dir = resolve(requireDataDir(args, 'loghub', 'eval parse', needs));
+  } catch (err) {
+    console.error((err as Error).message);
+    return 2;
+  }
   const logPath = join(dir, 'Linux_2k.log');
   const csvPath = join(dir, 'Linux_2k.log_structured_corrected.csv');
   if (!existsSync(logPath) || !existsSync(csvPath)) {
-    console.error(`eval parse: need ${logPath} and ${csvPath} (Loghub Linux_2k); give --loghub DIR`);
+    console.error(
+      `eval parse: need ${logPath} and ${csvPath} (Loghub Linux_2k); get them from ${LOGHUB_SOURCE}`,
+    );
     return 2;
   }
   const threshold = Number(flag(args, 'threshold') ?? new TemplateMiner().options.threshold);

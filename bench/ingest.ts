@@ -1,4 +1,4 @@
-// npm run bench -- ingest [--loghub DIR] [--lines N] [--publish-lines N] [--rounds N] [--no-kafka]
+// npm run bench -- ingest --loghub DIR [--lines N] [--publish-lines N] [--rounds N] [--no-kafka]
 //
 // 1. parse + mine on one core: Loghub's Linux_2k lines repeated to >= 1M, through parseLine and
 //    TemplateMiner.add (the stage's hot path), against two baselines in the same run: a bare
@@ -11,7 +11,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { KafkaBus } from '../bus/index.ts';
 import { parseLine, publishLogs, TemplateMiner } from '../ingest/index.ts';
-import { BENCH_BROKERS, median, timeCommand } from './util.ts';
+import { BENCH_BROKERS, median, requireDataDir, timeCommand } from './util.ts';
 
 function flag(args: string[], name: string, dflt: string): string {
   const i = args.indexOf(`--${name}`);
@@ -182,7 +182,7 @@ async function publishBench(base: string[], n: number) {
 }
 
 export default async function ingestBench(args: string[]): Promise<Record<string, unknown>> {
-  const dir = resolve(flag(args, 'loghub', '../shared/data/loghub'));
+  const dir = resolve(requireDataDir(args, 'loghub', 'bench ingest', 'Linux_2k.log'));
   const n = Number(flag(args, 'lines', '1000000'));
   const rounds = Number(flag(args, 'rounds', '3'));
   const base = readFileSync(join(dir, 'Linux_2k.log'), 'utf8').split('\n').filter(Boolean);

@@ -2,6 +2,7 @@
 // object; writes it to bench/results/<name>-<iso time>.json with the machine's description.
 import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
+import { DataDirError } from './util.ts';
 
 const dir = new URL('.', import.meta.url);
 const names = readdirSync(dir)
@@ -16,7 +17,15 @@ const mod = (await import(new URL(`${name}.ts`, dir).href)) as {
   default: (args: string[]) => Promise<Record<string, unknown>>;
 };
 const started = new Date();
-const result = await mod.default(args);
+let result: Record<string, unknown>;
+try {
+  result = await mod.default(args);
+} catch (err) {
+  // A missing data set is a usage error: its message says which flag and where to get the data.
+  if (!(err instanceof DataDirError)) throw err;
+  console.error(err.message);
+  process.exit(2);
+}
 const out = {
   bench: name,
   started: started.toISOString(),

@@ -39,3 +39,22 @@ export function timeCommand(cmd: string, args: string[], input?: string | Buffer
 }
 
 export const BENCH_BROKERS = (process.env.VIRGO_BENCH_BROKERS ?? '127.0.0.1:9092').split(',');
+
+/** Where the public Loghub data sets come from; printed when an evaluation or benchmark lacks them. */
+export const LOGHUB_SOURCE =
+  'github.com/logpai/loghub (corrected ground truth: github.com/logpai/loghub-2.0; free for research ' +
+  'and academic use, cite the Loghub paper; README.md, "Evaluation", says how)';
+
+/** `--<name> DIR` naming a data folder: required (no default points outside the repository). */
+export function requireDataDir(args: string[], name: string, who: string, needs: string): string {
+  const i = args.indexOf(`--${name}`);
+  const dir = i >= 0 ? args[i + 1] : undefined;
+  if (dir === undefined || dir.startsWith('--')) {
+    throw new DataDirError(
+      `${who}: give --${name} DIR, a folder holding ${needs}; get them from ${LOGHUB_SOURCE}`,
+    );
+  }
+  return dir;
+}
+
+export class DataDirError extends Error {}

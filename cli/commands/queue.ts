@@ -112,7 +112,7 @@ The directory holds segments NNNNNNNNNNNNNNNNNNNN.kclog; one writer at a time (a
 any number of readers. Default: $VIRGO_STATE_DIR/kingcobra (./.virgo/kingcobra).
 examples:
   virgo queue serve &  echo hello | nc -N 127.0.0.1 60000
-  virgo queue import ../shared/data/neuronrain/REQUEST_REPLY.queue.routedbyVIRGOQueue.17April2017
+  virgo queue import /var/log/kingcobra/REQUEST_REPLY.queue    # the original module's queue file
   virgo queue tail --follow
   virgo queue export --legacy --pad > REQUEST_REPLY.queue`,
   options: OPTIONS,
