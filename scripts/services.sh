@@ -4,7 +4,7 @@
 #   Redis (Debian's redis-server) on 127.0.0.1:6379,
 #   and the third-party clients the tests use: nc (netcat-openbsd), kcat, redis-cli.
 #
-# usage: scripts/services.sh up|down|status|reset|libs|restart-kafka|stop-kafka|start-kafka [kafka|redis]
+# usage: scripts/services.sh up|down|status|reset|clients|libs|restart-kafka|stop-kafka|start-kafka [kafka|redis]
 # Idempotent. State lives under .services/ (git-ignored). Kafka jars come from Maven Central
 # with mvn (scripts/kafka-pom.xml) into .services/kafka-libs-<version>, once per version;
 # `libs` prints that folder (the reliability suite's private brokers reuse it).
@@ -71,10 +71,18 @@ redis_up() {
   done
   log "redis up on 127.0.0.1:$redis_port"
 }
+redis_pid() { [ -f "$dir/redis/redis.pid" ] && kill -0 "$(cat "$dir/redis/redis.pid")" 2>/dev/null && cat "$dir/redis/redis.pid"; }
+
 redis_down() {
-  if redis-cli -p "$redis_port" ping 2>/dev/null | grep -q PONG; then
-    redis-cli -p "$redis_port" shutdown nosave >/dev/null 2>&1 || true
+  # Only the redis-server this state directory started: a Redis found already answering on the
+  # port (another checkout's, a shared one) is used but never stopped from here.
+  local pid
+  if pid=$(redis_pid); then
+    redis-cli -p "$redis_port" shutdown nosave >/dev/null 2>&1 || kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     log "redis stopped"
+  elif redis-cli -p "$redis_port" ping 2>/dev/null | grep -q PONG; then
+    log "redis on :$redis_port was not started from $dir; left running"
   fi
 }
 
@@ -255,7 +263,9 @@ case "$cmd" in
   reset)
     kafka_down; redis_down; rm -rf "$dir"/kafka/data* "$dir/redis"; log "service data removed" ;;
   status) status ;;
+  # nc, kcat and redis-cli only (the unit tests need nc; no service is started).
+  clients) clients_up ;;
   # The jar folder of KAFKA_VERSION (fetched when missing): private brokers point KAFKA_LIBS at it.
   libs) kafka_fetch; echo "$libs" ;;
-  *) die "usage: $0 up|down|status|reset|libs|stop-kafka|start-kafka|restart-kafka [kafka|redis|all]" ;;
+  *) die "usage: $0 up|down|status|reset|clients|libs|stop-kafka|start-kafka|restart-kafka [kafka|redis|all]" ;;
 esac
