@@ -3,6 +3,7 @@ import {
   type Admin,
   CompressionTypes,
   type Consumer,
+  type ConsumerRunConfig,
   type IHeaders,
   Kafka,
   type KafkaConfig,
@@ -11,6 +12,7 @@ import {
   type Producer,
 } from 'kafkajs';
 import { createLogger, type Logger } from '../runtime/log.ts';
+import { counter } from '../runtime/metrics.ts';
 import {
   type Bus,
   BusError,
@@ -27,6 +29,15 @@ import {
 } from './types.ts';
 
 const log = createLogger('bus.kafka');
+const consumerRestarts = counter(
+  'virgo_bus_consumer_restarts_total',
+  'subscriptions restarted by the bus after kafkajs gave up on their consumer',
+  ['group'],
+);
+
+/** Pause before the bus restarts a consumer kafkajs gave up on: doubles per attempt up to the cap. */
+const RESTART_INITIAL_MS = 1_000;
+const RESTART_MAX_MS = 30_000;
 
 export interface KafkaBusOptions {
   brokers: string[];
@@ -296,10 +307,36 @@ export class KafkaBus implements Bus {
     const ready = new Promise<void>((r) => {
       resolveReady = r;
     });
-    consumer.on(consumer.events.GROUP_JOIN, () => resolveReady());
+    let restartDelay = RESTART_INITIAL_MS;
+    let restartTimer: NodeJS.Timeout | undefined;
+    consumer.on(consumer.events.GROUP_JOIN, () => {
+      restartDelay = RESTART_INITIAL_MS;
+      resolveReady();
+    });
+    // kafkajs restarts a crashed consumer itself only after errors it deems retriable. Others
+    // (e.g. "Failed to find group coordinator" while a restarted broker still loads its offsets
+    // topic, slow under load) leave it stopped for good: the subscription would stop following
+    // its topics with nothing but a log line. While the subscription is open, start it again.
+    const restartLater = (): void => {
+      if (!running || restartTimer) return;
+      const delay = restartDelay;
+      restartDelay = Math.min(RESTART_MAX_MS, restartDelay * 2);
+      restartTimer = setTimeout(() => {
+        restartTimer = undefined;
+        if (!running) return;
+        consumerRestarts.inc({ group: opts.groupId });
+        log.warn('restarting the consumer kafkajs gave up on', { group: opts.groupId });
+        consumer.run(runConfig).catch((err: unknown) => {
+          log.error('consumer restart failed; trying again', { group: opts.groupId, err });
+          restartLater();
+        });
+      }, delay);
+      restartTimer.unref();
+    };
     consumer.on(consumer.events.CRASH, (e) => {
       const { error, restart } = e.payload as { error: Error; restart: boolean };
       log.error('consumer crashed', { group: opts.groupId, err: error, restart });
+      if (!restart) restartLater();
     });
 
     const commit = async (): Promise<void> => {
@@ -326,7 +363,7 @@ export class KafkaBus implements Bus {
       throw this.describeFailure(`subscribing group ${opts.groupId} to ${opts.topics.join(',')}`, err);
     }
     const maxBatch = opts.maxBatch ?? 10_000;
-    await consumer.run({
+    const runConfig: ConsumerRunConfig = {
       autoCommit: false,
       eachBatchAutoResolve: false,
       partitionsConsumedConcurrently: 1,
@@ -360,7 +397,8 @@ export class KafkaBus implements Bus {
           await heartbeat();
         }
       },
-    });
+    };
+    await consumer.run(runConfig);
 
     const sub: Subscription = {
       ready,
@@ -368,6 +406,7 @@ export class KafkaBus implements Bus {
       close: async () => {
         if (!running) return;
         running = false;
+        clearTimeout(restartTimer);
         try {
           await consumer.stop();
           await commit().catch((err) => log.warn('final commit failed', { err }));
