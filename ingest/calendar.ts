@@ -64,3 +64,33 @@ export function isWeekdayAt(s: string, i: number): boolean {
       return false;
   }
 }
+
+/**
+ * 0-11 for a month name at s[i..i+2] in any case (`Jan`, `JAN`, `jan`: network gear writes upper
+ * case), else -1. The masker keeps the exact-case monthAt: `MAY` in a message is a word.
+ */
+export function monthAtAnyCase(s: string, i: number): number {
+  const a = s.charCodeAt(i);
+  const b = s.charCodeAt(i + 1);
+  const c = s.charCodeAt(i + 2);
+  if (!isLetter(a) || !isLetter(b) || !isLetter(c)) return -1;
+  // one number per name: the three lower-case letters
+  const key = ((a | 0x20) << 16) | ((b | 0x20) << 8) | (c | 0x20);
+  for (let m = 0; m < 12; m++) if (MONTH_KEYS[m] === key) return m;
+  return -1;
+}
+
+const MONTH_KEYS = ['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec'].map(
+  (n) => (n.charCodeAt(0) << 16) | (n.charCodeAt(1) << 8) | n.charCodeAt(2),
+);
+
+const isLetter = (c: number): boolean => (c >= 65 && c <= 90) || (c >= 97 && c <= 122);
+
+export const isLeapYear = (y: number): boolean => (y % 4 === 0 && y % 100 !== 0) || y % 400 === 0;
+
+const DAYS = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+
+/** Days in month m (0-11) of year y. */
+export function daysInMonth(y: number, m: number): number {
+  return m === 1 && isLeapYear(y) ? 29 : DAYS[m]!;
+}
