@@ -174,6 +174,76 @@ describe('headers', () => {
   });
 });
 
+describe('RFC 3164 §4.3 and RFC 5424 §6: what a header may be, and the bare line otherwise', () => {
+  const o = { host: 'relay-in', now: NOW };
+  it('§4.3.1 valid PRI and TIMESTAMP: the header is read, whatever blanks and case senders use', () => {
+    for (const l of [
+      '<13>Feb  5 17:32:18 h1 app: x',
+      '  <13> Feb 5 17:32:18 h1 app: x',
+      '<13>FEB 05 17:32:18 h1 app: x',
+    ])
+      expect(parseLine(l, o), l).toMatchObject({
+        format: 'rfc3164',
+        host: 'h1',
+        program: 'app',
+        message: 'x',
+      });
+    expect(parseLine('<13>Feb  5 17:32:18 2019 h1 app: x', o)).toMatchObject({
+      host: 'h1',
+      ts: Date.UTC(2019, 1, 5, 17, 32, 18),
+    });
+  });
+
+  it('§4.3.2 valid PRI, no or an impossible TIMESTAMP: the rest is CONTENT, kept whole', () => {
+    for (const rest of [
+      'Feb 30 17:32:18 h1 app: x',
+      'Feb  5 24:00:00 h1 app: x',
+      'hello world',
+      '2003-09-31T22:14:15Z h1 x',
+    ])
+      expect(parseLine(`<13>${rest}`, o), rest).toMatchObject({
+        format: 'bare',
+        hasTime: false,
+        host: 'relay-in',
+        program: null,
+        severity: 5,
+        message: rest,
+      });
+  });
+
+  it('§4.3.3 no PRI or an unidentifiable one: the whole line is CONTENT', () => {
+    for (const l of ['<192>Feb  5 17:32:18 h1 app: x', '<013>x y', '<>x', '(13>x'])
+      expect(parseLine(l, o), l).toMatchObject({ format: 'bare', severity: null, message: l });
+  });
+
+  it('RFC 5424 §6: a header short of the grammar is not RFC 5424, and nothing is taken from it', () => {
+    const ok = '<29>1 2016-01-15T01:00:43Z hn S 42 - [m a="\\]"] text';
+    expect(parseLine(ok, o)).toMatchObject({
+      format: 'rfc5424',
+      host: 'hn',
+      program: 'S',
+      pid: 42,
+      message: 'text',
+    });
+    for (const broken of [
+      '<29>1 2016-01-15T01:00:43Z hn S 42 - [m a="]"] text', // unescaped ] in a value
+      '<29>1 2016-01-15T01:00:43Z hn S 42 - [m a="x" text', // unbalanced element
+      '<29>1 2016-01-15T01:00:43Z hn S 42 - [m][m] text', // the same SD-ID twice
+      '<29>1 2016-01-15T01:00:43+07:61 hn S 42 - - text', // no such offset
+      '<29>1 2016-01-15T01:00:43 hn S 42 - - text', // TIME-OFFSET is required
+      '<29>1 2016-01-15t01:00:43Z hn S 42 - - text', // T upper case
+      '<29>1 2016-01-15T01:00:43Z  hn S 42 - - text', // one blank between fields
+    ])
+      expect(parseLine(broken, o), broken).toMatchObject({
+        format: 'bare',
+        hasTime: false,
+        host: 'relay-in',
+        program: null,
+        message: broken.slice(4),
+      });
+  });
+});
+
 describe('the kernel layouts, raw lines as the tools print them', () => {
   it('dmesg: `[12345.678901] msg`, the monotonic stamp kept, the text is the message', () => {
     expect(
