@@ -1,6 +1,7 @@
 // Tokenising and masking of log messages for the template miner: variables (numbers, hex, IPs,
 // MACs, paths, host names, clock times, written-out dates) become `<*>` inside their token, so
-// `uid=0` reads `uid=<*>` and `(10.0.0.1)` reads `(<*>)`.
+// `uid=0` reads `uid=<*>` and `(10.0.0.1)` reads `(<*>)`; a token longer than MAX_WORD or holding
+// an undecodable byte or a control character is a value as a whole.
 //
 // Hot path: one pass over the message's characters with a character table, no regular
 // expressions, no per-token strings for plain words. The masked message (tokens joined by one
@@ -26,6 +27,15 @@ const DOT = 256;
 const COLON = 512;
 /** the sentence punctuation a unit may end with: . : ! ? */
 const TRAIL = 1024;
+/** an undecodable byte (U+FFFD) or a control character: a token holding one is data, not a word */
+const JUNK = 2048;
+
+/**
+ * A token longer than this is a value (a hash, a blob, a dump), never a template word: the
+ * longest word of Loghub's Linux and BGL sets is 63 characters, and high-entropy input (random
+ * bytes) would otherwise make every line a template of its own.
+ */
+export const MAX_WORD = 64;
 
 // Indexed by UTF-16 code unit (64 KiB): one load per character, no range branch.
 const CLASS = new Uint16Array(65536);
@@ -42,6 +52,9 @@ CLASS[46]! |= DOT;
 CLASS[58]! |= COLON;
 for (const c of '.:!?') CLASS[c.charCodeAt(0)]! |= TRAIL;
 CLASS[9] = SPACE;
+for (let c = 0; c < 32; c++) if (c !== 9) CLASS[c] = JUNK;
+CLASS[127] = JUNK;
+CLASS[0xfffd] = JUNK;
 
 const cls = (code: number): number => CLASS[code]!;
 
@@ -145,7 +158,13 @@ export class Scanner {
       this.ends[t] = b;
       this.vstart[t] = this.vcount;
       this.count = t + 1;
-      if (acc & (DIGIT | SLASH | DOT)) {
+      if (acc & JUNK || b - a > MAX_WORD) {
+        this.len = len0;
+        this.hash = h0;
+        this.wild(a, b);
+        len = this.len;
+        h = this.hash;
+      } else if (acc & (DIGIT | SLASH | DOT)) {
         if (acc & (DIGIT | SLASH) || this.dots(a, b) >= 2) {
           this.len = len0;
           this.hash = h0;

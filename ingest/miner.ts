@@ -4,9 +4,19 @@
 // above the threshold absorbs the message (differing positions become `<*>`, keeping a common
 // `key=`/`(`…`)` frame); otherwise the message starts a new template.
 //
+// Lookup cost does not grow with the number of templates: the tree routes a message to the few
+// templates of its token count and first tokens, and a leaf that still gathers many (high-entropy
+// input lands in the `<*>` branch once a node has `maxChildren` children) indexes its templates by
+// (position, token). A template that reaches the similarity threshold agrees with the message on
+// `need` of its n positions, so on at least one of any `n - need + 1` of them: each template is
+// listed under that many of its positions, literal ones first, and a message meets only the
+// templates listed under its own tokens (Drain compares every template of the leaf).
+//
 // Template ids are a hash of the template text, so the same template has the same id in every
 // process and across restarts; ids a template had before it was generalised still resolve.
-// Memory is bounded: past `maxTemplates` the least recently used templates are evicted.
+// Memory is bounded: past `maxTemplates` the least recently used templates are evicted (counted in
+// stats().evicted). An evicted template's ids stop resolving; if its lines come back they start a
+// new template, which gets the same id again when it reaches the same text (ids are the text's hash).
 import { createHash } from 'node:crypto';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { isCut, Scanner, WILDCARD } from './mask.ts';
@@ -22,6 +32,11 @@ export interface MinerOptions {
   maxTemplates?: number;
   /** masked messages remembered for the exact-match fast path */
   cacheSize?: number;
+  /**
+   * templates a tree leaf holds before they are indexed by (position, token); smaller leaves are
+   * scanned whole. Infinity: never (Drain's plain scan; the index gives the same answers)
+   */
+  indexAt?: number;
 }
 
 export type TemplateChange = 'none' | 'new' | 'generalized';
@@ -36,7 +51,7 @@ export interface MineResult {
 
 export interface MinerState {
   version: 1;
-  options: Required<Omit<MinerOptions, 'cacheSize'>>;
+  options: Required<Omit<MinerOptions, 'cacheSize' | 'indexAt'>>;
   /** most recently used last */
   templates: { template: string; count: number }[];
 }
@@ -68,6 +83,10 @@ interface Cluster {
   aliases: string[];
   /** bumped when the template changes, so cached parameter plans are rebuilt */
   version: number;
+  /** the last candidate search that met this template (dedup without a Set) */
+  mark: number;
+  /** the positions it is listed under in its leaf's index */
+  anchors: number[];
 }
 
 /** A masked message seen before: its template and how to read the parameters out of it. */
@@ -95,9 +114,42 @@ type TreeMap = Map<string | number, unknown>;
 
 /** The templates of one tree leaf, and the way back up to prune it when it empties. */
 interface Leaf {
+  /** in creation order */
   clusters: Cluster[];
   /** (map, key) from the root down to this leaf */
   chain: [TreeMap, string | number][];
+  /** built once the leaf holds `indexAt` templates */
+  index: LeafIndex | undefined;
+}
+
+/** The templates of a leaf by what they hold at each token position. */
+interface LeafIndex {
+  /** positions each template is listed under: n - need + 1 */
+  r: number;
+  /** literal (and `key=word`) token at position p → templates with it there */
+  lit: Map<string, Cluster[]>[];
+  /** templates with `<*>` at p */
+  any: Cluster[][];
+  /**
+   * templates with a framed wildcard (`uid=<*>`, `(<*>)`) at p, by globKey of the frame's first
+   * and last character: a message token can only fit frames keyed by its own first/last character
+   */
+  glob: Map<number, Cluster[]>[];
+}
+
+/** The bucket of a `pre<*>suf` frame: its first character (or none) and last character (or none). */
+function globKey(first: number, last: number): number {
+  return (first + 1) * 65_537 + (last + 1);
+}
+
+const NONE: Cluster[] = [];
+
+function listRemove(list: Cluster[], c: Cluster): void {
+  const i = list.indexOf(c);
+  if (i < 0) return;
+  // order does not matter: ties are broken by seq, not by list order
+  list[i] = list[list.length - 1]!;
+  list.pop();
 }
 
 const DEFAULTS = {
@@ -106,6 +158,7 @@ const DEFAULTS = {
   maxChildren: 100,
   maxTemplates: 20_000,
   cacheSize: 20_000,
+  indexAt: 16,
 };
 
 export function templateIdOf(template: string): string {
@@ -169,6 +222,8 @@ export class TemplateMiner {
   private tick = 0;
   private seq = 0;
   private evicted = 0;
+  /** templates compared with a message (cache misses only): what the index keeps flat */
+  private compared = 0;
 
   constructor(opts: MinerOptions = {}) {
     this.options = { ...DEFAULTS, ...opts };
@@ -183,8 +238,11 @@ export class TemplateMiner {
     return this.clusters.size;
   }
 
-  /** templates held, evicted so far, cached masked messages, prefix-tree nodes */
-  stats(): { templates: number; evicted: number; cached: number; nodes: number } {
+  /**
+   * templates held, evicted so far (least recently used, past maxTemplates), cached masked
+   * messages, prefix-tree nodes, templates compared with a message so far
+   */
+  stats(): { templates: number; evicted: number; cached: number; nodes: number; compared: number } {
     const count = (m: TreeMap): number => {
       let n = m.size;
       for (const v of m.values()) if (v instanceof Map) n += count(v as TreeMap);
@@ -195,6 +253,7 @@ export class TemplateMiner {
       evicted: this.evicted,
       cached: this.cache.size,
       nodes: count(this.root),
+      compared: this.compared,
     };
   }
 
@@ -259,7 +318,7 @@ export class TemplateMiner {
   }
 
   toJSON(): MinerState {
-    const { cacheSize: _c, ...options } = this.options;
+    const { cacheSize: _c, indexAt: _i, ...options } = this.options;
     return {
       version: 1,
       options,
@@ -307,7 +366,7 @@ export class TemplateMiner {
       const last = d === depth;
       let next = node.get(key);
       if (next === undefined) {
-        next = last ? { clusters: [], chain: [] } : new Map();
+        next = last ? ({ clusters: [], chain: [], index: undefined } satisfies Leaf) : new Map();
         node.set(key, next);
       }
       chain.push([node, key]);
@@ -335,11 +394,40 @@ export class TemplateMiner {
 
   /** The most specific template that matches every position of the message. */
   private bestFit(leaf: Leaf, masked: string[]): Cluster | undefined {
+    const ix = leaf.index;
+    if (!ix) return this.bestFitOf(leaf.clusters, masked, undefined, -1);
+    // a fitting template fits at each position it is listed under, so it is met at one of them
+    const epoch = ++this.epoch;
     let best: Cluster | undefined;
-    const clusters = leaf.clusters;
+    for (let p = 0; p < masked.length; p++) {
+      const t = masked[p]!;
+      best = this.bestFitOf(ix.lit[p]!.get(t) ?? NONE, masked, best, epoch);
+      best = this.bestFitOf(ix.any[p]!, masked, best, epoch);
+      const g = ix.glob[p]!;
+      if (g.size === 0) continue;
+      const f = t.charCodeAt(0);
+      const l = t.charCodeAt(t.length - 1);
+      best = this.bestFitOf(g.get(globKey(f, l)) ?? NONE, masked, best, epoch);
+      best = this.bestFitOf(g.get(globKey(f, -1)) ?? NONE, masked, best, epoch);
+      best = this.bestFitOf(g.get(globKey(-1, l)) ?? NONE, masked, best, epoch);
+    }
+    return best;
+  }
+
+  private bestFitOf(
+    clusters: Cluster[],
+    masked: string[],
+    best: Cluster | undefined,
+    epoch: number,
+  ): Cluster | undefined {
     for (let k = 0; k < clusters.length; k++) {
       const c = clusters[k]!;
+      if (epoch >= 0) {
+        if (c.mark === epoch) continue;
+        c.mark = epoch;
+      }
       if (best && c.fixed < best.fixed) continue;
+      this.compared++;
       if (!this.fits(c, masked)) continue;
       if (!best || c.fixed > best.fixed || (c.fixed === best.fixed && c.seq < best.seq)) best = c;
     }
@@ -366,12 +454,58 @@ export class TemplateMiner {
    * with a `<*>` of the template; enumerated values (`PROTO=TCP`) must agree.
    */
   private mostSimilar(leaf: Leaf, masked: string[]): Cluster | undefined {
-    const n = masked.length;
+    const kinds = this.messageKinds(masked);
+    const ix = leaf.index;
+    this.bestSim = -1;
     let best: Cluster | undefined;
-    let bestSim = -1;
-    const clusters = leaf.clusters;
+    if (!ix) best = this.similarOf(leaf.clusters, masked, kinds, undefined, -1);
+    else {
+      const epoch = ++this.epoch;
+      for (let p = 0; p < masked.length; p++) {
+        const t = masked[p]!;
+        best = this.similarOf(ix.lit[p]!.get(t) ?? NONE, masked, kinds, best, epoch);
+        // a `<*>` of the template agrees only with a variable of the message
+        if (t === WILDCARD) best = this.similarOf(ix.any[p]!, masked, kinds, best, epoch);
+        const g = ix.glob[p]!;
+        if (g.size === 0) continue;
+        const f = t.charCodeAt(0);
+        const l = t.charCodeAt(t.length - 1);
+        best = this.similarOf(g.get(globKey(f, l)) ?? NONE, masked, kinds, best, epoch);
+        best = this.similarOf(g.get(globKey(f, -1)) ?? NONE, masked, kinds, best, epoch);
+        best = this.similarOf(g.get(globKey(-1, l)) ?? NONE, masked, kinds, best, epoch);
+      }
+    }
+    return best && this.bestSim >= this.options.threshold ? best : undefined;
+  }
+
+  /** the similarity of the best template so far in mostSimilar */
+  private bestSim = -1;
+  private epoch = 0;
+  private kinds = new Uint8Array(64);
+
+  /** kindOf of each masked token, once per search (not once per template compared). */
+  private messageKinds(masked: string[]): Uint8Array {
+    if (this.kinds.length < masked.length) this.kinds = new Uint8Array(masked.length * 2);
+    for (let i = 0; i < masked.length; i++) this.kinds[i] = kindOf(masked[i]!);
+    return this.kinds;
+  }
+
+  private similarOf(
+    clusters: Cluster[],
+    masked: string[],
+    mkinds: Uint8Array,
+    best: Cluster | undefined,
+    epoch: number,
+  ): Cluster | undefined {
+    const n = masked.length;
+    let bestSim = this.bestSim;
     for (let k = 0; k < clusters.length; k++) {
       const c = clusters[k]!;
+      if (epoch >= 0) {
+        if (c.mark === epoch) continue;
+        c.mark = epoch;
+      }
+      this.compared++;
       let same = 0;
       let blocked = false;
       for (let i = 0; i < n; i++) {
@@ -387,19 +521,23 @@ export class TemplateMiner {
           const suf = c.suf[i]!;
           if (t.length >= pre.length + suf.length && t.startsWith(pre) && t.endsWith(suf)) same++;
         } else if (t === c.tokens[i]) same++;
-        else if (kind === ENUM || kindOf(t) === ENUM) {
+        else if (kind === ENUM || mkinds[i] === ENUM) {
           blocked = true;
           break;
         }
       }
       if (blocked) continue;
       const sim = n === 0 ? 1 : same / n;
-      if (sim > bestSim || (sim === bestSim && best && c.fixed > best.fixed)) {
+      if (
+        sim > bestSim ||
+        (sim === bestSim && best && (c.fixed > best.fixed || (c.fixed === best.fixed && c.seq < best.seq)))
+      ) {
         bestSim = sim;
         best = c;
       }
     }
-    return best && bestSim >= this.options.threshold ? best : undefined;
+    this.bestSim = bestSim;
+    return best;
   }
 
   private create(leaf: Leaf, tokens: string[], template: string): Cluster {
@@ -419,9 +557,17 @@ export class TemplateMiner {
       alive: true,
       aliases: [],
       version: 0,
+      mark: 0,
+      anchors: [],
     };
     this.classify(c);
     leaf.clusters.push(c);
+    if (leaf.index) indexAdd(leaf.index, c);
+    else if (leaf.clusters.length >= this.options.indexAt && n > 0) {
+      // need: the agreeing positions a template needs to reach the threshold (0: all qualify)
+      const need = Math.ceil(this.options.threshold * n - 1e-9);
+      if (need > 0) leaf.index = buildIndex(leaf, n - need + 1);
+    }
     this.clusters.add(c);
     this.byId.set(c.id, c);
     return c;
@@ -444,6 +590,8 @@ export class TemplateMiner {
   }
 
   private generalise(c: Cluster, masked: string[]): void {
+    const ix = c.leaf.index;
+    if (ix) indexRemove(ix, c);
     const tokens = c.tokens;
     for (let i = 0; i < masked.length; i++) {
       const k = c.kinds[i];
@@ -457,6 +605,7 @@ export class TemplateMiner {
       } else if (t !== tokens[i]) tokens[i] = mergeTokens(tokens[i]!, t);
     }
     this.classify(c);
+    if (ix) indexAdd(ix, c);
     const template = tokens.join(' ');
     if (template === c.template) return;
     c.aliases.push(c.id);
@@ -505,16 +654,95 @@ export class TemplateMiner {
     const all = [...this.clusters].sort((a, b) => a.lastUsed - b.lastUsed);
     const over = this.clusters.size - this.options.maxTemplates;
     const n = Math.max(over, Math.ceil(this.options.maxTemplates / 16));
+    const leaves = new Set<Leaf>();
     for (let i = 0; i < n && i < all.length - 1; i++) {
       const c = all[i]!;
       c.alive = false;
-      const idx = c.leaf.clusters.indexOf(c);
-      if (idx >= 0) c.leaf.clusters.splice(idx, 1);
-      this.prune(c.leaf);
+      leaves.add(c.leaf);
+      if (c.leaf.index) indexRemove(c.leaf.index, c);
       this.clusters.delete(c);
       if (this.byId.get(c.id) === c) this.byId.delete(c.id);
       for (const a of c.aliases) if (this.byId.get(a) === c) this.byId.delete(a);
       this.evicted++;
     }
+    // one pass per leaf, not a search and a splice per template
+    for (const leaf of leaves) {
+      leaf.clusters = leaf.clusters.filter((c) => c.alive);
+      this.prune(leaf);
+    }
   }
+}
+
+function buildIndex(leaf: Leaf, r: number): LeafIndex {
+  const n = leaf.clusters[0]!.tokens.length;
+  const ix: LeafIndex = { r, lit: [], any: [], glob: [] };
+  for (let p = 0; p < n; p++) {
+    ix.lit.push(new Map());
+    ix.any.push([]);
+    ix.glob.push(new Map());
+  }
+  for (const c of leaf.clusters) indexAdd(ix, c);
+  return ix;
+}
+
+function frameKey(c: Cluster, p: number): number {
+  const pre = c.pre[p]!;
+  const suf = c.suf[p]!;
+  return globKey(
+    pre.length > 0 ? pre.charCodeAt(0) : -1,
+    suf.length > 0 ? suf.charCodeAt(suf.length - 1) : -1,
+  );
+}
+
+function mapAdd<K>(m: Map<K, Cluster[]>, key: K, c: Cluster): void {
+  const list = m.get(key);
+  if (list) list.push(c);
+  else m.set(key, [c]);
+}
+
+function mapRemove<K>(m: Map<K, Cluster[]>, key: K, c: Cluster): void {
+  const list = m.get(key);
+  if (!list) return;
+  listRemove(list, c);
+  if (list.length === 0) m.delete(key);
+}
+
+/**
+ * Lists c under r of its positions: the literal (then framed) ones whose lists are shortest now, so
+ * that templates sharing a common word spread over their rarer ones; `<*>` positions (met by every
+ * message variable) only when it has too few others.
+ */
+function indexAdd(ix: LeafIndex, c: Cluster): void {
+  const n = c.tokens.length;
+  const cost: number[] = [];
+  for (let p = 0; p < n; p++) {
+    const k = c.kinds[p];
+    if (k === ANY) cost.push(1e9 + ix.any[p]!.length);
+    else if (k === GLOB) cost.push(1e6 + (ix.glob[p]!.get(frameKey(c, p))?.length ?? 0));
+    else cost.push(ix.lit[p]!.get(c.tokens[p]!)?.length ?? 0);
+  }
+  const anchors: number[] = [];
+  for (let k = 0; k < ix.r && k < n; k++) {
+    let best = -1;
+    for (let p = 0; p < n; p++) if (cost[p]! >= 0 && (best < 0 || cost[p]! < cost[best]!)) best = p;
+    cost[best] = -1;
+    anchors.push(best);
+  }
+  c.anchors = anchors;
+  for (const p of anchors) {
+    const k = c.kinds[p];
+    if (k === ANY) ix.any[p]!.push(c);
+    else if (k === GLOB) mapAdd(ix.glob[p]!, frameKey(c, p), c);
+    else mapAdd(ix.lit[p]!, c.tokens[p]!, c);
+  }
+}
+
+function indexRemove(ix: LeafIndex, c: Cluster): void {
+  for (const p of c.anchors) {
+    const k = c.kinds[p];
+    if (k === ANY) listRemove(ix.any[p]!, c);
+    else if (k === GLOB) mapRemove(ix.glob[p]!, frameKey(c, p), c);
+    else mapRemove(ix.lit[p]!, c.tokens[p]!, c);
+  }
+  c.anchors = [];
 }

@@ -158,3 +158,87 @@ describe('bounded memory', () => {
     expect(() => new TemplateMiner({ maxTemplates: 0 })).toThrow(RangeError);
   });
 });
+
+describe('lookup that does not grow with the template count', () => {
+  // A deterministic stream with many templates: words drawn from a small vocabulary (so templates
+  // share positions and merge) and from a large one (so most lines start a template of their own),
+  // the first token often overflowing maxChildren into the `<*>` branch.
+  function* stream(n: number, seed = 7): Generator<string> {
+    let x = seed;
+    const rnd = () => {
+      x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+      return x / 2 ** 32;
+    };
+    const small = ['link', 'up', 'down', 'eth0', 'user=root', 'user=news', 'uid=0', '(ok)', 'port', 'x'];
+    const word = () =>
+      rnd() < 0.5
+        ? small[Math.floor(rnd() * small.length)]!
+        : `w${Math.floor(rnd() * 1e6)
+            .toString(36)
+            .replace(/\d/g, 'q')}`;
+    for (let i = 0; i < n; i++) {
+      const len = 1 + Math.floor(rnd() * 6);
+      const t: string[] = [];
+      for (let k = 0; k < len; k++) t.push(rnd() < 0.15 ? String(Math.floor(rnd() * 1000)) : word());
+      yield t.join(' ');
+    }
+  }
+
+  it('the index gives the same templates and ids as a scan of every template (Drain)', () => {
+    const indexed = new TemplateMiner({ indexAt: 1, maxTemplates: 500 });
+    const scanned = new TemplateMiner({ indexAt: Number.POSITIVE_INFINITY, maxTemplates: 500 });
+    let n = 0;
+    for (const l of stream(6000)) {
+      const a = indexed.add(l);
+      const b = scanned.add(l);
+      expect([a.templateId, a.template, a.params, a.change], `line ${n}: ${l}`).toEqual([
+        b.templateId,
+        b.template,
+        b.params,
+        b.change,
+      ]);
+      n++;
+    }
+    expect(indexed.stats().evicted).toBeGreaterThan(0);
+    expect(indexed.templates()).toEqual(scanned.templates());
+    // and the index compared fewer templates for the same answers
+    expect(indexed.stats().compared).toBeLessThan(scanned.stats().compared);
+  });
+
+  it('templates compared per new line stay flat while the miner fills up', () => {
+    const miner = new TemplateMiner({ maxTemplates: 20_000 });
+    const perLine: number[] = [];
+    let last = 0;
+    let i = 0;
+    for (const l of stream(40_000, 11)) {
+      miner.add(l);
+      if (++i % 10_000 === 0) {
+        const c = miner.stats().compared;
+        perLine.push((c - last) / 10_000);
+        last = c;
+      }
+    }
+    expect(miner.size).toBeGreaterThan(10_000);
+    // the last quarter (10k+ templates held) compares no more per line than twice the first
+    expect(perLine[3]!).toBeLessThan(2 * perLine[0]! + 1);
+  });
+
+  it('a token too long or holding an undecodable byte is a value: random bytes make no templates', () => {
+    expect(masked(`key=${'a'.repeat(65)} ${'b'.repeat(64)}`)).toBe(`<*> ${'b'.repeat(64)}`);
+    expect(masked('bad \ufffd\ufffdbytes and \u0001control')).toBe('bad <*> and <*>');
+    const miner = new TemplateMiner();
+    let x = 1;
+    for (let i = 0; i < 2000; i++) {
+      let s = '';
+      for (let k = 0; k < 200; k++) {
+        x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+        const c = x >>> 24;
+        // what random bytes decode to: every byte past ASCII an undecodable U+FFFD (mostly)
+        s += c < 128 ? String.fromCharCode(c === 10 ? 11 : c) : '\ufffd';
+      }
+      miner.add(s);
+    }
+    // 2000 lines; without the rule every line is a template of its own
+    expect(miner.size).toBeLessThan(50);
+  });
+});
