@@ -1,21 +1,32 @@
-// npm run bench -- ingest --loghub DIR [--lines N] [--publish-lines N] [--rounds N] [--no-kafka]
+// npm run bench -- ingest [--input FILE] [--loghub DIR] [--lines N] [--rounds N] [--publish-lines N]
+//                        [--no-kafka] [--no-drain3]
 //
-// 1. parse + mine on one core: Loghub's Linux_2k lines repeated to >= 1M, through parseLine and
-//    TemplateMiner.add (the stage's hot path), against two baselines in the same run: a bare
-//    split(' ') per line (what any tokenising costs on this machine), and a classic regex parser
-//    (a syslog header regex plus Drain-style regex masking), the "regex storm" we avoid.
+// 1. parse + mine on one core (parseLine + TemplateMiner.add, the stage's hot path), CPU time per
+//    line, median of interleaved rounds, on:
+//    - kern.log-like lines: --input FILE (a real kern.log, repeated to N lines), Loghub's Linux_2k
+//      (--loghub DIR), and always the bundled demo kernel stream (ingest/demo-stream.ts, seeded);
+//    - high-entropy input of as many lines: random bytes decoded as a file reader decodes them
+//      (invalid UTF-8 replaced; the Kafka stage dead-letters such values, so this is the miner's
+//      worst case, not the stage's), and random printable ASCII;
+//    and reports the cost of a high-entropy line against a line of the first kern.log-like input.
+//    Baselines in the same run: a bare split(' ') per line (the floor any tokenising pays), a
+//    classic regex parser (a syslog header regex plus Drain-style regex masking), and Drain3
+//    (PyPI drain3, when installed) mining the same lines in Python.
 // 2. publish to a real broker: virgo publish-logs (in-process and as the CLI) next to `kcat -P`
 //    publishing the same file (gzip, acks=all, a fixed key, content-type header) in the same run.
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { KafkaBus } from '../bus/index.ts';
+import { DemoLog } from '../ingest/demo-stream.ts';
 import { parseLine, publishLogs, TemplateMiner } from '../ingest/index.ts';
-import { BENCH_BROKERS, median, requireDataDir, timeCommand } from './util.ts';
+import { BENCH_BROKERS, median, timeCommand } from './util.ts';
 
-function flag(args: string[], name: string, dflt: string): string {
+function flag(args: string[], name: string): string | undefined {
   const i = args.indexOf(`--${name}`);
-  return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : dflt;
+  return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : undefined;
 }
 
 /** Lines as the stage sees them: each its own flat string (decoded from its own message). */
@@ -76,7 +87,16 @@ function splitFloor(lines: string[]): Rate {
   return rate(lines.length, t0);
 }
 
-function ours(lines: string[]): { rate: Rate; templates: number } {
+interface Mined {
+  rate: Rate;
+  templates: number;
+  evicted: number;
+  /** templates compared with a message per line (cache misses only) */
+  comparedPerLine: number;
+  heapMB: number;
+}
+
+function ours(lines: string[]): Mined {
   const miner = new TemplateMiner();
   const now = Date.now();
   const opts = { host: 'bench', now };
@@ -90,8 +110,56 @@ function ours(lines: string[]): { rate: Rate; templates: number } {
   }
   const r = rate(lines.length, t0);
   if (params < 0) throw new Error('unreachable');
-  return { rate: r, templates: miner.size };
+  const st = miner.stats();
+  return {
+    rate: r,
+    templates: st.templates,
+    evicted: st.evicted,
+    comparedPerLine: Number((st.compared / lines.length).toFixed(2)),
+    heapMB: Math.round(process.memoryUsage().heapUsed / 2 ** 20),
+  };
 }
+
+/** Drain3 mining the first `n` lines in Python (process CPU time of the mining alone). */
+function drain3(lines: string[], n: number): { linesPerCpuSec: number; lines: number } | { notRun: string } {
+  const script = new URL('drain3_baseline.py', import.meta.url).pathname;
+  const r = spawnSync(process.env.PYTHON ?? 'python3', [script, '--time'], {
+    input: `${lines.slice(0, n).join('\n')}\n`,
+    encoding: 'utf8',
+    maxBuffer: 1 << 24,
+  });
+  if (r.error) return { notRun: `python3 not runnable (${(r.error as NodeJS.ErrnoException).code})` };
+  if (r.status === 3) return { notRun: 'drain3 not installed (pip install drain3)' };
+  if (r.status !== 0) return { notRun: `drain3 failed: ${r.stderr.slice(0, 200)}` };
+  const o = JSON.parse(r.stdout) as { lines: number; cpuSeconds: number };
+  return { linesPerCpuSec: Math.round(o.lines / o.cpuSeconds), lines: o.lines };
+}
+
+/** n lines of random bytes, decoded as a file reader decodes them (U+FFFD for invalid UTF-8). */
+function randomByteLines(n: number): string[] {
+  const out: string[] = [];
+  while (out.length < n) {
+    for (const l of randomBytes(4 << 20)
+      .toString('utf8')
+      .split('\n')) {
+      if (l.length > 0 && out.length < n) out.push(Buffer.from(l).toString('utf8'));
+    }
+  }
+  return out;
+}
+
+/** n lines of 120 random printable ASCII characters (valid UTF-8: these pass the decoder). */
+function randomAsciiLines(n: number): string[] {
+  const out: string[] = new Array(n);
+  for (let i = 0; i < n; i++) {
+    const b = randomBytes(120);
+    for (let k = 0; k < b.length; k++) b[k] = 32 + (b[k]! % 95);
+    out[i] = b.toString('latin1');
+  }
+  return out;
+}
+
+const avgChars = (lines: string[]) => lines.reduce((a, l) => a + l.length, 0) / lines.length;
 
 async function publishBench(base: string[], n: number) {
   const brokers = BENCH_BROKERS;
@@ -182,52 +250,118 @@ async function publishBench(base: string[], n: number) {
 }
 
 export default async function ingestBench(args: string[]): Promise<Record<string, unknown>> {
-  const dir = resolve(requireDataDir(args, 'loghub', 'bench ingest', 'Linux_2k.log'));
-  const n = Number(flag(args, 'lines', '1000000'));
-  const rounds = Number(flag(args, 'rounds', '3'));
-  const base = readFileSync(join(dir, 'Linux_2k.log'), 'utf8').split('\n').filter(Boolean);
-  const lines = repeatLines(base, n);
+  const n = Number(flag(args, 'lines') ?? '500000');
+  const rounds = Number(flag(args, 'rounds') ?? '3');
+  const inputs: { name: string; base: string[] }[] = [];
+  const input = flag(args, 'input');
+  if (input)
+    inputs.push({
+      name: basename(input),
+      base: readFileSync(resolve(input), 'utf8')
+        .split('\n')
+        .filter((l) => l.trim().length > 0),
+    });
+  const loghub = flag(args, 'loghub');
+  if (loghub)
+    inputs.push({
+      name: 'Loghub Linux_2k',
+      base: readFileSync(join(resolve(loghub), 'Linux_2k.log'), 'utf8')
+        .split('\n')
+        .filter(Boolean),
+    });
+  const demo = new DemoLog({ seed: 64000, now: () => Date.UTC(2026, 10, 30, 10) });
+  inputs.push({
+    name: 'demo kernel stream (ingest/demo-stream.ts)',
+    base: Array.from({ length: 20_000 }, () => demo.next()),
+  });
+  const normal = inputs.map((x) => ({
+    name: x.name,
+    baseLines: x.base.length,
+    lines: repeatLines(x.base, n),
+  }));
+  const entropy = [
+    { name: 'random bytes (decoded with U+FFFD)', lines: randomByteLines(n) },
+    { name: 'random printable ASCII, 120 chars', lines: randomAsciiLines(n) },
+  ];
+  const primary = normal[0]!;
 
-  const oursRuns: Rate[] = [];
+  const runs = new Map<string, Mined[]>();
   const splitRuns: Rate[] = [];
   const regexRuns: Rate[] = [];
-  let templates = 0;
+  const push = (k: string, m: Mined) => runs.set(k, [...(runs.get(k) ?? []), m]);
   for (let r = 0; r < rounds; r++) {
-    // interleaved, so load from other processes hits all three alike
-    splitRuns.push(splitFloor(lines));
-    const o = ours(lines);
-    oursRuns.push(o.rate);
-    templates = o.templates;
-    regexRuns.push(regexParse(lines));
+    // interleaved, so load from other processes hits all alike
+    splitRuns.push(splitFloor(primary.lines));
+    for (const x of [...normal, ...entropy]) push(x.name, ours(x.lines));
+    regexRuns.push(regexParse(primary.lines));
   }
-  const med = (rs: Rate[], k: keyof Rate) => median(rs.map((r) => r[k]));
+  const med = (rs: Rate[], k: keyof Rate) => median(rs.map((x) => x[k]));
+  const summary = (x: { name: string; lines: string[] }) => {
+    const ms = runs.get(x.name)!;
+    const last = ms[ms.length - 1]!;
+    const cpu = med(
+      ms.map((m) => m.rate),
+      'cpu',
+    );
+    return {
+      input: x.name,
+      lines: x.lines.length,
+      avgChars: Math.round(avgChars(x.lines)),
+      linesPerCpuSec: cpu,
+      linesPerSec: med(
+        ms.map((m) => m.rate),
+        'wall',
+      ),
+      usPerLine: Number((1e6 / cpu).toFixed(3)),
+      mbPerCpuSec: Number(((cpu * avgChars(x.lines)) / 2 ** 20).toFixed(1)),
+      templates: last.templates,
+      evicted: last.evicted,
+      comparedPerLine: last.comparedPerLine,
+      heapMB: last.heapMB,
+      runs: ms.map((m) => m.rate),
+    };
+  };
+  const normalOut = normal.map(summary);
+  const entropyOut = entropy.map(summary);
+  const p = normalOut[0]!;
+  const ratios = entropyOut.map((e) => ({
+    input: e.input,
+    against: p.input,
+    costPerLine: Number((p.linesPerCpuSec / e.linesPerCpuSec).toFixed(2)),
+    costPerByte: Number(((p.linesPerCpuSec * p.avgChars) / (e.linesPerCpuSec * e.avgChars)).toFixed(2)),
+    target: '<= 2 x the cost of a normal line',
+  }));
+  const d3 = args.includes('--no-drain3') ? { notRun: '--no-drain3' } : drain3(primary.lines, 20_000);
   const parseMine = {
     lines: n,
     rounds,
-    linesPerSec: med(oursRuns, 'wall'),
-    linesPerCpuSec: med(oursRuns, 'cpu'),
-    runs: oursRuns,
-    templates,
-    baselineSplit: {
-      linesPerSec: med(splitRuns, 'wall'),
-      linesPerCpuSec: med(splitRuns, 'cpu'),
-      runs: splitRuns,
-    },
-    baselineRegex: {
-      linesPerSec: med(regexRuns, 'wall'),
-      linesPerCpuSec: med(regexRuns, 'cpu'),
-      runs: regexRuns,
-    },
-    ratioToSplitCpu: Number((med(oursRuns, 'cpu') / med(splitRuns, 'cpu')).toFixed(3)),
-    ratioToRegexCpu: Number((med(oursRuns, 'cpu') / med(regexRuns, 'cpu')).toFixed(3)),
+    inputs: normalOut,
+    highEntropy: entropyOut,
+    highEntropyCost: ratios,
+    baselineSplit: { input: primary.name, linesPerCpuSec: med(splitRuns, 'cpu'), runs: splitRuns },
+    baselineRegex: { input: primary.name, linesPerCpuSec: med(regexRuns, 'cpu'), runs: regexRuns },
+    baselineDrain3: { input: primary.name, ...d3 },
+    ratioToSplitCpu: Number((p.linesPerCpuSec / med(splitRuns, 'cpu')).toFixed(3)),
+    ratioToRegexCpu: Number((p.linesPerCpuSec / med(regexRuns, 'cpu')).toFixed(3)),
+    ratioToDrain3Cpu:
+      'linesPerCpuSec' in d3 ? Number((p.linesPerCpuSec / d3.linesPerCpuSec).toFixed(1)) : null,
     loadAverage: loadavg().map((x) => Number(x.toFixed(2))),
-    target: 500_000,
+    target: { linesPerCpuSec: 500_000, highEntropyCostPerLine: 2 },
   };
+  for (const x of [...normalOut, ...entropyOut])
+    console.error(
+      `parse+mine ${x.input}: ${x.linesPerCpuSec} lines/CPU-s (${x.usPerLine} us/line, ${x.templates} templates, ${x.evicted} evicted, ${x.comparedPerLine} compared/line)`,
+    );
+  for (const r of ratios)
+    console.error(
+      `  ${r.input}: ${r.costPerLine} x the cost of a line of ${r.against} per line, ${r.costPerByte} x per byte`,
+    );
   console.error(
-    `parse+mine: ${parseMine.linesPerCpuSec} lines/CPU-s, ${parseMine.linesPerSec} lines/s wall (split floor ${parseMine.baselineSplit.linesPerCpuSec}, regex parser ${parseMine.baselineRegex.linesPerCpuSec} lines/CPU-s)`,
+    `  baselines on ${primary.name}: split ${parseMine.baselineSplit.linesPerCpuSec}, regex ${parseMine.baselineRegex.linesPerCpuSec}, Drain3 ${'linesPerCpuSec' in d3 ? d3.linesPerCpuSec : d3.notRun} lines/CPU-s`,
   );
   if (args.includes('--no-kafka')) return { parseMine };
-  const publish = await publishBench(base, Number(flag(args, 'publish-lines', '200000')));
+  const publishBase = inputs[0]!.base;
+  const publish = await publishBench(publishBase, Number(flag(args, 'publish-lines') ?? '200000'));
   console.error(
     `publish: publish-logs ${publish.publishLogsLinesPerSec} lines/s, kcat -P ${publish.kcatLinesPerSec} lines/s`,
   );
