@@ -1,7 +1,7 @@
 // The parser against test vectors taken from established syslog parsers' own test suites
 // (go-syslog, syslog-ng, rsyslog, syslog_loose/Vector, fluentd, EasyPost's RFC 5424 parser,
 // Logstash's grok patterns, rmesg, util-linux dmesg) and the RFCs' examples: one row per line in
-// fixtures/conformance.jsonl, each with its source. Where the peers disagree the row carries a
+// test/fixtures/syslog-conformance/conformance.jsonl, each with its source. Where the peers disagree the row carries a
 // `note` and the rule ingest/README.md ("Header rules") picked.
 //
 // A valid row states host (null: the line names none, so the fallback host), the event time (null:
@@ -10,6 +10,7 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { type ParsedLine, parseLine } from '../../ingest/index.ts';
+import { fixture } from '../helpers/fixtures.ts';
 
 interface Row {
   class: 'rfc3164' | 'rfc5424' | 'kernel' | 'invalid';
@@ -24,7 +25,7 @@ interface Row {
   note?: string;
 }
 
-const rows: Row[] = readFileSync(new URL('./fixtures/conformance.jsonl', import.meta.url), 'utf8')
+const rows: Row[] = readFileSync(fixture('syslog-conformance/conformance.jsonl'), 'utf8')
   .split('\n')
   .filter((l) => l.trim().length > 0)
   .map((l) => JSON.parse(l) as Row);
@@ -84,7 +85,7 @@ describe('conformance with peer parsers and the RFCs', () => {
         ([k, c]) => `  ${k.padEnd(8)} ${String(c.pass).padStart(4)} pass ${String(c.fail).padStart(4)} fail`,
       )
       .join('\n');
-    console.log(`conformance (${rows.length} vectors, fixtures/conformance.jsonl)\n${table}`);
+    console.log(`conformance (${rows.length} vectors, test/fixtures/syslog-conformance)\n${table}`);
     if (failed.length) console.log(`failed:\n  ${failed.join('\n  ')}`);
     expect(failed).toEqual([]);
   });
