@@ -18,6 +18,8 @@ export interface OptionDef {
   arg?: string;
   /** may be given more than once (string only) */
   multiple?: boolean;
+  /** parsed but left out of --help (a refused, former flag) */
+  hidden?: boolean;
 }
 
 export type OptionDefs = Record<string, OptionDef>;
@@ -147,13 +149,15 @@ export function parseOptions<D extends OptionDefs>(
 }
 
 export function optionsHelp(defs: OptionDefs): string {
-  const rows = Object.entries(defs).map(([name, d]) => {
-    const left = `${d.short ? `-${d.short}, ` : '    '}--${name}${d.type === 'boolean' ? '' : ` ${d.arg ?? (d.type === 'number' ? 'N' : 'VALUE')}`}`;
-    const extra = [d.env ? `env ${d.env}` : '', d.default !== undefined ? `default ${d.default}` : '']
-      .filter(Boolean)
-      .join(', ');
-    return [left, `${d.description}${extra ? ` (${extra})` : ''}`] as const;
-  });
+  const rows = Object.entries(defs)
+    .filter(([, d]) => !d.hidden)
+    .map(([name, d]) => {
+      const left = `${d.short ? `-${d.short}, ` : '    '}--${name}${d.type === 'boolean' ? '' : ` ${d.arg ?? (d.type === 'number' ? 'N' : 'VALUE')}`}`;
+      const extra = [d.env ? `env ${d.env}` : '', d.default !== undefined ? `default ${d.default}` : '']
+        .filter(Boolean)
+        .join(', ');
+      return [left, `${d.description}${extra ? ` (${extra})` : ''}`] as const;
+    });
   const w = Math.min(34, Math.max(...rows.map(([l]) => l.length)) + 2);
   return rows.map(([l, r]) => `  ${l.padEnd(w)}${r}`).join('\n');
 }
