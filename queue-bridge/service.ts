@@ -28,10 +28,17 @@ export interface QueueServiceOptions {
   maxLineBytes?: number;
   maxClients?: number;
   idleTimeoutMs?: number;
-  /** when set, a TCP client's first line must be `AUTH <secret>` */
+  /**
+   * when set, a TCP client's first line must be `AUTH <secret>` and a ZeroMQ peer must
+   * authenticate with PLAIN, password = the secret
+   */
   secret?: string;
-  /** TCP client addresses allowed to connect (exact match); empty or absent: all */
+  /** client addresses allowed to connect, TCP and ZeroMQ (exact match); empty or absent: all */
   allow?: string[];
+  /** with a secret: time to authenticate before the connection is closed (default 5 s) */
+  handshakeTimeoutMs?: number;
+  /** with a secret: TCP connections waiting to authenticate, apart from maxClients (default 128) */
+  maxPending?: number;
   /** re-handle durable requests that have no reply after a crash (default true) */
   recoverPending?: boolean;
   logOptions?: SegmentLogOptions;
@@ -102,9 +109,18 @@ export async function startQueueService(opts: QueueServiceOptions): Promise<Queu
         ...(opts.idleTimeoutMs !== undefined ? { idleTimeoutMs: opts.idleTimeoutMs } : {}),
         ...(opts.secret ? { secret: opts.secret } : {}),
         ...(opts.allow?.length ? { allow: opts.allow } : {}),
+        ...(opts.handshakeTimeoutMs !== undefined ? { handshakeTimeoutMs: opts.handshakeTimeoutMs } : {}),
+        ...(opts.maxPending !== undefined ? { maxPending: opts.maxPending } : {}),
       });
     }
-    if (opts.zmq) zmq = await startZmqFront(kc, opts.zmq, { maxRequestBytes: maxLine });
+    if (opts.zmq) {
+      zmq = await startZmqFront(kc, opts.zmq, {
+        maxRequestBytes: maxLine,
+        ...(opts.secret ? { secret: opts.secret } : {}),
+        ...(opts.allow?.length ? { allow: opts.allow } : {}),
+        ...(opts.handshakeTimeoutMs !== undefined ? { handshakeTimeoutMs: opts.handshakeTimeoutMs } : {}),
+      });
+    }
   } catch (err) {
     await tcp?.close();
     await zmq?.close();

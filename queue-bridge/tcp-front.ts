@@ -12,6 +12,8 @@ export interface TcpFrontOptions {
   idleTimeoutMs?: number;
   allow?: string[];
   secret?: string;
+  handshakeTimeoutMs?: number;
+  maxPending?: number;
 }
 
 export interface TcpFront {
@@ -35,6 +37,8 @@ export async function startTcpFront(kc: KingCobra, opts: TcpFrontOptions): Promi
     idleTimeoutMs: opts.idleTimeoutMs ?? 0,
     ...(opts.allow ? { allow: opts.allow } : {}),
     ...(opts.secret ? { secret: opts.secret } : {}),
+    ...(opts.handshakeTimeoutMs !== undefined ? { handshakeTimeoutMs: opts.handshakeTimeoutMs } : {}),
+    ...(opts.maxPending !== undefined ? { maxPending: opts.maxPending } : {}),
     // The reply is awaited here so a client that half-closes after its last line (nc -N) still
     // gets every reply: the LineServer ends a connection only once its lines are handled.
     onLine: async (client, line) => {
