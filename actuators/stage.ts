@@ -80,7 +80,10 @@ export interface ActuatorsOptions {
   ports?: Partial<Record<DriverName, number>>;
   nodes?: CloudNode[];
   memoryStore?: MemoryStore;
+  /** the drivers' clients must first send `AUTH <secret>` (and forwarded virgo_clone calls do) */
   secret?: string;
+  /** with a secret: time a connection has to authenticate (default 5 s) */
+  handshakeTimeoutMs?: number;
   /** client addresses the drivers serve (exact match); empty or absent: all */
   allow?: string[];
   cloudfsRoot: string;
@@ -110,6 +113,7 @@ export async function startActuators(o: ActuatorsOptions): Promise<Actuators> {
   };
   const secret = {
     ...(o.secret ? { secret: o.secret } : {}),
+    ...(o.handshakeTimeoutMs !== undefined ? { handshakeTimeoutMs: o.handshakeTimeoutMs } : {}),
     ...(o.allow?.length ? { allow: o.allow } : {}),
   };
   const drivers = await startDrivers({

@@ -84,13 +84,17 @@ export class OrderedSender {
 
 /**
  * The VIRGO queue's text port (:60000) as a ReplySink for a device in another process: one line
- * per payload, one `REPLY#…` line back. The queue records the socket's address as the client.
+ * per payload, one `REPLY#…` line back (after `AUTH <secret>` when the queue has a secret). The
+ * queue records the socket's address as the client.
  */
 export class TcpQueueSink implements ReplySink {
   private readonly client: NodeClient;
 
-  constructor(host: string, port: number, timeoutMs = 10_000) {
-    this.client = new NodeClient(host, port, timeoutMs);
+  constructor(host: string, port: number, opts: { timeoutMs?: number; secret?: string } = {}) {
+    this.client = new NodeClient(host, port, {
+      timeoutMs: opts.timeoutMs ?? 10_000,
+      ...(opts.secret ? { secret: opts.secret } : {}),
+    });
   }
 
   async submit(payload: string): Promise<string> {

@@ -187,7 +187,11 @@ export class CpuPooling {
   private async forward(node: CloudNode, name: string, args: string[]): Promise<string> {
     let c = this.clients.get(node.id);
     if (!c) {
-      c = new NodeClient(node.host, node.port, this.opts.forwardTimeoutMs);
+      // every node of virgo_cloud.conf shares this node's secret
+      c = new NodeClient(node.host, node.port, {
+        ...(this.opts.forwardTimeoutMs !== undefined ? { timeoutMs: this.opts.forwardTimeoutMs } : {}),
+        ...(this.opts.secret ? { secret: this.opts.secret } : {}),
+      });
       this.clients.set(node.id, c);
     }
     // Arguments go as they came; commas inside one would split differently, so refuse them.

@@ -48,6 +48,8 @@ export interface DriverServerOptions {
   idleTimeoutMs?: number;
   allow?: string[];
   secret?: string;
+  /** with a secret: time a connection has to authenticate (default 5 s) */
+  handshakeTimeoutMs?: number;
   /** one request line in, the reply line out (without newline) */
   handle: (line: string, client: LineClient) => string | Promise<string>;
   /** what `help` answers: one line naming the requests */
@@ -58,7 +60,7 @@ export interface DriverServerOptions {
 /** The listener options every driver accepts and hands to its server unchanged. */
 export type CommonServerOptions = Pick<
   DriverServerOptions,
-  'host' | 'maxLineBytes' | 'maxClients' | 'allow' | 'secret'
+  'host' | 'maxLineBytes' | 'maxClients' | 'allow' | 'secret' | 'handshakeTimeoutMs'
 >;
 
 /** Only the options that are set: an unset one keeps the server's default instead of arriving as `undefined`. */
@@ -69,6 +71,7 @@ export function commonServerOptions(opts: CommonServerOptions): CommonServerOpti
     ...(opts.maxClients !== undefined ? { maxClients: opts.maxClients } : {}),
     ...(opts.allow !== undefined ? { allow: opts.allow } : {}),
     ...(opts.secret !== undefined ? { secret: opts.secret } : {}),
+    ...(opts.handshakeTimeoutMs !== undefined ? { handshakeTimeoutMs: opts.handshakeTimeoutMs } : {}),
   };
 }
 
@@ -99,6 +102,7 @@ export function createDriverServer(
     ...(opts.idleTimeoutMs !== undefined ? { idleTimeoutMs: opts.idleTimeoutMs } : {}),
     ...(opts.allow !== undefined ? { allow: opts.allow } : {}),
     ...(opts.secret !== undefined ? { secret: opts.secret } : {}),
+    ...(opts.handshakeTimeoutMs !== undefined ? { handshakeTimeoutMs: opts.handshakeTimeoutMs } : {}),
     ...(opts.onClose ? { onClose: (c: LineClient) => opts.onClose?.(c) } : {}),
     onLine: async (client, raw) => {
       const line = raw.trim();

@@ -3,10 +3,21 @@ import { createWriteStream } from 'node:fs';
 import type { LogRecord, SegmentLog } from '../../queue-bridge/index.ts';
 import { QUEUE_PORT, QUEUE_ZMQ_ENDPOINT } from '../../queue-bridge/ports.ts';
 import { type OptionDefs, parseAllowList, parseHostPort, UsageError } from '../../runtime/config.ts';
+import { createLogger } from '../../runtime/log.ts';
 import { enableProcessMetrics, serveMetrics } from '../../runtime/metrics.ts';
 import { stateDir } from '../../runtime/paths.ts';
+import {
+  HANDSHAKE_TIMEOUT_OPTION,
+  handshakeTimeoutMs,
+  refuseSecretFlag,
+  resolveSecret,
+  SECRET_FILE_OPTION,
+  SECRET_FLAG_REFUSED,
+} from '../../runtime/secret.ts';
 import { exitOnSignals, onShutdown, shutdown } from '../../runtime/shutdown.ts';
 import { defineCommand, type RunContext } from '../command.ts';
+
+const log = createLogger('queue');
 
 const ACTIONS = ['serve', 'cat', 'tail', 'import', 'export'] as const;
 type Action = (typeof ACTIONS)[number];
@@ -54,18 +65,15 @@ const OPTIONS = {
   },
   'max-line': { type: 'number', default: 4096, arg: 'BYTES', description: 'serve: longest request' },
   'max-clients': { type: 'number', default: 1024, description: 'serve: TCP connections at once' },
-  secret: {
-    type: 'string',
-    env: 'VIRGO_QUEUE_SECRET',
-    arg: 'SECRET',
-    description: 'serve: TCP clients must first send "AUTH <secret>"',
-  },
+  'secret-file': SECRET_FILE_OPTION,
+  secret: SECRET_FLAG_REFUSED,
+  'handshake-timeout': HANDSHAKE_TIMEOUT_OPTION,
   allow: {
     type: 'string',
     env: 'VIRGO_QUEUE_ALLOW',
     arg: 'IP,…',
     description:
-      'serve: only these client addresses may use the text port (default: any that reaches --listen)',
+      'serve: only these client addresses may use the text port and ZeroMQ (default: any that reaches --listen)',
   },
   metrics: {
     type: 'string',
@@ -98,7 +106,10 @@ export default defineCommand({
   usage: `virgo queue serve [--dir DIR] [--listen 127.0.0.1:60000] [--zmq tcp://127.0.0.1:60001|off]
        virgo queue cat|tail [--follow] [--json] [--dir DIR]
        virgo queue import <legacy REQUEST_REPLY.queue file> [--dir DIR]
-       virgo queue export --legacy [--pad] [--replies] [--out FILE] [--dir DIR]`,
+       virgo queue export --legacy [--pad] [--replies] [--out FILE] [--dir DIR]
+With a secret (--secret-file FILE, VIRGO_QUEUE_SECRET or VIRGO_SECRET), a TCP client's first line
+is "AUTH <secret>" (answered "ok") and a ZeroMQ peer authenticates with PLAIN (any user name,
+password = the secret).`,
   details: `serve   takes requests on the text port (one per line; telnet and nc work) and on a ZeroMQ
         ROUTER (DEALER clients, many requests in flight). Each request is written to the segment
         log and fdatasync'ed before it is handled; the answer is "REPLY#<id>#<client>:<sec>:<nsec> …",
@@ -112,6 +123,7 @@ The directory holds segments NNNNNNNNNNNNNNNNNNNN.kclog; one writer at a time (a
 any number of readers. Default: $VIRGO_STATE_DIR/kingcobra (./.virgo/kingcobra).
 examples:
   virgo queue serve &  echo hello | nc -N 127.0.0.1 60000
+  VIRGO_QUEUE_SECRET=… virgo queue serve &  printf 'AUTH %s\nhello\n' "$VIRGO_QUEUE_SECRET" | nc -N 127.0.0.1 60000
   virgo queue import /var/log/kingcobra/REQUEST_REPLY.queue    # the original module's queue file
   virgo queue tail --follow
   virgo queue export --legacy --pad > REQUEST_REPLY.queue`,
@@ -136,6 +148,7 @@ async function runQueue({ opts, args, io }: RunContext<typeof OPTIONS>): Promise
   if (!action || !ACTIONS.includes(action)) {
     throw new UsageError(`which action? one of ${ACTIONS.join(', ')} (virgo queue --help)`);
   }
+  refuseSecretFlag(opts.secret, 'queue');
   const q = await import('../../queue-bridge/index.ts');
   const dir = (opts.dir as string | undefined) ?? stateDir('kingcobra');
   const write = async (s: string | Buffer) => {
@@ -150,6 +163,7 @@ async function runQueue({ opts, args, io }: RunContext<typeof OPTIONS>): Promise
       throw new UsageError(`--zmq must be an endpoint like tcp://127.0.0.1:60001, or off; got ${zmqOpt}`);
     }
     const allow = parseAllowList(opts.allow);
+    const secret = resolveSecret('queue', opts['secret-file'], io.env);
     const svc = await q.startQueueService({
       dir,
       listen,
@@ -158,9 +172,11 @@ async function runQueue({ opts, args, io }: RunContext<typeof OPTIONS>): Promise
       maxQueue: positiveInt('max-queue', opts['max-queue']),
       maxLineBytes: positiveInt('max-line', opts['max-line']),
       maxClients: positiveInt('max-clients', opts['max-clients']),
-      ...(opts.secret ? { secret: opts.secret as string } : {}),
+      ...(secret ? { secret: secret.secret } : {}),
+      handshakeTimeoutMs: handshakeTimeoutMs(opts['handshake-timeout']),
       ...(allow ? { allow } : {}),
     });
+    if (secret) log.info('write ports require the secret', { source: secret.source });
     onShutdown('queue', () => svc.close());
     if (opts.metrics) {
       enableProcessMetrics();

@@ -2,7 +2,8 @@ import { once } from 'node:events';
 import { resolve } from 'node:path';
 import { parseBrokers } from '../../bus/index.ts';
 import { UsageError } from '../../runtime/config.ts';
-import { setLogWriter } from '../../runtime/log.ts';
+import { createLogger, setLogWriter } from '../../runtime/log.ts';
+import { refuseSecretFlag, resolveSecret } from '../../runtime/secret.ts';
 import { exitOnSignals, onShutdown, shutdown } from '../../runtime/shutdown.ts';
 import { defineCommand } from '../command.ts';
 import { pipelineOptions, SHARED_OPTIONS, stageOptions } from '../topology/index.ts';
@@ -39,11 +40,24 @@ examples:
   },
   async run({ opts, io }) {
     const brokers = parseBrokers(opts.brokers);
+    refuseSecretFlag(opts.secret, 'all');
+    const queueSecret = resolveSecret('queue', opts['secret-file'], io.env);
+    const driversSecret = resolveSecret('drivers', opts['secret-file'], io.env);
+    for (const [port, s] of [
+      ['queue', queueSecret],
+      ['drivers', driversSecret],
+    ] as const) {
+      if (s) createLogger('up').info('write ports require the secret', { ports: port, source: s.source });
+    }
     // every stage's flags, read by the stage that declared them, for either mode
     const o = pipelineOptions(opts, {
       ...(brokers.length > 0 ? { brokers } : {}),
       stateDir: resolve(String(opts['state-dir'])),
       stdin: io.stdin,
+      secrets: {
+        ...(queueSecret ? { queue: queueSecret.secret } : {}),
+        ...(driversSecret ? { drivers: driversSecret.secret } : {}),
+      },
     });
     if (opts.split) {
       if (brokers.length === 0) {

@@ -13,6 +13,15 @@ import {
   parseNameList,
   UsageError,
 } from '../../runtime/config.ts';
+import {
+  HANDSHAKE_TIMEOUT_OPTION,
+  handshakeTimeoutMs,
+  refuseSecretFlag,
+  resolveSecret,
+  SECRET_ENV,
+  SECRET_FILE_OPTION,
+  SECRET_FLAG_REFUSED,
+} from '../../runtime/secret.ts';
 import type { Endpoints } from '../../runtime/topology.ts';
 
 /** `virgo drivers up`'s options: the actuators stage's whole configuration as flags. */
@@ -102,12 +111,9 @@ export const DRIVERS_UP_OPTIONS = {
     arg: '[HOST/]KEY=VALUE',
     description: 'start with this variable set (repeatable), e.g. cpupooling.balancer=analytics',
   },
-  secret: {
-    type: 'string',
-    env: 'VIRGO_DRIVERS_SECRET',
-    arg: 'SECRET',
-    description: 'clients must first send "AUTH <secret>"',
-  },
+  'secret-file': SECRET_FILE_OPTION,
+  secret: SECRET_FLAG_REFUSED,
+  'handshake-timeout': HANDSHAKE_TIMEOUT_OPTION,
   allow: {
     type: 'string',
     env: 'VIRGO_DRIVERS_ALLOW',
@@ -141,7 +147,12 @@ export interface ActuatorsConfig {
   /** virgo_cloud.conf node list for cpupooling */
   nodesFile?: string;
   mempool: 'memory' | 'redis';
+  /** clients of the drivers must first send `AUTH <secret>`; forwarded virgo_clone calls send it */
   secret?: string;
+  /** what device replies send to the queue (--queue) first */
+  queueSecret?: string;
+  /** with a secret: time a connection has to authenticate */
+  handshakeTimeoutMs: number;
   allow?: string[];
   /** operator overrides in front of the learnt variables */
   sets: VariableSet[];
@@ -183,7 +194,11 @@ function parseSet(raw: string): VariableSet {
 export function actuatorsConfig(
   opts: OptionValues<typeof DRIVERS_UP_OPTIONS>,
   defaultDir: (sub: string) => string,
+  env: NodeJS.ProcessEnv = process.env,
 ): ActuatorsConfig {
+  refuseSecretFlag(opts.secret, 'drivers');
+  const secret = resolveSecret('drivers', opts['secret-file'], env);
+  const queueSecret = opts.queue ? resolveSecret('queue', opts['secret-file'], env) : undefined;
   const drivers =
     opts.only === undefined ? [...DRIVER_NAMES] : parseNameList('only', opts.only, DRIVER_NAMES);
   const mempool = opts.mempool ?? 'memory';
@@ -208,7 +223,9 @@ export function actuatorsConfig(
     eventnetDir: opts['eventnet-dir'] ?? defaultDir('eventnet'),
     ...(opts.nodes ? { nodesFile: opts.nodes } : {}),
     mempool,
-    ...(opts.secret ? { secret: opts.secret } : {}),
+    ...(secret ? { secret: secret.secret } : {}),
+    ...(queueSecret ? { queueSecret: queueSecret.secret } : {}),
+    handshakeTimeoutMs: handshakeTimeoutMs(opts['handshake-timeout']),
     ...(allow ? { allow } : {}),
     sets: (opts.set ?? []).map(parseSet),
     feeder: parseHostPort(opts.feeder ?? `127.0.0.1:${FEEDER_PORT}`),
@@ -219,7 +236,8 @@ export function actuatorsConfig(
 
 /**
  * The configuration as `virgo drivers up` arguments, every field spelled out so that the child
- * runs exactly it; the secret goes in the environment, never on a command line (`ps` shows those).
+ * runs exactly it; the secrets go in the environment, never on a command line (`ps` shows those;
+ * /proc/PID/environ is readable by the same user only).
  */
 export function actuatorsArgs(c: ActuatorsConfig): { args: string[]; env: Record<string, string> } {
   const list = (xs: readonly string[]) => (xs.length > 0 ? xs.join(',') : 'none');
@@ -252,9 +270,17 @@ export function actuatorsArgs(c: ActuatorsConfig): { args: string[]; env: Record
     String(c.courseSeed),
     ...(c.queue ? ['--queue', `${c.queue.host}:${c.queue.port}`] : []),
     ...c.sets.flatMap((s) => ['--set', `${s.host ? `${s.host}/` : ''}${s.key}=${s.value}`]),
+    '--handshake-timeout',
+    String(c.handshakeTimeoutMs / 1000),
     ...(c.allow ? ['--allow', c.allow.join(',')] : []),
   ];
-  return { args, env: c.secret ? { VIRGO_DRIVERS_SECRET: c.secret } : {} };
+  return {
+    args,
+    env: {
+      ...(c.secret ? { [SECRET_ENV.drivers]: c.secret } : {}),
+      ...(c.queueSecret ? { [SECRET_ENV.queue]: c.queueSecret } : {}),
+    },
+  };
 }
 
 /** `virgo drivers up`'s ready line: "listening NAME=HOST:PORT … devices=… variables=…". */

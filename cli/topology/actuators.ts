@@ -33,6 +33,10 @@ export function actuatorsFromPipeline(o: PipelineOptions, endpoints: Readonly<En
     cloudfsRoot: join(o.stateDir, 'cloudfs'),
     eventnetDir: join(o.stateDir, 'eventnet'),
     mempool: 'memory',
+    ...(o.secrets?.drivers ? { secret: o.secrets.drivers } : {}),
+    // device replies go to the queue over TCP only as separate processes (--split)
+    ...(endpoints.queue && o.secrets?.queue ? { queueSecret: o.secrets.queue } : {}),
+    handshakeTimeoutMs: o.handshakeTimeoutMs ?? 5_000,
     sets: [],
     feeder: at(endpoints.feeder, o.feederPort ?? FEEDER_PORT),
     ...(endpoints.queue ? { queue: at(endpoints.queue, 0) } : {}),
@@ -126,7 +130,9 @@ export async function startActuatorsStage(
     // Devices publish frames on the bus and reply to the queue.
     let replies = peers.replies;
     if (!replies && c.queue && c.devices.length > 0) {
-      const sink = new devices.TcpQueueSink(c.queue.host, c.queue.port);
+      const sink = new devices.TcpQueueSink(c.queue.host, c.queue.port, {
+        ...(c.queueSecret ? { secret: c.queueSecret } : {}),
+      });
       closers.push(async () => sink.close());
       replies = sink;
     }
@@ -141,6 +147,7 @@ export async function startActuatorsStage(
       ...(nodes ? { nodes } : {}),
       ...(memoryStore ? { memoryStore } : {}),
       ...(c.secret ? { secret: c.secret } : {}),
+      handshakeTimeoutMs: c.handshakeTimeoutMs,
       ...(c.allow ? { allow: c.allow } : {}),
       cloudfsRoot: c.cloudfsRoot,
       eventnetDir: c.eventnetDir,

@@ -14,6 +14,12 @@ import type { QueueService } from '../../queue-bridge/index.ts';
 import { type ChildStage, runChildren } from '../../runtime/children.ts';
 import { CONNECTION_OPTIONS, type OptionDefs } from '../../runtime/config.ts';
 import type { MetricsServer } from '../../runtime/metrics.ts';
+import {
+  HANDSHAKE_TIMEOUT_OPTION,
+  handshakeTimeoutMs,
+  SECRET_FILE_OPTION,
+  SECRET_FLAG_REFUSED,
+} from '../../runtime/secret.ts';
 import { type Endpoints, startOrder, startStages } from '../../runtime/topology.ts';
 import { actuatorsStage } from './actuators.ts';
 import { consumerStage } from './consumer.ts';
@@ -68,6 +74,9 @@ export const SHARED_OPTIONS = {
     default: false,
     description: 'every listener takes a free port (printed when ready)',
   },
+  'secret-file': SECRET_FILE_OPTION,
+  secret: SECRET_FLAG_REFUSED,
+  'handshake-timeout': HANDSHAKE_TIMEOUT_OPTION,
 } as const satisfies OptionDefs;
 
 /** The `virgo up` flags of the stages: each declared once, by the stage that reads it. */
@@ -92,6 +101,9 @@ export function pipelineOptions(
     ...shared,
     ...(flags.redis !== undefined ? { redisUrl: String(flags.redis) } : {}),
     listenHost: String(flags['listen-host'] ?? '127.0.0.1'),
+    handshakeTimeoutMs: handshakeTimeoutMs(
+      typeof flags['handshake-timeout'] === 'number' ? flags['handshake-timeout'] : undefined,
+    ),
   };
   for (const s of stages) s.configure?.(flags, o);
   return o;

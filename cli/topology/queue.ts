@@ -2,6 +2,7 @@
 import { join } from 'node:path';
 import type { QueueService } from '../../queue-bridge/index.ts';
 import { QUEUE_PORT, QUEUE_ZMQ_ENDPOINT } from '../../queue-bridge/ports.ts';
+import { SECRET_ENV } from '../../runtime/secret.ts';
 import type { PipelineStage } from './stage.ts';
 
 export const queueStage: PipelineStage<QueueService> = {
@@ -27,6 +28,8 @@ export const queueStage: PipelineStage<QueueService> = {
       dir: join(ctx.o.stateDir, 'kingcobra'),
       listen: { host: ctx.listenHost, port: ctx.o.queuePort ?? QUEUE_PORT },
       zmq: ctx.o.zmq ?? false,
+      ...(ctx.o.secrets?.queue ? { secret: ctx.o.secrets.queue } : {}),
+      ...(ctx.o.handshakeTimeoutMs !== undefined ? { handshakeTimeoutMs: ctx.o.handshakeTimeoutMs } : {}),
     });
     return {
       handle: queue,
@@ -43,6 +46,9 @@ export const queueStage: PipelineStage<QueueService> = {
   },
   child(o) {
     const host = o.listenHost ?? '127.0.0.1';
+    // the secret by environment, never on the command line
+    const env: Record<string, string> = {};
+    if (o.secrets?.queue) env[SECRET_ENV.queue] = o.secrets.queue;
     return {
       args: [
         'queue',
@@ -53,7 +59,10 @@ export const queueStage: PipelineStage<QueueService> = {
         `${host}:${o.queuePort ?? QUEUE_PORT}`,
         '--zmq',
         o.zmq === false || o.zmq === undefined ? 'off' : o.zmq,
+        '--handshake-timeout',
+        String((o.handshakeTimeoutMs ?? 5_000) / 1000),
       ],
+      env,
       // "listening tcp=HOST:PORT zmq=ENDPOINT|off dir=…"
       ready(line) {
         const m = /^listening tcp=(\S+) zmq=(\S+)/.exec(line);

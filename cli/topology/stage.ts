@@ -26,6 +26,13 @@ export interface PipelineOptions {
   lingerMs?: number;
   stateDir: string;
   listenHost?: string;
+  /**
+   * the write ports' secrets (resolved from a file or the environment, never a flag); a port
+   * without one is open to whoever reaches it
+   */
+  secrets?: { queue?: string; drivers?: string };
+  /** with a secret: time a connection has to authenticate (default 5 s) */
+  handshakeTimeoutMs?: number;
   /** 0 for any free port */
   feederPort?: number;
   queuePort?: number;

@@ -37,7 +37,7 @@ function upOptions(argv: string[], stages: readonly PipelineStage[] = PIPELINE) 
 function asDriversUp(args: string[], env: NodeJS.ProcessEnv = {}): ActuatorsConfig {
   expect(args.slice(0, 2)).toEqual(['drivers', 'up']);
   const { values } = parseOptions(DRIVERS_UP_OPTIONS, args.slice(2), env);
-  return actuatorsConfig(values, (sub) => join('/nowhere', sub));
+  return actuatorsConfig(values, (sub) => join('/nowhere', sub), env);
 }
 
 const names = (s: readonly { name: string }[]) => s.map((x) => x.name);
@@ -196,7 +196,7 @@ describe('an option declared once reaches its stage in all three modes', () => {
     }
   });
 
-  it('virgo drivers up reads back exactly the configuration --split writes (every field, the secret by environment)', () => {
+  it('virgo drivers up reads back exactly the configuration --split writes (every field, the secrets by environment)', () => {
     const c: ActuatorsConfig = {
       drivers: ['cpupooling', 'cloudfs'],
       devices: ['webcam'],
@@ -209,6 +209,8 @@ describe('an option declared once reaches its stage in all three modes', () => {
       nodesFile: '/etc/virgo_cloud.conf',
       mempool: 'redis',
       secret: 's3cret',
+      queueSecret: 'q-s3cret',
+      handshakeTimeoutMs: 2_500,
       allow: ['127.0.0.1', '10.0.0.7'],
       sets: [
         { host: '', key: 'cpupooling.balancer', value: 'analytics' },
@@ -221,6 +223,20 @@ describe('an option declared once reaches its stage in all three modes', () => {
     const { args, env } = actuatorsArgs(c);
     expect(args.join(' ')).not.toContain('s3cret');
     expect(asDriversUp(args, env)).toEqual(c);
+    // the shared secret stands in for a missing service secret, the service's own wins
+    const { secret: _s, queueSecret: _q, ...open } = c;
+    expect(asDriversUp(args, { VIRGO_SECRET: 'shared' })).toEqual({
+      ...open,
+      secret: 'shared',
+      queueSecret: 'shared',
+    });
+    expect(asDriversUp(args, { VIRGO_SECRET: 'shared', VIRGO_DRIVERS_SECRET: 'own' })).toMatchObject({
+      secret: 'own',
+      queueSecret: 'shared',
+    });
+    expect(() => asDriversUp([...args, '--secret', 'in-ps'])).toThrow(
+      /--secret is not accepted.*--secret-file/,
+    );
   });
 
   it("drivers up's ready line gives the drivers' endpoints", () => {

@@ -1,5 +1,6 @@
 // Security: every listener binds 127.0.0.1 unless told otherwise; the write ports (VIRGO queue,
-// pooling drivers) take an optional shared secret and an allowlist; cloudfs stays inside its root;
+// pooling drivers) take an optional shared secret (from a file or the environment; the holes of
+// issue #15 are in write-ports.test.ts) and an allowlist; cloudfs stays inside its root;
 // nothing received on the wire is run as code or opened as a path outside the registry/root; Kafka
 // and Redis credentials come from env/config only and never show in logs or output.
 import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -121,7 +122,7 @@ describe('security', () => {
     expect(endpoints.every((e) => e.address === '127.0.0.1')).toBe(true);
   }, 120_000);
 
-  it('VIRGO queue --secret: no request is taken (or persisted) before AUTH <secret>', async () => {
+  it('VIRGO queue secret: no request is taken (or persisted) before AUTH <secret>', async () => {
     const pw = secret('queue');
     const { c, port, dir } = await queueServe([], { VIRGO_QUEUE_SECRET: pw });
     const anon = await LineConn.open(port);
@@ -141,7 +142,7 @@ describe('security', () => {
     await log.close();
     const leaked = [...c.stdout, ...c.stderr].filter((l) => l.includes(pw));
     report.security({
-      check: 'VIRGO queue: shared secret (VIRGO_QUEUE_SECRET / --secret)',
+      check: 'VIRGO queue: shared secret (VIRGO_QUEUE_SECRET / --secret-file)',
       passed: payloads.join('|') === 'authorised request' && leaked.length === 0,
       detail: `persisted: ${JSON.stringify(payloads)}; secret in logs: ${leaked.length}`,
     });
@@ -149,9 +150,11 @@ describe('security', () => {
     expect(leaked).toEqual([]);
   }, 60_000);
 
-  it('pooling drivers --secret: a request before AUTH is refused and its client closed', async () => {
+  it('pooling drivers secret: a request before AUTH is refused and its client closed', async () => {
     const pw = secret('drivers');
-    const { c, cpu } = await driversUp(['--secret', pw]);
+    const file = join(tempDir('sec-secret'), 'drivers.secret');
+    writeFileSync(file, `${pw}\n`, { mode: 0o600 });
+    const { c, cpu } = await driversUp(['--secret-file', file]);
     const anon = await LineConn.open(cpu);
     expect(await anon.request('virgo_clone(fib,10)')).toMatch(/^error: first line must be AUTH <secret>/);
     await anon.closed;
@@ -162,7 +165,7 @@ describe('security', () => {
     await c.stop();
     const leaked = [...c.stdout, ...c.stderr].filter((l) => l.includes(pw));
     report.security({
-      check: 'pooling drivers: shared secret (--secret / VIRGO_DRIVERS_SECRET)',
+      check: 'pooling drivers: shared secret (--secret-file / VIRGO_DRIVERS_SECRET)',
       passed: leaked.length === 0,
       detail: `anonymous request refused, AUTH accepted; secret in logs: ${leaked.length}`,
     });
