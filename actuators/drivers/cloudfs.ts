@@ -8,12 +8,15 @@
 // root; the file is opened with O_NOFOLLOW (a symlink as the last component is refused) and
 // O_NONBLOCK (a FIFO cannot hang us), must be a regular file, and its real path (/proc/self/fd) is
 // checked again after open, which closes the race of a directory swapped for a symlink meanwhile.
-// Descriptors belong to the server, as in the original (its syscall clients opened one connection
-// per call), bounded in number and closed after sitting idle.
+// Descriptors belong to the connection that opened them, like a process's own fd table: numbered
+// from 3 per connection, invisible to every other client, closed when the connection closes,
+// bounded per connection and in total, and closed after sitting idle. (The original's descriptors
+// were the server's, shared by every client; a client then could read or write another's files
+// and exhaust the table for all.)
 import { constants, type FileHandle, open, readlink, realpath } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, sep } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { LineServer } from '../../runtime/line-server.ts';
+import type { LineClient, LineServer } from '../../runtime/line-server.ts';
 import { createLogger } from '../../runtime/log.ts';
 import { counter, gauge } from '../../runtime/metrics.ts';
 import { expectCall, parseCount, splitFirst, splitLast } from './call-syntax.ts';
@@ -52,7 +55,10 @@ export interface CloudFsOptions extends CommonServerOptions {
   root: string;
   port?: number;
   readOnly?: boolean;
+  /** descriptors open at once, all connections together (default 256) */
   maxOpenFiles?: number;
+  /** descriptors one connection may hold (default 16) */
+  maxOpenFilesPerClient?: number;
   /** largest read in bytes */
   maxReadBytes?: number;
   /** no write may end past this offset */
@@ -76,7 +82,9 @@ export class CloudFs {
   readonly stats: DriverStats;
   readonly bucket: TokenBucket;
   private rootReal = '';
-  private readonly files = new Map<number, OpenFile>();
+  /** each connection's descriptors, by connection id */
+  private readonly tables = new Map<number, Map<number, OpenFile>>();
+  private total = 0;
   private sweeper: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: CloudFsOptions) {
@@ -86,7 +94,8 @@ export class CloudFs {
         name: 'cloudfs',
         port: opts.port ?? CLOUDFS_PORT,
         help: HELP,
-        handle: (line) => this.handle(line),
+        handle: (line, client) => this.handle(line, client),
+        onClose: (client) => void this.closeAll(client.id),
         ...commonServerOptions(opts),
         // a write line carries its data: room for 64 KiB plus the call around it
         maxLineBytes: opts.maxLineBytes ?? 65_536 + 256,
@@ -101,8 +110,9 @@ export class CloudFs {
     return this.server.port;
   }
 
+  /** descriptors open now, all connections together */
   get openFiles(): number {
-    return this.files.size;
+    return this.total;
   }
 
   async start(): Promise<number> {
@@ -121,20 +131,46 @@ export class CloudFs {
 
   private async sweep(idleMs: number): Promise<void> {
     const cutoff = Date.now() - idleMs;
-    for (const [fd, f] of this.files) {
-      if (f.lastUsed >= cutoff) continue;
-      this.files.delete(fd);
-      log.info('closing idle descriptor', { fd, path: f.path });
-      await f.handle.close().catch(() => {});
+    for (const [client, files] of this.tables) {
+      for (const [fd, f] of files) {
+        if (f.lastUsed >= cutoff) continue;
+        this.forget(files, fd);
+        log.info('closing idle descriptor', { client, fd, path: f.path });
+        await f.handle.close().catch(() => {});
+      }
     }
-    openGauge.set(this.files.size);
   }
 
-  private async handle(line: string): Promise<string> {
+  private forget(files: Map<number, OpenFile>, fd: number): void {
+    if (files.delete(fd)) this.total--;
+    openGauge.set(this.total);
+  }
+
+  /** A connection is gone: its descriptors go with it. */
+  private async closeAll(client: number): Promise<void> {
+    const files = this.tables.get(client);
+    if (!files) return;
+    this.tables.delete(client);
+    this.total -= files.size;
+    openGauge.set(this.total);
+    for (const f of files.values()) await f.handle.close().catch(() => {});
+  }
+
+  private table(client: LineClient): Map<number, OpenFile> {
+    let t = this.tables.get(client.id);
+    if (!t) {
+      t = new Map();
+      this.tables.set(client.id, t);
+    }
+    return t;
+  }
+
+  private async handle(line: string, client: LineClient): Promise<string> {
+    const files = this.table(client);
     const call = expectCall(line, COMMANDS);
     switch (call.name) {
       case 'virgo_cloud_open':
-        return String(await this.open(call.inner));
+        return String(await this.open(call.inner, client, files));
       case 'virgo_cloud_read': {
         const p = call.inner.split(',');
         if (p.length !== 4) {
@@ -150,7 +186,7 @@ export class CloudFs {
             `virgo_cloud_read: the second argument is the buffer placeholder, send none (got ${quote(placeholder)})`,
           );
         }
-        const f = this.file(fdS);
+        const f = this.file(files, fdS);
         const count = parseCount(countS, 'virgo_cloud_read: count', this.opts.maxReadBytes ?? 65_536);
         const pos = parseCount(posS, 'virgo_cloud_read: pos');
         const buf = Buffer.alloc(count);
@@ -167,7 +203,7 @@ export class CloudFs {
           );
         }
         const [dataS, countS, posS] = parts as [string, string, string];
-        const f = this.file(fdS!);
+        const f = this.file(files, fdS!);
         if (this.opts.readOnly) throw new DriverError('forbidden', 'virgo_cloud_write: cloudfs is read-only');
         let data: Buffer;
         try {
@@ -199,9 +235,8 @@ export class CloudFs {
       }
       default: {
         const fd = this.fdNumber(call.inner);
-        const f = this.file(call.inner);
-        this.files.delete(fd);
-        openGauge.set(this.files.size);
+        const f = this.file(files, call.inner);
+        this.forget(files, fd);
         await io(() => f.handle.close(), 'close', f.path);
         return 'ok';
       }
@@ -241,18 +276,25 @@ export class CloudFs {
     return fd;
   }
 
-  private file(s: string): OpenFile {
+  private file(files: Map<number, OpenFile>, s: string): OpenFile {
     const fd = this.fdNumber(s);
-    const f = this.files.get(fd);
+    const f = files.get(fd);
     if (!f) throw new DriverError('not-found', `fd ${fd} is not open; virgo_cloud_open(<path>) returns one`);
     f.lastUsed = Date.now();
     return f;
   }
 
-  private async open(raw: string): Promise<number> {
+  private async open(raw: string, client: LineClient, files: Map<number, OpenFile>): Promise<number> {
+    const mine = this.opts.maxOpenFilesPerClient ?? 16;
+    if (files.size >= mine) {
+      throw new DriverError(
+        'limit',
+        `too many open files on this connection (${mine}); virgo_cloud_close(<fd>) some first`,
+      );
+    }
     const max = this.opts.maxOpenFiles ?? 256;
-    if (this.files.size >= max) {
-      throw new DriverError('limit', `too many open files (${max}); virgo_cloud_close(<fd>) some first`);
+    if (this.total >= max) {
+      throw new DriverError('limit', `too many open files on this server (${max}); try again later`);
     }
     const rel = checkRelativePath(raw.trim());
     const full = join(this.rootReal, rel);
@@ -306,10 +348,16 @@ export class CloudFs {
       await handle.close().catch(() => {});
       throw err;
     }
+    if (client.closed || this.tables.get(client.id) !== files) {
+      // the connection went away while the file was being opened: nobody can close it later
+      await handle.close().catch(() => {});
+      throw new DriverError('unavailable', 'virgo_cloud_open: the connection closed meanwhile');
+    }
     let fd = FIRST_FD;
-    while (this.files.has(fd)) fd++;
-    this.files.set(fd, { handle, path: rel, lastUsed: Date.now() });
-    openGauge.set(this.files.size);
+    while (files.has(fd)) fd++;
+    files.set(fd, { handle, path: rel, lastUsed: Date.now() });
+    this.total++;
+    openGauge.set(this.total);
     return fd;
   }
 
@@ -323,8 +371,7 @@ export class CloudFs {
   async close(): Promise<void> {
     clearInterval(this.sweeper);
     await this.server.close();
-    for (const f of this.files.values()) await f.handle.close().catch(() => {});
-    this.files.clear();
+    for (const client of [...this.tables.keys()]) await this.closeAll(client);
     openGauge.set(0);
   }
 }

@@ -5,7 +5,7 @@ import fc from 'fast-check';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { CloudFs, escapeBytes, TokenBucket, unescapeBytes } from '../../../actuators/drivers/index.ts';
 import { VariableTable } from '../../../kernel-analytics/index.ts';
-import { run } from '../../helpers/services.ts';
+import { run, waitFor } from '../../helpers/services.ts';
 import { expectRobust } from './robust.ts';
 import { TelnetClient } from './telnet.ts';
 
@@ -73,14 +73,21 @@ describe('cloudfs :50000', () => {
     expect(s.openFiles).toBe(2);
   });
 
-  it('descriptors outlive the connection, as the original syscall clients needed', async () => {
+  it("descriptors belong to their connection: numbered per connection, closed with it, never another's", async () => {
     const s = await start();
     const a = await TelnetClient.connect(s.port);
-    const fd = await a.request('virgo_cloud_open(hello.txt)');
+    const b = await TelnetClient.connect(s.port);
+    expect(await a.request('virgo_cloud_open(hello.txt)')).toBe('3');
+    expect(await b.request('virgo_cloud_read(3,none,5,0)')).toBe(
+      'error: fd 3 is not open; virgo_cloud_open(<path>) returns one',
+    );
+    // each connection numbers its own from 3, as processes do
+    expect(await b.request('virgo_cloud_open(sub/b.txt)')).toBe('3');
+    expect(await a.request('virgo_cloud_read(3,none,5,0)')).toBe('hello');
+    expect(s.openFiles).toBe(2);
     a.close();
     await a.closed;
-    const b = await TelnetClient.connect(s.port);
-    expect(await b.request(`virgo_cloud_read(${fd},none,5,0)`)).toBe('hello');
+    await waitFor(() => s.openFiles === 1, "a's descriptor closed with its connection");
     b.close();
   });
 
@@ -124,15 +131,21 @@ describe('cloudfs :50000', () => {
     rmSync(fifo);
   });
 
-  it('limits open descriptors', async () => {
-    const s = await start(new VariableTable(), { maxOpenFiles: 2 });
+  it('limits open descriptors per connection and in all', async () => {
+    const s = await start(new VariableTable(), { maxOpenFilesPerClient: 2, maxOpenFiles: 3 });
     const c = await TelnetClient.connect(s.port);
     expect(await c.request('virgo_cloud_open(hello.txt)')).toBe('3');
     expect(await c.request('virgo_cloud_open(hello.txt)')).toBe('4');
     expect(await c.request('virgo_cloud_open(hello.txt)')).toBe(
-      'error: too many open files (2); virgo_cloud_close(<fd>) some first',
+      'error: too many open files on this connection (2); virgo_cloud_close(<fd>) some first',
+    );
+    const d = await TelnetClient.connect(s.port);
+    expect(await d.request('virgo_cloud_open(hello.txt)')).toBe('3');
+    expect(await d.request('virgo_cloud_open(hello.txt)')).toBe(
+      'error: too many open files on this server (3); try again later',
     );
     c.close();
+    d.close();
   });
 
   it('follows cloudfs.write_bytes_per_s: refuses, delays, then lets through as the variable changes', async () => {
@@ -165,11 +178,10 @@ describe('cloudfs :50000', () => {
 
   it('answers malformed requests with an error line and keeps serving', async () => {
     const s = await start();
-    const c = await TelnetClient.connect(s.port);
-    expect(await c.request('virgo_cloud_open(hello.txt)')).toBe('3');
-    c.close();
     await expectRobust(s.port, {
       maxLineBytes: 65_536 + 256,
+      // descriptors are per connection: each checked connection opens its fd 3
+      setup: ['virgo_cloud_open(hello.txt)'],
       good: { line: 'virgo_cloud_read(3,none,5,0)', reply: /^hello$/ },
       bad: [
         { line: 'cat /etc/passwd', says: /is not a request; expected one of virgo_cloud_open\(…\)/ },

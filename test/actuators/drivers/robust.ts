@@ -11,9 +11,20 @@ export interface RobustCase {
 
 export async function expectRobust(
   port: number,
-  opts: { bad: RobustCase[]; good: { line: string; reply: RegExp }; maxLineBytes: number },
+  opts: {
+    bad: RobustCase[];
+    good: { line: string; reply: RegExp };
+    maxLineBytes: number;
+    /** sent first on each connection whose requests are checked (state that is per connection) */
+    setup?: string[];
+  },
 ): Promise<void> {
-  const c = await TelnetClient.connect(port);
+  const connect = async () => {
+    const t = await TelnetClient.connect(port);
+    for (const l of opts.setup ?? []) expect(await t.request(l), `setup ${l}`).not.toMatch(/^error: /);
+    return t;
+  };
+  const c = await connect();
   for (const b of opts.bad) {
     const r = await c.request(b.line);
     expect(r, `reply to ${JSON.stringify(b.line.slice(0, 60))}`).toMatch(/^error: /);
@@ -32,7 +43,7 @@ export async function expectRobust(
   expect(await b.next()).toMatch(/^error: binary data/);
   await b.closed;
   // the service is still up for everyone else
-  const d = await TelnetClient.connect(port);
+  const d = await connect();
   expect(await d.request(opts.good.line)).toMatch(opts.good.reply);
   d.close();
 }
