@@ -40,8 +40,14 @@ export {
   parseEventNetMessage,
   VERTICES_FILE,
 } from './eventnet.ts';
-export { InProcessMemoryStore, type MemoryStore, RedisMemoryStore } from './memory-store.ts';
-export { MEM_VARS, MemoryPooling, type MemoryPoolingOptions } from './memorypooling.ts';
+export { InProcessMemoryStore, type MemoryStore, type PoolLimits, RedisMemoryStore } from './memory-store.ts';
+export {
+  MEM_DEFAULTS,
+  MEM_VARS,
+  type MemoryLimits,
+  MemoryPooling,
+  type MemoryPoolingOptions,
+} from './memorypooling.ts';
 export { NodeClient } from './node-client.ts';
 export {
   CLOUDFS_PORT,
