@@ -1,6 +1,9 @@
 // What virgo_clone may run: functions registered here, in code. A name received over the wire is
 // only ever a key into this map; it is never resolved as a path, a module or a shell command
 // (the original's paramIsExecutable=1 ran a binary named by the client; we do not).
+// Functions that compute (`cpu: true`) run in cpupooling's worker threads, never on the event
+// loop every port shares; a new CPU-heavy function goes here, so the workers (clone-worker.ts,
+// which loads this registry) know it too.
 import { loadavg } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DriverError, quote } from './driver-server.ts';
@@ -10,6 +13,8 @@ export interface CloneFunction {
   /** e.g. "fib <n>" */
   usage: string;
   description: string;
+  /** it computes (holds a CPU): run in a worker thread, not on the event loop */
+  cpu?: boolean;
   /** args as typed; validates them and throws DriverError('malformed') with the usage */
   run(args: readonly string[], ctx: { signal: AbortSignal }): string | Promise<string>;
 }
@@ -73,6 +78,7 @@ function arity(fn: { name: string; usage: string }, args: readonly string[], min
 
 const fib: CloneFunction = {
   name: 'fib',
+  cpu: true,
   usage: 'fib <n>  (n <= 1000)',
   description: 'the n-th Fibonacci number (exact)',
   run(args) {
@@ -87,6 +93,7 @@ const fib: CloneFunction = {
 
 const sum: CloneFunction = {
   name: 'sum',
+  cpu: true,
   usage: 'sum <x> [<x> ...]  (up to 1000 numbers)',
   description: 'the sum of the numbers',
   run(args) {
@@ -129,6 +136,7 @@ const echo: CloneFunction = {
 
 const primes: CloneFunction = {
   name: 'primes',
+  cpu: true,
   usage: 'primes <n>  (n <= 2000000)',
   description: 'how many primes are <= n (a CPU-bound job, milliseconds)',
   run(args) {
@@ -158,9 +166,19 @@ const load: CloneFunction = {
   },
 };
 
+const BUILTIN: readonly CloneFunction[] = [fib, sum, sleepMs, echo, primes, load];
+
 /** The functions every node offers unless told otherwise. */
 export function defaultRegistry(): FunctionRegistry {
   const r = new FunctionRegistry();
-  for (const f of [fib, sum, sleepMs, echo, primes, load]) r.register(f);
+  for (const f of BUILTIN) r.register(f);
   return r;
+}
+
+/**
+ * Whether `fn` is one of the functions above, which a worker thread can run by name (a function
+ * registered elsewhere exists only in the registry that holds it, so it runs in place).
+ */
+export function isBuiltin(fn: CloneFunction): boolean {
+  return BUILTIN.includes(fn);
 }

@@ -5,24 +5,30 @@
 //   node=<host:port> rule=<rule> result=<result>
 // Requests: `virgo_clone(fib,30)`, `fib(30)`, `fib 30`. At most once: a failed forward is reported,
 // not retried elsewhere (a function may have side effects).
+// Functions that compute run in a bounded pool of worker threads (runtime/worker-pool.ts), with a
+// time limit per call (`cpupooling.timeout_ms`), so a heavy clone never holds up this port's other
+// clients or any other port of the process; a full pool or a call over its time gets an error line.
 import { networkInterfaces } from 'node:os';
 import type { LineServer } from '../../runtime/line-server.ts';
 import { createLogger } from '../../runtime/log.ts';
 import { counter } from '../../runtime/metrics.ts';
+import { PoolBusyError, TaskError, TaskTimeoutError, WorkerPool } from '../../runtime/worker-pool.ts';
 import { analyticsPick, type BalancerRule, balancerRule, prgPick } from './balancer.ts';
 import { parseCall } from './call-syntax.ts';
-import { defaultRegistry, type FunctionRegistry } from './clone-functions.ts';
+import { type CloneFunction, defaultRegistry, type FunctionRegistry, isBuiltin } from './clone-functions.ts';
+import type { CloneTask } from './clone-worker.ts';
 import {
   type CommonServerOptions,
   commonServerOptions,
   createDriverServer,
   DriverError,
+  type DriverErrorCode,
   type DriverStats,
   quote,
 } from './driver-server.ts';
 import { NodeClient } from './node-client.ts';
 import { CPUPOOLING_PORT } from './ports.ts';
-import type { VariableSource } from './variables.ts';
+import { readNumber, type VariableSource } from './variables.ts';
 import { type CloudNode, nodeId } from './virgo-cloud-conf.ts';
 
 const log = createLogger('drivers.cpupooling');
@@ -30,6 +36,18 @@ const picks = counter('virgo_cpupooling_picks_total', 'virgo_clone requests by n
   'node',
   'rule',
 ]);
+
+export const CPU_TIMEOUT_VAR = 'cpupooling.timeout_ms';
+
+/** The worker pool of the CPU-bound clone functions. */
+export interface CloneWorkersOptions {
+  /** threads at most (default: CPUs - 1, between 1 and 4) */
+  size?: number;
+  /** calls waiting for a thread at most; one more is refused at once (default 64) */
+  maxQueued?: number;
+  /** time limit of a call when `cpupooling.timeout_ms` is unset (default 10 s) */
+  timeoutMs?: number;
+}
 
 export interface CpuPoolingOptions extends CommonServerOptions {
   variables: VariableSource;
@@ -45,6 +63,8 @@ export interface CpuPoolingOptions extends CommonServerOptions {
   /** node ids that are this process, beyond what is detected (same port on a local address) */
   self?: string[];
   forwardTimeoutMs?: number;
+  /** worker threads for the functions that compute; false: run them on the event loop (tests) */
+  workers?: CloneWorkersOptions | false;
 }
 
 export interface Pick {
@@ -68,10 +88,20 @@ export class CpuPooling {
   private readonly inFlight: number[] = [];
   private readonly abort = new AbortController();
   private warnedRule: string | undefined;
+  readonly pool: WorkerPool | undefined;
 
   constructor(private readonly opts: CpuPoolingOptions) {
     this.registry = opts.registry ?? defaultRegistry();
     this.nodes = opts.nodes ?? [];
+    if (opts.workers !== false) {
+      this.pool = new WorkerPool({
+        name: 'cpupooling',
+        module: new URL('./clone-worker.ts', import.meta.url),
+        ...(opts.workers?.size !== undefined ? { size: opts.workers.size } : {}),
+        ...(opts.workers?.maxQueued !== undefined ? { maxQueued: opts.workers.maxQueued } : {}),
+        ...(opts.workers?.timeoutMs !== undefined ? { timeoutMs: opts.workers.timeoutMs } : {}),
+      });
+    }
     const { server, stats } = createDriverServer(
       {
         name: 'cpupooling',
@@ -92,6 +122,7 @@ export class CpuPooling {
 
   async start(): Promise<number> {
     const port = await this.server.listen();
+    this.pool?.warm();
     if (this.nodes.length === 0)
       this.nodes = [{ host: this.server.host, port, id: nodeId(this.server.host, port) }];
     this.resetInFlight();
@@ -180,8 +211,39 @@ export class CpuPooling {
   }
 
   private async runLocal(name: string, args: string[]): Promise<string> {
-    const result = await this.registry.require(name).run(args, { signal: this.abort.signal });
+    const fn = this.registry.require(name);
+    const result =
+      fn.cpu && this.pool && isBuiltin(fn)
+        ? await this.inWorker(fn, args)
+        : await fn.run(args, { signal: this.abort.signal });
     return oneLine(result);
+  }
+
+  private async inWorker(fn: CloneFunction, args: string[]): Promise<string> {
+    const pool = this.pool!;
+    const timeoutMs = Math.floor(
+      readNumber(this.opts.variables, CPU_TIMEOUT_VAR, pool.timeoutMs, { min: 1 }),
+    );
+    try {
+      return await pool.run<string>({ fn: fn.name, args } satisfies CloneTask, { timeoutMs });
+    } catch (err) {
+      if (err instanceof PoolBusyError) {
+        throw new DriverError(
+          'busy',
+          `${fn.name}: every worker is busy and ${pool.maxQueued} calls wait already; try again later`,
+        );
+      }
+      if (err instanceof TaskTimeoutError) {
+        throw new DriverError(
+          'timeout',
+          `${fn.name}: stopped after ${err.timeoutMs} ms (${CPU_TIMEOUT_VAR}); ask for less work`,
+        );
+      }
+      if (err instanceof TaskError && err.errorName === 'DriverError') {
+        throw new DriverError((err.code as DriverErrorCode | undefined) ?? 'malformed', err.message);
+      }
+      throw new DriverError('unavailable', `${fn.name}: ${(err as Error).message}`);
+    }
   }
 
   private async forward(node: CloudNode, name: string, args: string[]): Promise<string> {
@@ -216,6 +278,7 @@ export class CpuPooling {
     for (const c of this.clients.values()) c.close();
     this.clients.clear();
     await this.server.close();
+    await this.pool?.close();
   }
 }
 

@@ -19,6 +19,8 @@ export type DriverErrorCode =
   | 'rate-limited'
   | 'unavailable'
   | 'remote'
+  | 'busy'
+  | 'timeout'
   | 'io';
 
 export class DriverError extends Error {

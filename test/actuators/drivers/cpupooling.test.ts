@@ -169,6 +169,35 @@ describe('cpupooling :10000', () => {
     );
   });
 
+  it('runs the functions that compute in worker threads: bounded in time (cpupooling.timeout_ms) and in number', async () => {
+    const table = new VariableTable();
+    const s = await start({ variables: table, workers: { size: 1, maxQueued: 1 } });
+    const c = await TelnetClient.connect(s.port);
+    table.set('cpupooling.timeout_ms', '5');
+    expect(await c.request('virgo_clone(primes,2000000)')).toMatch(
+      /^error: primes: stopped after 5 ms \(cpupooling\.timeout_ms\); ask for less work$/,
+    );
+    table.delete('cpupooling.timeout_ms');
+    // a fresh worker took the terminated one's place
+    expect(parseReply(await c.request('virgo_clone(primes,2000000)')).result).toBe('148933');
+    // one running, one waiting: a third at the same time is refused at once, not queued
+    const clients = await Promise.all([1, 2, 3].map(() => TelnetClient.connect(s.port)));
+    for (const k of clients) k.write('virgo_clone(primes,2000000)\n');
+    const answers = await Promise.all(clients.map((k) => k.next()));
+    expect(answers.filter((a) => a?.endsWith('result=148933'))).toHaveLength(2);
+    expect(answers.filter((a) => a?.startsWith('error: '))).toEqual([
+      'error: primes: every worker is busy and 1 calls wait already; try again later',
+    ]);
+    // an argument error thrown in the worker comes back as the same error line
+    expect(await c.request('primes 2000001')).toBe(
+      'error: primes: n 2000001 is more than 2000000; usage: primes <n>  (n <= 2000000)',
+    );
+    // functions that do not compute stay on the event loop
+    expect(parseReply(await c.request('echo in place')).result).toBe('in place');
+    expect(s.pool?.stats().workers).toBe(1);
+    for (const k of [c, ...clients]) k.close();
+  });
+
   it('relays a remote node error', async () => {
     const a = await start();
     const front = await start({
