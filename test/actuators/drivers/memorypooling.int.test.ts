@@ -69,6 +69,43 @@ describe.each(stores)('memorypooling :30000 (%s store)', (_name, makeStore) => {
     c.close();
   });
 
+  it('bounds blocks in number and per client: max_blocks, client_blocks, client_bytes', async () => {
+    const table = new VariableTable();
+    const s = await start(table, makeStore());
+    const a = await TelnetClient.connect(s.port);
+    const b = await TelnetClient.connect(s.port, '127.0.0.1', '127.0.0.2');
+    table.set('memorypooling.client_blocks', '3');
+    const mine = [];
+    for (let i = 0; i < 3; i++) mine.push(await a.request('virgo_cloud_malloc(10)'));
+    expect(mine.every((v) => /^\d+$/.test(v))).toBe(true);
+    expect(await a.request('virgo_cloud_malloc(1)')).toBe(
+      'error: quota: 127.0.0.1 holds 3 blocks, the limit per client is 3 (memorypooling.client_blocks); free some first',
+    );
+    // another client (address) has its own quota
+    expect(await b.request('virgo_cloud_malloc(10)')).toMatch(/^\d+$/);
+    // a block counts against whoever allocated it, freed from any connection
+    expect(await b.request(`virgo_cloud_free(${mine[0]})`)).toBe('kernel memory freed');
+    expect(await a.request('virgo_cloud_malloc(10)')).toMatch(/^\d+$/);
+    table.set('memorypooling.client_blocks', '100');
+    table.set('memorypooling.client_bytes', '50');
+    expect(await a.request('virgo_cloud_malloc(21)')).toBe(
+      'error: quota: 127.0.0.1 holds 30 bytes, 21 more would pass the 50-byte limit per client (memorypooling.client_bytes); free some first',
+    );
+    expect(await a.request('virgo_cloud_malloc(20)')).toMatch(/^\d+$/);
+    // all blocks together: 5 now (4 of a, 1 of b)
+    table.set('memorypooling.max_blocks', '5');
+    expect(await s.store.usedBlocks()).toBe(5);
+    expect(await b.request('virgo_cloud_malloc(1)')).toBe(
+      'error: pool full: 5 blocks allocated, the limit is 5 (memorypooling.max_blocks); free some first',
+    );
+    for (const v of mine.slice(1))
+      expect(await a.request(`virgo_cloud_free(${v})`)).toBe('kernel memory freed');
+    expect(await s.store.usedBlocks()).toBe(3);
+    expect(await b.request('virgo_cloud_malloc(1)')).toMatch(/^\d+$/);
+    a.close();
+    b.close();
+  });
+
   it('refuses unknown VUIDs, use after free, double free and oversize data', async () => {
     const s = await start(new VariableTable(), makeStore());
     const c = await TelnetClient.connect(s.port);

@@ -31,9 +31,10 @@ export class TelnetClient {
     sock.on('error', () => {});
   }
 
-  static connect(port: number, host = '127.0.0.1'): Promise<TelnetClient> {
+  /** `localAddress`: the client's own address (all of 127/8 is loopback on Linux) */
+  static connect(port: number, host = '127.0.0.1', localAddress?: string): Promise<TelnetClient> {
     return new Promise((resolve, reject) => {
-      const s = connect({ port, host });
+      const s = connect({ port, host, ...(localAddress ? { localAddress } : {}) });
       s.once('error', reject);
       s.once('connect', () => {
         s.off('error', reject);
