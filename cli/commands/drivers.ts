@@ -21,13 +21,19 @@ export default defineCommand({
                         else cpupooling.least_loaded_node)
   eventnet :20000       eventnet_edgemsg#<from>#<to>#, eventnet_vertexmsg#<id>#<a0>#<a1> -> ok
   memorypooling :30000  virgo_cloud_malloc(<size>) set(<vuid>,<data>) get(<vuid>) free(<vuid>)
-                        limits memorypooling.max_bytes (one block), memorypooling.pool_bytes (all)
+                        limits memorypooling.max_bytes (one block), memorypooling.pool_bytes and
+                        .max_blocks (all), .client_bytes and .client_blocks (one client address)
   cloudfs :50000        virgo_cloud_open(<path>) read(<fd>,none,<count>,<pos>)
                         write(<fd>,<data>,<count>,<pos>) close(<fd>), inside --cloudfs-root only;
-                        writes limited to cloudfs.write_bytes_per_s
+                        descriptors per connection (closed with it); writes limited to
+                        cloudfs.write_bytes_per_s
 Devices: a PXRC drone (flies a seeded course on pxrc.throttle|brake|yaw|max_speed of its own id,
 publishes virgo.drone-sensors) and a UVC webcam (acts on match=True|False of its own id,
 publishes virgo.webcam-frames); both reply to the VIRGO queue given with --queue.
+With a secret (--secret-file FILE, VIRGO_DRIVERS_SECRET or VIRGO_SECRET) a client's first line is
+"AUTH <secret>" (answered "ok"); forwarded virgo_clone calls send it, and device replies send the
+queue's (VIRGO_QUEUE_SECRET, else the same shared one). virgo_clone functions that compute run in
+worker threads, each within cpupooling.timeout_ms (default 10000).
 Variables come from a feeder (the ring-buffer consumer; default 127.0.0.1:64000, reconnecting) or,
 with --redis, from the hashes virgo:analytics:<host> and their change channels.
 Prints one "listening …" line on stdout when ready.
