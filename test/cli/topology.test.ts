@@ -196,6 +196,21 @@ describe('an option declared once reaches its stage in all three modes', () => {
     }
   });
 
+  it('virgo up --split: each child gets its secret in its environment, never in its arguments', () => {
+    const o = { ...upOptions([]), secrets: { queue: 'q-s3cret', drivers: 'd-s3cret' } };
+    const endpoints: Record<string, string> = { feeder: '127.0.0.1:41000', queue: '127.0.0.1:41001' };
+    const env: Record<string, NodeJS.ProcessEnv> = {};
+    for (const c of splitChildren(o)) {
+      const spec = c.spec(endpoints);
+      if (!spec) continue;
+      expect(spec.argv.join(' ')).not.toMatch(/s3cret/);
+      env[c.name] = spec.env ?? {};
+    }
+    expect(env.queue).toMatchObject({ VIRGO_QUEUE_SECRET: 'q-s3cret' });
+    // the actuators serve the drivers' secret and send the queue's with device replies
+    expect(env.actuators).toMatchObject({ VIRGO_DRIVERS_SECRET: 'd-s3cret', VIRGO_QUEUE_SECRET: 'q-s3cret' });
+  });
+
   it('virgo drivers up reads back exactly the configuration --split writes (every field, the secrets by environment)', () => {
     const c: ActuatorsConfig = {
       drivers: ['cpupooling', 'cloudfs'],
