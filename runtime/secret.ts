@@ -79,6 +79,13 @@ export function readSecretFile(path: string): string {
       `cannot read the secret file ${path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
     );
   }
+  const line = text.replace(/\r?\n$/, '');
+  if (line.includes('\n')) {
+    throw new UsageError(
+      `the secret file ${path} holds more than one line; put the secret alone on one line`,
+    );
+  }
+  const secret = checkSecret(line, `the file ${path}`);
   try {
     if ((statSync(path).mode & 0o077) !== 0) {
       log.warn('the secret file is readable by other users; chmod 600 it', { path });
@@ -86,13 +93,7 @@ export function readSecretFile(path: string): string {
   } catch {
     // read a moment ago; a stat failure now changes nothing
   }
-  const line = text.replace(/\r?\n$/, '');
-  if (line.includes('\n')) {
-    throw new UsageError(
-      `the secret file ${path} holds more than one line; put the secret alone on one line`,
-    );
-  }
-  return checkSecret(line, `the file ${path}`);
+  return secret;
 }
 
 /**
