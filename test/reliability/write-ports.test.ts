@@ -23,7 +23,10 @@ import { Report } from './lib/summary.ts';
 const report = new Report(import.meta.url);
 const { cleanup, tempDir, track: started } = testScope();
 
-const LOUD = { VIRGO_LOG_LEVEL: 'debug', VIRGO_LOG_FORMAT: 'json' };
+// children keep their default state (cloudfs, eventnet …) out of the working directory
+const STATE = tempDir('wp-state');
+const LOUD = { VIRGO_LOG_LEVEL: 'debug', VIRGO_LOG_FORMAT: 'json', VIRGO_STATE_DIR: STATE };
+const QUIET = { VIRGO_LOG_LEVEL: 'warn', VIRGO_STATE_DIR: STATE };
 const REFUSED = /^error: first line must be AUTH <secret>/;
 
 /** A secret-looking string nobody else prints. */
@@ -122,7 +125,7 @@ async function virgoUp(env: NodeJS.ProcessEnv): Promise<{ up: Child; at: Record<
         '--status',
         'lines',
       ],
-      { VIRGO_LOG_LEVEL: 'warn', ...env },
+      { ...QUIET, ...env },
     ),
   );
   const ready = await up.waitLine(/^virgo up: .*\(Ctrl-C stops\)/, 90_000);
@@ -587,7 +590,7 @@ describe('write ports: authenticated and bounded (issue #15)', () => {
           '--ports',
           'memorypooling=0',
         ],
-        { VIRGO_LOG_LEVEL: 'warn' },
+        QUIET,
       ),
     );
     const port = Number((await c.waitLine(/^listening memorypooling=127\.0\.0\.1:(\d+)/))[1]);
