@@ -57,8 +57,8 @@ export const DEFAULT_DRONE_PARAMS: DroneParams = {
   maxSpeed: 5,
   maxDecel: 4,
   maxYawRate: 1.5,
-  radius: 0.5,
-  margin: 0.4,
+  radius: 0.3,
+  margin: 0.2,
   ttcBrake: 2,
   ttcHard: 0.7,
   lookahead: 1.2,
@@ -102,6 +102,8 @@ export interface DroneMemory {
 }
 
 const TAU = 2 * Math.PI;
+/** m/s above the wanted speed (for a turn or the goal, not an obstacle) before braking */
+const SLOW_SLACK = 2;
 
 /** Angle into (-π, π]. */
 export function wrap(a: number): number {
@@ -269,8 +271,9 @@ export function decide(
   const c = Math.cos(target);
   const vTurn = c > 0.5 ? p.maxSpeed * (c - 0.5) * 2 : 0;
   const vGoal = Math.sqrt(2 * aPlan * goalDist) + 0.2;
-  let vWant = Math.min(p.maxSpeed, vAhead, vFront, vTurn, vGoal, creep ? p.creepSpeed : p.maxSpeed);
-  if (mode === 'boxed') vWant = 0;
+  let vSafe = Math.min(p.maxSpeed, vAhead, vFront, creep ? p.creepSpeed : p.maxSpeed);
+  if (mode === 'boxed') vSafe = 0;
+  const vWant = Math.min(vSafe, vTurn, vGoal);
 
   let throttle = clamp(vWant / p.maxSpeed, 0, 1);
   let brake = 0;
@@ -279,7 +282,11 @@ export function decide(
   } else {
     // Deceleration needed to stop short of what is ahead, and to get down to the wanted speed.
     const stopNeed = ttc < p.ttcBrake ? (v * v) / (2 * Math.max(0.05, ahead - 0.1)) / p.maxDecel : 0;
-    const slowNeed = v > vWant + 0.1 ? (v - vWant) / (p.maxDecel * 0.5) : 0;
+    // Slowing for safety brakes at once; slowing for a turn or the goal brakes only a clear excess
+    // and otherwise lets drag do it: the brake is released only after its dwell (250 ms), so
+    // small brake pulses while turning on the spot would hold the drone still.
+    const over = v > vSafe + 0.1 ? v - vWant : v > vWant + SLOW_SLACK ? v - vWant : 0;
+    const slowNeed = over / (p.maxDecel * 0.5);
     brake = clamp(Math.max(stopNeed * 1.2, slowNeed), 0, 1);
   }
   if (brake > 0) {
