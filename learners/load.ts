@@ -68,6 +68,9 @@ const Y_SCALE = 1000; // exec_ms -> seconds
 const REPLAY = 1024;
 /** fresh examples learnt per tfjs round */
 const EXAMPLES_PER_STEP = 256;
+/** weight of one example in a node's correction, and the correction's bound (log scale, x/÷ 4) */
+const BIAS_RATE = 0.1;
+const MAX_BIAS = Math.log(4);
 const BATCH = 64;
 
 interface Decayed {
@@ -92,6 +95,8 @@ interface LoadStateJson {
   examples: number;
   current: string | null;
   latest: number;
+  /** absent in snapshots older than the per-node correction */
+  bias?: [string, number][];
 }
 
 export interface LoadSample {
@@ -139,6 +144,11 @@ export class LoadLearner implements Learner {
   private current: string | null = null;
   /** newest event time seen, the clock of staleness */
   private latest = 0;
+  /**
+   * Per node, the log of how much slower (or faster) its jobs run than the shared regression says:
+   * nodes differ in hardware, which no load figure shows. Learnt from each node's own examples.
+   */
+  private bias = new Map<string, number>();
   rejected = 0;
 
   constructor(
@@ -206,7 +216,7 @@ export class LoadLearner implements Learner {
   }
 
   async onEvents(events: readonly KernelEvent[]): Promise<Proposal[]> {
-    const fresh: { x: number[]; y: number }[] = [];
+    const fresh: { x: number[]; y: number; node: string }[] = [];
     let touched = false;
     for (const e of events) {
       const m = e.message;
@@ -220,7 +230,7 @@ export class LoadLearner implements Learner {
         if (sample.load !== undefined) n.load = sample.load;
         if (sample.runq !== undefined) n.runq = sample.runq;
         if (sample.execMs !== undefined)
-          fresh.push({ x: this.features(n, e.ts), y: sample.execMs / Y_SCALE });
+          fresh.push({ x: this.features(n, e.ts), y: sample.execMs / Y_SCALE, node: sample.node });
       } else if (HUNG_RE.test(m)) this.bump(this.node(e.host, e.ts).hung, e.ts);
       else if (LOCKUP_RE.test(m)) this.bump(this.node(e.host, e.ts).lockup, e.ts);
       else if (THROTTLE_RE.test(m)) this.bump(this.node(e.host, e.ts).throttle, e.ts);
@@ -230,9 +240,30 @@ export class LoadLearner implements Learner {
     }
     // A replayed log brings many examples at once: learn them in groups, each with its steps, as
     // they would have come live (tfjs still runs per group, not per event).
-    for (let i = 0; i < fresh.length; i += EXAMPLES_PER_STEP)
-      await this.train(fresh.slice(i, i + EXAMPLES_PER_STEP));
+    for (let i = 0; i < fresh.length; i += EXAMPLES_PER_STEP) {
+      const group = fresh.slice(i, i + EXAMPLES_PER_STEP);
+      this.learnBias(group);
+      await this.train(group.map(({ x, y }) => ({ x, y })));
+    }
     return touched ? this.propose() : [];
+  }
+
+  /** Each node's correction moves toward how far its examples sit from the regression (before
+   * the regression learns them, so the correction is judged on unseen jobs). */
+  private learnBias(group: readonly { x: number[]; y: number; node: string }[]): void {
+    if (!this.warm || group.length === 0) return;
+    const rows = predictRows(
+      this.tf,
+      this.model,
+      group.map((g) => g.x),
+    );
+    group.forEach((g, i) => {
+      const pred = rows[i]![0] ?? 0;
+      if (pred <= 0 || g.y <= 0) return;
+      const b = this.bias.get(g.node) ?? 0;
+      const next = b + BIAS_RATE * (Math.log(g.y / pred) - b);
+      this.bias.set(g.node, Math.max(-MAX_BIAS, Math.min(MAX_BIAS, next)));
+    });
   }
 
   /** Predicted execution time (ms) per live node, in one batched call once the model is warm. */
@@ -251,7 +282,7 @@ export class LoadLearner implements Learner {
       live.map(([, n]) => this.features(n, this.latest)),
     );
     live.forEach(([name], i) => {
-      out.set(name, Math.max(0, (rows[i]![0] ?? 0) * Y_SCALE));
+      out.set(name, Math.max(0, (rows[i]![0] ?? 0) * Y_SCALE * Math.exp(this.bias.get(name) ?? 0)));
     });
     return out;
   }
@@ -270,7 +301,7 @@ export class LoadLearner implements Learner {
           host: name,
           key: 'cpupooling.predicted_exec_ms',
           value: v,
-          why: `load=${n.load} runq=${n.runq} hung=${this.decayed(n.hung, this.latest).toFixed(2)} lockup=${this.decayed(n.lockup, this.latest).toFixed(2)} throttle=${this.decayed(n.throttle, this.latest).toFixed(2)} half_life=${this.halfLifeMs / 1000}s examples=${this.examples}`,
+          why: `load=${n.load} runq=${n.runq} hung=${this.decayed(n.hung, this.latest).toFixed(2)} lockup=${this.decayed(n.lockup, this.latest).toFixed(2)} throttle=${this.decayed(n.throttle, this.latest).toFixed(2)} half_life=${this.halfLifeMs / 1000}s node_factor=${Math.exp(this.bias.get(name) ?? 0).toFixed(2)} examples=${this.examples}`,
           confidence: Math.min(1, this.examples / (this.warmup * 4)),
           model,
         });
@@ -333,6 +364,7 @@ export class LoadLearner implements Learner {
       examples: this.examples,
       current: this.current,
       latest: this.latest,
+      bias: [...this.bias],
     };
     writeJsonAtomic(join(dir, 'state.json'), j);
   }
@@ -349,6 +381,7 @@ export class LoadLearner implements Learner {
     this.examples = j.examples;
     this.current = j.current;
     this.latest = j.latest;
+    this.bias = new Map(j.bias ?? []);
   }
 
   stats(): Record<string, number | string> {

@@ -40,13 +40,15 @@ export interface NetbwOptions {
   steps?: number;
   learningRate?: number;
   seed?: number;
+  /** own forecasts (with their outcome, by the learner's label) before the alert threshold is learnt */
+  alertMin?: number;
 }
 
 const LINK_DOWN_RE = /\blink (?:is )?down\b|NIC Link is Down|carrier lost|Lost carrier/i;
 const LINK_UP_RE = /\blink (?:is )?up\b|NIC Link is Up|link becomes ready|Gained carrier/i;
 const WATCHDOG_RE = /NETDEV WATCHDOG|transmit queue \d+ timed out|tx[ _]timeout/i;
 const DROP_RE = /drop(?:ping|ped)? packet|\bdropped\b|table full|rx_missed|No buffer space/i;
-const NIC_ERR_RE = /reset adapter|Tx Unit Hang|tx hang|rx errors|hardware error|PCIe Bus Error/i;
+const NIC_ERR_RE = /reset adapter|Unit Hang|tx hang|rx errors|hardware error|PCIe Bus Error/i;
 
 /** Counts of one event towards the window features (indices into FEATURES). */
 export function classifyNetEvent(e: KernelEvent, counts: number[]): void {
@@ -91,6 +93,15 @@ export const NETBW_VARIABLES = (minMbps: number, maxMbps: number): VariableDecl[
     hysteresis: 0.05,
     dwellMs: 10_000,
   },
+  {
+    key: 'netbw.congestion_expected',
+    type: 'bool',
+    unit: null,
+    description:
+      'the next window is expected congested: risk at or above the alert threshold the learner keeps learning (raised at once, cleared after 30 s)',
+    dwellMs: 30_000,
+    urgent: 'true',
+  },
 ];
 
 interface HostWin {
@@ -107,6 +118,10 @@ interface NetbwStateJson {
   steps: number;
   examples: number;
   windows: number;
+  /** absent in snapshots older than the alert threshold */
+  forecast?: [string, number][];
+  calib?: [number, number][];
+  alert?: number;
 }
 
 const REPLAY = 512;
@@ -114,12 +129,51 @@ const REPLAY = 512;
 const EXAMPLES_PER_STEP = 64;
 const BATCH = 48;
 const MAX_GAP_WINDOWS = 3;
+/** recent (forecast, outcome) pairs the alert threshold is learnt from */
+const CALIB = 500;
+
+/**
+ * The cut on the forecast risk that maximises F1 over past (risk, outcome) pairs. A probability
+ * is not a decision: the F1-best cut of a calibrated forecaster sits near half its best F1, well
+ * below 0.5 when congestion is rare, so a fixed 0.5 would miss onsets a grep catches.
+ */
+export function f1Threshold(pairs: readonly (readonly [number, number])[], fallback = 0.5): number {
+  const pos = pairs.reduce((a, [, y]) => a + (y >= 0.5 ? 1 : 0), 0);
+  if (pos === 0 || pos === pairs.length) return fallback;
+  const sorted = [...pairs].sort((a, b) => b[0] - a[0]);
+  let tp = 0;
+  let fp = 0;
+  let best = -1;
+  let cut = fallback;
+  for (let i = 0; i < sorted.length; i++) {
+    if (sorted[i]![1] >= 0.5) tp++;
+    else fp++;
+    // only between distinct risks: a cut cannot split equal forecasts
+    const next = sorted[i + 1]?.[0];
+    if (next !== undefined && next === sorted[i]![0]) continue;
+    const f1 = (2 * tp) / (2 * tp + fp + (pos - tp));
+    if (f1 > best) {
+      best = f1;
+      cut = next === undefined ? sorted[i]![0] : (sorted[i]![0] + next) / 2;
+    }
+  }
+  return cut;
+}
 
 export function featuresOf(counts: ArrayLike<number>): number[] {
   return Array.from(counts, (c) => Math.log1p(c));
 }
 
-function congested(counts: ArrayLike<number>, threshold: number): number {
+/** What closing windows yields: examples to learn and the windows to forecast from. */
+class Closing {
+  readonly closed: { host: string; x: number[]; counts: number[] }[] = [];
+  readonly fresh: { x: number[]; y: number }[] = [];
+  /** earlier forecasts whose window closed (their outcome is now known) */
+  judged = 0;
+}
+
+/** The self-supervised label: watchdog + link-down + drop reports in the window reach `threshold`. */
+export function congested(counts: ArrayLike<number>, threshold: number): number {
   return (counts[0] ?? 0) + (counts[2] ?? 0) + (counts[3] ?? 0) >= threshold ? 1 : 0;
 }
 
@@ -139,6 +193,11 @@ export class NetbwLearner implements Learner {
   private steps = 0;
   private examples = 0;
   private windows = 0;
+  /** per host: the risk forecast for its open window, judged when that window closes */
+  private forecast = new Map<string, number>();
+  private calib: [number, number][] = [];
+  private alert = 0.5;
+  private readonly alertMin: number;
 
   constructor(
     private readonly tf: Tf,
@@ -152,6 +211,7 @@ export class NetbwLearner implements Learner {
     this.warmup = opts.warmup ?? 20;
     this.stepsPerBatch = opts.steps ?? 4;
     this.rng = new Rng(opts.seed ?? 7);
+    this.alertMin = opts.alertMin ?? 50;
     this.variables = NETBW_VARIABLES(this.minMbps, this.maxMbps);
   }
 
@@ -174,15 +234,7 @@ export class NetbwLearner implements Learner {
   }
 
   async onEvents(events: readonly KernelEvent[]): Promise<Proposal[]> {
-    const closed: { host: string; x: number[]; counts: number[] }[] = [];
-    const fresh: { x: number[]; y: number }[] = [];
-    const close = (host: string, s: HostWin) => {
-      const x = featuresOf(s.counts);
-      if (s.prev) fresh.push({ x: s.prev, y: congested(s.counts, this.threshold) });
-      s.prev = x;
-      closed.push({ host, x, counts: s.counts });
-      this.windows++;
-    };
+    const closing = new Closing();
     for (const e of events) {
       const w = Math.floor(e.ts / this.windowMs);
       let s = this.hosts.get(e.host);
@@ -190,24 +242,59 @@ export class NetbwLearner implements Learner {
         s = { window: w, counts: new Array(F).fill(0), prev: null };
         this.hosts.set(e.host, s);
       }
-      if (w > s.window) {
-        close(e.host, s);
-        // Quiet windows in between are evidence too (nothing happened), up to a short gap;
-        // across a long gap the previous window says nothing about the next.
-        const gap = w - s.window - 1;
-        if (gap > MAX_GAP_WINDOWS) s.prev = null;
-        else {
-          for (let i = 0; i < gap; i++) {
-            s.counts = new Array(F).fill(0);
-            close(e.host, s);
-          }
-        }
-        s.window = w;
-        s.counts = new Array(F).fill(0);
-      }
+      if (w > s.window) this.closeUpTo(e.host, s, w, closing);
       // A late event (w < s.window) counts in the open window rather than being lost.
       classifyNetEvent(e, s.counts);
     }
+    return this.learnAndPropose(closing);
+  }
+
+  /**
+   * Event time has reached `ts` on every host (a watermark: nothing older is still to come), so
+   * every window that ended by then closes now, as the next event would close it. Lets a quiet
+   * host's forecast go out without waiting for its next line, and the evaluation score each
+   * forecast before the window it forecasts is seen.
+   */
+  async advance(ts: number): Promise<Proposal[]> {
+    const closing = new Closing();
+    const w = Math.floor(ts / this.windowMs);
+    for (const [host, s] of this.hosts) if (w > s.window) this.closeUpTo(host, s, w, closing);
+    return this.learnAndPropose(closing);
+  }
+
+  private closeUpTo(host: string, s: HostWin, w: number, c: Closing): void {
+    const close = () => {
+      const x = featuresOf(s.counts);
+      const y = congested(s.counts, this.threshold);
+      if (s.prev) c.fresh.push({ x: s.prev, y });
+      const f = this.forecast.get(host);
+      if (f !== undefined) {
+        this.calib.push([f, y]);
+        if (this.calib.length > CALIB) this.calib.shift();
+        this.forecast.delete(host);
+        c.judged++;
+      }
+      s.prev = x;
+      c.closed.push({ host, x, counts: s.counts });
+      this.windows++;
+    };
+    close();
+    // Quiet windows in between are evidence too (nothing happened), up to a short gap;
+    // across a long gap the previous window says nothing about the next.
+    const gap = w - s.window - 1;
+    if (gap > MAX_GAP_WINDOWS) s.prev = null;
+    else {
+      for (let i = 0; i < gap; i++) {
+        s.counts = new Array(F).fill(0);
+        close();
+      }
+    }
+    s.window = w;
+    s.counts = new Array(F).fill(0);
+  }
+
+  private async learnAndPropose({ closed, fresh, judged }: Closing): Promise<Proposal[]> {
+    if (judged > 0 && this.calib.length >= this.alertMin) this.alert = f1Threshold(this.calib, this.alert);
     // A replayed log brings many examples at once: learn them in groups, each with its steps, as
     // they would have come live (tfjs still runs per group, not per event).
     for (let i = 0; i < fresh.length; i += EXAMPLES_PER_STEP)
@@ -226,9 +313,10 @@ export class NetbwLearner implements Learner {
     const model = this.modelVersion;
     hosts.forEach((host, i) => {
       const risk = risks[i]!;
+      this.forecast.set(host, risk);
       const c = last.get(host)!.counts;
       const ev = FEATURES.map((f, j) => `${f}=${c[j]}`).join(' ');
-      const why = `window=${this.windowMs / 1000}s next-window congestion risk=${risk.toFixed(3)} evidence: ${ev} examples=${this.examples}`;
+      const why = `window=${this.windowMs / 1000}s next-window congestion risk=${risk.toFixed(3)} evidence: ${ev} examples=${this.examples} alert>=${this.alert.toFixed(3)}`;
       const confidence = Math.abs(risk - 0.5) * 2;
       out.push({
         host,
@@ -239,6 +327,7 @@ export class NetbwLearner implements Learner {
         model,
       });
       out.push({ host, key: 'netbw.congestion_risk', value: risk, why, confidence, model });
+      out.push({ host, key: 'netbw.congestion_expected', value: risk >= this.alert, why, confidence, model });
     });
     return out;
   }
@@ -272,6 +361,9 @@ export class NetbwLearner implements Learner {
       steps: this.steps,
       examples: this.examples,
       windows: this.windows,
+      forecast: [...this.forecast],
+      calib: this.calib,
+      alert: this.alert,
     };
     writeJsonAtomic(join(dir, 'state.json'), j);
   }
@@ -287,6 +379,9 @@ export class NetbwLearner implements Learner {
     this.steps = j.steps;
     this.examples = j.examples;
     this.windows = j.windows;
+    this.forecast = new Map(j.forecast ?? []);
+    this.calib = j.calib ?? [];
+    this.alert = j.alert ?? 0.5;
   }
 
   stats(): Record<string, number | string> {
@@ -296,6 +391,7 @@ export class NetbwLearner implements Learner {
       windows: this.windows,
       examples: this.examples,
       warm: this.examples >= this.warmup ? 1 : 0,
+      alert_threshold: Number(this.alert.toFixed(4)),
     };
   }
 

@@ -69,25 +69,35 @@ function unit(v: readonly number[]): number[] {
   return n > 0 ? v.map((x) => x / n) : v.map(() => 0);
 }
 
-/** The threshold that best separates genuine from impostor scores (balanced accuracy). */
+/**
+ * The threshold that best separates genuine from impostor scores (balanced accuracy); among
+ * equally good cuts, the middle of the best run of them (the widest margin), not its low edge:
+ * a gallery separates its own identities perfectly, and a cut just above the nearest impostor
+ * pair lets in every stranger who merely resembles someone enrolled.
+ */
 export function bestThreshold(genuine: number[], impostor: number[]): number {
   if (genuine.length === 0) throw new EnrolmentError('no genuine scores to learn a threshold from');
   if (impostor.length === 0) return Math.min(...genuine) - 0.05;
   const cuts = [...new Set([...genuine, ...impostor])].sort((a, b) => a - b);
-  let best = cuts[0]!;
   let bestAcc = -1;
+  let lo = cuts[0]!;
+  let hi = cuts[0]!;
+  let inRun = false;
   for (let i = 0; i < cuts.length; i++) {
     // Midpoints between neighbouring scores generalise better than the scores themselves.
     const t = i + 1 < cuts.length ? (cuts[i]! + cuts[i + 1]!) / 2 : cuts[i]! + 1e-6;
     const tpr = genuine.filter((g) => g >= t).length / genuine.length;
     const tnr = impostor.filter((x) => x < t).length / impostor.length;
     const acc = (tpr + tnr) / 2;
-    if (acc > bestAcc) {
+    if (acc > bestAcc + 1e-12) {
       bestAcc = acc;
-      best = t;
-    }
+      lo = t;
+      hi = t;
+      inRun = true;
+    } else if (inRun && Math.abs(acc - bestAcc) <= 1e-12) hi = t;
+    else inRun = false;
   }
-  return best;
+  return (lo + hi) / 2;
 }
 
 export class WebcamLearner implements Learner {

@@ -113,4 +113,33 @@ describe('load learner', () => {
     expect(await least([1.05, 1.0])).toBe('a');
     expect(await least([2.0, 1.0])).toBe('b');
   });
+
+  it('learns how much slower a node runs than its load says (hardware differs), per node', async () => {
+    const l = new LoadLearner(tf, LoadLearner.buildModel(tf, 0.05, 13), { warmup: 16, steps: 10 });
+    const rng = new Rng(5);
+    let t = Date.UTC(2024, 0, 1);
+    // the same load and run queue everywhere; node slow's jobs take twice as long
+    for (let round = 0; round < 40; round++) {
+      const batch: KernelEvent[] = [];
+      for (const node of ['fast', 'slow', 'mid']) {
+        t += 1_000;
+        const load = 1 + rng.next() * 3;
+        const y = (node === 'slow' ? 2 : 1) * (20 + 40 * load) * Math.exp(0.05 * rng.normal());
+        batch.push(
+          ev(node, t, `virgo_load: node=${node} load=${load.toFixed(2)} runq=2 exec_ms=${y.toFixed(1)}`),
+        );
+      }
+      await l.onEvents(batch);
+    }
+    const out = await l.onEvents(
+      ['fast', 'slow', 'mid'].map((n) => ev(n, t + 1_000, `virgo_load: node=${n} load=2 runq=2`)),
+    );
+    const pred = l.predict();
+    expect(pred.get('slow')! / pred.get('fast')!).toBeGreaterThan(1.6);
+    expect(pred.get('slow')! / pred.get('fast')!).toBeLessThan(2.4);
+    expect(out.find((p) => p.host === 'slow' && p.key === 'cpupooling.predicted_exec_ms')!.why).toMatch(
+      /node_factor=1\.[3-9]\d/,
+    );
+    expect(out.find((p) => p.key === 'cpupooling.least_loaded_node')!.value).not.toBe('slow');
+  });
 });

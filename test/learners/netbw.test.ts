@@ -3,7 +3,7 @@
 // congested" is about 0.9 after a congested window and 0.1 after a quiet one.
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadBackend } from '../../learners/backend.ts';
-import { classifyNetEvent, NetbwLearner } from '../../learners/netbw.ts';
+import { classifyNetEvent, f1Threshold, NetbwLearner } from '../../learners/netbw.ts';
 import type { Tf } from '../../learners/types.ts';
 import { Rng } from '../../learners/window.ts';
 import type { KernelEvent } from '../../schemas/index.ts';
@@ -114,5 +114,48 @@ describe('netbw learner', () => {
     const events: KernelEvent[] = [];
     for (let w = 0; w < 10; w++) events.push(...windowEvents('h', w, false, rng));
     expect(await l.onEvents(events)).toEqual([]);
+  });
+
+  it('counts e1000e\'s "Detected Hardware Unit Hang" as a NIC error (a congestion precursor)', () => {
+    const counts = new Array(8).fill(0);
+    classifyNetEvent(ev('h', 0, 'e1000e 0000:00:19.0 eth0: Detected Hardware Unit Hang:'), counts);
+    classifyNetEvent(ev('h', 0, 'e1000 0000:02:01.0 eth1: Detected Tx Unit Hang'), counts);
+    expect(counts[4]).toBe(2);
+  });
+
+  it('learns its alert threshold as the F1-best cut of its own past forecasts', () => {
+    // outcomes are 1 from risk 0.3 up, with one false alarm at 0.35: the best cut is below 0.3
+    const pairs: [number, number][] = [
+      [0.9, 1],
+      [0.6, 1],
+      [0.4, 1],
+      [0.35, 0],
+      [0.3, 1],
+      [0.2, 0],
+      [0.1, 0],
+      [0.05, 0],
+    ];
+    expect(f1Threshold(pairs)).toBeCloseTo(0.25, 12);
+    // no positive or no negative outcome yet: nothing to learn from
+    expect(f1Threshold([[0.9, 0]], 0.5)).toBe(0.5);
+    expect(f1Threshold([[0.1, 1]], 0.4)).toBe(0.4);
+  });
+
+  it('proposes netbw.congestion_expected from the learnt alert threshold, and saves it', async () => {
+    const l = new NetbwLearner(tf, NetbwLearner.buildModel(tf, 0.05, 7), { warmup: 5, alertMin: 20 });
+    const rng = new Rng(3);
+    let out: Awaited<ReturnType<NetbwLearner['onEvents']>> = [];
+    // a host whose congestion comes every other window: forecasts are judged as windows close
+    for (let w = 0; w < 60; w++) out = await l.onEvents(windowEvents('h', w, w % 2 === 1, rng));
+    const expected = out.find((p) => p.key === 'netbw.congestion_expected');
+    const risk = out.find((p) => p.key === 'netbw.congestion_risk')!.value as number;
+    const alert = Number(l.stats().alert_threshold);
+    expect(alert).toBeGreaterThan(0);
+    expect(alert).toBeLessThan(1);
+    expect(expected?.value).toBe(risk >= alert);
+    expect(expected?.why).toMatch(/alert>=\d\.\d{3}/);
+    // advance() closes the open window without an event of the next one
+    const next = await l.advance(61 * 60_000 + 1);
+    expect(next.filter((p) => p.host === 'h').map((p) => p.key)).toContain('netbw.congestion_risk');
   });
 });
