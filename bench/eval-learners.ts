@@ -14,7 +14,7 @@ import { loadBackend } from '../learners/backend.ts';
 import { EmissionGate } from '../learners/gate.ts';
 import { LOAD_VARIABLES, LoadLearner } from '../learners/load.ts';
 import { classifyNetEvent, congested, NETBW_VARIABLES, NetbwLearner } from '../learners/netbw.ts';
-import type { Learner, Proposal, Tf, VariableDecl } from '../learners/types.ts';
+import type { Proposal, Tf, VariableDecl } from '../learners/types.ts';
 import { WEBCAM_VARIABLES, WebcamLearner } from '../learners/webcam.ts';
 import { Rng } from '../learners/window.ts';
 import { setLogLevel } from '../runtime/log.ts';
@@ -101,7 +101,8 @@ export const NETBW_MODEL = `netbw world: 12 hosts, 360 windows of 60 s (6 h) per
   Lines per window: background (systemd/cron/audit) Poisson(lambda_h), lambda_h ~ U(5, 30) per host;
   UFW blocks Poisson(u_h), u_h ~ U(0, 8); and by state —
     N: a drop report w.p. 0.03, a NIC error w.p. 0.02 (false alarms)
-    D: precursors — NETDEV WATCHDOG tx timeout w.p. 0.5, NIC error (Tx Unit Hang) w.p. 0.6, a drop w.p. 0.3
+    D: precursors — NETDEV WATCHDOG tx timeout w.p. 0.5, NIC error (e1000e Hardware Unit Hang) w.p. 0.6,
+       a drop w.p. 0.3
     C: drops Poisson(4) w.p. 0.9, tx timeout w.p. 0.6, link down+up w.p. 0.15
   Truth for window t: the link was in C. Forecast: made at the end of window t-1, scored at t.`;
 

@@ -1,8 +1,9 @@
 // Network bandwidth: logistic regression (tfjs, one sigmoid unit) over per-window network features
 // of a host, predicting whether the NEXT window is congested, mapped to MaxNetworkBandwidth (Mbps).
 //
-// Labels are self-supervised from the log itself: a window is congested when it holds a NETDEV
-// WATCHDOG / tx timeout, a link-down, or a packet-drop report (>= congestionEvents of them).
+// Labels are self-supervised from the log itself: a window is congested when it holds a link-down
+// or a packet-drop report (>= congestionEvents of them); NETDEV WATCHDOG tx timeouts and NIC errors
+// are precursors, features only.
 // Each closed window t yields the example (features(t-1) -> congested(t)), so the model learns
 // which evidence precedes congestion; the risk for t+1 is predicted from features(t).
 import { join } from 'node:path';
@@ -32,7 +33,7 @@ export interface NetbwOptions {
   windowSec?: number;
   minMbps?: number;
   maxMbps?: number;
-  /** label: a window is congested at this many watchdog + link-down + drop events */
+  /** label: a window is congested at this many link-down + drop events */
   congestionEvents?: number;
   /** examples seen before the learner emits anything (an untrained model says 0.5) */
   warmup?: number;
@@ -86,7 +87,7 @@ export const NETBW_VARIABLES = (minMbps: number, maxMbps: number): VariableDecl[
     key: 'netbw.congestion_risk',
     type: 'float',
     unit: 'probability',
-    description: 'predicted probability that the next window is congested (watchdog, link-down, drops)',
+    description: 'predicted probability that the next window is congested (link-down, packet drops)',
     min: 0,
     max: 1,
     decimals: 3,
@@ -172,9 +173,14 @@ class Closing {
   judged = 0;
 }
 
-/** The self-supervised label: watchdog + link-down + drop reports in the window reach `threshold`. */
+/**
+ * The self-supervised label: link-down + packet-drop reports in the window reach `threshold`.
+ * A NETDEV WATCHDOG tx timeout is a precursor (a NIC or driver hiccup that often comes before the
+ * drops), so it is a feature, not congestion itself: counting it as congestion taught the model to
+ * forecast hiccups, and its alerts lost to a plain grep (npm run eval -- learners).
+ */
 export function congested(counts: ArrayLike<number>, threshold: number): number {
-  return (counts[0] ?? 0) + (counts[2] ?? 0) + (counts[3] ?? 0) >= threshold ? 1 : 0;
+  return (counts[0] ?? 0) + (counts[3] ?? 0) >= threshold ? 1 : 0;
 }
 
 export class NetbwLearner implements Learner {
