@@ -329,9 +329,9 @@ function loadLearnerModel(tf: Tf, seed: number): OnlineModel<LoadX> & { pick(): 
 
 export const WEBCAM_MODEL = `webcam world: 128-d embeddings, 20 enrolled identities (5 enrolment shots each), 2400 frames at
   5 fps per seed. Identity k has a centroid c_k (uniform on the sphere); a shot of k is
-  unit(c_k + 0.08 z), z ~ N(0, I) (cosine to c_k ~ 0.67). Visitors come in sessions of 1..15 frames:
+  unit(c_k + 0.08 z), z ~ N(0, I) (cosine to c_k ~ 0.74). Visitors come in sessions of 1..15 frames:
   enrolled w.p. 0.6; otherwise an impostor: a stranger (fresh random centroid) w.p. 0.5, or a
-  lookalike of an enrolled k (unit(c_k + 0.12 z'), cosine to c_k ~ 0.6).
+  lookalike of an enrolled k (unit(c_k + 0.12 z'), cosine to c_k ~ 0.59).
   Truth per frame: the visitor is enrolled (match=True).`;
 
 const WB = { d: 128, ids: 20, shots: 5, frames: 2400, frameMs: 200, noise: 0.08 };
@@ -413,7 +413,7 @@ function flag(args: string[], name: string): string | undefined {
  * the next will too. Needs no truth: it is what production could do without a model. */
 function grepPersistence(): OnlineModel<NetX> {
   return {
-    name: 'last window had drops/tx timeouts (grep)',
+    name: 'last window had drops/link down (grep)',
     predict(x, targets) {
       const counts = new Map<string, number[]>();
       for (const e of x.events) {

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type Bus, type BusMessage, MemoryBus, TOPICS } from '../../bus/index.ts';
+import { loadBackend } from '../../learners/backend.ts';
 import { createLearnerHost, type LearnerHost, PinValueError } from '../../learners/host.ts';
 import { PinFile } from '../../learners/pins.ts';
 import { Rng } from '../../learners/window.ts';
@@ -347,6 +348,6 @@ describe('snapshot and restore', () => {
     expect([...learners].sort()).toEqual(['anomaly', 'drone', 'load', 'netbw', 'ufw', 'webcam']);
     expect(tail.find((v) => v.learner === 'netbw')!.model).toMatch(/^netbw-logreg@1\.\d+$/);
     expect(tail.find((v) => v.learner === 'anomaly')!.model).toMatch(/^anomaly-ae@1\.\d+$/);
-    expect(b.backend).toBe('cpu');
+    expect(b.backend).toBe((await loadBackend()).name);
   });
 });
