@@ -17,6 +17,8 @@ export interface WebcamOptions {
   threshold?: number;
   /** identity -> embeddings, enrolled at start */
   gallery?: Record<string, number[][]>;
+  /** a threshold learnt from the gallery rejects at most this share of its own genuine pairs */
+  targetFrr?: number;
 }
 
 export const WEBCAM_VARIABLES: readonly VariableDecl[] = [
@@ -110,6 +112,7 @@ export class WebcamLearner implements Learner {
   private dims = 0;
   threshold: number;
   private learnt: boolean;
+  private readonly targetFrr: number;
   private frames = 0;
   private matches = 0;
   rejected = 0;
@@ -119,6 +122,7 @@ export class WebcamLearner implements Learner {
     opts: WebcamOptions = {},
   ) {
     this.threshold = opts.threshold ?? 0.8;
+    this.targetFrr = opts.targetFrr ?? 0.02;
     this.learnt = opts.threshold === undefined;
     for (const [id, embs] of Object.entries(opts.gallery ?? {})) this.enrol(id, embs);
   }
@@ -208,7 +212,12 @@ export class WebcamLearner implements Learner {
       if (im > -1) impostor.push(im);
     });
     if (genuine.length === 0) return;
-    this.threshold = bestThreshold(genuine, impostor);
+    // The balanced cut separates the enrolled identities from each other, but strangers who merely
+    // resemble someone enrolled are not in the gallery and score between the two: the threshold
+    // also goes up to where only targetFrr of the gallery's own genuine pairs would be refused.
+    const sorted = [...genuine].sort((a, b) => a - b);
+    const frrCut = sorted[Math.min(sorted.length - 1, Math.floor(this.targetFrr * sorted.length))]!;
+    this.threshold = Math.max(bestThreshold(genuine, impostor), frrCut);
     this.learnt = true;
   }
 
