@@ -9,10 +9,11 @@ import { constants } from 'node:fs';
 import { open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { createLogger } from '../runtime/log.ts';
+import { confValueProblem, keyProblem, valueProblem } from '../schemas/variable.ts';
 import type { ExportSink, SinkStats } from './export.ts';
 import { exportErrors, exportRejects, exportWrites } from './metrics.ts';
 import type { VariableChange, VariableDelete } from './table.ts';
-import { type KvRejectReason, validateKey, validateValue } from './validate.ts';
+import type { KvRejectReason } from './validate.ts';
 
 const log = createLogger('kernel-analytics.conf');
 
@@ -78,18 +79,18 @@ export function parseConf(text: string): Omit<ConfContents, 'exists'> {
     }
     const key = token.slice(0, eq);
     const value = token.slice(eq + 1);
-    const k = validateKey(key);
-    if (!k.ok) {
+    const k = keyProblem(key);
+    if (k) {
       problems.push({ index: i, token: clip(token), reason: k.reason, message: `token ${i}: ${k.message}` });
       continue;
     }
-    const v = validateValue(value);
-    if (!v.ok) {
+    const v = valueProblem(value);
+    if (v) {
       problems.push({
         index: i,
         token: clip(token),
         reason: v.reason,
-        message: `token ${i} (${key}): ${v.message}`,
+        message: `token ${i} (${key}): value ${v.message}`,
       });
       continue;
     }
@@ -100,18 +101,10 @@ export function parseConf(text: string): Omit<ConfContents, 'exists'> {
 
 /** Why a pair cannot be written, or undefined when it can. */
 export function confPairError(key: string, value: string): ConfValueError | undefined {
-  const k = validateKey(key);
-  if (!k.ok) return new ConfValueError(key, k.reason, k.message);
-  if (value.includes(',')) {
-    return new ConfValueError(
-      key,
-      'comma',
-      `value of ${key} contains ',' (${JSON.stringify(clip(value))}): the conf file separates pairs with commas, ` +
-        `so the reader would split it; write it without commas (e.g. ';' or ' ' between items)`,
-    );
-  }
-  const v = validateValue(value);
-  if (!v.ok) return new ConfValueError(key, v.reason, `value of ${key}: ${v.message}`);
+  const k = keyProblem(key);
+  if (k) return new ConfValueError(key, k.reason, k.message);
+  const v = confValueProblem(value);
+  if (v) return new ConfValueError(key, v.reason, `value of ${key} ${v.message}`);
   return undefined;
 }
 

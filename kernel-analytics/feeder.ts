@@ -15,18 +15,12 @@ import { type Bus, type BusMessage, type Subscription, TOPICS, topicSpecs } from
 import { type LineClient, LineServer } from '../runtime/line-server.ts';
 import { createLogger } from '../runtime/log.ts';
 import { type AnalyticsVariable, AvroDecodeError, type Codec, codecFor } from '../schemas/index.ts';
+import { isValidKey, isValidValue, keyProblem, valueProblem } from '../schemas/variable.ts';
 import { LineBatch } from './line-batch.ts';
 import { feederLinesSent, feederQueued, feederRejects, feederUpdates, feederVariables } from './metrics.ts';
 import { FEEDER_PORT } from './ports.ts';
 import { type SetResult, VariableTable } from './table.ts';
-import {
-  isValidKey,
-  isValidValue,
-  MAX_LINE_BYTES,
-  STREAMING_START,
-  validateKey,
-  validateValue,
-} from './validate.ts';
+import { MAX_LINE_BYTES, STREAMING_START } from './validate.ts';
 
 const log = createLogger('kernel-analytics.feeder');
 
@@ -305,16 +299,14 @@ class FeederImpl implements Feeder {
       return 'filtered';
     }
     if (!isValidKey(v.key) || !isValidValue(v.value)) {
-      const why = validateKey(v.key);
-      const bad = why.ok ? validateValue(v.value) : why;
-      const reason = bad.ok ? 'invalid-value' : bad.reason;
+      const bad = keyProblem(v.key) ?? valueProblem(v.value);
       this.counts.invalid++;
-      feederRejects.inc({ feeder: this.name, reason });
+      feederRejects.inc({ feeder: this.name, reason: bad?.reason ?? 'invalid-value' });
       if ((this.counts.invalid & (this.counts.invalid - 1)) === 0) {
         log.warn('variable refused', {
           host,
           key: String(v.key).slice(0, 140),
-          reason: bad.ok ? reason : bad.message,
+          reason: bad?.message ?? 'invalid value',
           count: this.counts.invalid,
         });
       }

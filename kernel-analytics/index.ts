@@ -55,20 +55,13 @@ export {
   VariableTable,
   type VariableTableOptions,
 } from './table.ts';
+// What a key, host or value may be is the variable contract: ../schemas/variable.ts.
 export {
-  isValidKey,
-  isValidValue,
-  KEY_PATTERN,
   KV_REJECT_REASONS,
   type KvLine,
   type KvRejectReason,
   MAX_ANALYTICS_CONF,
-  MAX_KEY_BYTES,
   MAX_LINE_BYTES,
-  MAX_VALUE_BYTES,
   parseKvLine,
   STREAMING_START,
-  type Validation,
-  validateKey,
-  validateValue,
 } from './validate.ts';

@@ -3,15 +3,8 @@
 // (`k1 = v1\n_ANALYTICS_STREAMING_START`); here a pair is exactly the bytes of one line.
 // Hot path: no Buffer or array is allocated per line, only the key and value strings themselves.
 import { isUtf8 } from 'node:buffer';
-import {
-  classifyLineBytes,
-  KEY_BYTE,
-  type KvRejectReason,
-  MAX_KEY_BYTES,
-  MAX_LINE_BYTES,
-  MAX_VALUE_BYTES,
-  STREAMING_START,
-} from './validate.ts';
+import { KEY_BYTE, MAX_KEY_BYTES, MAX_VALUE_BYTES } from '../schemas/variable.ts';
+import { classifyLineBytes, type KvRejectReason, MAX_LINE_BYTES, STREAMING_START } from './validate.ts';
 
 export type PairHandler = (key: string, value: string) => void;
 export type RejectHandler = (reason: KvRejectReason, message: string) => void;

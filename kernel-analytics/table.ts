@@ -4,7 +4,8 @@
 import { EventEmitter } from 'node:events';
 import { createLogger } from '../runtime/log.ts';
 import { counter, gauge } from '../runtime/metrics.ts';
-import { isValidKey, isValidValue, MAX_ANALYTICS_CONF } from './validate.ts';
+import { isValidKey, isValidValue } from '../schemas/variable.ts';
+import { MAX_ANALYTICS_CONF } from './validate.ts';
 
 const log = createLogger('kernel-analytics.table');
 const variablesGauge = gauge('virgo_analytics_variables', 'variables held by a variable table', ['table']);
@@ -103,10 +104,6 @@ class Entry implements VariableEntry {
   ) {}
 }
 
-const TRUE_WORDS = new Set(['true', '1', 'yes', 'on', 'y', 't']);
-const FALSE_WORDS = new Set(['false', '0', 'no', 'off', 'n', 'f']);
-const INT = /^[+-]?\d+$/;
-
 export class VariableTable extends EventEmitter<TableEvents> {
   readonly maxVariables: number;
   readonly name: string;
@@ -151,7 +148,7 @@ export class VariableTable extends EventEmitter<TableEvents> {
   }
 
   /**
-   * `set` for callers that already applied validateKey/validateValue (the consumer's byte parser,
+   * `set` for callers that already applied the contract's checks (the consumer's byte parser,
    * the feeder): the hot path, no regular expressions.
    */
   setValidated(key: string, value: string, host = '', seq?: number, ts?: number): SetResult {
@@ -274,31 +271,6 @@ export class VariableTable extends EventEmitter<TableEvents> {
 
   has(key: string, host?: string): boolean {
     return this.get(key, host) !== undefined;
-  }
-
-  /** A finite number, or undefined when absent or not numeric. */
-  getNumber(key: string, host?: string): number | undefined {
-    const v = this.get(key, host);
-    if (v === undefined || v.trim() === '') return undefined;
-    const n = Number(v);
-    return Number.isFinite(n) ? n : undefined;
-  }
-
-  /** A safe integer written in decimal, or undefined. */
-  getInt(key: string, host?: string): number | undefined {
-    const v = this.get(key, host)?.trim();
-    if (v === undefined || !INT.test(v)) return undefined;
-    const n = Number(v);
-    return Number.isSafeInteger(n) ? n : undefined;
-  }
-
-  /** True/true/TRUE/1/yes/on → true, False/false/0/no/off → false, anything else undefined. */
-  getBool(key: string, host?: string): boolean | undefined {
-    const v = this.get(key, host)?.trim().toLowerCase();
-    if (v === undefined) return undefined;
-    if (TRUE_WORDS.has(v)) return true;
-    if (FALSE_WORDS.has(v)) return false;
-    return undefined;
   }
 
   /**

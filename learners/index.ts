@@ -49,6 +49,6 @@ export { currentSnapshot } from './snapshot.ts';
 export { type LearnStage, type LearnStageOptions, type LearnStageStats, startLearnStage } from './stage.ts';
 export type { Learner, LearnerContext, Proposal, Tf, VariableDecl, VarType } from './types.ts';
 export { UFW_MODEL, UfwLearner, ufwFields } from './ufw.ts';
-export { HOST_RE, KEY_RE, normalise, splitHostKey, ValueError, valueTextProblem } from './variables.ts';
+export { HOST_RE, KEY_RE, normalise, splitHostKey, ValueError } from './variables.ts';
 export { bestThreshold, EnrolmentError, WebcamLearner } from './webcam.ts';
 export { Rng, SlidingCounter } from './window.ts';

@@ -1,13 +1,21 @@
-// Variable declarations and the value rules of the wire (docs/design.md §5.3): keys
-// [A-Za-z0-9_.:/-]{1,128}; values printable UTF-8, no CR/LF, at most 1000 bytes, and no commas
-// (the conf file is comma separated). Numbers are clamped to the declared bounds here.
+// Variable declarations and the normalisation of proposed values. What a key, host or value may
+// be, and which texts are numbers and booleans, is the variable contract (schemas/variable.ts);
+// learners add the conf file's rule (no commas) so everything they emit fits every export.
+// Numbers are clamped to the declared bounds here.
 import { isIP } from 'node:net';
+import {
+  confValueProblem,
+  HOST_RE,
+  isValidKey,
+  KEY_RE,
+  parseBool as parseBoolText,
+  parseHostKey,
+  parseNumber,
+} from '../schemas/variable.ts';
 import type { VariableDecl } from './types.ts';
 
-export const KEY_RE = /^[A-Za-z0-9_.:/-]{1,128}$/;
-/** hosts and device ids: the key charset minus '/', which separates host from key on the topic */
-export const HOST_RE = /^[A-Za-z0-9_.:-]{1,128}$/;
-export const MAX_VALUE_BYTES = 1000;
+// The contract's patterns, re-exported for the learners that import them from here.
+export { HOST_RE, KEY_RE };
 
 export class DeclarationError extends Error {
   override readonly name = 'DeclarationError';
@@ -19,7 +27,7 @@ export class ValueError extends Error {
 
 export function checkDeclaration(d: VariableDecl, owner: string): void {
   const bad = (why: string) => new DeclarationError(`learner ${owner}, variable ${d.key}: ${why}`);
-  if (!KEY_RE.test(d.key)) throw bad('key must match [A-Za-z0-9_.:/-]{1,128}');
+  if (!isValidKey(d.key)) throw bad('key must match [A-Za-z0-9_.:/-]{1,128}');
   if (!d.description || d.description.includes('\n')) throw bad('needs a one-line description');
   if (!(d.dwellMs >= 0)) throw bad('dwellMs must be >= 0');
   if (d.type === 'int' || d.type === 'float') {
@@ -32,18 +40,6 @@ export function checkDeclaration(d: VariableDecl, owner: string): void {
   if (d.type === 'bool' && d.urgent !== undefined && !['true', 'false'].includes(d.urgent.toLowerCase())) {
     throw bad('bool urgent is true or false');
   }
-}
-
-/** Why a value text cannot travel, or undefined when it can. */
-export function valueTextProblem(s: string): string | undefined {
-  if (Buffer.byteLength(s, 'utf8') > MAX_VALUE_BYTES) return `longer than ${MAX_VALUE_BYTES} bytes`;
-  // C1 controls too: the feeder and the conf file refuse them (kernel-analytics/validate.ts)
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what we reject
-  if (/[\u0000-\u001f\u007f-\u009f]/.test(s)) return 'contains a control character (CR, LF, tab, …)';
-  // a lone surrogate has no UTF-8: Avro would send U+FFFD instead
-  if (/[\uD800-\uDFFF]/u.test(s)) return 'contains a lone surrogate (not valid UTF-8)';
-  if (s.includes(',')) return 'contains a comma (the conf file separates pairs with commas)';
-  return undefined;
 }
 
 export interface Normalised {
@@ -63,10 +59,7 @@ function boolText(b: boolean, style: VariableDecl['boolStyle']): string {
 function parseBool(v: unknown): boolean | undefined {
   if (typeof v === 'boolean') return v;
   if (typeof v === 'number') return v !== 0;
-  const s = String(v).trim().toLowerCase();
-  if (['true', '1', 'yes', 'on'].includes(s)) return true;
-  if (['false', '0', 'no', 'off'].includes(s)) return false;
-  return undefined;
+  return typeof v === 'string' ? parseBoolText(v) : undefined;
 }
 
 function formatFloat(x: number, decimals: number): string {
@@ -83,8 +76,8 @@ export function normalise(d: VariableDecl, raw: unknown, clamp = true): Normalis
   switch (d.type) {
     case 'int':
     case 'float': {
-      const n = typeof raw === 'number' ? raw : typeof raw === 'string' ? Number(raw.trim()) : Number.NaN;
-      if (!Number.isFinite(n) || (typeof raw === 'string' && raw.trim() === '')) {
+      const n = typeof raw === 'number' ? raw : typeof raw === 'string' ? parseNumber(raw) : undefined;
+      if (n === undefined || !Number.isFinite(n)) {
         throw new ValueError(`${d.key} is ${d.type}; got ${JSON.stringify(raw)}`);
       }
       const min = d.min ?? Number.NEGATIVE_INFINITY;
@@ -120,7 +113,7 @@ export function normalise(d: VariableDecl, raw: unknown, clamp = true): Normalis
     }
     case 'string': {
       const s = String(raw);
-      const problem = valueTextProblem(s) ?? (s.length === 0 ? 'is empty' : undefined);
+      const problem = s.length === 0 ? 'is empty' : confValueProblem(s)?.message;
       if (problem) throw new ValueError(`${d.key}: value ${problem}`);
       return { value: s };
     }
@@ -132,15 +125,9 @@ export function undeclared(key: string): VariableDecl {
   return { key, type: 'string', unit: null, description: 'not declared by any learner', dwellMs: 0 };
 }
 
-/** Splits `host/key` (the topic key) at the first '/'. */
+/** Splits `host/key` (the topic key) at the first '/'; throws ValueError saying what is wrong. */
 export function splitHostKey(s: string): { host: string; key: string } {
-  const i = s.indexOf('/');
-  if (i <= 0 || i === s.length - 1) throw new ValueError(`expected host/key, got ${JSON.stringify(s)}`);
-  const host = s.slice(0, i);
-  const key = s.slice(i + 1);
-  if (!HOST_RE.test(host))
-    throw new ValueError(`host ${JSON.stringify(host)} must match [A-Za-z0-9_.:-]{1,128}`);
-  if (!KEY_RE.test(key))
-    throw new ValueError(`key ${JSON.stringify(key)} must match [A-Za-z0-9_.:/-]{1,128}`);
-  return { host, key };
+  const r = parseHostKey(s);
+  if (!r.ok) throw new ValueError(r.message);
+  return { host: r.host, key: r.key };
 }

@@ -5,10 +5,10 @@
 // labelled examples, as the cut that best separates them (balanced accuracy).
 import { join } from 'node:path';
 import type { WebcamFrame } from '../schemas/index.ts';
+import { confValueProblem } from '../schemas/variable.ts';
 import { readJson, writeJsonAtomic } from './snapshot.ts';
 import { requireTf } from './tf-util.ts';
 import type { Learner, LearnerContext, Proposal, Tf, VariableDecl } from './types.ts';
-import { valueTextProblem } from './variables.ts';
 
 export const WEBCAM_ARCH = 'webcam-cosine@1';
 
@@ -133,9 +133,12 @@ export class WebcamLearner implements Learner {
 
   /** Adds embeddings of one identity; relearns the threshold unless it was set. */
   enrol(identity: string, embeddings: readonly (readonly number[])[]): void {
-    const problem = valueTextProblem(identity);
+    // An identity is emitted as a value: it must fit the wire and the conf file.
+    const problem = confValueProblem(identity);
     if (!identity || problem)
-      throw new EnrolmentError(`identity ${JSON.stringify(identity)}: ${problem ?? 'empty'}`);
+      throw new EnrolmentError(
+        `identity ${JSON.stringify(identity)}: ${problem ? `value ${problem.message}` : 'empty'}`,
+      );
     if (embeddings.length === 0) throw new EnrolmentError(`identity ${identity}: no embeddings`);
     for (const e of embeddings) {
       if (e.length === 0 || !e.every(Number.isFinite)) {

@@ -1,11 +1,13 @@
 // schemas/: the Avro records every stage exchanges, and their codecs.
-// Owns: the .avsc files (one per record) and the single-object codec. Imports: avsc only.
+// Owns: the .avsc files (one per record), the single-object codec, and the variable contract
+// (variable.ts: what a host, key and value may be; the number and boolean readers). Imports: avsc only.
 import { readFileSync } from 'node:fs';
 import type avro from 'avsc';
 import { Codec } from './codec.ts';
 
 export * from './codec.ts';
 export { rabin64, rabin64Bytes } from './fingerprint.ts';
+export * from './variable.ts';
 
 export interface AnalyticsVariable {
   host: string;

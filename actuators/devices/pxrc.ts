@@ -8,7 +8,8 @@ import { type Bus, CONTENT_TYPES, HEADERS, TOPICS } from '../../bus/index.ts';
 import { createLogger } from '../../runtime/log.ts';
 import { counter } from '../../runtime/metrics.ts';
 import { codecFor, type DroneSensorFrame } from '../../schemas/index.ts';
-import { parseNumber, type VariableSource } from '../drivers/variables.ts';
+import { parseNumber } from '../../schemas/variable.ts';
+import type { VariableSource } from '../drivers/variables.ts';
 import { type Course, type DroneControls, type DroneParams, DroneSim, generateCourse } from './drone-sim.ts';
 import { OrderedSender, type ReplySink } from './reply-sink.ts';
 

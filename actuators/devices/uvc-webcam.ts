@@ -12,7 +12,8 @@ import { createLogger } from '../../runtime/log.ts';
 import { counter } from '../../runtime/metrics.ts';
 import { gaussian, seededRandom } from '../../runtime/rng.ts';
 import { codecFor, type WebcamFrame } from '../../schemas/index.ts';
-import { parseBool, type VariableChange, type VariableSource } from '../drivers/variables.ts';
+import { parseBool } from '../../schemas/variable.ts';
+import type { SourceChange, VariableSource } from '../drivers/variables.ts';
 import { OrderedSender, type ReplySink } from './reply-sink.ts';
 
 const log = createLogger('devices.uvcvideo');
@@ -78,7 +79,7 @@ export class UvcWebcam {
   private readonly dim: number;
   private readonly codec = codecFor('WebcamFrame');
   private pubTail: Promise<void> = Promise.resolve();
-  private readonly listener: (c: VariableChange) => void;
+  private readonly listener: (c: SourceChange) => void;
   private timer: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: UvcWebcamOptions) {

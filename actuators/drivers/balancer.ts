@@ -3,7 +3,8 @@
 //    from the OS CSPRNG (the original read /dev/urandom). No load tracking at all.
 //  - analytics: the least predicted load, from the variables the `load` learner exports.
 import { randomInt } from 'node:crypto';
-import { parseNumber, type VariableSource } from './variables.ts';
+import { parseNumber } from '../../schemas/variable.ts';
+import type { VariableSource } from './variables.ts';
 import type { CloudNode } from './virgo-cloud-conf.ts';
 
 export type BalancerRule = 'prg' | 'analytics';

@@ -2,8 +2,11 @@
 // (latest value per key, synchronously, optionally of one host, plus change events), so the same
 // driver runs against the in-process VariableTable (../table.ts satisfies this as is) or, in
 // another process, against Redis (redis-variables.ts mirrors the exporter's hashes into a table).
+// Which value texts are numbers and booleans is the variable contract's (../../schemas/variable.ts).
+import { parseNumber } from '../../schemas/variable.ts';
 
-export interface VariableChange {
+/** What a VariableSource reports on 'change' (the table's own VariableChange carries more). */
+export interface SourceChange {
   key: string;
   /** undefined when the variable was removed */
   value: string | undefined;
@@ -11,7 +14,7 @@ export interface VariableChange {
   host?: string;
 }
 
-export type ChangeListener = (change: VariableChange) => void;
+export type ChangeListener = (change: SourceChange) => void;
 
 export interface VariableSource {
   /** the latest value: of `host` when given, else the newest over all hosts */
@@ -98,33 +101,6 @@ export function readNumber(
   const n = parseNumber(raw);
   if (n === undefined) return fallback;
   return clamp(n, bounds.min ?? Number.NEGATIVE_INFINITY, bounds.max ?? Number.POSITIVE_INFINITY);
-}
-
-/** A strict number: decimal or exponent notation, nothing else (no hex, no empty string). */
-export function parseNumber(raw: string): number | undefined {
-  const t = raw.trim();
-  if (!/^[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?$/i.test(t)) return undefined;
-  const n = Number(t);
-  return Number.isFinite(n) ? n : undefined;
-}
-
-/** The original wrote Python booleans (`match=True`); accept the usual spellings, else undefined. */
-export function parseBool(raw: string | undefined): boolean | undefined {
-  if (raw === undefined) return undefined;
-  switch (raw.trim().toLowerCase()) {
-    case 'true':
-    case '1':
-    case 'yes':
-    case 'on':
-      return true;
-    case 'false':
-    case '0':
-    case 'no':
-    case 'off':
-      return false;
-    default:
-      return undefined;
-  }
 }
 
 export function clamp(x: number, lo: number, hi: number): number {

@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { RingConsumer, startFeeder } from '../../kernel-analytics/index.ts';
+import { parseBool, parseNumber } from '../../schemas/variable.ts';
 import { waitFor } from '../helpers/services.ts';
 import { freePort, Nc } from './helpers.ts';
 
@@ -55,6 +56,7 @@ describe('RingConsumer against `nc -l` typed by hand', () => {
       binary: 1,
       overlong: 1,
       'missing-equals': 1,
+      'invalid-host': 0,
       'invalid-key': 1,
       'invalid-value': 0,
       partial: 1,
@@ -85,7 +87,7 @@ describe('RingConsumer against our feeder', () => {
     const port = f1.port;
     f1.update({ key: 'match', value: 'True' });
     const c = consumer(port);
-    await waitFor(() => c.table.getBool('match') === true, 'snapshot');
+    await waitFor(() => parseBool(c.table.get('match')) === true, 'snapshot');
     const disconnected = new Promise<{ retryInMs: number | undefined }>((r) => c.once('disconnect', r));
     await f1.close();
     const d = await disconnected;
@@ -96,11 +98,11 @@ describe('RingConsumer against our feeder', () => {
     cleanups.push(() => f2.close());
     f2.update({ key: 'match', value: 'False' });
     f2.update({ key: 'MaxNetworkBandwidth', value: '255' });
-    await waitFor(() => c.table.getInt('MaxNetworkBandwidth') === 255, 'data after reconnect');
-    expect(c.table.getBool('match')).toBe(false);
+    await waitFor(() => parseNumber(c.table.get('MaxNetworkBandwidth')) === 255, 'data after reconnect');
+    expect(parseBool(c.table.get('match'))).toBe(false);
     expect(c.stats().connects).toBe(2);
     f2.update({ key: 'MaxNetworkBandwidth', value: '100' });
-    await waitFor(() => c.table.getInt('MaxNetworkBandwidth') === 100, 'live update');
+    await waitFor(() => parseNumber(c.table.get('MaxNetworkBandwidth')) === 100, 'live update');
   });
 
   it('HOST selection records the host; table bound refuses extra keys without stopping', async () => {

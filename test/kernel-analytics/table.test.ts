@@ -31,24 +31,14 @@ describe('Ring', () => {
 });
 
 describe('VariableTable', () => {
-  it('typed getters read what people and learners write', () => {
+  it("holds value texts as written, per host; reading them as numbers is the contract readers' job", () => {
     const t = new VariableTable();
     t.set('match', 'True');
-    t.set('flag1', '1');
-    t.set('off', 'false');
-    t.set('bw', '255');
-    t.set('ratio', '0.75');
-    t.set('word', 'maybe');
+    t.set('bw', '255', { host: 'h1' });
     expect(t.get('match')).toBe('True');
-    expect(t.getBool('match')).toBe(true);
-    expect(t.getBool('flag1')).toBe(true);
-    expect(t.getBool('off')).toBe(false);
-    expect(t.getBool('word')).toBeUndefined();
-    expect(t.getBool('absent')).toBeUndefined();
-    expect(t.getInt('bw')).toBe(255);
-    expect(t.getInt('ratio')).toBeUndefined();
-    expect(t.getNumber('ratio')).toBe(0.75);
-    expect(t.getNumber('word')).toBeUndefined();
+    expect(t.get('bw', 'h1')).toBe('255');
+    expect(t.get('bw', 'h2')).toBeUndefined();
+    expect(t.get('absent')).toBeUndefined();
     expect(t.snapshot()).toMatchObject({ match: 'True', bw: '255' });
   });
 

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { EmissionGate } from '../../learners/gate.ts';
 import { declarationsOf } from '../../learners/registry.ts';
 import type { Proposal, VariableDecl } from '../../learners/types.ts';
-import { normalise, ValueError, valueTextProblem } from '../../learners/variables.ts';
+import { normalise, ValueError } from '../../learners/variables.ts';
 
 const DECLS: VariableDecl[] = [
   {
@@ -209,10 +209,12 @@ describe('value rules', () => {
     expect(() => normalise(DECLS[0]!, '', false)).toThrow(ValueError);
   });
 
-  it('value text is printable, single-line, comma-free and at most 1000 bytes', () => {
-    expect(valueTextProblem('ok value')).toBeUndefined();
-    expect(valueTextProblem('x'.repeat(1001))).toMatch(/1000 bytes/);
-    expect(valueTextProblem('é'.repeat(501))).toMatch(/1000 bytes/);
-    expect(valueTextProblem('a\tb')).toMatch(/control/);
+  it('string values follow the contract: printable, single-line, comma-free, at most 1000 bytes', () => {
+    const s = { ...DECLS[0]!, key: 'who', type: 'string' as const };
+    expect(normalise(s, 'ok value').value).toBe('ok value');
+    expect(() => normalise(s, 'x'.repeat(1001))).toThrow(/1000 bytes/);
+    expect(() => normalise(s, 'é'.repeat(501))).toThrow(/1000 bytes/);
+    expect(() => normalise(s, 'a\tb')).toThrow(/control/);
+    expect(() => normalise(s, 'a,b')).toThrow(/conf file separates pairs/);
   });
 });

@@ -28,7 +28,7 @@ import {
 } from '../../ingest/index.ts';
 import { parseConf } from '../../kernel-analytics/conf-file.ts';
 import { KvLineParser } from '../../kernel-analytics/kv-parser.ts';
-import { isValidKey, isValidValue, KV_REJECT_REASONS, parseKvLine } from '../../kernel-analytics/validate.ts';
+import { KV_REJECT_REASONS, parseKvLine } from '../../kernel-analytics/validate.ts';
 import {
   checkPin,
   createLearnerHost,
@@ -39,6 +39,7 @@ import {
 import { parseLegacy } from '../../queue-bridge/index.ts';
 import { checkPayload } from '../../queue-bridge/payload.ts';
 import { AvroDecodeError, codecFor, RECORD_NAMES } from '../../schemas/index.ts';
+import { isValidKey, isValidValue } from '../../schemas/variable.ts';
 import { waitFor } from '../helpers/services.ts';
 import { callLines, hostileBytes, hostileText, hugeText, SEED, sample, Tally, validKey } from './lib/arb.ts';
 import { Report } from './lib/summary.ts';
