@@ -57,6 +57,11 @@ export interface LineServerOptions {
   onConnect?: (client: LineClient) => void;
   /** lines of one client are handled one at a time, in order */
   onLine: (client: LineClient, line: string) => void | Promise<void>;
+  /**
+   * The client half-closed (sent FIN) and its lines were handled. Without this hook the server ends
+   * its side at once; with it the service decides when (e.g. the feeder sends the snapshot first).
+   */
+  onInputEnd?: (client: LineClient) => void;
   onClose?: (client: LineClient, reason: string) => void;
 }
 
@@ -72,7 +77,8 @@ export interface LineClient {
   write(text: string | Uint8Array): boolean;
   /** bytes queued and not yet taken by the kernel */
   readonly pending: number;
-  close(reason?: string): void;
+  /** ends the connection after what is queued; destroyed if the peer has not taken it in graceMs (default 2 s) */
+  close(reason?: string, graceMs?: number): void;
   /** per-connection state for the service */
   state: Record<string, unknown>;
 }
@@ -280,6 +286,8 @@ class ClientImpl implements LineClient {
   private reading = true;
   /** the peer ended its side */
   private eof = false;
+  /** onInputEnd was called (at most once) */
+  private inputEnded = false;
   /** why the client is being dropped once its queued lines are answered */
   private failure: { message: string; errorLine: boolean } | undefined;
   private isClosed = false;
@@ -476,7 +484,13 @@ class ClientImpl implements LineClient {
       this.buf = [];
       this.bufLen = 0;
     }
-    if (!this.sock.destroyed) this.sock.end();
+    if (this.srv.opts.onInputEnd) {
+      // the service ends it (e.g. the feeder, once its snapshot is out); told once
+      if (!this.inputEnded && !this.isClosed) {
+        this.inputEnded = true;
+        this.srv.opts.onInputEnd(this);
+      }
+    } else if (!this.sock.destroyed) this.sock.end();
   }
 
   /**
@@ -519,7 +533,7 @@ class ClientImpl implements LineClient {
     return this.write(`${line}\n`);
   }
 
-  close(reason = 'closed by server'): void {
+  close(reason = 'closed by server', graceMs = 2_000): void {
     if (this.isClosed) return;
     this.isClosed = true;
     this.closeReason = reason;
@@ -530,7 +544,7 @@ class ClientImpl implements LineClient {
     this.stopReading();
     this.sock.end();
     // A peer that never reads would keep the socket half-open; don't wait for it forever.
-    setTimeout(() => this.sock.destroy(), 2_000).unref();
+    setTimeout(() => this.sock.destroy(), graceMs).unref();
   }
 
   finish(): void {
