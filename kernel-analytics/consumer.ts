@@ -1,9 +1,14 @@
 // The ring-buffer consumer: the user-space read_streaming_virgo_kernel_analytics_config(). It
 // connects to a feeder (ours, or `nc -l 64000` typed by hand), says KERNEL_ANALYTICS_STREAMING_START,
-// and keeps every pair in a fixed ring and the latest per key in a VariableTable. Unlike the
+// and keeps every pair in a fixed ring and the latest per host/key in a VariableTable. Unlike the
 // original it reads lines (no stale bytes), validates them, and reconnects with backoff.
+// Which host a pair belongs to: with `selectHost` it asks the feeder for that host (HOST <name>)
+// and the bare lines are that host's; without, it reads the feeder's every-host view, where a line
+// is `host/key=value` (split at the first '/'), and a bare line (a feeder typed by hand) belongs
+// to `defaultHost`, this machine unless told.
 import { EventEmitter } from 'node:events';
 import { connect, type Socket } from 'node:net';
+import { hostname } from 'node:os';
 import { createLogger } from '../runtime/log.ts';
 import { KvLineParser } from './kv-parser.ts';
 import { consumerConnected, consumerConnects, consumerPairs, consumerRejects } from './metrics.ts';
@@ -36,6 +41,8 @@ export interface RingConsumerOptions {
    * them under that host in the table. Plain `nc` feeders just print the extra line.
    */
   selectHost?: string;
+  /** without selectHost: the host of bare `key=value` lines (default this machine's name) */
+  defaultHost?: string;
   /** reconnect after a disconnect or a failed connect (default true) */
   reconnect?: boolean;
   backoff?: BackoffOptions;
@@ -58,6 +65,8 @@ export interface ConsumerEvents {
   connect: [{ host: string; port: number }];
   disconnect: [DisconnectInfo];
   reject: [{ reason: KvRejectReason; message: string }];
+  /** a '#' line from the feeder, e.g. `# HOST x: no variables of this host yet; …` */
+  notice: [string];
 }
 
 export interface ConsumerStats {
@@ -71,6 +80,8 @@ export interface ConsumerStats {
   rejects: Record<KvRejectReason, number>;
   /** empty lines and KERNEL_ANALYTICS_STREAMING_START echoes, skipped */
   skipped: number;
+  /** '#' notice lines from the feeder */
+  notices: number;
   bytes: number;
   ring: { size: number; length: number; written: number };
   table: TableStats;
@@ -94,6 +105,8 @@ export class RingConsumer extends EventEmitter<ConsumerEvents> {
   private closeWaiters: (() => void)[] = [];
   private lastError: string | undefined;
   private readonly selectHost: string;
+  /** the host of a bare line: the selected one, else defaultHost */
+  private readonly bareHost: string;
   private now = 0;
   private readonly counts = {
     connects: 0,
@@ -112,6 +125,7 @@ export class RingConsumer extends EventEmitter<ConsumerEvents> {
     this.port = opts.port ?? 64000;
     this.name = opts.name ?? 'consumer';
     this.selectHost = opts.selectHost ?? '';
+    this.bareHost = this.selectHost || opts.defaultHost || hostname();
     this.ring = new Ring(opts.ringSize ?? 500);
     this.table =
       opts.table ??
@@ -120,13 +134,15 @@ export class RingConsumer extends EventEmitter<ConsumerEvents> {
         ...(opts.maxVariables !== undefined ? { maxVariables: opts.maxVariables } : {}),
       });
     this.parser = new KvLineParser(
-      (key, value) => {
-        const seq = this.ring.write(key, value, this.now);
-        this.table.setValidated(key, value, this.selectHost, seq, this.now);
+      (key, value, lineHost) => {
+        const host = lineHost ?? this.bareHost;
+        const seq = this.ring.write(key, value, this.now, host);
+        this.table.setValidated(key, value, host, seq, this.now);
         this.counts.pairs++;
         this.unreported++;
       },
       (reason, message) => this.rejected(reason, message),
+      { qualified: this.selectHost === '', onNotice: (text) => this.noticed(text) },
     );
     if (opts.autoStart !== false) this.start();
   }
@@ -245,6 +261,14 @@ export class RingConsumer extends EventEmitter<ConsumerEvents> {
     if (this.listenerCount('reject') > 0) this.emit('reject', { reason, message });
   }
 
+  private noticed(text: string): void {
+    const n = this.parser.notices;
+    // A feeder repeats its notice at every snapshot (each reconnect): say it once, then sparsely.
+    if ((n & (n - 1)) === 0)
+      log.info('feeder notice', { feeder: `${this.host}:${this.port}`, notice: text, count: n });
+    if (this.listenerCount('notice') > 0) this.emit('notice', text);
+  }
+
   private report(): void {
     if (this.unreported > 0) {
       consumerPairs.inc({ consumer: this.name }, this.unreported);
@@ -261,6 +285,7 @@ export class RingConsumer extends EventEmitter<ConsumerEvents> {
       pairs: this.counts.pairs,
       rejects: { ...this.counts.rejects },
       skipped: this.parser.blank + this.parser.ignored,
+      notices: this.parser.notices,
       bytes: this.counts.bytes,
       ring: { size: this.ring.size, length: this.ring.length, written: this.ring.written },
       table: this.table.stats(),

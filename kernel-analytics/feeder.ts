@@ -1,21 +1,36 @@
 // The :64000 feeder: the "webservice serving kernel_analytics variables" the original module read
 // with netcat. It follows virgo.kernel-analytics (the compacted topic is the snapshot, so it reads
-// from the beginning), keeps the latest value per host/key, and streams `key=value\n` lines:
-// the snapshot on connect, then every change.
+// from the beginning), keeps the latest value per host/key, and streams lines: the snapshot on
+// connect, then every change. No view ever puts two hosts' values under one bare key (DESIGN §9):
 //
-// Client protocol (one line each, all optional; plain `nc` clients send nothing):
+//   no HOST line   every host, host-qualified: `host/key=value` (split at the first '=' as the
+//                  original module does, its key is `host/key`; our consumer splits at the first '/')
+//   HOST <name>    only <name>'s variables, bare `key=value` (what that machine's kernel module
+//                  wants); the snapshot is re-sent. The selection stays for a host with no variables
+//                  yet (a device may start after its client): its variables follow when they appear.
+//   HOST * / HOST  back to every host, host-qualified
 //   KERNEL_ANALYTICS_STREAMING_START   accepted and ignored (the original client sends it)
-//   HOST <name>                        only <name>'s variables from now on; the snapshot is re-sent
-//   HOST *                             every host again (the default): the latest value per key
-// Anything else is ignored and counted: the clients of this port parse k=v and must never see
-// replies they did not ask for.
+// A feeder with `hostFilter` serves one host only: its clients get that host's bare lines.
+// Replies: only notices, lines starting with '#' and holding no '=' (a k=v parser skips them),
+// for a selection that has nothing to send (`# HOST nosuch: no variables of this host yet; …`).
+// Anything else a client sends is ignored and counted.
+// A client that half-closes (nc -N, nc -q1 </dev/null) gets its snapshot at once, then the end of
+// the connection: a one-shot dump.
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { type Bus, type BusMessage, type Subscription, TOPICS, topicSpecs } from '../bus/index.ts';
 import { type LineClient, LineServer } from '../runtime/line-server.ts';
 import { createLogger } from '../runtime/log.ts';
 import { type AnalyticsVariable, AvroDecodeError, type Codec, codecFor } from '../schemas/index.ts';
-import { isValidKey, isValidValue, keyProblem, valueProblem } from '../schemas/variable.ts';
+import {
+  hostProblem,
+  isValidHost,
+  isValidKey,
+  isValidValue,
+  keyProblem,
+  parseHostKey,
+  valueProblem,
+} from '../schemas/variable.ts';
 import { LineBatch } from './line-batch.ts';
 import { feederLinesSent, feederQueued, feederRejects, feederUpdates, feederVariables } from './metrics.ts';
 import { FEEDER_PORT } from './ports.ts';
@@ -33,8 +48,10 @@ export interface FeederOptions {
   groupId?: string;
   /** default 127.0.0.1:64000; port 0 picks a free one (see `port`) */
   listen?: { host?: string; port: number };
-  /** serve (and keep) only this host's variables */
+  /** serve (and keep) only this host's variables; its clients get bare `key=value` lines */
   hostFilter?: string;
+  /** the host of variables fed without one (`update()` without host): default this machine's name */
+  defaultHost?: string;
   /** default 1024 */
   maxClients?: number;
   /** close a client after this long without traffic either way (default 0: never; quiet feeds are normal) */
@@ -59,7 +76,7 @@ export interface FeederOptions {
 export interface FeederUpdate {
   key: string;
   value: string;
-  /** '' or absent when unknown */
+  /** '' or absent: the feeder's defaultHost (this machine's name unless told) */
   host?: string;
 }
 
@@ -82,6 +99,8 @@ export interface FeederStats {
   /** clients still receiving their snapshot */
   catchingUp: number;
   ignoredLines: number;
+  /** '#' notice lines sent (a selection with nothing to send) */
+  notices: number;
 }
 
 export interface Feeder {
@@ -108,8 +127,10 @@ interface CatchUp {
 }
 
 interface ClientState {
-  /** undefined: every host */
+  /** undefined: every host, host-qualified lines; a name: that host's bare lines */
   host: string | undefined;
+  /** the client half-closed: it gets its snapshot, then the connection ends */
+  ending: boolean;
   /** the snapshot is due (timer): the client may still send HOST first; no live lines until then */
   due: NodeJS.Timeout | undefined;
   /** flush generation in which this client got its snapshot… */
@@ -141,6 +162,7 @@ class FeederImpl implements Feeder {
   readonly table: VariableTable;
   readonly ready: Promise<void>;
   private readonly name: string;
+  private readonly defaultHost: string;
   private readonly server: LineServer;
   private readonly clients = new Map<LineClient, ClientState>();
   private readonly maxBuf: number;
@@ -172,11 +194,13 @@ class FeederImpl implements Feeder {
     undecodable: 0,
     linesSent: 0,
     ignoredLines: 0,
+    notices: 0,
   };
   private reported = { ...this.counts };
 
   constructor(private readonly opts: FeederOptions) {
     this.name = opts.name ?? 'feeder';
+    this.defaultHost = opts.defaultHost || hostname();
     // With a bus, clients that connect before the topic is read (the port opens first) wait too.
     this.caughtUp = opts.bus === undefined;
     this.maxBuf = opts.maxClientBuffer ?? 1 << 20;
@@ -199,6 +223,7 @@ class FeederImpl implements Feeder {
       ...(opts.secret ? { secret: opts.secret } : {}),
       onConnect: (c) => this.onConnect(c),
       onLine: (c, line) => this.onLine(c, line),
+      onInputEnd: (c) => this.onInputEnd(c),
       onClose: (c, reason) => this.onClose(c, reason),
     });
   }
@@ -271,9 +296,8 @@ class FeederImpl implements Feeder {
   private fromBus(m: BusMessage, codec: Codec<AnalyticsVariable>): void {
     if (m.value === null) {
       // Tombstone: the key is host/key.
-      const k = m.key?.toString('utf8') ?? '';
-      const slash = k.indexOf('/');
-      if (slash > 0) this.remove(k.slice(slash + 1), k.slice(0, slash));
+      const hk = parseHostKey(m.key?.toString('utf8') ?? '');
+      if (hk.ok) this.remove(hk.key, hk.host);
       return;
     }
     let v: AnalyticsVariable;
@@ -292,14 +316,14 @@ class FeederImpl implements Feeder {
   }
 
   update(v: FeederUpdate): FeederUpdateResult {
-    const host = v.host ?? '';
+    const host = v.host || this.defaultHost;
     if (this.opts.hostFilter !== undefined && host !== this.opts.hostFilter) {
       this.counts.filtered++;
       this.reportSoon();
       return 'filtered';
     }
-    if (!isValidKey(v.key) || !isValidValue(v.value)) {
-      const bad = keyProblem(v.key) ?? valueProblem(v.value);
+    if (!isValidHost(host) || !isValidKey(v.key) || !isValidValue(v.value)) {
+      const bad = hostProblem(host) ?? keyProblem(v.key) ?? valueProblem(v.value);
       this.counts.invalid++;
       feederRejects.inc({ feeder: this.name, reason: bad?.reason ?? 'invalid-value' });
       if ((this.counts.invalid & (this.counts.invalid - 1)) === 0) {
@@ -319,7 +343,7 @@ class FeederImpl implements Feeder {
     else if (r === 'refused') this.counts.refused++;
     else {
       this.counts.changed++;
-      this.pendingAll.add(v.key, v.value);
+      this.pendingAll.add(v.key, v.value, host);
       if (this.selected.size > 0 && this.selected.has(host)) {
         let p = this.pendingByHost.get(host);
         if (!p) {
@@ -333,8 +357,8 @@ class FeederImpl implements Feeder {
     return r;
   }
 
-  remove(key: string, host = ''): boolean {
-    return this.table.delete(key, host);
+  remove(key: string, host?: string): boolean {
+    return this.table.delete(key, host || this.defaultHost);
   }
 
   private reportSoon(): void {
@@ -397,6 +421,7 @@ class FeederImpl implements Feeder {
     const host = this.opts.hostFilter;
     const st: ClientState = {
       host,
+      ending: false,
       due: undefined,
       gen: this.gen,
       skip: 0,
@@ -431,6 +456,32 @@ class FeederImpl implements Feeder {
     log.debug('client gone', { remote: c.remote, reason });
   }
 
+  /**
+   * The client half-closed: it has sent every line it will (a HOST line included), so it gets its
+   * snapshot now instead of after the grace time, and the connection ends once that is written.
+   */
+  private onInputEnd(c: LineClient): void {
+    const st = this.clients.get(c);
+    if (!st) {
+      c.close('client closed');
+      return;
+    }
+    st.ending = true;
+    if (st.due) {
+      clearTimeout(st.due);
+      st.due = undefined;
+      if (this.caughtUp) this.startSnapshot(c, st);
+      else st.held = true;
+    }
+    this.endIfDone(c, st);
+  }
+
+  /** A half-closed client whose snapshot is out: end the connection (what is queued still goes). */
+  private endIfDone(c: LineClient, st: ClientState): void {
+    if (!st.ending || st.due || st.held || st.catchUp || c.closed) return;
+    c.close('input ended: snapshot sent', this.opts.snapshotTimeoutMs ?? 30_000);
+  }
+
   private onLine(c: LineClient, raw: string): void {
     const line = raw.trim();
     const st = this.clients.get(c);
@@ -447,11 +498,10 @@ class FeederImpl implements Feeder {
       log.debug('ignored client line', { remote: c.remote, line: line.slice(0, 80) });
       return;
     }
+    // An invalid name is kept as the selection (it matches no variable, so nothing is sent) and
+    // the snapshot's notice says why: falling back to every host would hand the client lines of a
+    // form it did not ask for.
     const want = m[1] === undefined || m[1] === '*' ? this.opts.hostFilter : m[1];
-    if (this.opts.hostFilter !== undefined && want !== this.opts.hostFilter) {
-      // This feeder only has its one host: the client gets nothing more, by its own choice.
-      log.debug('client selected a host this feeder does not serve', { remote: c.remote, host: want });
-    }
     if (st.host !== undefined) this.select(st.host, -1);
     st.host = want;
     if (want !== undefined) this.select(want, +1);
@@ -469,15 +519,44 @@ class FeederImpl implements Feeder {
     else this.selected.set(host, n);
   }
 
-  /** The snapshot text for a selection, built once per table state and shared by clients. */
+  /**
+   * Why a selection gets nothing, as a notice line ('#' first, no '=': k=v parsers skip it), or
+   * undefined when it has variables or selects every host.
+   */
+  private selectionNotice(host: string | undefined): string | undefined {
+    if (host === undefined) return undefined;
+    if (!isValidHost(host)) {
+      return '# HOST: not a host name (1 to 128 of A-Z a-z 0-9 _ . : -); nothing is sent until a valid HOST line\n';
+    }
+    const only = this.opts.hostFilter;
+    if (only !== undefined && host !== only) {
+      return `# HOST ${host}: this feeder serves only host ${only}; nothing is sent for ${host}\n`;
+    }
+    if (this.table.hasHost(host)) return undefined;
+    const hosts = this.table.hosts();
+    const known =
+      hosts.length === 0
+        ? 'no host has variables yet'
+        : `hosts now: ${hosts.slice(0, 10).join(' ')}${hosts.length > 10 ? ` and ${hosts.length - 10} more` : ''}`;
+    return `# HOST ${host}: no variables of this host yet; the selection stays and its variables follow when they appear (${known})\n`;
+  }
+
+  /**
+   * The snapshot text for a selection, built once per table state and shared by clients: one
+   * host's bare `key=value` lines, or every host's `host/key=value` lines.
+   */
   private snapshotText(host: string | undefined): { seq: number; text: string } {
     const id = host ?? ALL;
     const seq = this.table.nextSeq;
     const hit = this.snapshotCache.get(id);
     if (hit && hit.seq === seq) return hit;
-    const snap = this.table.snapshot(host);
     let text = '';
-    for (const k in snap) text += `${k}=${snap[k]}\n`;
+    if (host === undefined) {
+      for (const e of this.table.entries()) text += `${e.host}/${e.key}=${e.value}\n`;
+    } else {
+      const snap = this.table.snapshot(host);
+      for (const k in snap) text += `${k}=${snap[k]}\n`;
+    }
     const v = { seq, text };
     this.snapshotCache.set(id, v);
     return v;
@@ -493,8 +572,13 @@ class FeederImpl implements Feeder {
 
   private startSnapshot(c: LineClient, st: ClientState): void {
     this.markCovered(st);
+    const notice = this.selectionNotice(st.host);
+    if (notice !== undefined && c.write(notice)) this.counts.notices++;
     const { seq, text } = this.snapshotText(st.host);
-    if (text.length === 0) return;
+    if (text.length === 0) {
+      this.endIfDone(c, st);
+      return;
+    }
     st.catchUp = {
       text,
       off: 0,
@@ -536,9 +620,11 @@ class FeederImpl implements Feeder {
     this.markCovered(st);
     if (delta.length > 0) {
       let t = '';
-      for (const e of delta) t += `${e.key}=${e.value}\n`;
+      if (st.host === undefined) for (const e of delta) t += `${e.host}/${e.key}=${e.value}\n`;
+      else for (const e of delta) t += `${e.key}=${e.value}\n`;
       c.write(t);
     }
+    this.endIfDone(c, st);
   }
 
   private armCatchUp(): void {
@@ -577,6 +663,7 @@ class FeederImpl implements Feeder {
       drops,
       catchingUp: this.catchingUp,
       ignoredLines: this.counts.ignoredLines,
+      notices: this.counts.notices,
     };
   }
 

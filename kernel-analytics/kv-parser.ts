@@ -1,24 +1,42 @@
 // Splits a byte stream into `key=value` lines and validates them on the bytes. The original read
 // fixed 1000-byte chunks into an uncleared buffer, so stale bytes leaked into values
 // (`k1 = v1\n_ANALYTICS_STREAMING_START`); here a pair is exactly the bytes of one line.
-// Hot path: no Buffer or array is allocated per line, only the key and value strings themselves.
+// In `qualified` mode (a feeder's every-host view) a line may be `host/key=value`: the left side is
+// split at its first '/'. Lines starting with '#' are a feeder's notices, not pairs or errors.
+// Hot path: no Buffer or array is allocated per line, only the key and value strings themselves
+// (and hosts and keys come from a cache of the strings made for the same bytes before).
 import { isUtf8 } from 'node:buffer';
-import { KEY_BYTE, MAX_KEY_BYTES, MAX_VALUE_BYTES } from '../schemas/variable.ts';
-import { classifyLineBytes, type KvRejectReason, MAX_LINE_BYTES, STREAMING_START } from './validate.ts';
+import { KEY_BYTE, MAX_HOST_BYTES, MAX_KEY_BYTES, MAX_VALUE_BYTES, SLASH } from '../schemas/variable.ts';
+import {
+  classifyLineBytes,
+  type KvRejectReason,
+  MAX_LINE_BYTES,
+  MAX_QUALIFIED_LINE_BYTES,
+  STREAMING_START,
+} from './validate.ts';
 
-export type PairHandler = (key: string, value: string) => void;
+/** One pair; `host` is set only for a qualified `host/key=value` line. */
+export type PairHandler = (key: string, value: string, host: string | undefined) => void;
 export type RejectHandler = (reason: KvRejectReason, message: string) => void;
+export type NoticeHandler = (text: string) => void;
 
 export interface KvLineParserOptions {
-  /** longest line accepted, without newline and optional CR (default key 128 + '=' + value 1000) */
+  /** longest line accepted, without newline and optional CR (default: MAX_LINE_BYTES, or MAX_QUALIFIED_LINE_BYTES) */
   maxLineBytes?: number;
   /** whole lines that are not pairs but not errors either (default: KERNEL_ANALYTICS_STREAMING_START) */
   ignore?: string[];
+  /** lines may be `host/key=value`: split the left side at its first '/' (default false: it is the key) */
+  qualified?: boolean;
+  /** called with each '#' line (a feeder's notice); they are counted in `notices` either way */
+  onNotice?: NoticeHandler;
 }
 
 const NL = 0x0a;
 const CR = 0x0d;
 const EQ = 0x3d;
+const HASH = 0x23;
+/** KEY_BYTE with '/' marked 2: the key loop finds the host/key separator without a second pass */
+const KEY_CLASS = KEY_BYTE.map((v, c) => (c === SLASH ? 2 : v));
 const C1_CONTROL = /[\u0080-\u009f]/;
 const KEY_CACHE = 4096; // slots, a power of two
 
@@ -43,6 +61,12 @@ export class KvLineParser {
   blank = 0;
   /** lines in the ignore list seen */
   ignored = 0;
+  /** '#' notice lines seen */
+  notices = 0;
+  readonly qualified: boolean;
+  /** longest left side of '=': a key, or host '/' key */
+  private readonly maxLeft: number;
+  private readonly onNotice: NoticeHandler | undefined;
   private readonly carry: Buffer;
   private carryLen = 0;
   /** inside an overlong line, dropping bytes up to its newline */
@@ -55,7 +79,10 @@ export class KvLineParser {
     private readonly onReject: RejectHandler,
     opts: KvLineParserOptions = {},
   ) {
-    this.maxLineBytes = opts.maxLineBytes ?? MAX_LINE_BYTES;
+    this.qualified = opts.qualified ?? false;
+    this.onNotice = opts.onNotice;
+    this.maxLeft = this.qualified ? MAX_HOST_BYTES + 1 + MAX_KEY_BYTES : MAX_KEY_BYTES;
+    this.maxLineBytes = opts.maxLineBytes ?? (this.qualified ? MAX_QUALIFIED_LINE_BYTES : MAX_LINE_BYTES);
     // room for the longest line, its CR and its newline
     this.carry = Buffer.allocUnsafe(this.maxLineBytes + 2);
     this.ignore = new Set(opts.ignore ?? [STREAMING_START]);
@@ -130,13 +157,17 @@ export class KvLineParser {
       const ls = s;
       let i = s;
       let b = 0;
+      // the first '/' of the left side, found in the same pass (KEY_CLASS: 0 other, 1 key byte, 2 '/')
+      let sl = -1;
       while (i < len) {
         b = buf[i]!;
-        if (KEY_BYTE[b] !== 1) break;
+        const k = KEY_CLASS[b]!;
+        if (k === 0) break;
+        if (k === 2 && sl < 0) sl = i;
         i++;
       }
       if (i >= len) return ls;
-      if (b !== EQ || i === ls || i - ls > MAX_KEY_BYTES) {
+      if (b !== EQ || i === ls || i - ls > this.maxLeft) {
         const nl = b === NL ? i : buf.indexOf(NL, i);
         if (nl < 0) return ls;
         this.odd(buf, ls, nl);
@@ -184,14 +215,29 @@ export class KvLineParser {
       } else {
         value = latin1(buf, i + 1, e);
       }
-      this.onPair(this.key(buf, ls, i), value);
+      if (this.qualified) {
+        if (sl >= 0) {
+          // host/key: a host of 1..128 bytes (no '/' by construction), a key of 1..128 bytes
+          if (sl === ls || sl - ls > MAX_HOST_BYTES || sl + 1 === i || i - sl - 1 > MAX_KEY_BYTES) {
+            this.slow(buf, ls, e);
+            continue;
+          }
+          this.onPair(this.key(buf, sl + 1, i), value, this.key(buf, ls, sl));
+          continue;
+        }
+        if (i - ls > MAX_KEY_BYTES) {
+          this.slow(buf, ls, e);
+          continue;
+        }
+      }
+      this.onPair(this.key(buf, ls, i), value, undefined);
     }
     return len;
   }
 
   /**
-   * Keys repeat (a feeder serves a few hundred): reuse the string made for the same bytes last
-   * time. One allocation less per line, and the table's Map hashes an already-hashed string.
+   * Keys (and hosts) repeat (a feeder serves a few hundred): reuse the string made for the same
+   * bytes last time. One allocation less per line, and the table's Map hashes an already-hashed string.
    */
   private key(buf: Buffer, s: number, e: number): string {
     // Cheap slot choice from the length and the last bytes (where numbered keys differ); a clash
@@ -232,11 +278,16 @@ export class KvLineParser {
 
   /** Anything the fast path would not take: find out why, or whether it is an ignorable line. */
   private slow(buf: Buffer, s: number, e: number): void {
+    if (buf[s] === HASH) {
+      this.notices++;
+      if (this.onNotice) this.onNotice(buf.toString('utf8', s, e));
+      return;
+    }
     if (e - s <= 64 && this.ignore.size > 0 && this.ignore.has(latin1(buf, s, e))) {
       this.ignored++;
       return;
     }
-    const r = classifyLineBytes(buf, s, e);
+    const r = classifyLineBytes(buf, s, e, this.qualified);
     this.onReject(r.reason, r.message);
   }
 }

@@ -1,6 +1,7 @@
-// One tick's `key=value\n` lines as bytes, written once and shared by every client of the tick:
-// no string per line, no per-client encoding. Keys are ASCII (validated), values mostly so: they
-// are copied with a byte loop; the first non-ASCII character hands the rest to the UTF-8 encoder.
+// One tick's `key=value\n` (or `host/key=value\n`) lines as bytes, written once and shared by
+// every client of the tick: no string per line, no per-client encoding. Hosts and keys are ASCII
+// (validated), values mostly so: they are copied with a byte loop; the first non-ASCII character
+// hands the rest to the UTF-8 encoder.
 
 export class LineBatch {
   private buf: Buffer;
@@ -13,14 +14,20 @@ export class LineBatch {
     this.buf = Buffer.allocUnsafe(capacity);
   }
 
-  add(key: string, value: string): void {
+  /** Appends `key=value`, or `host/key=value` when a host is given (hosts and keys are ASCII). */
+  add(key: string, value: string, host?: string): void {
+    const hl = host === undefined ? 0 : host.length + 1;
     const kl = key.length;
     const vl = value.length;
     // UTF-8 needs at most 3 bytes per UTF-16 unit.
-    const need = kl + vl * 3 + 2;
+    const need = hl + kl + vl * 3 + 2;
     if (this.length + need > this.buf.length) this.grow(need);
     const b = this.buf;
     let o = this.length;
+    if (host !== undefined) {
+      for (let i = 0; i < hl - 1; i++) b[o++] = host.charCodeAt(i);
+      b[o++] = 0x2f;
+    }
     for (let i = 0; i < kl; i++) b[o++] = key.charCodeAt(i);
     b[o++] = 0x3d;
     let i = 0;

@@ -3,6 +3,8 @@
 
 export interface RingEntry {
   seq: number;
+  /** the host the pair belongs to ('' when unknown) */
+  host: string;
   key: string;
   value: string;
   /** epoch ms when the pair was read */
@@ -11,6 +13,7 @@ export interface RingEntry {
 
 export class Ring {
   readonly size: number;
+  private readonly hosts: string[];
   private readonly keys: string[];
   private readonly values: string[];
   private readonly seqs: Float64Array;
@@ -22,6 +25,7 @@ export class Ring {
     if (!Number.isInteger(size) || size < 1)
       throw new RangeError(`ring size must be an integer >= 1, got ${size}`);
     this.size = size;
+    this.hosts = new Array<string>(size).fill('');
     this.keys = new Array<string>(size).fill('');
     this.values = new Array<string>(size).fill('');
     this.seqs = new Float64Array(size);
@@ -29,9 +33,10 @@ export class Ring {
   }
 
   /** Stores a pair; returns its sequence number. */
-  write(key: string, value: string, ts = Date.now()): number {
+  write(key: string, value: string, ts = Date.now(), host = ''): number {
     const seq = this.nextSeq++;
     const i = seq % this.size;
+    this.hosts[i] = host;
     this.keys[i] = key;
     this.values[i] = value;
     this.seqs[i] = seq;
@@ -58,7 +63,7 @@ export class Ring {
   at(seq: number): RingEntry | undefined {
     if (!Number.isInteger(seq) || seq < this.oldestSeq || seq >= this.nextSeq) return undefined;
     const i = seq % this.size;
-    return { seq, key: this.keys[i]!, value: this.values[i]!, ts: this.stamps[i]! };
+    return { seq, host: this.hosts[i]!, key: this.keys[i]!, value: this.values[i]!, ts: this.stamps[i]! };
   }
 
   /** What the ring holds, oldest → newest. */
@@ -66,7 +71,13 @@ export class Ring {
     const out: RingEntry[] = [];
     for (let s = this.oldestSeq; s < this.nextSeq; s++) {
       const i = s % this.size;
-      out.push({ seq: this.seqs[i]!, key: this.keys[i]!, value: this.values[i]!, ts: this.stamps[i]! });
+      out.push({
+        seq: this.seqs[i]!,
+        host: this.hosts[i]!,
+        key: this.keys[i]!,
+        value: this.values[i]!,
+        ts: this.stamps[i]!,
+      });
     }
     return out;
   }

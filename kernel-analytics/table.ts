@@ -281,12 +281,15 @@ export class VariableTable extends EventEmitter<TableEvents> {
     return this.seq;
   }
 
-  /** Variables changed at or after sequence number `seq`: one host's, or the latest per key. */
+  /** Variables changed at or after sequence number `seq`: one host's, or every host's; oldest first. */
   changedSince(seq: number, host?: string): VariableEntry[] {
     const out: VariableEntry[] = [];
-    const src = host === undefined ? this.latest : (this.byHost.get(host) ?? new Map<string, Entry>());
-    for (const e of src.values()) {
-      if (e.seq >= seq) out.push({ host: e.host, key: e.key, value: e.value, seq: e.seq, ts: e.ts });
+    const maps =
+      host === undefined ? this.byHost.values() : [this.byHost.get(host) ?? new Map<string, Entry>()];
+    for (const m of maps) {
+      for (const e of m.values()) {
+        if (e.seq >= seq) out.push({ host: e.host, key: e.key, value: e.value, seq: e.seq, ts: e.ts });
+      }
     }
     return out.sort((a, b) => a.seq - b.seq);
   }
@@ -298,6 +301,11 @@ export class VariableTable extends EventEmitter<TableEvents> {
 
   hosts(): string[] {
     return [...this.byHost.keys()];
+  }
+
+  /** True when the table holds a variable of `host`. */
+  hasHost(host: string): boolean {
+    return this.byHost.has(host);
   }
 
   keys(host?: string): string[] {

@@ -4,6 +4,7 @@ import { CONNECTION_OPTIONS, parseHostPort, UsageError } from '../../runtime/con
 import { createLogger } from '../../runtime/log.ts';
 import { enableProcessMetrics, serveMetrics } from '../../runtime/metrics.ts';
 import { exitOnSignals, onShutdown, shutdown } from '../../runtime/shutdown.ts';
+import { hostProblem } from '../../schemas/variable.ts';
 import { busFromOptions, defineCommand } from '../command.ts';
 
 export default defineCommand({
@@ -12,16 +13,21 @@ export default defineCommand({
   usage:
     'virgo feeder [--listen 127.0.0.1:64000] [--brokers HOST:PORT] [--stdin] [--host-filter HOST] [--metrics HOST:PORT]',
   details: `Follows the virgo.kernel-analytics topic from its beginning (it is compacted: the latest
-value per host/key) and serves every client the snapshot, then each change, one key=value a line.
-With --stdin it also takes key=value lines from standard input (e.g. tail -f learnt.txt | virgo feeder --stdin).
-Client lines (optional): KERNEL_ANALYTICS_STREAMING_START is accepted and ignored;
-"HOST <name>" narrows that connection to one host's variables (the snapshot is sent again);
-"HOST *" widens it back to the latest value per key over all hosts.
+value per host/key) and serves every client the snapshot, then each change, one line each.
+A client that sends nothing gets every host, host-qualified: host/key=value (the original kernel
+module, which splits at the first '=', reads host/key as the key). Client lines (optional):
+"HOST <name>" narrows that connection to one host's variables as bare key=value (the snapshot is
+sent again; for a host with no variables yet a '#' notice line says so and the selection stays);
+"HOST *" widens it back to every host, host-qualified; KERNEL_ANALYTICS_STREAMING_START is
+accepted and ignored. With --host-filter the feeder serves one host, bare key=value to everyone.
+A client that half-closes (nc -N, nc -q1 </dev/null) gets its snapshot, then the connection ends.
+With --stdin it also takes lines from standard input: host/key=value, or key=value of --host.
 Prints one "listening tcp=HOST:PORT" line on stdout when ready.
 A client that does not read falls behind by --max-client-buffer bytes and is dropped; the others
 never wait for it.
 examples:
   virgo feeder --brokers 127.0.0.1:9092 &  nc 127.0.0.1 64000
+  printf 'HOST edge-1\\n' | nc -N 127.0.0.1 64000     # edge-1's variables, then exit
   printf 'match=True\\nMaxNetworkBandwidth=255\\n' | virgo feeder --stdin --listen 127.0.0.1:64000`,
   options: {
     brokers: CONNECTION_OPTIONS.brokers,
@@ -39,8 +45,16 @@ examples:
       description: 'analytics topic',
     },
     stdin: { type: 'boolean', default: false, description: 'also read key=value lines from standard input' },
-    host: { type: 'string', arg: 'NAME', description: 'host of the --stdin variables (default: unknown)' },
-    'host-filter': { type: 'string', arg: 'HOST', description: "serve only this host's variables" },
+    host: {
+      type: 'string',
+      arg: 'NAME',
+      description: "host of bare key=value --stdin lines (default this machine's hostname)",
+    },
+    'host-filter': {
+      type: 'string',
+      arg: 'HOST',
+      description: "serve only this host's variables, as bare key=value",
+    },
     'max-clients': { type: 'number', default: 1024, description: 'connections at once' },
     'idle-timeout': {
       type: 'number',
@@ -67,6 +81,10 @@ examples:
     const { startFeeder } = await import('../../kernel-analytics/feeder.ts');
     const { parseKvLine } = await import('../../kernel-analytics/validate.ts');
     const listen = parseHostPort(opts.listen as string);
+    for (const n of ['host', 'host-filter'] as const) {
+      const bad = opts[n] === undefined ? undefined : hostProblem(String(opts[n]));
+      if (bad) throw new UsageError(`--${n}: ${bad.message}`);
+    }
     for (const n of ['max-clients', 'max-client-buffer', 'max-variables'] as const) {
       const v = opts[n] as number;
       if (!Number.isInteger(v) || v < 1) throw new UsageError(`--${n} must be a positive integer, got ${v}`);
@@ -79,6 +97,7 @@ examples:
       ...(bus ? { bus, topic: opts.topic as string } : {}),
       listen,
       ...(opts['host-filter'] ? { hostFilter: opts['host-filter'] as string } : {}),
+      ...(opts.host ? { defaultHost: opts.host as string } : {}),
       maxClients: opts['max-clients'] as number,
       idleTimeoutMs: opts['idle-timeout'] as number,
       maxClientBuffer: opts['max-client-buffer'] as number,
@@ -109,12 +128,13 @@ examples:
       rl.on('line', (line) => {
         n++;
         if (line === '') return;
-        const r = parseKvLine(line);
+        // Read like the every-host view: host/key=value, or a bare key=value of --host.
+        const r = parseKvLine(line, true);
         if (!r.ok) {
           io.stderr.write(`virgo feeder: stdin line ${n}: ${r.message} (skipped)\n`);
           return;
         }
-        feeder.update({ key: r.key, value: r.value, ...(opts.host ? { host: opts.host as string } : {}) });
+        feeder.update({ key: r.key, value: r.value, ...(r.host ? { host: r.host } : {}) });
       });
       rl.on('close', () => log.info('stdin ended; still serving', { lines: n }));
     }

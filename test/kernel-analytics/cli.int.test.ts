@@ -2,7 +2,7 @@
 // virgo consume, which prints, writes the conf file and Redis.
 import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { REDIS_URL, run, spawnVirgo, unique, virgo, waitFor } from '../helpers/services.ts';
@@ -82,10 +82,11 @@ describe('virgo feeder → nc and virgo consume → print, conf file, Redis', ()
     // stdin is read after the port opens: wait for its report rather than race it
     await waitFor(() => /stdin line 2: "not a pair" has no '='/.test(fio.err()), 'the stdin reject');
 
+    // stdin lines without a host are this machine's; nc selecting no host sees them host-qualified
     const nc = new Nc(['127.0.0.1', String(port)]);
     cleanups.push(() => nc.kill());
     await waitFor(() => nc.lines().length >= 2, 'nc snapshot');
-    expect(nc.lines().sort()).toEqual(['MaxNetworkBandwidth=255', 'match=True']);
+    expect(nc.lines().sort()).toEqual([`${hostname()}/MaxNetworkBandwidth=255`, `${hostname()}/match=True`]);
 
     const conf = join(tmp(), 'out.conf');
     const prefix = 'virgo:analytics';
@@ -105,7 +106,7 @@ describe('virgo feeder → nc and virgo consume → print, conf file, Redis', ()
     cleanups.push(() => stop(consume));
     cleanups.push(() => run('redis-cli', ['-u', REDIS_URL, 'DEL', `${prefix}:${host}`]));
     const cio = collect(consume);
-    // --host asks the feeder for that host only: the stdin variables were given no host, so the
+    // --host asks the feeder for that host only: the stdin variables are this machine's, so the
     // consumer sees them only when the feeder is told which host they are for. Feed some now.
     await stop(feeder);
     const feeder2 = spawnVirgo(['feeder', '--stdin', '--host', host, '--listen', `127.0.0.1:${port}`]);

@@ -118,4 +118,55 @@ describe('RingConsumer against our feeder', () => {
     f.update({ host: 'edge1', key: 'v0', value: 'updated' });
     await waitFor(() => c.table.get('v0', 'edge1') === 'updated', 'existing key still updates');
   });
+
+  it('no host selected: host/key=value lines land under their hosts, so two hosts with the same key stay apart', async () => {
+    const f = await startFeeder({ listen: { port: 0 } });
+    cleanups.push(() => f.close());
+    f.update({ host: 'edge-1', key: 'MaxNetworkBandwidth', value: '100' });
+    f.update({ host: 'edge-2', key: 'MaxNetworkBandwidth', value: '900' });
+    f.update({ host: 'edge-2', key: 'a/b', value: 'slash in the key' });
+    const c = consumer(f.port);
+    await waitFor(() => c.table.size === 3, 'snapshot of both hosts');
+    expect(c.table.get('MaxNetworkBandwidth', 'edge-1')).toBe('100');
+    expect(c.table.get('MaxNetworkBandwidth', 'edge-2')).toBe('900');
+    expect(c.table.get('a/b', 'edge-2')).toBe('slash in the key');
+    expect(c.table.hosts().sort()).toEqual(['edge-1', 'edge-2']);
+    f.update({ host: 'edge-1', key: 'MaxNetworkBandwidth', value: '120' });
+    await waitFor(() => c.table.get('MaxNetworkBandwidth', 'edge-1') === '120', 'live change of one host');
+    expect(c.table.get('MaxNetworkBandwidth', 'edge-2')).toBe('900');
+    expect(c.ring.toArray().map((e) => `${e.host}/${e.key}=${e.value}`)).toContain(
+      'edge-1/MaxNetworkBandwidth=120',
+    );
+    expect(Object.values(c.stats().rejects).every((n) => n === 0)).toBe(true);
+  });
+
+  it("a device's consumer connects before its host has variables: the notice is counted, not a reject, and the values follow", async () => {
+    const f = await startFeeder({ listen: { port: 0 } });
+    cleanups.push(() => f.close());
+    f.update({ host: 'edge-1', key: 'load', value: '1' });
+    const c = consumer(f.port, { selectHost: 'pxrc-1' });
+    const notice = new Promise<string>((r) => c.once('notice', r));
+    expect(await notice).toMatch(/^# HOST pxrc-1: no variables of this host yet/);
+    f.update({ host: 'pxrc-1', key: 'pxrc.throttle', value: '0.4' });
+    await waitFor(() => c.table.get('pxrc.throttle', 'pxrc-1') === '0.4', 'the device host appears');
+    expect(c.table.hosts()).toEqual(['pxrc-1']);
+    expect(c.stats().notices).toBe(1);
+    expect(Object.values(c.stats().rejects).every((n) => n === 0)).toBe(true);
+  });
+});
+
+describe('RingConsumer without a host selection, against `nc -l` typed by hand', () => {
+  it('a typed host/key=value line names its host; a bare one is the defaultHost (this machine unless told)', async () => {
+    const port = await freePort();
+    const nc = new Nc(['-l', '127.0.0.1', String(port)]);
+    cleanups.push(() => nc.kill());
+    const c = consumer(port, { defaultHost: 'typed' });
+    await waitFor(() => nc.out.includes('KERNEL_ANALYTICS_STREAMING_START\n'), 'start line at nc');
+    expect(nc.out).not.toContain('HOST');
+    nc.type('edge-9/k=v9\nk=bare\n# a comment line\n');
+    await waitFor(() => c.table.size === 2, 'two pairs');
+    expect(c.table.get('k', 'edge-9')).toBe('v9');
+    expect(c.table.get('k', 'typed')).toBe('bare');
+    expect(c.stats()).toMatchObject({ pairs: 2, notices: 1 });
+  });
 });

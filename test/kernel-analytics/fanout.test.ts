@@ -114,7 +114,8 @@ describe('feeder fan-out', () => {
   it('same stream: fast readers of the flood keep up while paused readers of it are dropped', async () => {
     const f = await startFeeder({ listen: { port: 0 }, maxClientBuffer: MAX_BUF });
     cleanups.push(() => f.close());
-    f.update({ key: 'tick', value: '0' });
+    // No HOST line: the every-host view, host-qualified lines.
+    f.update({ host: 'h', key: 'tick', value: '0' });
     const fast = Array.from(
       { length: 12 },
       () => new TailClient(f.port, 'KERNEL_ANALYTICS_STREAMING_START\n'),
@@ -126,11 +127,11 @@ describe('feeder fan-out', () => {
     cleanups.push(() => {
       for (const c of [...fast, ...slow]) c.sock.destroy();
     });
-    await waitFor(() => [...fast, ...slow].every((c) => c.last === 'tick=0'), 'snapshots');
+    await waitFor(() => [...fast, ...slow].every((c) => c.last === 'h/tick=0'), 'snapshots');
     for (const c of slow) c.sock.pause();
     const rounds = 70;
-    await flood(f, '', '', rounds, 100_000);
-    await waitFor(() => fast.every((c) => c.last === `tick=${rounds}`), 'fast readers got everything');
+    await flood(f, 'h', 'h', rounds, 100_000);
+    await waitFor(() => fast.every((c) => c.last === `h/tick=${rounds}`), 'fast readers got everything');
     await waitFor(() => (f.stats().drops['slow-reader'] ?? 0) === 2, 'slow readers dropped');
     for (const c of fast) expect(c.bytes).toBeGreaterThan(rounds * 100_000 * 0.95);
     expect(f.stats().clients).toBe(12);

@@ -4,16 +4,22 @@ import { KvLineParser, type KvRejectReason, parseKvLine } from '../../kernel-ana
 import { LineBatch } from '../../kernel-analytics/line-batch.ts';
 import { MAX_VALUE_BYTES } from '../../schemas/variable.ts';
 
-function parseAll(chunks: Buffer[]) {
+function parseAll(chunks: Buffer[], qualified = false) {
   const pairs: [string, string][] = [];
+  const hosts: (string | undefined)[] = [];
   const rejects: KvRejectReason[] = [];
+  const notices: string[] = [];
   const p = new KvLineParser(
-    (k, v) => pairs.push([k, v]),
+    (k, v, h) => {
+      pairs.push([k, v]);
+      hosts.push(h);
+    },
     (r) => rejects.push(r),
+    { qualified, onNotice: (t) => notices.push(t) },
   );
   for (const c of chunks) p.push(c);
   p.end();
-  return { pairs, rejects, blank: p.blank, ignored: p.ignored };
+  return { pairs, hosts, rejects, notices, blank: p.blank, ignored: p.ignored };
 }
 
 describe('parseKvLine (docs/design.md §5.3)', () => {
@@ -105,11 +111,14 @@ describe('KvLineParser: lines, not chunks', () => {
     expect(r.pairs).toEqual([[key, value]]);
   });
 
-  it('property: agrees with parseKvLine on every line, however the stream is cut', () => {
+  it('property: agrees with parseKvLine on every line, however the stream is cut (bare and qualified)', () => {
     const lineArb = fc.oneof(
       fc
         .tuple(fc.stringMatching(/^[A-Za-z0-9_.:/-]{1,20}$/), fc.string({ maxLength: 30 }))
         .map(([k, v]) => `${k}=${v}`),
+      fc
+        .tuple(fc.stringMatching(/^[A-Za-z0-9_.:/-]{0,130}$/), fc.stringMatching(/^[A-Za-z0-9_.:/-]{0,130}$/))
+        .map(([h, k]) => `${h}/${k}=v`),
       fc.string({ maxLength: 40 }),
       fc.uint8Array({ maxLength: 30 }).map((a) => Buffer.from(a).toString('latin1')),
     );
@@ -117,7 +126,8 @@ describe('KvLineParser: lines, not chunks', () => {
       fc.property(
         fc.array(lineArb, { maxLength: 20 }),
         fc.array(fc.nat(), { maxLength: 8 }),
-        (lines, cuts) => {
+        fc.boolean(),
+        (lines, cuts, qualified) => {
           const clean = lines.map((l) => l.replace(/[\r\n]/g, ''));
           const bytes = Buffer.concat(clean.map((l) => Buffer.from(`${l}\n`, 'utf8')));
           const points = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b);
@@ -128,17 +138,27 @@ describe('KvLineParser: lines, not chunks', () => {
             prev = p;
           }
           chunks.push(bytes.subarray(prev));
-          const got = parseAll(chunks);
+          const got = parseAll(chunks, qualified);
           const want: [string, string][] = [];
+          const wantHosts: (string | undefined)[] = [];
           const wantRejects: string[] = [];
+          let notices = 0;
           for (const l of clean) {
             if (l === '' || l === 'KERNEL_ANALYTICS_STREAMING_START') continue;
-            const r = parseKvLine(l);
-            if (r.ok) want.push([r.key, r.value]);
-            else wantRejects.push(r.reason);
+            if (l.startsWith('#')) {
+              notices++; // a feeder's notice: neither a pair nor an error
+              continue;
+            }
+            const r = parseKvLine(l, qualified);
+            if (r.ok) {
+              want.push([r.key, r.value]);
+              wantHosts.push(r.host);
+            } else wantRejects.push(r.reason);
           }
           expect(got.pairs).toEqual(want);
+          expect(got.hosts).toEqual(wantHosts);
           expect(got.rejects).toEqual(wantRejects);
+          expect(got.notices).toHaveLength(notices);
         },
       ),
       { numRuns: 300 },
@@ -159,5 +179,47 @@ describe('KvLineParser: lines, not chunks', () => {
       }),
       { numRuns: 200 },
     );
+  });
+
+  it('property: host-qualified batches (the every-host view) parse back to the same host, key and value', () => {
+    const triple = fc.tuple(
+      fc.stringMatching(/^[A-Za-z0-9_.:-]{1,128}$/),
+      fc.stringMatching(/^[A-Za-z0-9_.:/-]{1,128}$/),
+      fc.string({ unit: fc.constantFrom('a', '=', '/', ' ', 'é', '😀'), maxLength: 250 }),
+    );
+    fc.assert(
+      fc.property(fc.array(triple, { maxLength: 50 }), (triples) => {
+        const b = new LineBatch(32);
+        for (const [h, k, v] of triples) b.add(k, v, h);
+        const r = parseAll([b.bytes()], true);
+        expect(r.rejects).toEqual([]);
+        expect(r.pairs).toEqual(triples.map(([, k, v]) => [k, v]));
+        expect(r.hosts).toEqual(triples.map(([h]) => h));
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('qualified lines: split at the first slash; a bare line has no host; a bad host is named', () => {
+    const r = parseAll(
+      [
+        Buffer.from(
+          'edge-1/MaxNetworkBandwidth=100\nedge-2/MaxNetworkBandwidth=900\nh/a/b=1\nbare=1\n/k=1\nh/=1\nh h/k=1\n' +
+            `${'h'.repeat(129)}/k=1\n# HOST x: no variables of this host yet\n`,
+        ),
+      ],
+      true,
+    );
+    expect(r.pairs).toEqual([
+      ['MaxNetworkBandwidth', '100'],
+      ['MaxNetworkBandwidth', '900'],
+      ['a/b', '1'],
+      ['bare', '1'],
+    ]);
+    expect(r.hosts).toEqual(['edge-1', 'edge-2', 'h', undefined]);
+    expect(r.rejects).toEqual(['invalid-host', 'invalid-key', 'invalid-host', 'invalid-host']);
+    expect(r.notices).toEqual(['# HOST x: no variables of this host yet']);
+    // Not qualified (a HOST-selected stream): the whole left side is the key.
+    expect(parseAll([Buffer.from('h/a/b=1\n')]).pairs).toEqual([['h/a/b', '1']]);
   });
 });

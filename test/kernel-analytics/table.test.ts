@@ -129,12 +129,18 @@ describe('VariableTable', () => {
     expect(got).toEqual(['x=1', 'x=2']);
   });
 
-  it('changedSince() lists what changed after a seq read earlier', () => {
+  it('changedSince() lists what changed after a seq read earlier: of one host, or of every host', () => {
     const t = new VariableTable();
     t.set('a', '1');
     const mark = t.nextSeq;
     t.set('b', '1');
     t.set('a', '2');
-    expect(t.changedSince(mark).map((e) => `${e.key}=${e.value}`)).toEqual(['b=1', 'a=2']);
+    t.set('a', '3', { host: 'h2' });
+    const lines = (es: { host: string; key: string; value: string }[]) =>
+      es.map((e) => `${e.host}/${e.key}=${e.value}`);
+    expect(lines(t.changedSince(mark))).toEqual(['/b=1', '/a=2', 'h2/a=3']);
+    expect(lines(t.changedSince(mark, 'h2'))).toEqual(['h2/a=3']);
+    expect(t.hasHost('h2')).toBe(true);
+    expect(t.hasHost('h3')).toBe(false);
   });
 });

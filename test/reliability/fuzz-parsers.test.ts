@@ -345,10 +345,10 @@ describe('hostile input: parsers (fast-check, ≥10k cases each)', () => {
           }
           pieces.push(bytes.subarray(prev));
           expect(outcome(pieces)).toEqual(whole);
-          // every line accounted for, once
-          expect(whole.pairs.length + whole.rejects.length + whole.blank + whole.ignored).toBe(
-            bytes.toString('latin1').split('\n').length - 1,
-          );
+          // every line accounted for, once ('#' lines are a feeder's notices: neither pair nor reject)
+          expect(
+            whole.pairs.length + whole.rejects.length + whole.blank + whole.ignored + whole.notices,
+          ).toBe(bytes.toString('latin1').split('\n').length - 1);
           for (const [k, v] of whole.pairs) {
             expect(isValidKey(k) && isValidValue(v)).toBe(true);
             expect(parseKvLine(`${k}=${v}`)).toEqual({ ok: true, key: k, value: v });
@@ -358,7 +358,11 @@ describe('hostile input: parsers (fast-check, ≥10k cases each)', () => {
             // (as the bytes say: a lone surrogate went out as U+FFFD)
             const agreed = lines
               .map((l) => Buffer.from(l, 'utf8').toString('utf8'))
-              .flatMap((l) => (l === '' || l === 'KERNEL_ANALYTICS_STREAMING_START' ? [] : [parseKvLine(l)]));
+              .flatMap((l) =>
+                l === '' || l === 'KERNEL_ANALYTICS_STREAMING_START' || l.startsWith('#')
+                  ? []
+                  : [parseKvLine(l)],
+              );
             expect(whole.pairs.length).toBe(agreed.filter((r) => r.ok).length);
           }
           for (const r of whole.rejects) all.add(r);
@@ -376,7 +380,7 @@ describe('hostile input: parsers (fast-check, ≥10k cases each)', () => {
       );
       for (const b of pieces) p.push(b);
       p.end();
-      return { pairs, rejects, blank: p.blank, ignored: p.ignored };
+      return { pairs, rejects, blank: p.blank, ignored: p.ignored, notices: p.notices };
     }
     report.fuzz({
       surface: 'k=v lines (KvLineParser, chunked like TCP)',

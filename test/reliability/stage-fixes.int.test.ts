@@ -112,7 +112,8 @@ describe('stage fixes found by the reliability suite', () => {
             if (v !== `r${rounds - 1}`) stale.push(l);
             latest.set(k, v);
           }
-          return keys.every((k) => latest.get(k) === `r${rounds - 1}`);
+          // no HOST line: the every-host view, host-qualified
+          return keys.every((k) => latest.get(`h/${k}`) === `r${rounds - 1}`);
         },
         'every variable at its latest value',
         30_000,
