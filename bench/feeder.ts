@@ -220,13 +220,11 @@ async function feederInProcessToConsumer(n: number): Promise<Run> {
  * → RedisExporter confirmed by Redis. Everything in one process, so one clock.
  */
 async function latency(seconds: number, rate: number, redisToo: boolean) {
-  const f = await startFeeder({ listen: { port: 0 }, snapshotDelayMs: 0 });
+  const f = await startFeeder({ listen: { port: 0 }, snapshotDelayMs: 0, defaultHost: 'bench' });
   const consumer = new RingConsumer({ port: f.port, maxVariables: 1000 });
   await consumer.whenConnected();
   const prefix = `virgo-bench:${randomUUID().slice(0, 8)}`;
-  const redis = redisToo
-    ? await RedisExporter.create({ url: REDIS_URL, prefix, defaultHost: 'bench' })
-    : undefined;
+  const redis = redisToo ? await RedisExporter.create({ url: REDIS_URL, prefix }) : undefined;
   const exp = redis ? exportTable(consumer.table, [redis]) : undefined;
   const total = Math.round(seconds * rate);
   const emitted = new Float64Array(total);
@@ -308,7 +306,7 @@ async function cleanupRedis(prefix: string): Promise<void> {
 async function redisExport(changes: number, distinct: number) {
   const prefix = `virgo-bench:${randomUUID().slice(0, 8)}`;
   const table = new VariableTable({ maxVariables: distinct });
-  const redis = await RedisExporter.create({ url: REDIS_URL, prefix, defaultHost: 'bench' });
+  const redis = await RedisExporter.create({ url: REDIS_URL, prefix });
   const exp = exportTable(table, [redis]);
   const BATCH = 5_000;
   const keys = Array.from({ length: distinct }, (_, i) => `var${i}`);
@@ -320,7 +318,7 @@ async function redisExport(changes: number, distinct: number) {
     const t0 = process.hrtime.bigint();
     for (let i = 0; i < changes; ) {
       const end = Math.min(changes, i + BATCH);
-      for (; i < end; i++) table.setValidated(keys[i % distinct]!, String(i + r * changes));
+      for (; i < end; i++) table.setValidated(keys[i % distinct]!, String(i + r * changes), 'bench');
       await new Promise((res) => setImmediate(res));
     }
     await exp.flush();

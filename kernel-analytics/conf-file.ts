@@ -4,12 +4,15 @@
 // and refuse to write a value the format cannot hold (a comma would split it, as a Python set
 // repr once did to the original parser). Whole-file writes are atomic: temp file, fsync, rename,
 // fsync of the directory.
+// One file holds ONE host's variables, as the original was read by the kernel module of one
+// machine: ConfFileSink keeps a file for a named host, ConfDirSink one file per host
+// (<dir>/<host>.conf). No sink ever writes two hosts' values into one file (DESIGN §9).
 import { randomUUID } from 'node:crypto';
-import { constants } from 'node:fs';
+import { constants, mkdirSync } from 'node:fs';
 import { open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { createLogger } from '../runtime/log.ts';
-import { confValueProblem, keyProblem, valueProblem } from '../schemas/variable.ts';
+import { confValueProblem, hostProblem, keyProblem, valueProblem } from '../schemas/variable.ts';
 import type { ExportSink, SinkStats } from './export.ts';
 import { exportErrors, exportRejects, exportWrites } from './metrics.ts';
 import type { VariableChange, VariableDelete } from './table.ts';
@@ -281,19 +284,23 @@ export class ConfFile {
 }
 
 export interface ConfSinkOptions {
+  /** the host whose variables the file holds; changes of other hosts are not this file's */
+  host: string;
   /** coalesce changes for this long before rewriting the file (default 50 ms) */
   delayMs?: number;
   name?: string;
 }
 
 /**
- * Keeps a conf file in step with a table: changes are coalesced and written with one atomic
- * read-modify-write, so pairs set by people (`virgo conf set`) survive. A value the format cannot
- * hold (a comma) is refused, counted and logged, and the key is left as it was in the file.
+ * Keeps a conf file in step with one host's variables in a table: changes are coalesced and
+ * written with one atomic read-modify-write, so pairs set by people (`virgo conf set`) survive. A
+ * value the format cannot hold (a comma) is refused, counted and logged, and the key is left as it
+ * was in the file. Other hosts' changes are passed over: one file, one host.
  */
 export class ConfFileSink implements ExportSink {
   readonly name: string;
   readonly file: ConfFile;
+  readonly host: string;
   private pending = new Map<string, string | undefined>();
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
@@ -304,13 +311,15 @@ export class ConfFileSink implements ExportSink {
 
   constructor(
     file: ConfFile | string,
-    private readonly opts: ConfSinkOptions = {},
+    private readonly opts: ConfSinkOptions,
   ) {
     this.file = typeof file === 'string' ? new ConfFile(file) : file;
+    this.host = opts.host;
     this.name = opts.name ?? 'conf';
   }
 
   offer(ch: VariableChange): void {
+    if (ch.host !== this.host) return;
     const err = confPairError(ch.key, ch.value);
     if (err) {
       this.counts.rejected++;
@@ -324,6 +333,7 @@ export class ConfFileSink implements ExportSink {
   }
 
   offerDelete(d: VariableDelete): void {
+    if (d.host !== this.host) return;
     this.pending.set(d.key, undefined);
     this.schedule(this.opts.delayMs ?? 50);
   }
@@ -391,5 +401,108 @@ export class ConfFileSink implements ExportSink {
 
   stats(): SinkStats {
     return { ...this.counts, pending: this.pending.size, lastError: this.lastError };
+  }
+}
+
+export interface ConfDirOptions {
+  /** coalesce changes for this long before rewriting a file (default 50 ms) */
+  delayMs?: number;
+  /** fsync files and the directory on writes (default true) */
+  fsync?: boolean;
+  name?: string;
+}
+
+/**
+ * One conf file per host, `<dir>/<host>.conf`, each kept like ConfFileSink keeps its file (host
+ * names are [A-Za-z0-9_.:-], so they are safe file names and never reach outside `dir`). A
+ * variable without a valid host is refused and counted. The kernel module of machine M reads
+ * `<dir>/M.conf` (e.g. symlinked from /etc/virgo_kernel_analytics.conf: writes replace the file
+ * inside `dir`, the link keeps pointing at it).
+ */
+export class ConfDirSink implements ExportSink {
+  readonly name: string;
+  private readonly files = new Map<string, ConfFileSink>();
+  private rejected = 0;
+  private lastError: string | undefined;
+
+  constructor(
+    readonly dir: string,
+    private readonly opts: ConfDirOptions = {},
+  ) {
+    this.name = opts.name ?? 'conf-dir';
+    try {
+      mkdirSync(dir, { recursive: true });
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      throw new ConfFileError(`cannot create the conf directory ${dir}: ${e.code ?? e.message}`, {
+        cause: err,
+      });
+    }
+  }
+
+  /** The file that holds `host`'s variables. */
+  pathOf(host: string): string {
+    return join(this.dir, `${host}.conf`);
+  }
+
+  /** Hosts with a file kept by this sink so far. */
+  hosts(): string[] {
+    return [...this.files.keys()];
+  }
+
+  private sinkFor(host: string): ConfFileSink | undefined {
+    let s = this.files.get(host);
+    if (s) return s;
+    const bad = hostProblem(host);
+    if (bad) {
+      const n = ++this.rejected;
+      exportRejects.inc({ sink: this.name });
+      this.lastError = `no conf file for a variable of host ${JSON.stringify(host)}: ${bad.message}`;
+      if ((n & (n - 1)) === 0)
+        log.warn('variable not written to a conf file', { err: this.lastError, refused: n });
+      return undefined;
+    }
+    s = new ConfFileSink(new ConfFile(this.pathOf(host), { fsync: this.opts.fsync ?? true }), {
+      host,
+      name: this.name,
+      ...(this.opts.delayMs !== undefined ? { delayMs: this.opts.delayMs } : {}),
+    });
+    this.files.set(host, s);
+    return s;
+  }
+
+  offer(ch: VariableChange): void {
+    this.sinkFor(ch.host)?.offer(ch);
+  }
+
+  offerDelete(d: VariableDelete): void {
+    this.files.get(d.host)?.offerDelete(d);
+  }
+
+  async flush(): Promise<void> {
+    await Promise.all([...this.files.values()].map((s) => s.flush()));
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.files.values()].map((s) => s.close()));
+  }
+
+  stats(): SinkStats {
+    const out: SinkStats = {
+      written: 0,
+      errors: 0,
+      rejected: this.rejected,
+      pending: 0,
+      lastError: this.lastError,
+    };
+    for (const s of this.files.values()) {
+      const x = s.stats();
+      out.written += x.written;
+      out.errors += x.errors;
+      out.rejected += x.rejected;
+      out.pending += x.pending;
+      out.lastError = x.lastError ?? out.lastError;
+    }
+    return out;
   }
 }

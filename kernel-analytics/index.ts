@@ -4,6 +4,8 @@
 
 export {
   type ConfContents,
+  type ConfDirOptions,
+  ConfDirSink,
   ConfFile,
   ConfFileError,
   type ConfFileOptions,

@@ -3,19 +3,20 @@
 //   CHANNEL  <prefix>:changes:<host>    PUBLISH of the changed pairs, `key=value` lines (the feeder's
 //                                       wire format), one message per host per write
 // so a reader takes HGETALL for the snapshot and PSUBSCRIBE <prefix>:changes:* for what follows,
-// the same snapshot-then-updates contract as the feeder. Host '' (unknown) is written as
-// `defaultHost` (this machine's name). Hosts are found with `SCAN 0 MATCH <prefix>:*`.
+// the same snapshot-then-updates contract as the feeder. Hosts are found with `SCAN 0 MATCH
+// <prefix>:*`. Hosts never merge: a variable without a host ('' in a table) is refused, counted
+// and logged, not written under some default name where it could overwrite a real host's value.
+// (The feeder and the consumer name the host of every variable they take in.)
 //
 // Writes are pipelined: changes coalesce per host/key while one pipeline is in flight, so a burst
 // becomes one HSET per host. Redis down: ioredis reconnects in the background, nothing queues
 // inside ioredis (enableOfflineQueue off), our pending map (bounded by the table) is retried with
 // backoff, and errors are counted.
 import { EventEmitter } from 'node:events';
-import { hostname } from 'node:os';
 import type { Redis } from 'ioredis';
 import { createLogger } from '../runtime/log.ts';
 import type { ExportSink, SinkStats } from './export.ts';
-import { exportErrors, exportLatency, exportWrites } from './metrics.ts';
+import { exportErrors, exportLatency, exportRejects, exportWrites } from './metrics.ts';
 import type { VariableChange, VariableDelete } from './table.ts';
 
 const log = createLogger('kernel-analytics.redis');
@@ -27,8 +28,6 @@ export interface RedisExporterOptions {
   redis?: Redis;
   /** key prefix (default virgo:analytics) */
   prefix?: string;
-  /** host name for variables whose host is unknown (default this machine's hostname) */
-  defaultHost?: string;
   /** PUBLISH changes (default true) */
   publish?: boolean;
   name?: string;
@@ -48,7 +47,6 @@ export class RedisExporter extends EventEmitter<{ written: [WrittenBatch] }> imp
   readonly name: string;
   readonly redis: Redis;
   readonly prefix: string;
-  private readonly defaultHost: string;
   private readonly ownClient: boolean;
   /** host → key → newest pending value (undefined: delete) */
   private pending = new Map<string, Map<string, string | undefined>>();
@@ -113,7 +111,6 @@ export class RedisExporter extends EventEmitter<{ written: [WrittenBatch] }> imp
     this.redis = redis;
     this.ownClient = ownClient;
     this.prefix = opts.prefix ?? 'virgo:analytics';
-    this.defaultHost = opts.defaultHost ?? hostname();
     this.name = opts.name ?? 'redis';
     this.publishChanges = opts.publish !== false;
     // A Redis that comes back may have lost everything (no persistence, a failover to an empty
@@ -145,11 +142,11 @@ export class RedisExporter extends EventEmitter<{ written: [WrittenBatch] }> imp
   private readonly publishChanges: boolean;
 
   hashKey(host: string): string {
-    return `${this.prefix}:${host || this.defaultHost}`;
+    return `${this.prefix}:${host}`;
   }
 
   channel(host: string): string {
-    return `${this.prefix}:changes:${host || this.defaultHost}`;
+    return `${this.prefix}:changes:${host}`;
   }
 
   offer(ch: VariableChange): void {
@@ -162,6 +159,10 @@ export class RedisExporter extends EventEmitter<{ written: [WrittenBatch] }> imp
 
   private put(host: string, key: string, value: string | undefined): void {
     if (this.closed) return;
+    if (host === '') {
+      if (value !== undefined) this.refuseHostless(key);
+      return;
+    }
     let known = this.latest.get(host);
     if (!known) {
       known = new Map();
@@ -181,6 +182,19 @@ export class RedisExporter extends EventEmitter<{ written: [WrittenBatch] }> imp
       this.pendingCount++;
     }
     this.kick();
+  }
+
+  private refuseHostless(key: string): void {
+    const n = ++this.counts.rejected;
+    exportRejects.inc({ sink: this.name });
+    this.lastError = `variable ${key} has no host: not exported (one hash per host, never a merged one)`;
+    if ((n & (n - 1)) === 0) {
+      log.warn('variable without a host not exported to Redis; name the host where it enters', {
+        key,
+        refused: n,
+        fix: 'virgo consume --host NAME, virgo feeder --host NAME',
+      });
+    }
   }
 
   /** The connection is back: retry at once instead of waiting out the backoff. */

@@ -1,23 +1,33 @@
+import { hostname } from 'node:os';
 import { FEEDER_PORT } from '../../kernel-analytics/ports.ts';
 import { CONNECTION_OPTIONS, parseHostPort, UsageError } from '../../runtime/config.ts';
 import { enableProcessMetrics, serveMetrics } from '../../runtime/metrics.ts';
 import { exitOnSignals, onShutdown, shutdown } from '../../runtime/shutdown.ts';
+import { hostProblem } from '../../schemas/variable.ts';
 import { defineCommand } from '../command.ts';
 
 export default defineCommand({
   name: 'consume',
   summary: 'read a feeder into the ring buffer and table; export to Redis and the conf file',
-  usage: 'virgo consume [--feeder HOST:64000] [--redis URL] [--conf PATH] [--print] [--host NAME]',
+  usage:
+    'virgo consume [--feeder HOST:64000] [--host NAME] [--redis URL] [--conf-dir DIR] [--conf PATH [--conf-host NAME]] [--print]',
   details: `Connects to a feeder (virgo feeder, or any "nc -l 64000" with typed key=value lines),
 sends KERNEL_ANALYTICS_STREAMING_START, and keeps the last --ring-size pairs in a ring and the
-latest value per key in a table (at most --max-variables; more are refused and counted).
-Reconnects with exponential backoff and jitter. Lines that are not key=value (binary, too long,
-no '=', bad key, a half line at disconnect) are counted per reason and skipped.
-Exports: --redis writes the hash virgo:analytics:<host> and publishes changes on
-virgo:analytics:changes:<host>; --conf keeps a conf file in step (atomic rewrites).
-Prints each change as key=value when stdout is a terminal or with --print.
+latest value per host/key in a table (at most --max-variables; more are refused and counted).
+Without --host it reads every host: the feeder sends host/key=value lines (split at the first
+'/'); a bare key=value line (a feeder typed by hand) is this machine's. --host NAME asks the feeder
+for NAME's variables (HOST NAME) and records its bare lines under NAME. Lines starting with '#' are
+the feeder's notices (logged). Reconnects with exponential backoff and jitter. Lines that are not
+key=value (binary, too long, no '=', bad host or key, a half line at disconnect) are counted per
+reason and skipped.
+Exports, never merging hosts: --redis writes the hash virgo:analytics:<host> and publishes changes
+on virgo:analytics:changes:<host>; --conf-dir keeps one conf file per host, DIR/<host>.conf;
+--conf keeps one host's variables in one file: --conf-host's, by default --host's, else this
+machine's (atomic rewrites).
+Prints each change (host/key=value; key=value with --host) when stdout is a terminal or with --print.
 examples:
   virgo consume --feeder 127.0.0.1:64000 --print
+  virgo consume --host "$(hostname)" --conf /etc/virgo_kernel_analytics.conf
   nc -l 64000   # then, elsewhere: virgo consume --conf ./virgo_kernel_analytics.conf`,
   options: {
     feeder: {
@@ -28,8 +38,19 @@ examples:
       description: 'feeder to read',
     },
     redis: CONNECTION_OPTIONS.redis,
-    conf: { type: 'string', env: 'VIRGO_CONF_FILE', arg: 'PATH', description: 'keep this conf file in step' },
-    print: { type: 'boolean', description: 'print changes as key=value (default: when stdout is a TTY)' },
+    conf: {
+      type: 'string',
+      env: 'VIRGO_CONF_FILE',
+      arg: 'PATH',
+      description: "keep one host's variables in this conf file (see --conf-host)",
+    },
+    'conf-host': {
+      type: 'string',
+      arg: 'NAME',
+      description: "the host whose variables --conf holds (default: --host, else this machine's hostname)",
+    },
+    'conf-dir': { type: 'string', arg: 'DIR', description: 'keep one conf file per host, DIR/<host>.conf' },
+    print: { type: 'boolean', description: 'print changes (default: when stdout is a TTY)' },
     host: {
       type: 'string',
       arg: 'NAME',
@@ -57,6 +78,11 @@ examples:
       const v = opts[n] as number;
       if (!Number.isInteger(v) || v < 1) throw new UsageError(`--${n} must be a positive integer, got ${v}`);
     }
+    for (const n of ['host', 'conf-host'] as const) {
+      const bad = opts[n] === undefined ? undefined : hostProblem(String(opts[n]));
+      if (bad) throw new UsageError(`--${n}: ${bad.message}`);
+    }
+    const confHost = String(opts['conf-host'] ?? opts.host ?? hostname());
     const consumer = new RingConsumer({
       host: feeder.host,
       port: feeder.port,
@@ -85,7 +111,11 @@ examples:
     }
     if (opts.conf) {
       const { ConfFileSink } = await import('../../kernel-analytics/conf-file.ts');
-      sinks.push(new ConfFileSink(opts.conf as string));
+      sinks.push(new ConfFileSink(opts.conf as string, { host: confHost }));
+    }
+    if (opts['conf-dir']) {
+      const { ConfDirSink } = await import('../../kernel-analytics/conf-file.ts');
+      sinks.push(new ConfDirSink(opts['conf-dir'] as string));
     }
     if (sinks.length > 0) {
       const exp = exportTable(consumer.table, sinks);
@@ -95,8 +125,9 @@ examples:
     onShutdown('consumer', () => consumer.close());
     const print = opts.print ?? io.stdout.isTTY === true;
     if (print) {
+      // The view says whose variable each line is: bare for the selected host, else host/key.
       consumer.table.on('change', (ch) => {
-        io.stdout.write(`${ch.key}=${ch.value}\n`);
+        io.stdout.write(opts.host ? `${ch.key}=${ch.value}\n` : `${ch.host}/${ch.key}=${ch.value}\n`);
       });
     }
     if (opts.metrics) {

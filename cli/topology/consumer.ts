@@ -1,8 +1,11 @@
-// The ring-buffer consumer of the feeder and its exports: the conf file the kernel module read,
-// and Redis (one hash per host).
-import { join } from 'node:path';
+// The ring-buffer consumer of the feeder and its exports: the conf files the kernel module read
+// (one per host) and Redis (one hash per host). No export merges hosts.
+import { hostname } from 'node:os';
+import { join, resolve } from 'node:path';
 import { DEFAULT_DEVICE_IDS, DEVICE_NAMES } from '../../actuators/devices/ids.ts';
-import type { VariableTable } from '../../kernel-analytics/index.ts';
+import type { ExportSink, VariableTable } from '../../kernel-analytics/index.ts';
+import { UsageError } from '../../runtime/config.ts';
+import { hostProblem } from '../../schemas/variable.ts';
 import { feederStage } from './feeder.ts';
 import { connectHost, type PipelineStage, reach } from './stage.ts';
 
@@ -11,26 +14,43 @@ export interface ConsumerHandle {
   table: VariableTable;
 }
 
-function confPath(o: { confPath?: string; stateDir: string }): string {
-  return o.confPath ?? join(o.stateDir, 'virgo_kernel_analytics.conf');
+function confDir(o: { confDir?: string; stateDir: string }): string {
+  return o.confDir ?? join(o.stateDir, 'conf');
 }
 
 export const consumerStage: PipelineStage<ConsumerHandle> = {
   name: 'consumer',
   after: ['feeder'],
   options: {
+    'conf-dir': {
+      type: 'string',
+      arg: 'DIR',
+      description: 'one kernel analytics conf file per host, DIR/<host>.conf (default STATE_DIR/conf)',
+    },
     conf: {
       type: 'string',
+      env: 'VIRGO_CONF_FILE',
       arg: 'FILE',
-      description: 'kernel analytics conf file (default STATE_DIR/virgo_kernel_analytics.conf)',
+      description: "also keep one host's variables in FILE (e.g. /etc/virgo_kernel_analytics.conf)",
+    },
+    'conf-host': {
+      type: 'string',
+      arg: 'NAME',
+      description: "the host whose variables --conf holds (default this machine's hostname)",
     },
   },
   configure(flags, o) {
-    if (flags.conf !== undefined) o.confPath = String(flags.conf);
+    if (flags['conf-dir'] !== undefined) o.confDir = resolve(String(flags['conf-dir']));
+    const host = String(flags['conf-host'] ?? hostname());
+    const bad = hostProblem(host);
+    if (bad) throw new UsageError(`--conf-host: ${bad.message}`);
+    if (flags.conf !== undefined) o.confFile = { path: String(flags.conf), host };
   },
   async start(ctx) {
     const { tableFromFeeder } = await import('../../actuators/stage.ts');
-    const { ConfFileSink, exportTable, RedisExporter } = await import('../../kernel-analytics/index.ts');
+    const { ConfDirSink, ConfFileSink, exportTable, RedisExporter } = await import(
+      '../../kernel-analytics/index.ts'
+    );
     const feeder = ctx.peer(feederStage);
     if (!feeder) throw new Error('the consumer stage reads a feeder started in the same process');
     // The ring-buffer consumer reads our own feeder over TCP, exactly as an external importer
@@ -44,10 +64,13 @@ export const consumerStage: PipelineStage<ConsumerHandle> = {
     });
     const closers: (() => Promise<void>)[] = [() => fed.close()];
     try {
-      // The conf file is what one machine's kernel module read: latest value per key, from the
-      // ring-buffer consumer. Redis keeps one hash per host, and the k=v wire carries no host, so
-      // it follows the feeder's host-aware table (`virgo consume --host H` exports one host's).
-      const conf = exportTable(fed.table, [new ConfFileSink(confPath(ctx.o))]);
+      // A conf file is what one machine's kernel module read, so one file per host (never two
+      // hosts merged), from the ring-buffer consumer's table (its every-host view is
+      // host-qualified). Redis, one hash per host, follows the feeder's table.
+      const sinks: ExportSink[] = [new ConfDirSink(confDir(ctx.o))];
+      const one = ctx.o.confFile;
+      if (one) sinks.push(new ConfFileSink(one.path, { host: one.host }));
+      const conf = exportTable(fed.table, sinks);
       closers.push(() => conf.close());
       if (ctx.o.redisUrl) {
         const redis = exportTable(feeder.table, [
@@ -78,8 +101,9 @@ export const consumerStage: PipelineStage<ConsumerHandle> = {
         'consume',
         '--feeder',
         reach(endpoints.feeder!),
-        '--conf',
-        confPath(o),
+        '--conf-dir',
+        confDir(o),
+        ...(o.confFile ? ['--conf', o.confFile.path, '--conf-host', o.confFile.host] : []),
         ...(o.redisUrl ? ['--redis', o.redisUrl] : []),
       ],
     };

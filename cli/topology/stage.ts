@@ -42,7 +42,10 @@ export interface PipelineOptions {
   drivers?: readonly DriverName[];
   devices?: readonly DeviceName[];
   learners?: string[];
-  confPath?: string;
+  /** one conf file per host, <confDir>/<host>.conf (default STATE_DIR/conf) */
+  confDir?: string;
+  /** also one host's variables in one file (e.g. /etc/virgo_kernel_analytics.conf for this machine) */
+  confFile?: { path: string; host: string };
   partitions?: number;
   demoRate?: number;
   stdin?: NodeJS.ReadableStream;

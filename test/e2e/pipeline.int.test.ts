@@ -141,7 +141,8 @@ describe('the whole pipeline, end to end', () => {
       return r.stdout.trim() === top;
     }, `redis-cli HGET ${redisPrefix}:${host}`);
 
-    const confPath = join(stateDir, 'virgo_kernel_analytics.conf');
+    // one conf file per host, as the kernel module of that machine reads it
+    const confPath = join(stateDir, 'conf', `${host}.conf`);
     await waitFor(() => /(^|,)ufw\.top_src_ip=/.test(readFileSync(confPath, 'utf8')), 'the conf file');
     const confTop = /(?:^|,)ufw\.top_src_ip=([^,\n]+)/.exec(readFileSync(confPath, 'utf8'))![1]!;
     expect([...expected.values(), ...topSrcCandidates(UFW_SAMPLES)]).toContain(confTop);
@@ -162,7 +163,7 @@ describe('the whole pipeline, end to end', () => {
     const nc = ncUntil(p.feeder.port, host, `ufw.top_src_ip=${top}`);
     cleanup.push(() => void nc.proc.kill());
     await nc.seen;
-    const confPath = join(stateDir, 'virgo_kernel_analytics.conf');
+    const confPath = join(stateDir, 'conf', `${host}.conf`);
     await waitFor(() => /(^|,)ufw\.top_src_ip=/.test(readFileSync(confPath, 'utf8')), 'the conf file');
     await waitFor(() => p.queue.stats().kingcobra.replied > 0, 'a device reply in the queue');
     await p.close();

@@ -17,6 +17,7 @@ it('virgo up (embedded, demo stream) shows analytics and stops cleanly on SIGINT
     );
     const out: string[] = [];
     let err = '';
+    let host = '';
     child.stderr!.on('data', (d: Buffer) => {
       err += d.toString();
     });
@@ -24,7 +25,11 @@ it('virgo up (embedded, demo stream) shows analytics and stops cleanly on SIGINT
     await new Promise<void>((resolve, reject) => {
       createInterface({ input: child.stdout! }).on('line', (l) => {
         out.push(l);
-        if (/^edge-\d\/ufw\.top_src_ip=203\.0\.113\.7$/.test(l)) resolve();
+        const m = /^(edge-\d)\/ufw\.top_src_ip=203\.0\.113\.7$/.exec(l);
+        if (m) {
+          host = m[1]!;
+          resolve();
+        }
       });
       void exited.then(() => reject(new Error(`virgo up exited early:\n${out.join('\n')}\n${err}`)));
     });
@@ -33,8 +38,8 @@ it('virgo up (embedded, demo stream) shows analytics and stops cleanly on SIGINT
     );
     child.kill('SIGINT');
     expect(await exited).toBe(0);
-    // the shutdown flushed the exports and saved the learners
-    expect(readFileSync(join(stateDir, 'virgo_kernel_analytics.conf'), 'utf8')).toMatch(/ufw\.top_src_ip=/);
+    // the shutdown flushed the exports (one conf file per host) and saved the learners
+    expect(readFileSync(join(stateDir, 'conf', `${host}.conf`), 'utf8')).toMatch(/ufw\.top_src_ip=/);
     expect(existsSync(join(stateDir, 'learners'))).toBe(true);
   } finally {
     rmSync(stateDir, { recursive: true, force: true });

@@ -1,9 +1,10 @@
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
+  ConfDirSink,
   ConfFile,
   ConfFileSink,
   ConfValueError,
@@ -108,16 +109,20 @@ describe('conf file format (docs/design.md §5.6)', () => {
     expect(Object.keys(await file.list())).toHaveLength(20);
   });
 
-  it('ConfFileSink keeps the file in step with a table, refusing comma values, keeping pairs set by people', async () => {
+  it('ConfFileSink keeps the file in step with one host of a table, refusing comma values, keeping pairs set by people', async () => {
     const path = join(tmp(), 'sink.conf');
     writeFileSync(path, 'operator_pin=1');
     const table = new VariableTable();
-    table.set('match', 'True');
-    const sink = new ConfFileSink(new ConfFile(path, { fsync: false }), { delayMs: 5 });
+    const h = { host: 'edge1' };
+    table.set('match', 'True', h);
+    const sink = new ConfFileSink(new ConfFile(path, { fsync: false }), { host: 'edge1', delayMs: 5 });
     const exp = exportTable(table, [sink]);
     cleanups.push(() => exp.close());
-    table.set('bw', '255');
-    table.set('set_repr', '{1, 2}');
+    table.set('bw', '255', h);
+    table.set('set_repr', '{1, 2}', h);
+    // another host's value under the same key is not this file's: one file, one host
+    table.set('bw', '10', { host: 'edge2' });
+    table.set('match', 'False', { host: 'edge2' });
     await exp.flush();
     expect(parseConf(readFileSync(path, 'utf8')).values).toEqual(
       new Map([
@@ -127,10 +132,36 @@ describe('conf file format (docs/design.md §5.6)', () => {
       ]),
     );
     expect(sink.stats()).toMatchObject({ rejected: 1, written: 2, errors: 0 });
-    table.delete('bw');
-    table.set('match', 'False');
+    table.delete('bw', 'edge2');
+    table.delete('bw', 'edge1');
+    table.set('match', 'False', h);
     await waitFor(async () => (await new ConfFile(path).get('match')) === 'False', 'debounced write');
     expect(await new ConfFile(path).get('bw')).toBeUndefined();
+  });
+
+  it('ConfDirSink: one file per host, two hosts with the same key never merged, no file for a variable without a host', async () => {
+    const dir = join(tmp(), 'conf');
+    const table = new VariableTable();
+    const sink = new ConfDirSink(dir, { delayMs: 5, fsync: false });
+    const exp = exportTable(table, [sink]);
+    cleanups.push(() => exp.close());
+    table.set('MaxNetworkBandwidth', '100', { host: 'edge-1' });
+    table.set('MaxNetworkBandwidth', '900', { host: 'edge-2' });
+    table.set('match', 'True', { host: 'uvc-1' });
+    table.set('MaxNetworkBandwidth', '5'); // no host: refused, not written into some default host's file
+    await exp.flush();
+    expect(readdirSync(dir).sort()).toEqual(['edge-1.conf', 'edge-2.conf', 'uvc-1.conf']);
+    expect(readFileSync(join(dir, 'edge-1.conf'), 'utf8')).toBe('MaxNetworkBandwidth=100\n');
+    expect(readFileSync(join(dir, 'edge-2.conf'), 'utf8')).toBe('MaxNetworkBandwidth=900\n');
+    expect(readFileSync(join(dir, 'uvc-1.conf'), 'utf8')).toBe('match=True\n');
+    expect(sink.stats()).toMatchObject({ rejected: 1, written: 3, errors: 0, pending: 0 });
+    expect(sink.pathOf('edge-1')).toBe(join(dir, 'edge-1.conf'));
+    table.set('MaxNetworkBandwidth', '120', { host: 'edge-1' });
+    await exp.flush();
+    expect(parseConf(readFileSync(join(dir, 'edge-1.conf'), 'utf8')).values.get('MaxNetworkBandwidth')).toBe(
+      '120',
+    );
+    expect(readFileSync(join(dir, 'edge-2.conf'), 'utf8')).toBe('MaxNetworkBandwidth=900\n');
   });
 
   it('says what to do when the file cannot be written', async () => {
@@ -144,7 +175,7 @@ describe('conf file format (docs/design.md §5.6)', () => {
 describe('Redis export', () => {
   it('hash per host and change messages, seen by redis-cli', async () => {
     const prefix = unique('virgo-test:analytics');
-    const ex = await RedisExporter.create({ url: REDIS_URL, prefix, defaultHost: 'thishost' });
+    const ex = await RedisExporter.create({ url: REDIS_URL, prefix });
     cleanups.push(async () => {
       await run('sh', [
         '-c',
@@ -165,7 +196,7 @@ describe('Redis export', () => {
     const exp = exportTable(table, [ex]);
     cleanups.push(() => exp.close());
     table.set('MaxNetworkBandwidth', '255', { host: 'edge1' });
-    table.set('load', '0.5'); // host unknown → defaultHost
+    table.set('load', '0.5', { host: 'thishost' });
     table.set('match', 'False', { host: 'edge1' });
     await exp.flush();
 
@@ -193,6 +224,36 @@ describe('Redis export', () => {
     expect(ex.stats().written).toBeGreaterThanOrEqual(3004);
   });
 
+  it('never merges hosts: one hash per host; a variable without a host is refused, not written as this machine', async () => {
+    const prefix = unique('virgo-test:analytics');
+    const ex = await RedisExporter.create({ url: REDIS_URL, prefix });
+    cleanups.push(async () => {
+      await run('sh', [
+        '-c',
+        `redis-cli -u ${REDIS_URL} --scan --pattern '${prefix}:*' | xargs -r redis-cli -u ${REDIS_URL} del`,
+      ]);
+    });
+    const table = new VariableTable();
+    const exp = exportTable(table, [ex]);
+    cleanups.push(() => exp.close());
+    table.set('MaxNetworkBandwidth', '100', { host: 'edge-1' });
+    table.set('MaxNetworkBandwidth', '900', { host: 'edge-2' });
+    table.set('MaxNetworkBandwidth', '100', { host: hostname() });
+    table.set('MaxNetworkBandwidth', '5'); // host '' (unknown): must not land in this machine's hash
+    await exp.flush();
+    const keys = (await redisCli('--scan', '--pattern', `${prefix}:*`)).stdout.trim().split('\n').sort();
+    expect(keys).toEqual([`${prefix}:${hostname()}`, `${prefix}:edge-1`, `${prefix}:edge-2`].sort());
+    for (const [h, v] of [
+      ['edge-1', '100'],
+      ['edge-2', '900'],
+      [hostname(), '100'],
+    ]) {
+      expect((await redisCli('HGET', `${prefix}:${h}`, 'MaxNetworkBandwidth')).stdout.trim(), h).toBe(v);
+    }
+    expect(ex.stats()).toMatchObject({ written: 3, rejected: 1, errors: 0, pending: 0 });
+    expect(ex.stats().lastError).toMatch(/no host/);
+  });
+
   it('Redis goes away: errors counted, the table never waits, pending stays bounded, writes land when it is back', async () => {
     // A private redis-server we can stop and start (the shared one must stay up for others).
     const port = await freePort();
@@ -218,19 +279,20 @@ describe('Redis export', () => {
       'private redis',
     );
     const prefix = unique('virgo-test:analytics');
-    const ex = await RedisExporter.create({ url, prefix, defaultHost: 'h' });
+    const ex = await RedisExporter.create({ url, prefix });
     const table = new VariableTable();
     const exp = exportTable(table, [ex]);
     cleanups.push(() => exp.close());
-    table.set('k', 'before');
+    table.set('k', 'before', { host: 'h' });
     await exp.flush();
     expect(ex.stats().written).toBe(1);
 
     const down = new Promise((r) => server.once('close', r));
     server.kill('SIGKILL');
     await down;
-    for (let i = 0; i < 1000; i++) table.set(`k${i % 10}`, String(i)); // returns at once: nothing waits on Redis
-    expect(table.get('k9')).toBe('999');
+    // returns at once: nothing waits on Redis
+    for (let i = 0; i < 1000; i++) table.set(`k${i % 10}`, String(i), { host: 'h' });
+    expect(table.get('k9', 'h')).toBe('999');
     await ex.flush();
     expect(ex.stats().errors).toBeGreaterThan(0);
     expect(ex.stats().pending).toBe(10); // coalesced per key: bounded by the table, not by the update rate
