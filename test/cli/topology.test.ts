@@ -2,7 +2,7 @@
 // declared once (by its stage) reaching that stage in all three: `virgo up`, `virgo up --split`
 // and `virgo drivers up`.
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import {
@@ -95,8 +95,8 @@ describe('the stage graph and start order', () => {
       'consume',
       '--feeder',
       '127.0.0.1:41000',
-      '--conf',
-      '/var/lib/virgo/virgo_kernel_analytics.conf',
+      '--conf-dir',
+      '/var/lib/virgo/conf',
     ]);
     const drivers = asDriversUp(argv.actuators!.slice(0, argv.actuators!.indexOf('--brokers')));
     expect(drivers.feeder).toEqual({ host: '127.0.0.1', port: 41000 });
@@ -118,6 +118,38 @@ describe('the stage graph and start order', () => {
         .find((c) => c.name === 'source')!
         .spec({}),
     ).toBe(undefined);
+  });
+
+  it('conf files: one per host by default; --conf FILE holds one host (--conf-host, default this machine), in both modes', () => {
+    const byDefault = upOptions([]);
+    expect(byDefault.confDir).toBeUndefined(); // the stage uses STATE_DIR/conf
+    expect(byDefault.confFile).toBeUndefined();
+    const o = upOptions([
+      '--conf',
+      '/etc/virgo_kernel_analytics.conf',
+      '--conf-host',
+      'edge-1',
+      '--conf-dir',
+      '/srv/c',
+    ]);
+    expect(o.confFile).toEqual({ path: '/etc/virgo_kernel_analytics.conf', host: 'edge-1' });
+    expect(o.confDir).toBe('/srv/c');
+    const consume = splitChildren(o).find((c) => c.name === 'consumer')!;
+    expect(consume.spec({ feeder: '127.0.0.1:41000' })!.argv.slice(2)).toEqual([
+      'consume',
+      '--feeder',
+      '127.0.0.1:41000',
+      '--conf-dir',
+      '/srv/c',
+      '--conf',
+      '/etc/virgo_kernel_analytics.conf',
+      '--conf-host',
+      'edge-1',
+    ]);
+    expect(upOptions(['--conf', '/tmp/x.conf']).confFile?.host).toBe(hostname());
+    expect(() => upOptions(['--conf', '/tmp/x.conf', '--conf-host', 'a/b'])).toThrow(
+      /--conf-host: host "a\/b"/,
+    );
   });
 
   it('every virgo up flag is declared by one stage only', () => {

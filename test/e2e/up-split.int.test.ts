@@ -85,10 +85,8 @@ it('virgo up --split --any-ports: every stage its own process; analytics on the 
   await ncUntil(Number(feeder), 'split-host', 'ufw.top_src_ip=198.51.100.9');
   await waitFor(
     () =>
-      /ufw\.top_src_ip=198\.51\.100\.9/.test(
-        readFileSync(join(stateDir, 'virgo_kernel_analytics.conf'), 'utf8'),
-      ),
-    'the conf file from the consumer process',
+      /ufw\.top_src_ip=198\.51\.100\.9/.test(readFileSync(join(stateDir, 'conf', 'split-host.conf'), 'utf8')),
+    "the host's conf file from the consumer process",
     30_000,
   );
 
