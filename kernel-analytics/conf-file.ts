@@ -6,7 +6,7 @@
 // fsync of the directory.
 // One file holds ONE host's variables, as the original was read by the kernel module of one
 // machine: ConfFileSink keeps a file for a named host, ConfDirSink one file per host
-// (<dir>/<host>.conf). No sink ever writes two hosts' values into one file (DESIGN §9).
+// (<dir>/<host>.conf). No sink ever writes two hosts' values into one file (docs/design.md §5.4).
 import { randomUUID } from 'node:crypto';
 import { constants, mkdirSync } from 'node:fs';
 import { open, readFile, rename, stat, unlink } from 'node:fs/promises';

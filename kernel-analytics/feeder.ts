@@ -1,7 +1,7 @@
 // The :64000 feeder: the "webservice serving kernel_analytics variables" the original module read
 // with netcat. It follows virgo.kernel-analytics (the compacted topic is the snapshot, so it reads
 // from the beginning), keeps the latest value per host/key, and streams lines: the snapshot on
-// connect, then every change. No view ever puts two hosts' values under one bare key (DESIGN §9):
+// connect, then every change. No view ever puts two hosts' values under one bare key (docs/design.md §5.4):
 //
 //   no HOST line   every host, host-qualified: `host/key=value` (split at the first '=' as the
 //                  original module does, its key is `host/key`; our consumer splits at the first '/')
