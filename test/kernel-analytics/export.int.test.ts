@@ -30,6 +30,18 @@ function tmp(): string {
 
 const redisCli = (...args: string[]) => run('redis-cli', ['-u', REDIS_URL, ...args]);
 
+/** A fresh key prefix on the shared Redis, its keys deleted after the test. */
+function redisPrefix(): string {
+  const prefix = unique('virgo-test:analytics');
+  cleanups.push(async () => {
+    await run('sh', [
+      '-c',
+      `redis-cli -u ${REDIS_URL} --scan --pattern '${prefix}:*' | xargs -r redis-cli -u ${REDIS_URL} del`,
+    ]);
+  });
+  return prefix;
+}
+
 describe('conf file format (docs/design.md §5.6)', () => {
   const ORIGINAL =
     'match=True,kernel_analytics1=v1,kernel_analytics2=v2,kernel_analytics3=v3,MaxNetworkBandwidth=255\n';
@@ -174,14 +186,8 @@ describe('conf file format (docs/design.md §5.6)', () => {
 
 describe('Redis export', () => {
   it('hash per host and change messages, seen by redis-cli', async () => {
-    const prefix = unique('virgo-test:analytics');
+    const prefix = redisPrefix();
     const ex = await RedisExporter.create({ url: REDIS_URL, prefix });
-    cleanups.push(async () => {
-      await run('sh', [
-        '-c',
-        `redis-cli -u ${REDIS_URL} --scan --pattern '${prefix}:*' | xargs -r redis-cli -u ${REDIS_URL} del`,
-      ]);
-    });
     // A real redis-cli subscriber for the change channel.
     const sub = spawn('redis-cli', ['-u', REDIS_URL, '--csv', 'PSUBSCRIBE', `${prefix}:changes:*`]);
     let subOut = '';
@@ -225,14 +231,8 @@ describe('Redis export', () => {
   });
 
   it('never merges hosts: one hash per host; a variable without a host is refused, not written as this machine', async () => {
-    const prefix = unique('virgo-test:analytics');
+    const prefix = redisPrefix();
     const ex = await RedisExporter.create({ url: REDIS_URL, prefix });
-    cleanups.push(async () => {
-      await run('sh', [
-        '-c',
-        `redis-cli -u ${REDIS_URL} --scan --pattern '${prefix}:*' | xargs -r redis-cli -u ${REDIS_URL} del`,
-      ]);
-    });
     const table = new VariableTable();
     const exp = exportTable(table, [ex]);
     cleanups.push(() => exp.close());
