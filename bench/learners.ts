@@ -255,10 +255,11 @@ async function tfLearners(tf: Tf, n: (x: number) => number, rec: Recorder): Prom
   }
   {
     const events = kernelEvents(n(100_000), new Rng(3));
-    const l = new AnomalyLearner(tf, AnomalyLearner.buildModel(tf, 64, 8, 0.01, 11), {});
+    const l = new AnomalyLearner(tf, AnomalyLearner.buildModel(tf), {});
     const run = await through(events, (b) => l.onEvents(b));
     const ids = events.slice(0, 60).map((e) => e.templateId);
-    const inf = timeEach(500, () => l.scoreTemplates(ids));
+    const last = events[events.length - 1]!;
+    const inf = timeEach(500, () => l.scoreWindow(last.host, last.ts, ids));
     rec.record(
       'anomaly',
       run,

@@ -1,60 +1,100 @@
-// Kernel log anomaly score: an online tfjs autoencoder over per-window template-count vectors.
-// Each host's events are cut into event-time windows; a window is the vector of its template ids
-// (from the miner) hashed into `dims` slots, TF-IDF weighted (log1p count × an inverse window
-// frequency learnt online, so a template normal windows never show weighs most) and scaled to unit
-// length. The score is the reconstruction error; a window is anomalous when it exceeds
-// median + k·MAD of recent normal scores (robust: one odd window does not move it). Windows are
-// scored before the model trains on them (prequential), and anomalous ones are not learnt.
+// kernel.anomaly: is this host's last window of kernel lines evidence of an incident?
+//
+// Each host's events are cut into event-time windows. A closed window is judged, then learnt
+// (prequential), never with a label. Its score is the strongest piece of evidence in it, every
+// piece in nats (−ln p, so they compare and add):
+//  - per template (anomaly-counts.ts): the severity prior of its worst line (severity.ts: crit +3,
+//    err +2, warning +1) + how surprising its occurrence is given the host's long-run rate (new
+//    templates by how rarely new ones appear; known ones by how far the last hour departs from
+//    the usual) + how surprising its number of lines is given it occurred (bursts);
+//  - the window's volume against the host's usual volume;
+//  - the mix (anomaly-mix.ts, tfjs autoencoder): the composition of the window in templates the
+//    host knows, as a normal tail of its reconstruction error.
+// A window is anomalous when its score reaches `threshold` nats (default 6: a critical line needs
+// about 3 nats of surprise on top of its prior, an informational one 6, i.e. p ≈ 0.0025).
+// Explanations name the templates behind the score with their count and expected count.
 import { join } from 'node:path';
 import type { KernelEvent } from '../schemas/index.ts';
-import { ReplayBuffer } from './replay-buffer.ts';
+import {
+  COUNT_DEFAULTS,
+  CountModel,
+  type CountModelJson,
+  type CountSurprise,
+  type TemplateSurprise,
+  type WindowCounts,
+  type WindowSurprise,
+  type WindowTemplate,
+} from './anomaly-counts.ts';
+import { MIX_DEFAULTS, type MixJson, MixModel, type MixOptions, type MixScore } from './anomaly-mix.ts';
+import { severityName, severityOf, severityPrior } from './severity.ts';
 import { readJson, writeJsonAtomic } from './snapshot.ts';
-import { loadModel, type Model, predictRows, requireTf, saveModel, trainSteps } from './tf-util.ts';
+import { loadModel, requireTf, saveModel } from './tf-util.ts';
 import type { Learner, LearnerContext, Proposal, Tf, VariableDecl } from './types.ts';
-import { fnv1a, Rng } from './window.ts';
+import { Rng } from './window.ts';
 
-export const ANOMALY_ARCH = 'anomaly-ae@1';
+export const ANOMALY_ARCH = 'anomaly-surprise@2';
+const STATE_VERSION = 2;
 
 export interface AnomalyOptions {
   windowSec?: number;
-  /** hashed template-count vector size */
+  /** evidence (nats) at which a window is anomalous */
+  threshold?: number;
+  /** half-life of the recent counts (s, default an hour) and of the long-run ones (s, a week) */
+  shortHalfLifeSec?: number;
+  longHalfLifeSec?: number;
+  /** windows with a template that halve its severity prior each (it is proving routine) */
+  routineAfter?: number;
+  /** the tfjs mix model: off only to measure what it adds */
+  mix?: boolean;
   dims?: number;
-  /** autoencoder bottleneck */
   hidden?: number;
-  /** threshold = median + k·(1.4826·MAD) of recent normal scores */
-  k?: number;
-  /** windows learnt before any is called anomalous */
-  warmup?: number;
-  /** score floor of the threshold, so a perfectly learnt log does not flag noise */
-  minThreshold?: number;
-  steps?: number;
   learningRate?: number;
+  steps?: number;
   seed?: number;
-  /** called for every scored window (the evaluation uses it) */
+  /** windows judged per tfjs round (one predict and one training call per group) */
+  group?: number;
+  /** called for every judged window (the evaluation uses it) */
   onWindow?: (w: ScoredWindow) => void;
+}
+
+/** One template's part in a window's score. */
+export interface TemplateEvidence extends TemplateSurprise {
+  /** severity prior + occurrence + burst, nats */
+  evidence: number;
+  prior: number;
 }
 
 export interface ScoredWindow {
   host: string;
-  /** window start, epoch ms */
+  /** window start, epoch ms (event time) */
   start: number;
   events: number;
   score: number;
   threshold: number;
   anomalous: boolean;
-  warm: boolean;
+  /** what the score came from */
+  driver: 'template' | 'volume' | 'activity' | 'mix';
+  /** templates by evidence, strongest first (at most 5) */
+  top: TemplateEvidence[];
+  volume: CountSurprise;
+  activity: CountSurprise;
+  mix: { z: number; surprise: number } | null;
+  /** template ids the flag is attributed to (their lines are the flagged lines); empty if normal */
+  flagged: string[];
+  why: string;
 }
 
 export const ANOMALY_VARIABLES: readonly VariableDecl[] = [
   {
     key: 'kernel.anomaly_score',
     type: 'float',
-    unit: null,
-    description: 'autoencoder reconstruction error of the last window of template counts',
+    unit: 'nats',
+    description:
+      'evidence that the last window of kernel lines is an incident: −ln p of its most surprising template (plus its severity prior), volume or mix',
     min: 0,
-    max: 1000,
-    decimals: 4,
-    hysteresis: 0.001,
+    max: 100,
+    decimals: 3,
+    hysteresis: 0.05,
     dwellMs: 0,
   },
   {
@@ -62,314 +102,423 @@ export const ANOMALY_VARIABLES: readonly VariableDecl[] = [
     type: 'bool',
     unit: null,
     description:
-      'the last window scored above the learnt threshold (raised at once, cleared after the dwell)',
+      'the last window of kernel lines reached the evidence threshold (raised at once, cleared after the dwell)',
     dwellMs: 60_000,
     urgent: 'true',
   },
 ];
 
-const REPLAY = 256;
-const HISTORY = 200;
-const BATCH = 32;
-/** windows scored (and learnt) per tfjs round, while the model is young and once it is mature */
-const YOUNG_GROUP = 4;
-const MATURE_GROUP = 16;
-
-interface Closed {
-  host: string;
-  start: number;
-  counts: Record<number, number>;
+interface Open {
+  window: number;
   events: number;
+  t: Map<string, WindowTemplate>;
 }
 
-interface HostWin {
-  window: number;
-  counts: Record<number, number>;
+interface Closed extends WindowCounts {
   events: number;
 }
 
 interface AnomalyStateJson {
-  hosts: [string, HostWin][];
-  replay: number[][];
-  history: number[];
-  df: number[];
-  learnt: number;
+  version: number;
+  arch: string;
+  open: [string, { window: number; events: number; t: [string, WindowTemplate][] }][];
+  watermark: number | null;
+  counts: CountModelJson;
+  mix: MixJson;
   rng: number;
-  steps: number;
   windows: number;
   anomalies: number;
+  late: number;
+}
+
+const TEXT_MAX = 90;
+
+function quote(s: string): string {
+  const t = s.replace(/\s+/g, ' ').replace(/"/g, "'");
+  return `"${t.length > TEXT_MAX ? `${t.slice(0, TEXT_MAX - 1)}…` : t}"`;
+}
+
+function num(x: number): string {
+  if (x === 0) return '0';
+  if (x >= 100) return x.toFixed(0);
+  if (x >= 1) return x.toFixed(1);
+  return x.toPrecision(2);
 }
 
 export class AnomalyLearner implements Learner {
   readonly name = 'anomaly';
   readonly needsTf = true;
   readonly variables = ANOMALY_VARIABLES;
-  readonly dims: number;
+  readonly threshold: number;
+  private readonly routineAfter: number;
   private readonly windowMs: number;
-  private readonly k: number;
-  private readonly warmup: number;
-  private readonly minThreshold: number;
-  private readonly stepsPerBatch: number;
-  private hosts = new Map<string, HostWin>();
-  private replay = new ReplayBuffer<number[]>(REPLAY);
-  /** scores of recent windows judged normal */
-  private history: number[] = [];
-  /** per slot: normal windows learnt that contained it (the IDF's document frequency) */
-  private df: number[];
-  /** normal windows learnt */
-  private learnt = 0;
+  private readonly group: number;
+  private readonly useMix: boolean;
+  private counts: CountModel;
+  private readonly mix: MixModel;
+  private open = new Map<string, Open>();
+  /** newest event time seen (ms): windows of quiet hosts close once it is a window past them */
+  private watermark = Number.NEGATIVE_INFINITY;
   private rng: Rng;
-  private steps = 0;
   private windows = 0;
   private anomalies = 0;
+  /** events that arrived after their window had closed (counted into the host's next window) */
+  private late = 0;
 
   constructor(
     private readonly tf: Tf,
-    private model: Model,
-    private readonly opts: AnomalyOptions,
+    model: ReturnType<typeof MixModel.build>,
+    private readonly opts: AnomalyOptions = {},
   ) {
-    this.windowMs = (opts.windowSec ?? 60) * 1000;
-    this.dims = opts.dims ?? 64;
-    this.k = opts.k ?? 3;
-    this.warmup = opts.warmup ?? 10;
-    this.minThreshold = opts.minThreshold ?? 0.02;
-    this.stepsPerBatch = opts.steps ?? 8;
+    const windowSec = opts.windowSec ?? 60;
+    this.windowMs = windowSec * 1000;
+    this.threshold = opts.threshold ?? 6;
+    this.routineAfter = opts.routineAfter ?? 3;
+    this.group = opts.group ?? 32;
+    this.useMix = opts.mix ?? true;
+    this.counts = new CountModel(AnomalyLearner.countOptions(opts));
+    this.mix = new MixModel(tf, model, AnomalyLearner.mixOptions(opts));
     this.rng = new Rng(opts.seed ?? 11);
-    this.df = new Array<number>(this.dims).fill(0);
   }
 
-  static buildModel(tf: Tf, dims: number, hidden: number, learningRate: number, seed: number): Model {
-    const m = tf.sequential();
-    m.add(
-      tf.layers.dense({
-        units: hidden,
-        inputShape: [dims],
-        activation: 'relu',
-        kernelInitializer: tf.initializers.glorotUniform({ seed }),
-      }),
-    );
-    m.add(
-      tf.layers.dense({
-        units: dims,
-        activation: 'linear',
-        kernelInitializer: tf.initializers.glorotUniform({ seed: seed + 1 }),
-      }),
-    );
-    m.compile({ optimizer: tf.train.rmsprop(learningRate), loss: 'meanSquaredError' });
-    return m;
+  static countOptions(o: AnomalyOptions) {
+    const w = o.windowSec ?? 60;
+    return {
+      ...COUNT_DEFAULTS,
+      shortHalfLife: (o.shortHalfLifeSec ?? 3600) / w,
+      longHalfLife: (o.longHalfLifeSec ?? 7 * 86_400) / w,
+      activityPrior: 86_400 / w,
+    };
+  }
+
+  static mixOptions(o: AnomalyOptions): MixOptions {
+    return {
+      ...MIX_DEFAULTS,
+      ...(o.dims !== undefined ? { dims: o.dims } : {}),
+      ...(o.hidden !== undefined ? { hidden: o.hidden } : {}),
+      ...(o.learningRate !== undefined ? { learningRate: o.learningRate } : {}),
+      ...(o.steps !== undefined ? { steps: o.steps } : {}),
+      ...(o.seed !== undefined ? { seed: o.seed } : {}),
+    };
+  }
+
+  static buildModel(tf: Tf, o: AnomalyOptions = {}): ReturnType<typeof MixModel.build> {
+    return MixModel.build(tf, AnomalyLearner.mixOptions(o));
   }
 
   get modelVersion(): string {
-    return `${ANOMALY_ARCH}.${this.steps}`;
-  }
-
-  slot(templateId: string): number {
-    return fnv1a(templateId) % this.dims;
-  }
-
-  vector(counts: Record<number, number>): number[] {
-    const v = new Array<number>(this.dims).fill(0);
-    let norm = 0;
-    for (const [k, c] of Object.entries(counts)) {
-      const i = Number(k);
-      const x = Math.log1p(c) * (1 + Math.log((this.learnt + 1) / (this.df[i]! + 1)));
-      v[i] = x;
-      norm += x * x;
-    }
-    norm = Math.sqrt(norm);
-    if (norm > 0) for (let i = 0; i < v.length; i++) v[i]! /= norm;
-    return v;
-  }
-
-  /** Inference only: the score a window with these template ids would get (nothing is learnt). */
-  scoreTemplates(templateIds: readonly string[]): number {
-    const counts: Record<number, number> = {};
-    for (const t of templateIds) {
-      const i = this.slot(t);
-      counts[i] = (counts[i] ?? 0) + 1;
-    }
-    const v = this.vector(counts);
-    const r = predictRows(this.tf, this.model, [v])[0]!;
-    let score = 0;
-    for (let j = 0; j < this.dims; j++) score += (v[j]! - r[j]!) ** 2;
-    return score;
-  }
-
-  threshold(): number {
-    const h = this.history;
-    if (h.length === 0) return Number.POSITIVE_INFINITY;
-    const sorted = [...h].sort((a, b) => a - b);
-    const med = sorted[Math.floor(sorted.length / 2)]!;
-    const dev = h.map((x) => Math.abs(x - med)).sort((a, b) => a - b);
-    const mad = dev[Math.floor(dev.length / 2)]! * 1.4826;
-    return Math.max(this.minThreshold, med + this.k * mad);
+    return `${ANOMALY_ARCH}.${this.mix.steps}`;
   }
 
   async onEvents(events: readonly KernelEvent[]): Promise<Proposal[]> {
     const closed: Closed[] = [];
     for (const e of events) {
-      const w = Math.floor(e.ts / this.windowMs);
-      let s = this.hosts.get(e.host);
+      if (e.ts > this.watermark) this.watermark = e.ts;
+      let w = Math.floor(e.ts / this.windowMs);
+      let s = this.open.get(e.host);
+      if (s && w > s.window) {
+        closed.push(this.close(e.host, s));
+        s = undefined;
+      }
       if (!s) {
-        s = { window: w, counts: {}, events: 0 };
-        this.hosts.set(e.host, s);
-      }
-      if (w > s.window) {
-        if (s.events > 0) {
-          closed.push({
-            host: e.host,
-            start: s.window * this.windowMs,
-            counts: s.counts,
-            events: s.events,
-          });
+        // A line for a window already judged goes into the next one.
+        const last = this.counts.lastWindow(e.host);
+        if (last !== undefined && w <= last) {
+          w = last + 1;
+          this.late++;
         }
-        s.window = w;
-        s.counts = {};
-        s.events = 0;
-      }
-      // Without a template id (no miner upstream) the message itself stands in for it.
-      const i = this.slot(e.templateId || e.template || e.message);
-      s.counts[i] = (s.counts[i] ?? 0) + 1;
+        s = { window: w, events: 0, t: new Map() };
+        this.open.set(e.host, s);
+      } else if (w < s.window) this.late++;
+      // Without a template id (no miner upstream) the template or the message stands in.
+      const id = e.templateId || e.template || e.message;
+      const sev = severityOf(e);
+      const t = s.t.get(id);
+      if (t) {
+        t.n++;
+        if (sev !== null && (t.sev === null || sev < t.sev)) t.sev = sev;
+      } else s.t.set(id, { n: 1, sev, text: e.template || e.message });
       s.events++;
     }
-    return this.score(closed);
+    // Windows of hosts that went quiet close once event time is a whole window past their end.
+    for (const [host, s] of this.open) {
+      if ((s.window + 2) * this.windowMs <= this.watermark) closed.push(this.close(host, s));
+    }
+    return this.judge(closed);
   }
 
-  /** Scores and then learns closed windows; the eval flushes the open ones at the end with this. */
+  /** Judges every open window now (end of a replayed log; the evaluation's last step). */
   async flush(): Promise<Proposal[]> {
-    const closed: Closed[] = [];
-    for (const [host, s] of this.hosts) {
-      if (s.events === 0) continue;
-      closed.push({ host, start: s.window * this.windowMs, counts: s.counts, events: s.events });
-      s.counts = {};
-      s.events = 0;
-      s.window++;
-    }
-    return this.score(closed);
+    const closed = [...this.open].map(([host, s]) => this.close(host, s));
+    return this.judge(closed);
+  }
+
+  private close(host: string, s: Open): Closed {
+    this.open.delete(host);
+    return { host, w: s.window, total: s.events, events: s.events, templates: s.t };
   }
 
   /**
-   * Scores closed windows and learns the normal ones, a few windows at a time: a replayed log closes
-   * hundreds of windows in one batch, and each group must meet a model trained on the groups
-   * before it (as live windows would), while tfjs still runs once per group, never per event.
+   * Inference only: how the window of these lines (template ids) on `host` starting at `ts` would be
+   * judged now. Nothing is learnt (benchmarks, what-if checks).
    */
-  private async score(closedWindows: Closed[]): Promise<Proposal[]> {
+  scoreWindow(host: string, ts: number, templateIds: readonly string[]): ScoredWindow {
+    const t = new Map<string, WindowTemplate>();
+    for (const id of templateIds) {
+      const x = t.get(id);
+      if (x) x.n++;
+      else t.set(id, { n: 1, sev: null, text: id });
+    }
+    const c: Closed = {
+      host,
+      w: Math.floor(ts / this.windowMs),
+      total: templateIds.length,
+      events: templateIds.length,
+      templates: t,
+    };
+    const vector = this.useMix
+      ? this.mix.vector(
+          [...t].map(([id, x]) => [id, x.n] as [string, number]),
+          (id) => this.counts.knows(host, id),
+        )
+      : null;
+    const m = this.useMix ? (this.mix.score([vector])[0] ?? null) : null;
+    return this.decide(c, this.counts.judge(c), m);
+  }
+
+  /**
+   * Judges closed windows in event-time order, a group at a time: the count model judges and then
+   * learns each window in turn; the mix model scores the group in one tfjs call, then learns it.
+   */
+  private async judge(closed: Closed[]): Promise<Proposal[]> {
+    closed.sort((a, b) => a.w - b.w || (a.host < b.host ? -1 : a.host > b.host ? 1 : 0));
     const out: Proposal[] = [];
-    let i = 0;
-    while (i < closedWindows.length) {
-      // A young model must learn between small groups; a mature one changes slowly and can take
-      // bigger groups (fewer tfjs rounds when a replayed log closes many windows at once).
-      const group = this.windows < this.warmup * 5 ? YOUNG_GROUP : MATURE_GROUP;
-      out.push(...(await this.scoreGroup(closedWindows.slice(i, i + group))));
-      i += group;
+    for (let i = 0; i < closed.length; i += this.group) {
+      out.push(...(await this.judgeGroup(closed.slice(i, i + this.group))));
     }
     return out;
   }
 
-  private async scoreGroup(closedWindows: Closed[]): Promise<Proposal[]> {
-    if (closedWindows.length === 0) return [];
-    // Vectors are made now, with the IDF as it stands when the windows are scored.
-    const closed = closedWindows.map((c) => ({ ...c, v: this.vector(c.counts) }));
-    const rec = predictRows(
-      this.tf,
-      this.model,
-      closed.map((c) => c.v),
-    );
+  private async judgeGroup(group: Closed[]): Promise<Proposal[]> {
+    const counted = group.map((c) => {
+      const vector = this.useMix
+        ? this.mix.vector(
+            [...c.templates].map(([id, t]) => [id, t.n] as [string, number]),
+            (id) => this.counts.knows(c.host, id),
+          )
+        : null;
+      const j = this.counts.judge(c);
+      this.counts.learn(c);
+      return { c, j, vector };
+    });
+    const mixed = this.useMix ? this.mix.score(counted.map((x) => x.vector)) : counted.map(() => null);
     const out: Proposal[] = [];
-    const learn: number[][] = [];
+    const learn: { v: number[]; error: number }[] = [];
     const model = this.modelVersion;
-    for (let i = 0; i < closed.length; i++) {
-      const c = closed[i]!;
-      const r = rec[i]!;
-      let score = 0;
-      for (let j = 0; j < this.dims; j++) score += (c.v[j]! - r[j]!) ** 2;
-      const warm = this.windows >= this.warmup;
-      const thr = this.threshold();
-      const anomalous = warm && score > thr;
+    counted.forEach(({ c, j, vector }, i) => {
+      const m = mixed[i] ?? null;
+      const scored = this.decide(c, j, m);
       this.windows++;
-      if (anomalous) this.anomalies++;
-      else {
-        learn.push(c.v);
-        // Scores of a model still learning what normal is would inflate the threshold.
-        if (this.windows > this.warmup / 2) {
-          this.history.push(score);
-          if (this.history.length > HISTORY) this.history.shift();
-        }
-        this.learnt++;
-        for (const k of Object.keys(c.counts)) this.df[Number(k)]!++;
-      }
-      this.opts.onWindow?.({
+      if (scored.anomalous) this.anomalies++;
+      else if (vector && m) learn.push({ v: vector, error: m.error });
+      this.opts.onWindow?.(scored);
+      const margin = Math.abs(scored.score - this.threshold);
+      const confidence = Number((1 - Math.exp(-margin)).toFixed(3));
+      out.push({
         host: c.host,
-        start: c.start,
-        events: c.events,
-        score,
-        threshold: thr,
-        anomalous,
-        warm,
+        key: 'kernel.anomaly_score',
+        value: Number(scored.score.toFixed(3)),
+        why: scored.why,
+        confidence,
+        model,
       });
-      const why = `window=${this.windowMs / 1000}s start=${new Date(c.start).toISOString()} events=${c.events} score=${score.toFixed(4)} threshold=${Number.isFinite(thr) ? thr.toFixed(4) : 'none'}${warm ? '' : ` warming up ${this.windows}/${this.warmup}`}`;
-      const confidence = warm ? Math.min(1, Math.abs(score - thr) / Math.max(thr, 1e-6)) : 0;
-      out.push({ host: c.host, key: 'kernel.anomaly_score', value: score, why, confidence, model });
-      out.push({ host: c.host, key: 'kernel.anomaly', value: anomalous, why, confidence, model });
-    }
-    if (learn.length > 0) await this.train(learn);
+      out.push({
+        host: c.host,
+        key: 'kernel.anomaly',
+        value: scored.anomalous,
+        why: scored.why,
+        confidence,
+        model,
+      });
+    });
+    if (learn.length > 0) await this.mix.learn(learn, this.rng);
     return out;
   }
 
-  private async train(fresh: number[][]): Promise<void> {
-    const batch = this.replay.mix(fresh, BATCH, this.rng);
-    this.replay.add(fresh, this.rng);
-    // More steps while warming up: the first windows teach what normal looks like.
-    const steps = this.windows <= this.warmup ? this.stepsPerBatch * 3 : this.stepsPerBatch;
-    await trainSteps(this.tf, this.model, batch, batch, steps);
-    this.steps += steps;
+  private decide(c: Closed, j: WindowSurprise, m: MixScore | null): ScoredWindow {
+    // Surprises are corrected for the number of pieces of evidence looked at (Bonferroni: by
+    // chance alone the best of m p-values is m times likelier to be small), so a busy window is
+    // no anomaly for being busy. Priors are not chance events and stay whole.
+    const lnTests = Math.log(j.templates.length + (m ? 3 : 2));
+    const corrected = (s: number) => Math.max(0, s - lnTests);
+    // The severity prior fades as the template proves routine: halved for every `routineAfter`
+    // windows it had on this host before the last hour (other hosts' count a quarter).
+    const evidence: TemplateEvidence[] = j.templates
+      .map((t) => {
+        const prior = severityPrior(t.sev) * 2 ** (-t.familiar / this.routineAfter);
+        return { ...t, prior, evidence: prior + corrected(t.occurrence + t.burst) };
+      })
+      .sort((a, b) => b.evidence - a.evidence || b.n - a.n);
+    // Window-level evidence carries the prior of the window's worst line.
+    let windowPrior = 0;
+    let worst = 8;
+    for (const e of evidence) {
+      const sev = e.sev ?? 8;
+      if (sev < worst || (sev === worst && e.prior > windowPrior)) [worst, windowPrior] = [sev, e.prior];
+    }
+    const candidates: [ScoredWindow['driver'], number][] = [
+      ['template', evidence[0]?.evidence ?? 0],
+      ['volume', windowPrior + corrected(j.volume.surprise)],
+      ['activity', windowPrior + corrected(j.activity.surprise)],
+      ['mix', m && m.surprise > 0 ? windowPrior + corrected(m.surprise) : 0],
+    ];
+    let [driver, score] = candidates[0]!;
+    for (const [d, s] of candidates) if (s > score) [driver, score] = [d, s];
+    const anomalous = score >= this.threshold;
+    let flagged: string[] = [];
+    if (anomalous) {
+      if (driver === 'template')
+        flagged = evidence.filter((e) => e.evidence >= this.threshold).map((e) => e.templateId);
+      else if (driver === 'volume')
+        // the templates whose lines exceed their expected count the most
+        flagged = [...evidence]
+          .sort((a, b) => b.n - b.expected - (a.n - a.expected))
+          .slice(0, 3)
+          .map((e) => e.templateId);
+      else if (driver === 'activity')
+        // the templates that kept coming back over the last hour, worst first
+        flagged = [...evidence]
+          .sort((a, b) => b.prior - a.prior || b.recent - a.recent)
+          .slice(0, 3)
+          .map((e) => e.templateId);
+      else if (m)
+        flagged = this.mixSlots(c, m)
+          .filter((s) => s.present)
+          .slice(0, 3)
+          .map((s) => s.id);
+    }
+    const w: ScoredWindow = {
+      host: c.host,
+      start: c.w * this.windowMs,
+      events: c.events,
+      score,
+      threshold: this.threshold,
+      anomalous,
+      driver,
+      top: evidence.slice(0, 5),
+      volume: j.volume,
+      activity: j.activity,
+      mix: m ? { z: m.z, surprise: m.surprise } : null,
+      flagged,
+      why: '',
+    };
+    w.why = this.explain(c, w, windowPrior, m);
+    return w;
+  }
+
+  /** The slots the autoencoder got most wrong, named by the template behind them. */
+  private mixSlots(
+    c: Closed,
+    m: MixScore,
+  ): { id: string; text: string; present: boolean; n: number; usual: number; off: number }[] {
+    const order = m.residual
+      .map((r, slot) => ({ slot, off: r }))
+      .sort((a, b) => Math.abs(b.off) - Math.abs(a.off));
+    const out: { id: string; text: string; present: boolean; n: number; usual: number; off: number }[] = [];
+    for (const { slot, off } of order.slice(0, 3)) {
+      if (Math.abs(off) < 1e-3) break;
+      const here = [...c.templates].filter(([id]) => this.mix.slot(id) === slot);
+      if (here.length > 0) {
+        here.sort((a, b) => b[1].n - a[1].n);
+        const [id, t] = here[0]!;
+        out.push({ id, text: t.text, present: true, n: t.n, usual: this.counts.usualCount(c.host, id), off });
+      } else {
+        const u = this.counts.usualTemplate(c.host, (id) => this.mix.slot(id) === slot);
+        if (u) out.push({ ...u, present: false, n: 0, usual: this.counts.usualCount(c.host, u.id), off });
+      }
+    }
+    return out;
+  }
+
+  private explain(c: Closed, w: ScoredWindow, windowPrior: number, m: MixScore | null): string {
+    const verdict = w.anomalous ? `anomalous, by ${w.driver}` : 'normal';
+    const head = `${this.windowMs / 1000}s window ${new Date(w.start).toISOString()}, ${c.events} lines: ${w.score.toFixed(2)} nats ${w.anomalous ? '>=' : '<'} ${this.threshold} (${verdict})`;
+    const parts = w.top.slice(0, 3).map((e) => {
+      const what = e.fleetNew ? 'new' : e.hostNew ? 'new on host' : `expected ${num(e.expected)}`;
+      const terms = [
+        `${severityName(e.sev)} +${e.prior.toFixed(1)}`,
+        `rate +${e.occurrence.toFixed(1)}`,
+        ...(e.burst > 0 ? [`burst +${e.burst.toFixed(1)}`] : []),
+      ];
+      return `${quote(e.text)} x${e.n} ${what} (${terms.join(', ')})`;
+    });
+    const wp = windowPrior > 0 ? ` +${windowPrior.toFixed(1)}` : '';
+    parts.push(
+      `volume ${c.events} expected ${num(w.volume.expected)} (+${w.volume.surprise.toFixed(1)}${wp})`,
+    );
+    parts.push(
+      `active in ${num(w.activity.n)} other windows of the last hour, expected ${num(w.activity.expected)} (+${w.activity.surprise.toFixed(1)}${wp})`,
+    );
+    if (m && (w.driver === 'mix' || m.surprise > 1)) {
+      const off = this.mixSlots(c, m)
+        .slice(0, 2)
+        .map((s) => `${quote(s.text)} x${s.n} usually ${num(s.usual)}`);
+      parts.push(
+        `mix z=${m.z.toFixed(1)} (+${m.surprise.toFixed(1)}${wp})${off.length ? `: ${off.join(', ')}` : ''}`,
+      );
+    }
+    return `${head}; ${parts.join('; ')}`;
   }
 
   async save(dir: string): Promise<void> {
-    await saveModel(this.model, dir, this.tf);
+    await saveModel(this.mix.model, dir, this.tf);
     const j: AnomalyStateJson = {
-      hosts: [...this.hosts],
-      replay: this.replay.toJSON(),
-      history: this.history,
-      df: this.df,
-      learnt: this.learnt,
+      version: STATE_VERSION,
+      arch: ANOMALY_ARCH,
+      open: [...this.open].map(([h, s]) => [h, { window: s.window, events: s.events, t: [...s.t] }]),
+      watermark: Number.isFinite(this.watermark) ? this.watermark : null,
+      counts: this.counts.toJSON(),
+      mix: this.mix.toJSON(),
       rng: this.rng.state,
-      steps: this.steps,
       windows: this.windows,
       anomalies: this.anomalies,
+      late: this.late,
     };
     writeJsonAtomic(join(dir, 'state.json'), j);
   }
 
   async load(dir: string): Promise<void> {
-    const model = await loadModel(this.tf, dir);
-    this.model.dispose();
-    this.model = model;
     const j = readJson<AnomalyStateJson>(join(dir, 'state.json'));
-    this.hosts = new Map(j.hosts);
-    this.replay = ReplayBuffer.fromJSON(REPLAY, j.replay);
-    this.history = j.history;
-    this.df = j.df;
-    this.learnt = j.learnt;
+    if (j.version !== STATE_VERSION || j.arch !== ANOMALY_ARCH) {
+      throw new Error(
+        `anomaly state in ${dir} is ${j.arch ?? 'anomaly-ae@1'} (version ${j.version ?? 1}); this learner is ${ANOMALY_ARCH}`,
+      );
+    }
+    const model = await loadModel(this.tf, dir);
+    this.mix.restore(j.mix, model);
+    this.counts = CountModel.fromJSON(j.counts, this.counts.opts);
+    this.open = new Map(j.open.map(([h, s]) => [h, { window: s.window, events: s.events, t: new Map(s.t) }]));
+    this.watermark = j.watermark ?? Number.NEGATIVE_INFINITY;
     this.rng = new Rng(j.rng);
-    this.steps = j.steps;
     this.windows = j.windows;
     this.anomalies = j.anomalies;
+    this.late = j.late;
   }
 
   stats(): Record<string, number | string> {
-    const thr = this.threshold();
     return {
       model: this.modelVersion,
-      hosts: this.hosts.size,
+      hosts: this.counts.hostCount,
+      templates: this.counts.templateCount,
       windows: this.windows,
       anomalies: this.anomalies,
-      threshold: Number.isFinite(thr) ? Number(thr.toFixed(4)) : -1,
+      late: this.late,
+      threshold: this.threshold,
     };
   }
 
   dispose(): void {
-    this.model.dispose();
+    this.mix.dispose();
   }
 }
 
@@ -379,10 +528,5 @@ export async function createAnomalyLearner(
 ): Promise<Learner> {
   const tf = requireTf(ctx.tf, 'anomaly');
   const o = opts as AnomalyOptions;
-  const dims = o.dims ?? 64;
-  return new AnomalyLearner(
-    tf,
-    AnomalyLearner.buildModel(tf, dims, o.hidden ?? 8, o.learningRate ?? 0.01, o.seed ?? 11),
-    o,
-  );
+  return new AnomalyLearner(tf, AnomalyLearner.buildModel(tf, o), o);
 }

@@ -1,0 +1,466 @@
+// The online count model behind kernel.anomaly: what each host logs and how often, learnt with
+// exponential forgetting on event time, backed off to the fleet for what a host has not shown
+// yet, and to the rate at which new templates appear for what nobody has shown.
+//
+// Time is counted in windows of event time. Two rates per host, kept apart on purpose:
+//  - activity: how many windows it logs anything in, per window of exposure (exposure runs from
+//    its first line to its latest, silent windows included);
+//  - content: of its active windows, how many contain template t. Conditioning on the host
+//    logging keeps a sampled log (Loghub's) or a quiet host honest: a line a host logs in one
+//    window out of ten is common for it, however rarely it logs.
+//
+// Surprises, all −ln p (nats):
+//  - occurrence of t: the host's active windows with t over the last hour (short half-life)
+//    against what its share of t BEFORE that hour predicts, as a Poisson tail. A never-seen
+//    template is surprising by how rarely new templates appear; a known one by how far the last
+//    hour departs from the usual (a fault that keeps firing stays surprising until the long
+//    memory, days, has absorbed it);
+//  - burst of t: given that t occurred, how unlikely this many lines of it are (negative binomial
+//    from the sizes t's occurrences have on this host, then in the fleet);
+//  - activity: the host's active windows over the last hour against its usual activity;
+//  - volume: the window's line count against the host's usual.
+import { countSurprise, gammaPoissonSurprise, poissonSurprise } from './tail.ts';
+export interface CountModelOptions {
+  /** half-life of the "recent" counts, in windows (60: an hour of 60 s windows) */
+  shortHalfLife: number;
+  /** half-life of the long-run counts, in windows (10080: a week) */
+  longHalfLife: number;
+  /** active windows of fleet experience a host's content rates start from */
+  contentPrior: number;
+  /** windows of fleet experience a host's activity rate starts from */
+  activityPrior: number;
+  maxHostTemplates: number;
+  maxFleetTemplates: number;
+  maxHosts: number;
+}
+
+export const COUNT_DEFAULTS: CountModelOptions = {
+  shortHalfLife: 60,
+  longHalfLife: 10_080,
+  contentPrior: 3,
+  activityPrior: 1440,
+  maxHostTemplates: 2000,
+  maxFleetTemplates: 20_000,
+  maxHosts: 20_000,
+};
+
+/** One template's lines in one host-window. */
+export interface WindowTemplate {
+  n: number;
+  /** worst (lowest) severity of its lines, null if none was known */
+  sev: number | null;
+  text: string;
+}
+
+export interface WindowCounts {
+  host: string;
+  /** window index (event time / window length) */
+  w: number;
+  total: number;
+  templates: Map<string, WindowTemplate>;
+}
+
+export interface TemplateSurprise {
+  templateId: string;
+  text: string;
+  n: number;
+  sev: number | null;
+  /** lines of t expected in an active window of this host (share × usual size), before this one */
+  expected: number;
+  /** occurrence surprise, nats */
+  occurrence: number;
+  /** size surprise given it occurred, nats */
+  burst: number;
+  /** active windows with t over the last hour (decayed), this one included */
+  recent: number;
+  /** how well this host knew t before the current episode: its active windows with t older
+   * than about an hour (what recurs within an episode is not routine yet; what other hosts log
+   * every day says little about this one, so only the host's own count) */
+  familiar: number;
+  hostNew: boolean;
+  fleetNew: boolean;
+}
+
+export interface CountSurprise {
+  /** this window's lines against the usual, nats */
+  n: number;
+  expected: number;
+  surprise: number;
+}
+
+export interface WindowSurprise {
+  templates: TemplateSurprise[];
+  volume: CountSurprise;
+  /** active windows over the last hour (decayed) against the usual number */
+  activity: CountSurprise;
+}
+
+/** decayed moments of X = n − 1 over occurrences: count, Σx, Σx² */
+interface Moments {
+  c: number;
+  s1: number;
+  s2: number;
+}
+
+interface TStat extends Moments {
+  at: number;
+  /** active windows with t, short half-life (the long-run count is `c`) */
+  ks: number;
+}
+
+interface HostStat {
+  at: number;
+  /** exposure in windows, short and long half-life */
+  ts: number;
+  tl: number;
+  /** active windows, short and long half-life */
+  as: number;
+  al: number;
+  /** window sizes (X = lines − 1) */
+  vol: Moments;
+  t: Map<string, TStat>;
+}
+
+interface FleetT extends Moments {
+  at: number;
+  text: string;
+}
+
+export interface CountModelJson {
+  at: number | null;
+  exposure: number;
+  active: number;
+  fresh: number;
+  vol: Moments;
+  clump: Moments;
+  fleet: [string, FleetT][];
+  hosts: [string, Omit<HostStat, 't'> & { t: [string, TStat][] }][];
+}
+
+const zero = (): Moments => ({ c: 0, s1: 0, s2: 0 });
+
+function scaled(m: Moments, f: number): Moments {
+  return { c: m.c * f, s1: m.s1 * f, s2: m.s2 * f };
+}
+
+function decayInPlace(m: Moments, f: number): void {
+  m.c *= f;
+  m.s1 *= f;
+  m.s2 *= f;
+}
+
+function addX(m: Moments, x: number): void {
+  m.c += 1;
+  m.s1 += x;
+  m.s2 += x * x;
+}
+
+/**
+ * Mean and variance from moments, each part counting `weight` pseudo-occurrences of its own mean
+ * and spread (Infinity: its own count). The first part is the host's, the others its priors.
+ */
+function blend(parts: { m: Moments; weight: number }[]): { mean: number; variance: number } {
+  let c = 0;
+  let s1 = 0;
+  let s2 = 0;
+  for (const { m, weight } of parts) {
+    if (!(m.c > 0) || weight <= 0) continue;
+    const f = Number.isFinite(weight) ? weight / m.c : 1;
+    c += m.c * f;
+    s1 += m.s1 * f;
+    s2 += m.s2 * f;
+  }
+  if (c <= 0) return { mean: 0, variance: 0 };
+  const mean = s1 / c;
+  return { mean, variance: Math.max(0, s2 / c - mean * mean) };
+}
+
+/** −ln P(X ≥ x) for a size X with these moments, never below a small mean (a prior's floor). */
+function sizeSurprise(x: number, s: { mean: number; variance: number }): number {
+  const mean = Math.max(s.mean, 0.05);
+  return countSurprise(x, mean, Math.max(s.variance, mean));
+}
+
+export class CountModel {
+  private readonly dS: number;
+  private readonly dL: number;
+  private hosts = new Map<string, HostStat>();
+  private fleet = new Map<string, FleetT>();
+  /** fleet clock: newest window learnt */
+  private at = Number.NEGATIVE_INFINITY;
+  /** Σ of host exposures and of host active windows (long half-life) */
+  private exposure = 0;
+  private active = 0;
+  /** active host-windows that held a template new to the fleet (long half-life) */
+  private fresh = 0;
+  /** fleet window sizes, and the sizes of every template occurrence (priors for the unknown) */
+  private vol = zero();
+  private clump = zero();
+
+  constructor(readonly opts: CountModelOptions = COUNT_DEFAULTS) {
+    this.dS = 2 ** (-1 / opts.shortHalfLife);
+    this.dL = 2 ** (-1 / opts.longHalfLife);
+  }
+
+  get hostCount(): number {
+    return this.hosts.size;
+  }
+
+  get templateCount(): number {
+    return this.fleet.size;
+  }
+
+  /** Σ d^i for i < n: the exposure n windows add */
+  private inc(n: number, d: number): number {
+    return n <= 0 ? 0 : (1 - d ** n) / (1 - d);
+  }
+
+  private fleetDecay(w: number): number {
+    return w > this.at && Number.isFinite(this.at) ? this.dL ** (w - this.at) : 1;
+  }
+
+  /** A window's surprises. Call before learn(win): judged, then learnt. */
+  judge(win: WindowCounts): WindowSurprise {
+    const h = this.hosts.get(win.host);
+    const gap = h ? Math.max(0, win.w - h.at) : 1;
+    const dsG = this.dS ** gap;
+    const dlG = this.dL ** gap;
+    // host state before this window, decayed to it; "base" = older than the last hour (roughly)
+    const asPrev = h ? h.as * dsG : 0;
+    const alPrev = h ? h.al * dlG : 0;
+    const tsPrev = h ? h.ts * dsG : 0;
+    const tlPrev = h ? h.tl * dlG : 0;
+    const asNow = asPrev + 1;
+    const baseActive = Math.max(0, alPrev - asPrev);
+    const baseExposure = Math.max(0, tlPrev - tsPrev);
+
+    const ff = this.fleetDecay(win.w);
+    const fleetActive = this.active * ff;
+    const pNew = (this.fresh * ff + 1) / (fleetActive + 2);
+    // sizes of all template occurrences, with a broad pseudo-occurrence (mean 1 extra line, sd 3)
+    const clumpPrior = { c: this.clump.c * ff + 1, s1: this.clump.s1 * ff + 1, s2: this.clump.s2 * ff + 10 };
+    const kPrior = this.opts.contentPrior;
+
+    const templates: TemplateSurprise[] = [];
+    for (const [id, wt] of win.templates) {
+      const st = h?.t.get(id);
+      const age = st ? Math.max(0, win.w - st.at) : 0;
+      const ksPrev = st ? st.ks * this.dS ** age : 0;
+      const klPrev = st ? st.c * this.dL ** age : 0;
+      const ft = this.fleet.get(id);
+      const fAge = ft ? Math.max(0, win.w - ft.at) : 0;
+      const klFleet = ft ? ft.c * this.dL ** fAge : 0;
+      // The fleet's share of active host-windows with t, never below the rate at which new
+      // templates appear (a template seen once is no more surprising than a new one); then the
+      // host's share before the last hour as a Gamma posterior, with `contentPrior` windows of
+      // the fleet's share as its prior.
+      const shareFleet = Math.max(pNew, klFleet / (fleetActive + 1));
+      const shape = kPrior * shareFleet + Math.max(0, klPrev - ksPrev);
+      const rate = kPrior + baseActive;
+      const recent = ksPrev + 1;
+      // How unlikely this many active windows with t in the last hour are (t's rate only known
+      // as that posterior: the Gamma-Poisson predictive, forgiving while little is known) …
+      let occurrence = gammaPoissonSurprise(recent, shape, (shape / rate) * asNow);
+      if (ksPrev < 0.5) {
+        // … and, for a template the last hour did not have, that it shows up in this window at
+        // all: new templates by the rate new ones appear, known ones never more than that.
+        const novel = -Math.log(-Math.expm1(-pNew));
+        occurrence = Math.max(
+          occurrence,
+          klFleet < 1e-9 ? novel : Math.min(novel, gammaPoissonSurprise(1, shape, shape / rate)),
+        );
+      }
+      const size = blend([
+        { m: st ? scaled(st, this.dL ** age) : zero(), weight: Number.POSITIVE_INFINITY },
+        { m: ft ? scaled(ft, this.dL ** fAge) : zero(), weight: 2 },
+        { m: clumpPrior, weight: 1 },
+      ]);
+      templates.push({
+        templateId: id,
+        text: wt.text,
+        n: wt.n,
+        sev: wt.sev,
+        expected: Math.min(1, shape / rate) * (1 + size.mean),
+        occurrence,
+        burst: wt.n >= 2 ? sizeSurprise(wt.n - 1, size) : 0,
+        recent,
+        familiar: Math.max(0, klPrev - ksPrev),
+        hostNew: klPrev < 1e-9,
+        fleetNew: klFleet < 1e-9,
+      });
+    }
+
+    const v = blend([
+      { m: h ? scaled(h.vol, dlG) : zero(), weight: Number.POSITIVE_INFINITY },
+      { m: scaled(this.vol, ff), weight: 2 },
+      // a broad default (mean 2 extra lines, sd ~4) so a young host's first busy window is no alarm
+      { m: { c: 1, s1: 2, s2: 20 }, weight: 1 },
+    ]);
+    const volume: CountSurprise = {
+      n: win.total,
+      expected: 1 + v.mean,
+      surprise: sizeSurprise(win.total - 1, v),
+    };
+
+    // activity per window of exposure, the fleet's as the prior of a host with little history
+    const rhoFleet = (fleetActive + 1) / (this.exposure * ff + 2);
+    const aPrior = this.opts.activityPrior;
+    const rho = Math.min(1, (baseActive + aPrior * rhoFleet) / (baseExposure + aPrior));
+    // Given that the host logs now (this window exists), how unusual are its OTHER active windows
+    // of the last hour: a host's first window is no evidence of anything.
+    const activity: CountSurprise = {
+      n: asPrev,
+      expected: rho * tsPrev,
+      surprise: poissonSurprise(asPrev, rho * tsPrev),
+    };
+    return { templates, volume, activity };
+  }
+
+  learn(win: WindowCounts): void {
+    let h = this.hosts.get(win.host);
+    const gap = h ? Math.max(0, win.w - h.at) : 1;
+    if (!h) {
+      h = { at: win.w, ts: 0, tl: 0, as: 0, al: 0, vol: zero(), t: new Map() };
+      this.hosts.set(win.host, h);
+    } else {
+      // re-inserted: Map order is then least recently seen first (the pruning order)
+      this.hosts.delete(win.host);
+      this.hosts.set(win.host, h);
+    }
+    const dsG = this.dS ** gap;
+    const dlG = this.dL ** gap;
+    const addL = this.inc(gap, this.dL);
+    h.ts = h.ts * dsG + this.inc(gap, this.dS);
+    h.tl = h.tl * dlG + addL;
+    h.as = h.as * dsG + 1;
+    h.al = h.al * dlG + 1;
+    decayInPlace(h.vol, dlG);
+    addX(h.vol, win.total - 1);
+    h.at = Math.max(h.at, win.w);
+
+    const ff = this.fleetDecay(win.w);
+    if (ff !== 1) {
+      this.exposure *= ff;
+      this.active *= ff;
+      this.fresh *= ff;
+      decayInPlace(this.vol, ff);
+      decayInPlace(this.clump, ff);
+    }
+    if (!(win.w <= this.at)) this.at = win.w;
+    this.exposure += addL;
+    this.active += 1;
+    addX(this.vol, win.total - 1);
+
+    let fresh = false;
+    for (const [id, wt] of win.templates) {
+      const x = wt.n - 1;
+      let st = h.t.get(id);
+      if (!st) {
+        st = { at: win.w, ks: 0, c: 0, s1: 0, s2: 0 };
+        h.t.set(id, st);
+      } else {
+        const age = Math.max(0, win.w - st.at);
+        st.ks *= this.dS ** age;
+        decayInPlace(st, this.dL ** age);
+        st.at = Math.max(st.at, win.w);
+      }
+      st.ks += 1;
+      addX(st, x);
+      let ft = this.fleet.get(id);
+      if (!ft) {
+        fresh = true;
+        ft = { at: win.w, c: 0, s1: 0, s2: 0, text: wt.text };
+        this.fleet.set(id, ft);
+      } else {
+        decayInPlace(ft, this.dL ** Math.max(0, win.w - ft.at));
+        ft.at = Math.max(ft.at, win.w);
+        ft.text = wt.text;
+      }
+      addX(ft, x);
+      addX(this.clump, x);
+    }
+    if (fresh) this.fresh += 1;
+    if (h.t.size > this.opts.maxHostTemplates * 1.1) prune(h.t, this.opts.maxHostTemplates, win.w, this.dL);
+    if (this.fleet.size > this.opts.maxFleetTemplates * 1.1)
+      prune(this.fleet, this.opts.maxFleetTemplates, win.w, this.dL);
+    if (this.hosts.size > this.opts.maxHosts * 1.1) {
+      // learn() re-inserts a host when it logs, so the first ones are the longest silent
+      const drop = this.hosts.size - this.opts.maxHosts;
+      let i = 0;
+      for (const k of this.hosts.keys()) {
+        if (i++ >= drop) break;
+        this.hosts.delete(k);
+      }
+    }
+  }
+
+  /** The newest window learnt for this host. */
+  lastWindow(host: string): number | undefined {
+    return this.hosts.get(host)?.at;
+  }
+
+  knows(host: string, id: string): boolean {
+    return (this.hosts.get(host)?.t.get(id)?.c ?? 0) > 0;
+  }
+
+  /** The template this host logs most (decayed) among those `match` accepts (for explanations). */
+  usualTemplate(host: string, match: (id: string) => boolean): { id: string; text: string } | undefined {
+    const h = this.hosts.get(host);
+    if (!h) return undefined;
+    let best: { id: string; c: number } | undefined;
+    for (const [id, st] of h.t) {
+      if (!match(id)) continue;
+      const c = st.c * this.dL ** Math.max(0, h.at - st.at);
+      if (!best || c > best.c) best = { id, c };
+    }
+    if (!best) return undefined;
+    return { id: best.id, text: this.fleet.get(best.id)?.text ?? best.id };
+  }
+
+  /** Lines of t this host logs in an active window, on average. */
+  usualCount(host: string, id: string): number {
+    const h = this.hosts.get(host);
+    const st = h?.t.get(id);
+    if (!h || !st || h.al <= 0) return 0;
+    const f = this.dL ** Math.max(0, h.at - st.at);
+    return ((st.c + st.s1) * f) / h.al;
+  }
+
+  toJSON(): CountModelJson {
+    return {
+      at: Number.isFinite(this.at) ? this.at : null,
+      exposure: this.exposure,
+      active: this.active,
+      fresh: this.fresh,
+      vol: this.vol,
+      clump: this.clump,
+      fleet: [...this.fleet],
+      hosts: [...this.hosts].map(([k, h]) => [k, { ...h, t: [...h.t] }]),
+    };
+  }
+
+  static fromJSON(j: CountModelJson, opts: CountModelOptions = COUNT_DEFAULTS): CountModel {
+    const m = new CountModel(opts);
+    m.at = j.at ?? Number.NEGATIVE_INFINITY;
+    m.exposure = j.exposure;
+    m.active = j.active;
+    m.fresh = j.fresh;
+    m.vol = j.vol;
+    m.clump = j.clump;
+    m.fleet = new Map(j.fleet);
+    m.hosts = new Map(j.hosts.map(([k, h]) => [k, { ...h, t: new Map(h.t) }]));
+    return m;
+  }
+}
+
+/** Keeps the `keep` entries with the largest decayed count. */
+function prune<T extends Moments & { at: number }>(
+  m: Map<string, T>,
+  keep: number,
+  w: number,
+  d: number,
+): void {
+  const ranked = [...m].map(([k, v]) => [k, v.c * d ** Math.max(0, w - v.at)] as const);
+  ranked.sort((a, b) => a[1] - b[1]);
+  for (let i = 0; i < ranked.length - keep; i++) m.delete(ranked[i]![0]);
+}
