@@ -9,17 +9,19 @@
 //    logging keeps a sampled log (Loghub's) or a quiet host honest: a line a host logs in one
 //    window out of ten is common for it, however rarely it logs.
 //
-// Surprises, all −ln p (nats):
+// Surprises, all −ln p (nats), each from what was known BEFORE the window (judge, then learn):
 //  - occurrence of t: the host's active windows with t over the last hour (short half-life)
-//    against what its share of t BEFORE that hour predicts, as a Poisson tail. A never-seen
-//    template is surprising by how rarely new templates appear; a known one by how far the last
-//    hour departs from the usual (a fault that keeps firing stays surprising until the long
-//    memory, days, has absorbed it);
+//    against its share of t before that hour, as a Gamma-Poisson predictive (the share is only
+//    known as a posterior: forgiving while little is known, sharp once much is). For a template
+//    the last hour did not have, also that it shows up now at all: a never-seen one by the rate
+//    new templates appear (Good-Turing style, fleet-wide), a known one never more than that;
 //  - burst of t: given that t occurred, how unlikely this many lines of it are (negative binomial
-//    from the sizes t's occurrences have on this host, then in the fleet);
-//  - activity: the host's active windows over the last hour against its usual activity;
-//  - volume: the window's line count against the host's usual.
-import { countSurprise, gammaPoissonSurprise, poissonSurprise } from './tail.ts';
+//    from the sizes t had on this host before the last hour, then in the fleet);
+//  - activity: the host's other active windows of the last hour against its usual activity;
+//  - volume: the window's line count against the host's usual before the last hour.
+// Comparing against the usual BEFORE the last hour keeps an ongoing burst from hiding itself.
+import { countSurprise, gammaPoissonSurprise } from './tail.ts';
+
 export interface CountModelOptions {
   /** half-life of the "recent" counts, in windows (60: an hour of 60 s windows) */
   shortHalfLife: number;
@@ -73,9 +75,9 @@ export interface TemplateSurprise {
   burst: number;
   /** active windows with t over the last hour (decayed), this one included */
   recent: number;
-  /** how well this host knew t before the current episode: its active windows with t older
-   * than about an hour (what recurs within an episode is not routine yet; what other hosts log
-   * every day says little about this one, so only the host's own count) */
+  /** how well this host knew t before the recent windows: its active windows with t older than
+   * about an hour (what recurs within the hour is an episode, not routine yet; what other hosts
+   * log every day says little about this one, so only the host's own count) */
   familiar: number;
   hostNew: boolean;
   fleetNew: boolean;
@@ -106,6 +108,8 @@ interface TStat extends Moments {
   at: number;
   /** active windows with t, short half-life (the long-run count is `c`) */
   ks: number;
+  /** the size moments with the short half-life (what the last hour added) */
+  short: Moments;
 }
 
 interface HostStat {
@@ -116,8 +120,9 @@ interface HostStat {
   /** active windows, short and long half-life */
   as: number;
   al: number;
-  /** window sizes (X = lines − 1) */
+  /** window sizes (X = lines − 1), long and short half-life */
   vol: Moments;
+  volShort: Moments;
   t: Map<string, TStat>;
 }
 
@@ -147,6 +152,13 @@ function decayInPlace(m: Moments, f: number): void {
   m.c *= f;
   m.s1 *= f;
   m.s2 *= f;
+}
+
+/** Long-run moments minus what the last hour added: the usual before the current episode. */
+function base(long: Moments, fl: number, short: Moments, fs: number): Moments {
+  const c = long.c * fl - short.c * fs;
+  if (c <= 1e-9) return zero();
+  return { c, s1: Math.max(0, long.s1 * fl - short.s1 * fs), s2: Math.max(0, long.s2 * fl - short.s2 * fs) };
 }
 
 function addX(m: Moments, x: number): void {
@@ -241,29 +253,35 @@ export class CountModel {
     const clumpPrior = { c: this.clump.c * ff + 1, s1: this.clump.s1 * ff + 1, s2: this.clump.s2 * ff + 10 };
     const kPrior = this.opts.contentPrior;
 
+    // activity per window of exposure (silence included), the fleet's as the prior of a host
+    // with little history of its own
+    const rhoFleet = (fleetActive + 1) / (this.exposure * ff + 2);
+    const aPrior = this.opts.activityPrior;
+
     const templates: TemplateSurprise[] = [];
     for (const [id, wt] of win.templates) {
       const st = h?.t.get(id);
       const age = st ? Math.max(0, win.w - st.at) : 0;
       const ksPrev = st ? st.ks * this.dS ** age : 0;
       const klPrev = st ? st.c * this.dL ** age : 0;
+      const kBase = Math.max(0, klPrev - ksPrev);
       const ft = this.fleet.get(id);
       const fAge = ft ? Math.max(0, win.w - ft.at) : 0;
       const klFleet = ft ? ft.c * this.dL ** fAge : 0;
       // The fleet's share of active host-windows with t, never below the rate at which new
       // templates appear (a template seen once is no more surprising than a new one); then the
-      // host's share before the last hour as a Gamma posterior, with `contentPrior` windows of
-      // the fleet's share as its prior.
+      // host's share before the recent windows as a Gamma posterior, with `contentPrior` windows
+      // of the fleet's share as its prior.
       const shareFleet = Math.max(pNew, klFleet / (fleetActive + 1));
-      const shape = kPrior * shareFleet + Math.max(0, klPrev - ksPrev);
+      const shape = kPrior * shareFleet + kBase;
       const rate = kPrior + baseActive;
       const recent = ksPrev + 1;
-      // How unlikely this many active windows with t in the last hour are (t's rate only known
-      // as that posterior: the Gamma-Poisson predictive, forgiving while little is known) …
+      // How unlikely this many recent active windows with t are, given that share (t's share only
+      // known as that posterior: the Gamma-Poisson predictive, forgiving while little is known) …
       let occurrence = gammaPoissonSurprise(recent, shape, (shape / rate) * asNow);
       if (ksPrev < 0.5) {
-        // … and, for a template the last hour did not have, that it shows up in this window at
-        // all: new templates by the rate new ones appear, known ones never more than that.
+        // … and, for a template the recent windows did not have, that it shows up in this window
+        // at all: new templates by the rate new ones appear, known ones never more than that.
         const novel = -Math.log(-Math.expm1(-pNew));
         occurrence = Math.max(
           occurrence,
@@ -271,7 +289,11 @@ export class CountModel {
         );
       }
       const size = blend([
-        { m: st ? scaled(st, this.dL ** age) : zero(), weight: Number.POSITIVE_INFINITY },
+        // sizes before the last hour: a burst must not make the next minute's burst look usual
+        {
+          m: st ? base(st, this.dL ** age, st.short, this.dS ** age) : zero(),
+          weight: Number.POSITIVE_INFINITY,
+        },
         { m: ft ? scaled(ft, this.dL ** fAge) : zero(), weight: 2 },
         { m: clumpPrior, weight: 1 },
       ]);
@@ -284,14 +306,14 @@ export class CountModel {
         occurrence,
         burst: wt.n >= 2 ? sizeSurprise(wt.n - 1, size) : 0,
         recent,
-        familiar: Math.max(0, klPrev - ksPrev),
+        familiar: kBase,
         hostNew: klPrev < 1e-9,
         fleetNew: klFleet < 1e-9,
       });
     }
 
     const v = blend([
-      { m: h ? scaled(h.vol, dlG) : zero(), weight: Number.POSITIVE_INFINITY },
+      { m: h ? base(h.vol, dlG, h.volShort, dsG) : zero(), weight: Number.POSITIVE_INFINITY },
       { m: scaled(this.vol, ff), weight: 2 },
       // a broad default (mean 2 extra lines, sd ~4) so a young host's first busy window is no alarm
       { m: { c: 1, s1: 2, s2: 20 }, weight: 1 },
@@ -302,16 +324,14 @@ export class CountModel {
       surprise: sizeSurprise(win.total - 1, v),
     };
 
-    // activity per window of exposure, the fleet's as the prior of a host with little history
-    const rhoFleet = (fleetActive + 1) / (this.exposure * ff + 2);
-    const aPrior = this.opts.activityPrior;
-    const rho = Math.min(1, (baseActive + aPrior * rhoFleet) / (baseExposure + aPrior));
+    const shapeA = aPrior * rhoFleet + baseActive;
+    const rateA = aPrior + baseExposure;
     // Given that the host logs now (this window exists), how unusual are its OTHER active windows
     // of the last hour: a host's first window is no evidence of anything.
     const activity: CountSurprise = {
       n: asPrev,
-      expected: rho * tsPrev,
-      surprise: poissonSurprise(asPrev, rho * tsPrev),
+      expected: (shapeA / rateA) * tsPrev,
+      surprise: gammaPoissonSurprise(asPrev, shapeA, (shapeA / rateA) * tsPrev),
     };
     return { templates, volume, activity };
   }
@@ -320,7 +340,7 @@ export class CountModel {
     let h = this.hosts.get(win.host);
     const gap = h ? Math.max(0, win.w - h.at) : 1;
     if (!h) {
-      h = { at: win.w, ts: 0, tl: 0, as: 0, al: 0, vol: zero(), t: new Map() };
+      h = { at: win.w, ts: 0, tl: 0, as: 0, al: 0, vol: zero(), volShort: zero(), t: new Map() };
       this.hosts.set(win.host, h);
     } else {
       // re-inserted: Map order is then least recently seen first (the pruning order)
@@ -335,7 +355,9 @@ export class CountModel {
     h.as = h.as * dsG + 1;
     h.al = h.al * dlG + 1;
     decayInPlace(h.vol, dlG);
+    decayInPlace(h.volShort, dsG);
     addX(h.vol, win.total - 1);
+    addX(h.volShort, win.total - 1);
     h.at = Math.max(h.at, win.w);
 
     const ff = this.fleetDecay(win.w);
@@ -356,16 +378,18 @@ export class CountModel {
       const x = wt.n - 1;
       let st = h.t.get(id);
       if (!st) {
-        st = { at: win.w, ks: 0, c: 0, s1: 0, s2: 0 };
+        st = { at: win.w, ks: 0, c: 0, s1: 0, s2: 0, short: zero() };
         h.t.set(id, st);
       } else {
         const age = Math.max(0, win.w - st.at);
         st.ks *= this.dS ** age;
         decayInPlace(st, this.dL ** age);
+        decayInPlace(st.short, this.dS ** age);
         st.at = Math.max(st.at, win.w);
       }
       st.ks += 1;
       addX(st, x);
+      addX(st.short, x);
       let ft = this.fleet.get(id);
       if (!ft) {
         fresh = true;

@@ -1,18 +1,20 @@
 // kernel.anomaly: is this host's last window of kernel lines evidence of an incident?
 //
 // Each host's events are cut into event-time windows. A closed window is judged, then learnt
-// (prequential), never with a label. Its score is the strongest piece of evidence in it, every
-// piece in nats (−ln p, so they compare and add):
-//  - per template (anomaly-counts.ts): the severity prior of its worst line (severity.ts: crit +3,
-//    err +2, warning +1) + how surprising its occurrence is given the host's long-run rate (new
-//    templates by how rarely new ones appear; known ones by how far the last hour departs from
-//    the usual) + how surprising its number of lines is given it occurred (bursts);
-//  - the window's volume against the host's usual volume;
-//  - the mix (anomaly-mix.ts, tfjs autoencoder): the composition of the window in templates the
-//    host knows, as a normal tail of its reconstruction error.
-// A window is anomalous when its score reaches `threshold` nats (default 6: a critical line needs
-// about 3 nats of surprise on top of its prior, an informational one 6, i.e. p ≈ 0.0025).
-// Explanations name the templates behind the score with their count and expected count.
+// (prequential), never with a label. Every piece of evidence is in nats (−ln p), so they compare:
+//  - per template (anomaly-counts.ts): a severity prior (severity.ts: an err-or-worse line is an
+//    alarm by itself, threshold + 1 nats, a warning half that) that halves for every
+//    `routineAfter` windows the host logged the template before the last hour (routine errors
+//    fall silent; errors recurring within the hour do not), plus how surprising the template's
+//    occurrence is (new ones by how rarely new templates appear; known ones by how far the last
+//    hour departs from the host's usual share) and its number of lines (bursts);
+//  - the window's volume and the host's recent activity against their usual;
+//  - the mix (anomaly-mix.ts, tfjs autoencoder): the window's composition in the templates the
+//    host already knows, as a normal tail of the reconstruction error.
+// Surprises are corrected for the number of pieces looked at (− ln m, Bonferroni); priors are not.
+// The score is the strongest piece; the window is anomalous when it reaches `threshold` (6 nats:
+// p ≈ 0.0025 after the correction for a line of no special level). Explanations name the
+// templates behind the score with their count, expected count and what each term added.
 import { join } from 'node:path';
 import type { KernelEvent } from '../schemas/index.ts';
 import {
@@ -26,7 +28,7 @@ import {
   type WindowTemplate,
 } from './anomaly-counts.ts';
 import { MIX_DEFAULTS, type MixJson, MixModel, type MixOptions, type MixScore } from './anomaly-mix.ts';
-import { severityName, severityOf, severityPrior } from './severity.ts';
+import { severityName, severityOf, severityWeight } from './severity.ts';
 import { readJson, writeJsonAtomic } from './snapshot.ts';
 import { loadModel, requireTf, saveModel } from './tf-util.ts';
 import type { Learner, LearnerContext, Proposal, Tf, VariableDecl } from './types.ts';
@@ -39,7 +41,7 @@ export interface AnomalyOptions {
   windowSec?: number;
   /** evidence (nats) at which a window is anomalous */
   threshold?: number;
-  /** half-life of the recent counts (s, default an hour) and of the long-run ones (s, a week) */
+  /** half-lives (s) of the recent counts (an hour) and of the long-run ones (a week) */
   shortHalfLifeSec?: number;
   longHalfLifeSec?: number;
   /** windows with a template that halve its severity prior each (it is proving routine) */
@@ -355,22 +357,16 @@ export class AnomalyLearner implements Learner {
     // windows it had on this host before the last hour (other hosts' count a quarter).
     const evidence: TemplateEvidence[] = j.templates
       .map((t) => {
-        const prior = severityPrior(t.sev) * 2 ** (-t.familiar / this.routineAfter);
+        const prior = severityWeight(t.sev) * (this.threshold + 1) * 2 ** (-t.familiar / this.routineAfter);
         return { ...t, prior, evidence: prior + corrected(t.occurrence + t.burst) };
       })
       .sort((a, b) => b.evidence - a.evidence || b.n - a.n);
-    // Window-level evidence carries the prior of the window's worst line.
-    let windowPrior = 0;
-    let worst = 8;
-    for (const e of evidence) {
-      const sev = e.sev ?? 8;
-      if (sev < worst || (sev === worst && e.prior > windowPrior)) [worst, windowPrior] = [sev, e.prior];
-    }
+    // Window-level evidence is statistical only: the severity prior belongs to its template.
     const candidates: [ScoredWindow['driver'], number][] = [
       ['template', evidence[0]?.evidence ?? 0],
-      ['volume', windowPrior + corrected(j.volume.surprise)],
-      ['activity', windowPrior + corrected(j.activity.surprise)],
-      ['mix', m && m.surprise > 0 ? windowPrior + corrected(m.surprise) : 0],
+      ['volume', corrected(j.volume.surprise)],
+      ['activity', corrected(j.activity.surprise)],
+      ['mix', m ? corrected(m.surprise) : 0],
     ];
     let [driver, score] = candidates[0]!;
     for (const [d, s] of candidates) if (s > score) [driver, score] = [d, s];
@@ -412,7 +408,7 @@ export class AnomalyLearner implements Learner {
       flagged,
       why: '',
     };
-    w.why = this.explain(c, w, windowPrior, m);
+    w.why = this.explain(c, w, lnTests, m);
     return w;
   }
 
@@ -440,9 +436,9 @@ export class AnomalyLearner implements Learner {
     return out;
   }
 
-  private explain(c: Closed, w: ScoredWindow, windowPrior: number, m: MixScore | null): string {
+  private explain(c: Closed, w: ScoredWindow, lnTests: number, m: MixScore | null): string {
     const verdict = w.anomalous ? `anomalous, by ${w.driver}` : 'normal';
-    const head = `${this.windowMs / 1000}s window ${new Date(w.start).toISOString()}, ${c.events} lines: ${w.score.toFixed(2)} nats ${w.anomalous ? '>=' : '<'} ${this.threshold} (${verdict})`;
+    const head = `${this.windowMs / 1000}s window ${new Date(w.start).toISOString()}, ${c.events} lines: ${w.score.toFixed(2)} nats ${w.anomalous ? '>=' : '<'} ${this.threshold} (${verdict}; prior + surprise - ln ${Math.round(Math.exp(lnTests))} tests)`;
     const parts = w.top.slice(0, 3).map((e) => {
       const what = e.fleetNew ? 'new' : e.hostNew ? 'new on host' : `expected ${num(e.expected)}`;
       const terms = [
@@ -452,19 +448,16 @@ export class AnomalyLearner implements Learner {
       ];
       return `${quote(e.text)} x${e.n} ${what} (${terms.join(', ')})`;
     });
-    const wp = windowPrior > 0 ? ` +${windowPrior.toFixed(1)}` : '';
+    parts.push(`volume ${c.events} expected ${num(w.volume.expected)} (+${w.volume.surprise.toFixed(1)})`);
     parts.push(
-      `volume ${c.events} expected ${num(w.volume.expected)} (+${w.volume.surprise.toFixed(1)}${wp})`,
-    );
-    parts.push(
-      `active in ${num(w.activity.n)} other windows of the last hour, expected ${num(w.activity.expected)} (+${w.activity.surprise.toFixed(1)}${wp})`,
+      `active in ${num(w.activity.n)} other recent windows, expected ${num(w.activity.expected)} (+${w.activity.surprise.toFixed(1)})`,
     );
     if (m && (w.driver === 'mix' || m.surprise > 1)) {
       const off = this.mixSlots(c, m)
         .slice(0, 2)
         .map((s) => `${quote(s.text)} x${s.n} usually ${num(s.usual)}`);
       parts.push(
-        `mix z=${m.z.toFixed(1)} (+${m.surprise.toFixed(1)}${wp})${off.length ? `: ${off.join(', ')}` : ''}`,
+        `mix z=${m.z.toFixed(1)} (+${m.surprise.toFixed(1)})${off.length ? `: ${off.join(', ')}` : ''}`,
       );
     }
     return `${head}; ${parts.join('; ')}`;

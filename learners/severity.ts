@@ -38,16 +38,16 @@ export function severityOf(e: KernelEvent): number | null {
 }
 
 /**
- * Prior evidence (nats) that a line of this level belongs to an incident while nothing is known of
- * its template: err and worse 7 (above the threshold: an unfamiliar error is an alarm by
- * itself), warning 3.5, the rest 0 (only surprise speaks for them). The learner scales it down as the
- * template proves routine (anomaly.ts), so an error the host (or the fleet) logs every day is not
- * an incident for being an error.
+ * How much of an alarm a line of this level is by itself, while nothing is known of its template,
+ * as a fraction of the learner's threshold: err and worse 1 (an unfamiliar error is an alarm
+ * whatever its statistics), warning ½, the rest 0 (only surprise speaks for them). The learner
+ * turns it into nats (× threshold + 1) and scales it down as the template proves routine
+ * (anomaly.ts), so an error the host logs every day is not an incident for being an error.
  */
-export function severityPrior(sev: number | null): number {
+export function severityWeight(sev: number | null): number {
   if (sev === null || sev >= 5) return 0;
-  if (sev <= 3) return 7;
-  return 3.5;
+  if (sev <= 3) return 1;
+  return 0.5;
 }
 
 export function severityName(sev: number | null): string {
