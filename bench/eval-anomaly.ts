@@ -1,5 +1,6 @@
 // npm run eval -- anomaly --log FILE (--strip-label | --labels FILE [--strip-label]) [--window SEC]
-//                        [--threshold NATS] [--no-mix] [--json] [--windows OUT.jsonl]
+//                        [--threshold NATS] [--no-mix] [--learner-options JSON] [--json]
+//                        [--windows OUT.jsonl]
 //
 // The anomaly learner on a labelled log, online, beside the baselines a reviewer asks for, all in
 // one run over the same windows.
@@ -24,7 +25,7 @@
 // baselines: the line itself; first occurrence: the lines of a template first seen; flag-all and
 // PCA: every line of a flagged window).
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
-import { parseLine, TemplateMiner, toKernelEvent } from '../ingest/index.ts';
+import { hpcLabel, parseLine, TemplateMiner, toKernelEvent } from '../ingest/index.ts';
 import { AnomalyLearner, type AnomalyOptions, type ScoredWindow } from '../learners/anomaly.ts';
 import { loadBackend } from '../learners/backend.ts';
 import { EmissionGate } from '../learners/gate.ts';
@@ -133,22 +134,26 @@ const TAG_RE = /^[A-Z][A-Z0-9_]{2,31}$/;
 
 /**
  * Whether the first field of these lines is a Loghub-style label: on a sample, at least 90% start
- * with `-` or an upper-case tag followed by a blank, and at least half of them with `-` (no
- * syslog, kernel or HPC line starts that way).
+ * with `-` or an upper-case tag followed by a blank and at least 45% with `-` (no syslog, kernel
+ * or HPC line starts that way), or the ingest parser sees a label before a BGL/Thunderbird
+ * header on most of them (hpcLabel).
  */
 export function looksLabelled(lines: readonly string[]): boolean {
   const sample = lines.filter((l) => l.trim() !== '').slice(0, 500);
   if (sample.length === 0) return false;
   let dash = 0;
   let tag = 0;
+  let hpc = 0;
   for (const l of sample) {
+    if (hpcLabel(l) !== undefined) hpc++;
     const sp = l.indexOf(' ');
     if (sp <= 0) continue;
     const first = l.slice(0, sp);
     if (first === '-') dash++;
     else if (TAG_RE.test(first)) tag++;
   }
-  return dash + tag >= sample.length * 0.9 && dash >= sample.length * 0.45;
+  const n = sample.length;
+  return hpc >= n * 0.9 || (dash + tag >= n * 0.9 && dash >= n * 0.45);
 }
 
 /** Severity-only baseline: a level token of the HPC formats, or a parsed syslog severity err or worse. */
@@ -332,7 +337,9 @@ export async function evaluateAnomaly(opts: AnomalyEvalOptions): Promise<Anomaly
 
   // Lines: each line's verdict from its host-window.
   const windowIndex = new Map<string, number>();
-  scored.forEach((s, i) => windowIndex.set(key(s.host, s.start), i));
+  scored.forEach((s, i) => {
+    windowIndex.set(key(s.host, s.start), i);
+  });
   const lineWindow = events.map((e) => windowIndex.get(key(e.host, Math.floor(e.ts / windowMs) * windowMs)));
   const byWindow = (pred: boolean[]) => lineWindow.map((w) => (w === undefined ? false : pred[w]!));
   const attributed = (pred: boolean[]) =>
@@ -353,9 +360,10 @@ export async function evaluateAnomaly(opts: AnomalyEvalOptions): Promise<Anomaly
   const minuteOf = (t: number) => Math.floor(t / 60_000);
   const minutes = [...new Set(events.map((e) => minuteOf(e.ts)))].sort((a, b) => a - b);
   const minuteTruth = new Map<number, boolean>();
-  events.forEach((e, i) =>
-    minuteTruth.set(minuteOf(e.ts), (minuteTruth.get(minuteOf(e.ts)) ?? false) || lineTruth[i]!),
-  );
+  events.forEach((e, i) => {
+    const m = minuteOf(e.ts);
+    minuteTruth.set(m, (minuteTruth.get(m) ?? false) || lineTruth[i]!);
+  });
   const fleet = (pred: boolean[]) => {
     const flagged = new Set<number>();
     // a host-window of W s covers the minutes it spans
@@ -419,7 +427,7 @@ function arg(args: string[], name: string): string | undefined {
 }
 
 const USAGE =
-  'usage: npm run eval -- anomaly --log FILE (--strip-label | --labels FILE [--strip-label]) [--window SEC] [--threshold NATS] [--no-mix] [--json] [--windows OUT.jsonl]';
+  'usage: npm run eval -- anomaly --log FILE (--strip-label | --labels FILE [--strip-label]) [--window SEC] [--threshold NATS] [--no-mix] [--learner-options JSON] [--json] [--windows OUT.jsonl]';
 
 const pct = (x: number) => x.toFixed(3);
 
@@ -469,6 +477,16 @@ export default async function main(args: string[]): Promise<number> {
     const labels = labelsPath ? readLabels(read(labelsPath)) : undefined;
     const windowSec = num('--window');
     const threshold = num('--threshold');
+    // other learner options, for sensitivity runs (the figures that count use the defaults)
+    const extra = arg(args, '--learner-options');
+    let learnerOptions: Record<string, unknown> = {};
+    if (extra) {
+      try {
+        learnerOptions = JSON.parse(extra) as Record<string, unknown>;
+      } catch (err) {
+        throw new EvalInputError(`--learner-options must be a JSON object: ${(err as Error).message}`);
+      }
+    }
     const r = await evaluateAnomaly({
       lines,
       ...(labels ? { labels } : {}),
@@ -477,6 +495,7 @@ export default async function main(args: string[]): Promise<number> {
       now: statSync(log).mtimeMs,
       ...(windowSec ? { windowSec } : {}),
       learner: {
+        ...(learnerOptions as Omit<AnomalyOptions, 'onWindow' | 'windowSec'>),
         ...(threshold ? { threshold } : {}),
         ...(args.includes('--no-mix') ? { mix: false } : {}),
       },

@@ -336,7 +336,9 @@ export function generateAnomalyLog(o: GenOptions = {}): GeneratedLog {
       }
       case 'PANIC': {
         const ts = at(startMin);
-        PANIC.forEach((t, i) => emit(h, Math.min(ts + i, t0 + (startMin + 1) * 60_000 - 1), t, kind));
+        PANIC.forEach((t, i) => {
+          emit(h, Math.min(ts + i, t0 + (startMin + 1) * 60_000 - 1), t, kind);
+        });
         break;
       }
       case 'OOM': {
