@@ -13,6 +13,7 @@ import {
   readLabels,
 } from '../../bench/eval-anomaly.ts';
 import { generateAnomalyLog } from '../../bench/gen-anomaly.ts';
+import { fixture } from '../helpers/fixtures.ts';
 import { run } from '../helpers/services.ts';
 
 const FIXTURE = 'test/learners/fixtures/anomaly-labelled.log';
@@ -78,6 +79,18 @@ describe('anomaly evaluation', () => {
     expect(b.methods).toEqual(a.methods);
     expect(readLabels('LineId,Label,Content\n1,-,a\n2,KERNDTLB,b\n')).toEqual(['-', 'KERNDTLB']);
     expect(readLabels('-\nAPPREAD x\n\n-\n')).toEqual(['-', 'APPREAD', '-', '-']);
+  });
+
+  it('reads raw labelled Loghub BGL lines through the ingest parser once the label is cut off', async () => {
+    const bgl = readFileSync(fixture('loghub-hpc/BGL_sample.log'), 'utf8').split('\n').filter(Boolean);
+    expect(looksLabelled(bgl)).toBe(true);
+    await expect(evaluateAnomaly({ lines: bgl, now: NOW })).rejects.toThrow(/--strip-label/);
+    const r = await evaluateAnomaly({ lines: bgl, stripLabel: true, now: NOW });
+    // the parser saw BGL headers (not a label glued to them): nodes as hosts, the levels as severity
+    expect(r.formats).toEqual({ bgl: 22 });
+    expect(r.hosts).toBe(new Set(bgl.map((l) => l.split(' ')[3])).size);
+    expect(r.anomalousLines).toBe(bgl.filter((l) => !l.startsWith('- ')).length);
+    expect(r.methods['baseline severity-only'].lines.recall).toBe(1);
   });
 
   it('refuses a log whose lines carry no time the parser can read', async () => {
