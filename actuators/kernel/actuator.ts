@@ -88,6 +88,8 @@ export interface KernelActuatorOptions {
   report?: (line: string) => void;
   /** monotonic ms (default performance.now) */
   clock?: () => number;
+  /** where the variables come from, for the first line of the report */
+  source?: string;
 }
 
 interface TargetState {
@@ -191,7 +193,7 @@ export class KernelActuator {
     });
     a.follow();
     a.report(
-      `${a.apply ? 'applying' : 'dry run (nothing changes; --apply to act)'}: policy ${a.policy.file}, variables of host ${a.policy.host}${a.run.netns ? `, in network namespace ${a.run.netns}` : ''}`,
+      `${a.apply ? 'applying' : 'dry run (nothing changes; --apply to act)'}: policy ${a.policy.file}, variables of host ${a.policy.host}${o.source ? ` from ${o.source}` : ''}${a.run.netns ? `, commands in network namespace ${a.run.netns}` : ''}`,
     );
     for (const t of a.targets.values()) a.report(`  ${t.id} is ${describeSetting(t.original)}`);
     for (const r of a.rules) a.schedule(r);
