@@ -21,6 +21,7 @@ import {
   SECRET_FLAG_REFUSED,
 } from '../../runtime/secret.ts';
 import { type Endpoints, startOrder, startStages } from '../../runtime/topology.ts';
+import { actuateStage } from './actuate.ts';
 import { actuatorsStage } from './actuators.ts';
 import { consumerStage } from './consumer.ts';
 import { feederStage } from './feeder.ts';
@@ -50,6 +51,7 @@ export const PIPELINE: readonly PipelineStage[] = [
   consumerStage,
   queueStage,
   actuatorsStage,
+  actuateStage,
   metricsStage,
 ];
 

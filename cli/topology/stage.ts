@@ -49,6 +49,8 @@ export interface PipelineOptions {
   partitions?: number;
   demoRate?: number;
   stdin?: NodeJS.ReadableStream;
+  /** the kernel actuator (off when absent): its policy, whether it applies, its namespace */
+  actuate?: { policy: string; apply: boolean; netns?: string };
 }
 
 /** Parsed `virgo up` flags, by flag name. */
