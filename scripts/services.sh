@@ -2,7 +2,8 @@
 # Real services for tests, benchmarks and the distributed mode, on this machine only:
 #   Apache Kafka 4.4.0 by default (KRaft, single node: broker+controller) on 127.0.0.1:9092,
 #   Redis (Debian's redis-server) on 127.0.0.1:6379,
-#   and the third-party clients the tests use: nc (netcat-openbsd), kcat, redis-cli.
+#   and the third-party clients the tests use: nc (netcat-openbsd), kcat, redis-cli, and ip/tc
+#   (iproute2) and nft (nftables) for the kernel actuator.
 #
 # usage: scripts/services.sh up|down|status|reset|clients|libs|restart-kafka|stop-kafka|start-kafka [kafka|redis]
 # Idempotent. State lives under .services/ (git-ignored). Kafka jars come from Maven Central
@@ -55,6 +56,11 @@ apt_install() {
 clients_up() {
   apt_install netcat-openbsd kcat redis-tools
   for c in nc kcat redis-cli; do command -v "$c" >/dev/null || die "$c missing after install"; done
+  # the kernel actuator's tools (tc, ip netns, nft); its tests run them in a namespace of their own
+  apt_install iproute2 nftables
+  for c in ip tc nft; do
+    command -v "$c" >/dev/null || [ -x "/usr/sbin/$c" ] || [ -x "/sbin/$c" ] || die "$c missing after installing iproute2 nftables"
+  done
 }
 
 # ---------- Redis ----------
@@ -245,7 +251,7 @@ status() {
   local rc=0
   if kafka_pid >/dev/null && kafka_ready; then echo "kafka: up ($(kafka_running_version), 127.0.0.1:$kafka_port)"; else echo "kafka: down"; rc=1; fi
   if redis-cli -p "$redis_port" ping 2>/dev/null | grep -q PONG; then echo "redis: up (127.0.0.1:$redis_port)"; else echo "redis: down"; rc=1; fi
-  for c in nc kcat redis-cli; do command -v "$c" >/dev/null && echo "$c: $(command -v "$c")" || { echo "$c: missing"; rc=1; }; done
+  for c in nc kcat redis-cli ip tc nft; do command -v "$c" >/dev/null && echo "$c: $(command -v "$c")" || { echo "$c: missing"; rc=1; }; done
   return $rc
 }
 
