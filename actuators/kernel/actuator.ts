@@ -37,11 +37,13 @@ import {
   describeSetting,
   readSetting,
   restoreTarget,
+  rootOf,
   type Setting,
+  sysctlOf,
   type TargetRef,
   targetId,
 } from './targets.ts';
-import { cappedMbit, defaultBurst, type RootQdisc, readRoot, restoreArgv, sameRate, tbfArgv } from './tc.ts';
+import { cappedMbit, defaultBurst, readRoot, restoreArgv, sameRate, tbfArgv } from './tc.ts';
 
 const log = createLogger('actuators.kernel');
 
@@ -236,7 +238,7 @@ export class KernelActuator {
         if (current.kind === 'nft-table' && current.exists) {
           problems.push({
             line,
-            message: `nftables table inet ${(ref as { table: string }).table} exists already; the actuator creates and owns its table (rollback deletes it): name another, or delete that one`,
+            message: `nftables table inet ${ref.kind === 'nft-table' ? ref.table : id} exists already; the actuator creates and owns its table (rollback deletes it): name another, or delete that one`,
           });
           continue;
         }
@@ -411,7 +413,7 @@ export class KernelActuator {
     if (desired !== wanted)
       why += `; ${wanted} Mbit/s clamped to ${desired} (allowed ${bounds.minMbit}-${bounds.maxMbit})`;
     // An unshaped interface counts as its maximum: shaping starts from there, in steps.
-    const cur = cappedMbit(r.target.current as Setting & { kind: 'tbf' }) ?? bounds.maxMbit;
+    const cur = cappedMbit(rootOf(r.target.current)) ?? bounds.maxMbit;
     if (Math.abs(cur - desired) < 0.5) {
       return { act: false, reason: 'unchanged', detail: `${rule.interface} is at ${desired} Mbit/s already` };
     }
@@ -467,7 +469,7 @@ export class KernelActuator {
     wait: number,
   ): Decision {
     const bounds = this.policy.allow.sysctls.get(rule.key)!;
-    const original = (r.target.original as { value: number }).value;
+    const original = sysctlOf(r.target.original);
     let desired: number;
     if (rule.ifTrue !== undefined) {
       const b = parseBool(value);
@@ -493,7 +495,7 @@ export class KernelActuator {
       if (desired !== wanted)
         why += `; ${wanted} clamped to ${desired} (allowed ${bounds.min}-${bounds.max})`;
     }
-    const cur = (r.target.current as { value: number }).value;
+    const cur = sysctlOf(r.target.current);
     if (cur === desired)
       return { act: false, reason: 'unchanged', detail: `${rule.key} is ${desired} already` };
     if (wait > 0) {
@@ -574,8 +576,7 @@ export class KernelActuator {
     const table = nft.table;
     const steps: Step[] = [];
     const t = r.target;
-    const tableNow = t.current as { kind: 'nft-table'; exists: boolean };
-    if (!tableNow.exists) {
+    if (t.current.kind === 'nft-table' && !t.current.exists) {
       const sets = [
         ...new Set(this.policy.rules.filter((x): x is BanRule => x.kind === 'nftBan').map((x) => x.set)),
       ];
@@ -696,7 +697,7 @@ export class KernelActuator {
     if (s.ref.kind === 'nft-element') {
       r.bans.set(
         s.ref.address,
-        this.clock() + ((s.new as { timeoutSeconds?: number }).timeoutSeconds ?? 0) * 1000,
+        this.clock() + ((s.new.kind === 'nft-element' ? s.new.timeoutSeconds : undefined) ?? 0) * 1000,
       );
     } else {
       s.target.current = s.new;
@@ -799,8 +800,8 @@ export async function restoreAudited(
 /** What a dry run would run to restore (it changed nothing, so from its simulated state). */
 function dryRestoreArgv(t: TargetState): string[] | undefined {
   const ref = t.ref;
-  if (ref.kind === 'tc') return restoreArgv(ref.dev, t.original as RootQdisc, t.current as RootQdisc);
-  if (ref.kind === 'sysctl') return sysctlArgv(ref.key, (t.original as { value: number }).value);
+  if (ref.kind === 'tc') return restoreArgv(ref.dev, rootOf(t.original), rootOf(t.current));
+  if (ref.kind === 'sysctl') return sysctlArgv(ref.key, sysctlOf(t.original));
   if (ref.kind === 'nft-table') return deleteTableArgv(ref.table);
   return undefined;
 }

@@ -20,6 +20,17 @@ export type Setting =
   | { kind: 'nft-table'; exists: boolean; sets?: string[] }
   | { kind: 'nft-element'; present: boolean; timeoutSeconds?: number };
 
+/** The value of a sysctl setting (a target's state is always of its target's kind). */
+export function sysctlOf(s: Setting): number {
+  if (s.kind !== 'sysctl') throw new Error(`expected a sysctl value, got ${s.kind}`);
+  return s.value;
+}
+
+export function rootOf(s: Setting): RootQdisc {
+  if (s.kind === 'default' || s.kind === 'tbf' || s.kind === 'foreign') return s;
+  throw new Error(`expected a root qdisc, got ${s.kind}`);
+}
+
 export function targetId(t: TargetRef): string {
   switch (t.kind) {
     case 'tc':
@@ -80,16 +91,16 @@ export async function restoreTarget(run: CommandRunner, t: TargetRef, original: 
       if (/Cannot find device/.test(String((err as Error).message))) return { now: original };
       throw err;
     }
-    const argv = restoreArgv(t.dev, original as RootQdisc, current);
+    const argv = restoreArgv(t.dev, rootOf(original), current);
     if (argv) await run.run(argv);
     const now = await readRoot(run, t.dev);
-    if (argv && restoreArgv(t.dev, original as RootQdisc, now)) {
+    if (argv && restoreArgv(t.dev, rootOf(original), now)) {
       throw new Error(`${t.dev} still has ${describeRoot(now)} after the restore`);
     }
     return { ...(argv ? { argv } : {}), now };
   }
   if (t.kind === 'sysctl') {
-    const want = (original as { value: number }).value;
+    const want = sysctlOf(original);
     const cur = await readSysctl(run, t.key);
     if (cur === want) return { now: { kind: 'sysctl', value: cur } };
     const argv = sysctlArgv(t.key, want);

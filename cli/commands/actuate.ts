@@ -94,6 +94,14 @@ examples:
         );
         return 0;
       }
+      // Listen for SIGINT/SIGTERM before anything can change: a signal during the start (or the
+      // recovery of an earlier run) stops the actuator as soon as it runs, never mid-command.
+      // A second signal takes the default action (the process dies); the audit log keeps the
+      // session open for the next run.
+      const signalled = new Promise<NodeJS.Signals>((resolve) => {
+        process.once('SIGINT', resolve);
+        process.once('SIGTERM', resolve);
+      });
       const built = await startActuate(
         {
           policyFile: opts.policy,
@@ -109,12 +117,7 @@ examples:
         { report: say },
       );
       built.connect?.();
-      // Stop on the first SIGINT/SIGTERM: restore, then exit. A second signal takes the default
-      // action (the process dies); the audit log keeps the session open for the next run.
-      const sig = await new Promise<NodeJS.Signals>((resolve) => {
-        process.once('SIGINT', resolve);
-        process.once('SIGTERM', resolve);
-      });
+      const sig = await signalled;
       const outcomes = await built.handle.actuator.close(`rolled back on ${sig}`);
       await built.close();
       const failed = outcomes.filter((o) => !o.ok);

@@ -6,6 +6,7 @@
 //   `virgo actuate`     alone, on a feeder (one host selected) or the Redis export
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { isNetnsName } from '../../actuators/kernel/allowlist.ts';
 import type { AuditLog, KernelActuator, RecoveryReport } from '../../actuators/kernel/index.ts';
 import type { VariableTable } from '../../kernel-analytics/index.ts';
 import { FEEDER_PORT } from '../../kernel-analytics/ports.ts';
@@ -56,6 +57,9 @@ export async function startActuate(
 ): Promise<Built<ActuateHandle>> {
   const K = await import('../../actuators/kernel/index.ts');
   const { PinFile, PinStore } = await import('../../learners/pins.ts');
+  if (c.netns !== undefined && !isNetnsName(c.netns)) {
+    throw new UsageError(`network namespace ${JSON.stringify(c.netns)} is not a name ip netns accepts`);
+  }
   const policy = K.readPolicy(c.policyFile);
   if (c.netns) {
     const problems = K.netnsProblems(policy);
