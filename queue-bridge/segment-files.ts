@@ -2,6 +2,7 @@
 import { constants } from 'node:fs';
 import { open, readdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { processAlive } from '../runtime/pids.ts';
 import { LogError } from './errors.ts';
 
 export const SEGMENT_SUFFIX = '.kclog';
@@ -44,15 +45,6 @@ export async function syncDir(dir: string): Promise<void> {
   }
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /**
  * One writer per queue directory: a LOCK file holding the writer's pid. A lock left by a dead
  * process (a crash, SIGKILL) is taken over; a live one is an error naming the pid.
@@ -71,7 +63,7 @@ export async function acquireLock(dir: string): Promise<() => Promise<void>> {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     }
     const pid = Number((await readFile(path, 'utf8').catch(() => '')).trim());
-    if (Number.isInteger(pid) && pid > 0 && alive(pid)) {
+    if (Number.isInteger(pid) && pid > 0 && processAlive(pid)) {
       throw new LogError(
         'locked',
         `queue directory ${dir} is in use by process ${pid}${pid === process.pid ? ' (this one)' : ''}; ` +

@@ -21,6 +21,7 @@ import {
 import { hostname } from 'node:os';
 import { dirname } from 'node:path';
 import { createLogger } from '../../runtime/log.ts';
+import { processAlive } from '../../runtime/pids.ts';
 import type { Setting, TargetRef } from './targets.ts';
 
 const log = createLogger('actuators.kernel.audit');
@@ -92,15 +93,6 @@ export class AuditLockError extends Error {
   override readonly name = 'AuditLockError';
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 export class AuditLog {
   private fd: number | undefined;
   private readonly lockPath: string;
@@ -149,7 +141,7 @@ export class AuditLog {
         if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       }
       const pid = Number(readFileSync(this.lockPath, 'utf8').trim());
-      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid)) {
+      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && processAlive(pid)) {
         throw new AuditLockError(
           `another virgo actuate (pid ${pid}) holds ${this.path}; stop it first (its lock: ${this.lockPath})`,
         );
