@@ -414,20 +414,10 @@ export class KernelActuator {
       why += `; ${wanted} Mbit/s clamped to ${desired} (allowed ${bounds.minMbit}-${bounds.maxMbit})`;
     // An unshaped interface counts as its maximum: shaping starts from there, in steps.
     const cur = cappedMbit(rootOf(r.target.current)) ?? bounds.maxMbit;
-    if (Math.abs(cur - desired) < 0.5) {
-      return { act: false, reason: 'unchanged', detail: `${rule.interface} is at ${desired} Mbit/s already` };
-    }
-    if (wait > 0) {
-      return {
-        act: false,
-        reason: 'rate-limited',
-        detail: `next change of ${rule.interface} allowed in ${fmtS(wait)}`,
-        retryMs: wait,
-      };
-    }
-    const next = Math.round(r.limiter.step(cur, desired));
-    if (next !== desired)
-      why += `; stepped ${Math.round(cur)} → ${next} (max ${rule.maxStep} per ${fmtS(rule.minIntervalMs)}) toward ${desired}`;
+    const m = moveToward(r, rule.interface, cur, desired, wait, ' Mbit/s');
+    if ('skip' in m) return m.skip;
+    const next = m.next;
+    why += m.note;
     const burst = rule.burstBytes ?? defaultBurst(next);
     const newSetting: Setting = {
       kind: 'tbf',
@@ -495,20 +485,10 @@ export class KernelActuator {
       if (desired !== wanted)
         why += `; ${wanted} clamped to ${desired} (allowed ${bounds.min}-${bounds.max})`;
     }
-    const cur = sysctlOf(r.target.current);
-    if (cur === desired)
-      return { act: false, reason: 'unchanged', detail: `${rule.key} is ${desired} already` };
-    if (wait > 0) {
-      return {
-        act: false,
-        reason: 'rate-limited',
-        detail: `next change of ${rule.key} allowed in ${fmtS(wait)}`,
-        retryMs: wait,
-      };
-    }
-    const next = Math.round(r.limiter.step(cur, desired));
-    if (next !== desired)
-      why += `; stepped ${cur} → ${next} (max ${rule.maxStep} per ${fmtS(rule.minIntervalMs)}) toward ${desired}`;
+    const m = moveToward(r, rule.key, sysctlOf(r.target.current), desired, wait, '');
+    if ('skip' in m) return m.skip;
+    const next = m.next;
+    why += m.note;
     const key = rule.key;
     const step: Step = {
       target: r.target,
@@ -795,6 +775,39 @@ export async function restoreAudited(
     report(`cannot restore ${id}: ${msg}`);
     return { target: id, ok: false, error: msg };
   }
+}
+
+/**
+ * The shared path of a numeric setting at `cur` that should be `desired`: unchanged, rate-limited
+ * (retried when the interval ends), or the next step, at most maxStep away.
+ */
+function moveToward(
+  r: RuleState,
+  what: string,
+  cur: number,
+  desired: number,
+  wait: number,
+  unit: string,
+): { skip: Decision } | { next: number; note: string } {
+  if (Math.abs(cur - desired) < 0.5) {
+    return { skip: { act: false, reason: 'unchanged', detail: `${what} is at ${desired}${unit} already` } };
+  }
+  if (wait > 0) {
+    return {
+      skip: {
+        act: false,
+        reason: 'rate-limited',
+        detail: `next change of ${what} allowed in ${fmtS(wait)}`,
+        retryMs: wait,
+      },
+    };
+  }
+  const next = Math.round(r.limiter.step(cur, desired));
+  const note =
+    next === desired
+      ? ''
+      : `; stepped ${Math.round(cur)} → ${next} (max ${r.limiter.maxStep} per ${fmtS(r.limiter.minIntervalMs)}) toward ${desired}`;
+  return { next, note };
 }
 
 /** What a dry run would run to restore (it changed nothing, so from its simulated state). */

@@ -88,16 +88,22 @@ function auditRecords(path: string): AuditRecord[] {
 
 const set = (t: VariableTable, key: string, value: string) => t.set(key, value, { host: HOST });
 
+/** A table with what drives all three rules: a cap of 100, a ban of 203.0.113.7, an anomaly. */
+function allFour(): VariableTable {
+  const table = new VariableTable();
+  set(table, 'MaxNetworkBandwidth', '100');
+  set(table, 'ufw.top_src_ip', '203.0.113.7');
+  set(table, 'ufw.block_rate', '75.5');
+  set(table, 'kernel.anomaly', 'true');
+  return table;
+}
+
 describe('kernel actuator, applying, in a network namespace', () => {
   it('caps the rate with tbf, bans with a timeout, raises a per-namespace sysctl; close() restores all three', async () => {
     const hostSomaxconn = Number((await ns.host(['sysctl', '-n', 'net.core.somaxconn'])).trim());
     const original = await sysctlValue(ns, 'net.core.somaxconn');
     expect(await rootQdisc(ns, ns.dev)).toMatchObject({ kind: 'noqueue', handle: '0:' });
-    const table = new VariableTable();
-    set(table, 'MaxNetworkBandwidth', '100');
-    set(table, 'ufw.top_src_ip', '203.0.113.7');
-    set(table, 'ufw.block_rate', '75.5');
-    set(table, 'kernel.anomaly', 'true');
+    const table = allFour();
     const h = await startActuator(
       policyJson({ dev: ns.dev, rules: [tcRule(ns.dev), banRule(), anomalySysctlRule()] }),
       { apply: true, table },
@@ -196,11 +202,7 @@ describe('kernel actuator, applying, in a network namespace', () => {
 describe('kernel actuator, dry run', () => {
   it('prints the exact argv of each change and of each restore, and changes nothing', async () => {
     const original = await sysctlValue(ns, 'net.core.somaxconn');
-    const table = new VariableTable();
-    set(table, 'MaxNetworkBandwidth', '100');
-    set(table, 'ufw.top_src_ip', '203.0.113.7');
-    set(table, 'ufw.block_rate', '75.5');
-    set(table, 'kernel.anomaly', 'true');
+    const table = allFour();
     const h = await startActuator(
       policyJson({ dev: ns.dev, rules: [tcRule(ns.dev), banRule(), anomalySysctlRule()] }),
       { table },
