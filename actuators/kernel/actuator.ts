@@ -1,4 +1,4 @@
-// The kernel actuator: follows the analytics variables a policy names and turns them into kernel
+// The kernel actuator (docs/design.md §12): follows the analytics variables a policy names and turns them into kernel
 // settings (a tc rate, an nftables ban, a sysctl), one decision at a time.
 //
 // A value drives an action only when it is present, not pinned by an operator (`virgo pin`), and
