@@ -1,5 +1,5 @@
-// The kernel actuator (docs/design.md §12): follows the analytics variables a policy names and turns them into kernel
-// settings (a tc rate, an nftables ban, a sysctl), one decision at a time.
+// The kernel actuator (docs/design.md §12): follows the analytics variables a policy names and
+// turns them into kernel settings (a tc rate, an nftables ban, a sysctl), one decision at a time.
 //
 // A value drives an action only when it is present, not pinned by an operator (`virgo pin`), and
 // fresh (received within the rule's ttl); the wish is clamped to the policy's bounds, then rate
