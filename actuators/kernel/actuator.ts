@@ -323,9 +323,9 @@ export class KernelActuator {
       decisions.inc({ rule: r.rule.name, outcome: d.reason });
       const line = `skip ${r.rule.name}: ${d.reason}: ${d.detail}`;
       // Say it when the reason changes; the counter has every one.
-      if (r.lastSkip !== `${d.reason}:${d.detail}` && d.reason !== 'unchanged') this.report(line);
+      if (r.lastSkip !== d.reason && d.reason !== 'unchanged') this.report(line);
       else log.debug(line);
-      r.lastSkip = `${d.reason}:${d.detail}`;
+      r.lastSkip = d.reason;
       if (d.retryMs !== undefined) this.retryIn(r, d.retryMs);
       return;
     }
