@@ -44,7 +44,10 @@ examples:
       arg: 'HOST:PORT',
       description: "read the policy host's variables from this feeder (ignored with --redis)",
     },
-    redis: CONNECTION_OPTIONS.redis,
+    redis: {
+      ...CONNECTION_OPTIONS.redis,
+      description: "read the policy host's variables from the Redis export instead of a feeder",
+    },
     'redis-prefix': {
       type: 'string',
       default: 'virgo:analytics',
