@@ -3,6 +3,7 @@
 // published to virgo.kernel-analytics reaches the kernel (inside the test's own namespace) and
 // closing the pipeline restores it.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -22,7 +23,7 @@ import { type OptionDefs, parseOptions, UsageError } from '../../runtime/config.
 import { codecFor } from '../../schemas/index.ts';
 import { anomalySysctlRule, HOST, policyJson, tcRule } from '../actuators/kernel/fixtures.ts';
 import { createNetns, type Netns, rootQdisc, sysctlValue } from '../helpers/netns.ts';
-import { waitFor } from '../helpers/services.ts';
+import { spawnVirgo, waitFor } from '../helpers/services.ts';
 
 function upOptions(argv: string[]) {
   const defs: OptionDefs = { ...SHARED_OPTIONS, ...stageOptions(PIPELINE) };
@@ -118,5 +119,61 @@ describe('virgo up --actuate, in one process', () => {
     }
     expect(await rootQdisc(ns, ns.dev)).toMatchObject({ kind: 'noqueue', handle: '0:' });
     expect(await sysctlValue(ns, 'net.core.somaxconn')).toBe(original);
+  });
+});
+
+describe('virgo actuate --feeder (what `virgo up --split` runs)', () => {
+  let ns: Netns;
+  let dir: string;
+  beforeEach(async () => {
+    ns = await createNetns();
+    dir = mkdtempSync(join(tmpdir(), 'virgo-actuate-feeder-'));
+  });
+  afterEach(async () => {
+    await ns.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('asks a feeder for the policy host (HOST edge-1) and decides on the key=value lines it sends', async () => {
+    // a hand-typed feeder, as `nc -l` would be: it records what the consumer asks, then sends a line
+    const asked: string[] = [];
+    const clients: Socket[] = [];
+    const feeder = createServer((sock) => {
+      clients.push(sock);
+      sock.on('data', (d) => asked.push(...d.toString().split('\n').filter(Boolean)));
+      sock.write('MaxNetworkBandwidth=150\n');
+    });
+    await new Promise<void>((r) => feeder.listen(0, '127.0.0.1', r));
+    const port = (feeder.address() as { port: number }).port;
+    const policy = join(dir, 'policy.json');
+    writeFileSync(policy, policyJson({ dev: ns.dev, rules: [tcRule(ns.dev)] }));
+    const proc = spawnVirgo([
+      'actuate',
+      '--policy',
+      policy,
+      '--netns',
+      ns.name,
+      '--feeder',
+      `127.0.0.1:${port}`,
+      '--state-dir',
+      dir,
+    ]);
+    let out = '';
+    proc.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
+    const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
+    try {
+      await waitFor(() => out.includes('"rate","150mbit"'), 'the dry run of the fed value', 30_000);
+      expect(asked).toContain(`HOST ${HOST}`);
+      expect(out).toContain(`variables of host ${HOST} from feeder 127.0.0.1:${port} (HOST ${HOST})`);
+      expect(await rootQdisc(ns, ns.dev)).toMatchObject({ kind: 'noqueue' });
+      proc.kill('SIGTERM');
+      expect(await exited).toBe(0);
+    } finally {
+      if (proc.exitCode === null) proc.kill('SIGKILL');
+      for (const c of clients) c.destroy();
+      await new Promise((r) => feeder.close(r));
+    }
   });
 });
