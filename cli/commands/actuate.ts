@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { FEEDER_PORT } from '../../kernel-analytics/ports.ts';
 import { CONNECTION_OPTIONS, parseHostPort, UsageError } from '../../runtime/config.ts';
 import { stateDir } from '../../runtime/paths.ts';
@@ -75,6 +76,10 @@ examples:
 
     if (opts.rollback) {
       if (opts.apply || opts.check) throw new UsageError('--rollback runs alone (no --apply, no --check)');
+      if (!existsSync(auditFile)) {
+        say(`nothing to roll back: no audit log at ${auditFile}`);
+        return 0;
+      }
       const audit = K.AuditLog.open(auditFile);
       try {
         const r = await K.recoverUnfinished(audit, say);
