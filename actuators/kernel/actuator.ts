@@ -17,7 +17,8 @@ import { type BlockList, isIP } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { createLogger } from '../../runtime/log.ts';
 import { counter } from '../../runtime/metrics.ts';
-import { parseBool, parseNumber, type VariableChange, type VariableSource } from '../drivers/variables.ts';
+import { parseBool, parseNumber } from '../../schemas/variable.ts';
+import type { SourceChange, VariableSource } from '../drivers/variables.ts';
 import { type ActionRecord, type AuditLog, machine, now as wallTime } from './audit.ts';
 import { CommandError, type CommandRunner, shellQuote } from './commands.ts';
 import { banArgv, createTableArgv, deleteTableArgv, listSet, setFor } from './nft.ts';
@@ -155,7 +156,7 @@ export class KernelActuator {
   private readonly byVariable = new Map<string, RuleState[]>();
   private chain: Promise<void> = Promise.resolve();
   private readonly queued = new Set<RuleState>();
-  private listener: ((c: VariableChange) => void) | undefined;
+  private listener: ((c: SourceChange) => void) | undefined;
   private seq = 0;
   private closed = false;
   private closing: Promise<RestoreOutcome[]> | undefined;

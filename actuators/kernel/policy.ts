@@ -5,7 +5,6 @@
 // whole: there is no partial start.
 import { readFileSync } from 'node:fs';
 import { BlockList, isIP } from 'node:net';
-import { isValidKey } from '../../kernel-analytics/validate.ts';
 import {
   JsonSyntaxError,
   type Pointer,
@@ -13,12 +12,10 @@ import {
   parseJsonWithPositions,
   pointerChild,
 } from '../../runtime/json-positions.ts';
+import { isValidHost, isValidKey } from '../../schemas/variable.ts';
 import { isInterfaceName, isNftName, SYSCTL_CATALOGUE } from './allowlist.ts';
 
 export const POLICY_VERSION = 1;
-
-// TODO(rebase): schemas/variable.ts isValidHost
-const isValidHost = (h: string) => /^[A-Za-z0-9_.:-]{1,128}$/.test(h);
 
 export interface Problem {
   line: number;
