@@ -25,6 +25,8 @@ interface Slot {
   learner: string;
   model: string;
   pending?: Pending;
+  /** the learner proposed this number and the declaration's bounds cut it */
+  clampedFrom?: number;
 }
 
 export interface GateResult {
@@ -38,6 +40,22 @@ export type PinLookup = (host: string, key: string) => { value: string } | undef
 export interface DeclaredVariable {
   decl: VariableDecl;
   learner: string;
+}
+
+/** What the gate knows of one variable, for read-only views (the dashboard). */
+export interface VariableState {
+  host: string;
+  key: string;
+  /** the value emitted last, by a learner or an operator */
+  value: string;
+  learner: string;
+  model: string;
+  /** an operator's pin holds it */
+  pinned: boolean;
+  /** the last emitted value is the declaration's bound, not the learner's number */
+  clamped?: { from: number; min: number | undefined; max: number | undefined };
+  /** a newer proposal waits for the dwell time to pass (gate clock, ms) */
+  held?: { value: string; since: number; dwellMs: number };
 }
 
 export interface GateSnapshot {
@@ -177,6 +195,32 @@ export class EmissionGate {
     delete slot.num;
   }
 
+  /** Every variable's state, copied: a view for dashboards that changes nothing. */
+  states(): VariableState[] {
+    const out: VariableState[] = [];
+    for (const [id, s] of this.slots) {
+      const i = id.indexOf('/');
+      const host = id.slice(0, i);
+      const key = id.slice(i + 1);
+      const d = this.declared.get(key)?.decl;
+      out.push({
+        host,
+        key,
+        value: s.value,
+        learner: s.learner,
+        model: s.model,
+        pinned: this.pinned(host, key) !== undefined,
+        ...(s.clampedFrom !== undefined
+          ? { clamped: { from: s.clampedFrom, min: d?.min, max: d?.max } }
+          : {}),
+        ...(s.pending
+          ? { held: { value: s.pending.n.value, since: s.pending.at, dwellMs: d?.dwellMs ?? 0 } }
+          : {}),
+      });
+    }
+    return out;
+  }
+
   snapshot(): GateSnapshot {
     return { slots: [...this.slots].map(([k, s]) => [k, structuredClone(s)]) };
   }
@@ -204,6 +248,7 @@ export class EmissionGate {
       learner,
       model: p.model,
       ...(n.num !== undefined ? { num: n.num } : {}),
+      ...(n.clampedFrom !== undefined ? { clampedFrom: n.clampedFrom } : {}),
     });
     const clamped =
       n.clampedFrom !== undefined ? `; clamped from ${n.clampedFrom} to [${d.min}, ${d.max}]` : '';

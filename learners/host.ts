@@ -25,7 +25,13 @@ import {
   type WebcamFrame,
 } from '../schemas/index.ts';
 import { loadBackend } from './backend.ts';
-import { type DeclaredVariable, EmissionGate, type GateSnapshot, type Verdict } from './gate.ts';
+import {
+  type DeclaredVariable,
+  EmissionGate,
+  type GateSnapshot,
+  type VariableState,
+  type Verdict,
+} from './gate.ts';
 import {
   decodePinMessage,
   encodePinMessage,
@@ -116,6 +122,8 @@ export interface LearnerHost {
   /** Writes a snapshot of every learner and the gate; returns its directory. */
   save(): Promise<string | undefined>;
   stats(): LearnerHostStats;
+  /** what the gate knows of each variable (pinned, clamped, held by dwell): read-only, copied */
+  variableStates(): VariableState[];
   learner<T extends Learner = Learner>(name: LearnerName): T | undefined;
   /** Delivers what is pending, saves (unless told not to) and releases everything. */
   close(opts?: { save?: boolean }): Promise<void>;
@@ -536,6 +544,10 @@ class Host implements LearnerHost {
       pins: this.pins.all().length,
       savedAt: this.savedAt,
     };
+  }
+
+  variableStates(): VariableState[] {
+    return this.gate.states();
   }
 
   async close(opts: { save?: boolean } = {}): Promise<void> {

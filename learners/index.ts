@@ -14,7 +14,7 @@ export {
   type DroneParams,
   decide,
 } from './drone.ts';
-export { type DeclaredVariable, EmissionGate, OPERATOR, type Verdict } from './gate.ts';
+export { type DeclaredVariable, EmissionGate, OPERATOR, type VariableState, type Verdict } from './gate.ts';
 export {
   checkPin,
   createLearnerHost,

@@ -218,3 +218,40 @@ describe('value rules', () => {
     expect(() => normalise(s, 'a,b')).toThrow(/conf file separates pairs/);
   });
 });
+
+describe('emission gate: read-only states (the dashboard)', () => {
+  it('says which variables are clamped, held by their dwell or pinned, and changes nothing', () => {
+    const { gate, p, pins } = setup();
+    gate.propose('t', p('bw', 5000), 0);
+    gate.propose('t', p('risk', 0.5), 0);
+    gate.propose('t', p('flag', false), 0);
+    expect(gate.propose('t', p('bw', 700), 1_000).verdict).toBe('emit'); // down: urgent, no dwell
+    expect(gate.propose('t', p('bw', 900), 2_000).verdict).toBe('dwell');
+    pins.set('h1/risk', '0.9');
+    const before = JSON.stringify(gate.snapshot());
+    const byKey = new Map(gate.states().map((s) => [s.key, s]));
+    expect(JSON.stringify(gate.snapshot())).toBe(before);
+    expect(byKey.get('bw')).toEqual({
+      host: 'h1',
+      key: 'bw',
+      value: '700',
+      learner: 't',
+      model: 'm@1',
+      pinned: false,
+      held: { value: '900', since: 2_000, dwellMs: 30_000 },
+    });
+    expect(byKey.get('risk')!.pinned).toBe(true);
+    expect(byKey.get('flag')!.clamped).toBeUndefined();
+    // a clamped value stays marked until a value inside the bounds replaces it
+    gate.propose('t', p('risk', 7), 3_000);
+    pins.delete('h1/risk');
+    gate.propose('t', p('risk', 7), 3_000);
+    expect(gate.states().find((s) => s.key === 'risk')).toMatchObject({
+      value: '1',
+      pinned: false,
+      clamped: { from: 7, min: 0, max: 1 },
+    });
+    gate.propose('t', p('risk', 0.2), 4_000);
+    expect(gate.states().find((s) => s.key === 'risk')!.clamped).toBeUndefined();
+  });
+});
