@@ -1,5 +1,5 @@
 // Prometheus metrics (prom-client) and the /metrics + /health HTTP endpoint every service exposes.
-import { createServer, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
@@ -47,14 +47,26 @@ export interface MetricsServer {
   close(): Promise<void>;
 }
 
-/** Serves GET /metrics (Prometheus text) and GET /health (JSON from `health`, 503 when not ok). */
+/** More routes on the same server (the web dashboard): tried first, true when it answered. */
+export interface HttpRoutes {
+  handle(req: IncomingMessage, res: ServerResponse): boolean;
+  /** ends what it keeps open (event streams), so the server can close */
+  close(): Promise<void>;
+}
+
+/**
+ * Serves GET /metrics (Prometheus text) and GET /health (JSON from `health`, 503 when not ok), and
+ * whatever `routes` answers (the dashboard at /).
+ */
 export async function serveMetrics(opts: {
   host?: string;
   port: number;
   health?: () => { ok: boolean; [k: string]: unknown };
+  routes?: HttpRoutes;
 }): Promise<MetricsServer> {
   const server: Server = createServer((req, res) => {
     const url = req.url ?? '/';
+    if (opts.routes?.handle(req, res)) return;
     if (req.method === 'GET' && url.startsWith('/metrics')) {
       registry.metrics().then(
         (text) => {
@@ -72,7 +84,7 @@ export async function serveMetrics(opts: {
       res.end(`${JSON.stringify(h)}\n`);
     } else {
       res.writeHead(404, { 'content-type': 'text/plain' });
-      res.end('GET /metrics or /health\n');
+      res.end(opts.routes ? 'GET / (the dashboard), /metrics or /health\n' : 'GET /metrics or /health\n');
     }
   });
   await new Promise<void>((resolve, reject) => {
@@ -81,6 +93,13 @@ export async function serveMetrics(opts: {
   });
   return {
     port: (server.address() as AddressInfo).port,
-    close: () => new Promise<void>((r) => server.close(() => r())),
+    close: async () => {
+      await opts.routes?.close();
+      await new Promise<void>((r) => {
+        server.close(() => r());
+        // keep-alive connections idle between requests would hold close() open
+        server.closeIdleConnections();
+      });
+    },
   };
 }
