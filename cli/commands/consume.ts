@@ -133,6 +133,8 @@ examples:
     if (opts.metrics) {
       enableProcessMetrics();
       const m = parseHostPort(opts.metrics as string);
+      const { startDashboard } = await import('../dashboard.ts');
+      const { stageFigures } = await import('../figures.ts');
       const srv = await serveMetrics({
         host: m.host,
         port: m.port,
@@ -140,6 +142,13 @@ examples:
           const s = consumer.stats();
           return { ok: s.connected, ...s, sinks: sinks.map((k) => ({ name: k.name, ...k.stats() })) };
         },
+        routes: await startDashboard({
+          table: consumer.table,
+          sources: {
+            meta: () => ({ command: 'virgo consume' }),
+            panels: () => stageFigures({ consumers: [consumer] }),
+          },
+        }),
       });
       onShutdown('metrics', () => srv.close());
       io.stderr.write(`metrics on http://${m.host}:${srv.port}/metrics\n`);

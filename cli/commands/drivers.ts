@@ -66,6 +66,8 @@ examples:
       if (metricsAddr) {
         enableProcessMetrics();
         const m = metricsAddr;
+        const { startDashboard } = await import('../dashboard.ts');
+        const { stageFigures } = await import('../figures.ts');
         const srv = await serveMetrics({
           host: m.host,
           port: m.port,
@@ -74,6 +76,12 @@ examples:
             ports: actuators.drivers.ports,
             variables: actuators.table.size,
             source: actuators.source,
+          }),
+          routes: await startDashboard({
+            sources: {
+              meta: () => ({ command: 'virgo drivers up', variables: actuators.source }),
+              panels: () => stageFigures({ actuators }),
+            },
           }),
         });
         onShutdown('metrics', () => srv.close());

@@ -110,10 +110,17 @@ examples:
     if (opts.metrics) {
       enableProcessMetrics();
       const m = parseHostPort(opts.metrics as string);
+      const { startDashboard } = await import('../dashboard.ts');
+      const { stageFigures } = await import('../figures.ts');
       const srv = await serveMetrics({
         host: m.host,
         port: m.port,
         health: () => ({ ok: true, ...feeder.stats() }),
+        // the variables with their evidence from the bus, else what the feeder was fed
+        routes: await startDashboard({
+          ...(bus ? { bus } : { table: feeder.table }),
+          sources: { meta: () => ({ command: 'virgo feeder' }), panels: () => stageFigures({ feeder }) },
+        }),
       });
       onShutdown('metrics', () => srv.close());
       io.stderr.write(`metrics on http://${m.host}:${srv.port}/metrics\n`);

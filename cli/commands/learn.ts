@@ -1,7 +1,10 @@
 import { readFileSync } from 'node:fs';
+import type { Bus } from '../../bus/index.ts';
 import { sourceProblem } from '../../ingest/source.ts';
+import type { LearnStage } from '../../learners/index.ts';
 import { CONNECTION_OPTIONS, UsageError } from '../../runtime/config.ts';
 import { createLogger } from '../../runtime/log.ts';
+import type { HttpRoutes } from '../../runtime/metrics.ts';
 import { serveMetrics } from '../../runtime/metrics.ts';
 import { stateDir } from '../../runtime/paths.ts';
 import { exitOnSignals, onShutdown } from '../../runtime/shutdown.ts';
@@ -137,6 +140,7 @@ examples:
         ? await serveMetrics({
             port: opts['metrics-port'],
             health: () => ({ ok: true, ...stage.stats() }),
+            routes: await learnDashboard(bus, stage, opts['analytics-topic']),
           })
         : undefined;
     if (metrics) onShutdown('metrics', () => metrics.close());
@@ -197,3 +201,26 @@ examples:
     return 0;
   },
 });
+
+/** The dashboard of `virgo learn`: the variables on the bus, the gate's flags, the learners. */
+async function learnDashboard(
+  bus: Bus,
+  stage: LearnStage,
+  analyticsTopic: string | undefined,
+): Promise<HttpRoutes> {
+  const { startDashboard } = await import('../dashboard.ts');
+  const { stageFigures } = await import('../figures.ts');
+  return startDashboard({
+    bus,
+    ...(analyticsTopic ? { analyticsTopic } : {}),
+    sources: {
+      meta: () => ({ command: 'virgo learn' }),
+      states: () => stage.host.variableStates(),
+      panels: () => stageFigures({ learn: stage }),
+      pins: {
+        pin: (host, key, value) => stage.host.pin(host, key, value),
+        unpin: (host, key) => stage.host.unpin(host, key),
+      },
+    },
+  });
+}

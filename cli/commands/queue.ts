@@ -181,6 +181,8 @@ async function runQueue({ opts, args, io }: RunContext<typeof OPTIONS>): Promise
     if (opts.metrics) {
       enableProcessMetrics();
       const m = parseHostPort(opts.metrics as string);
+      const { startDashboard } = await import('../dashboard.ts');
+      const { stageFigures } = await import('../figures.ts');
       const srv = await serveMetrics({
         host: m.host,
         port: m.port,
@@ -188,6 +190,12 @@ async function runQueue({ opts, args, io }: RunContext<typeof OPTIONS>): Promise
           const s = svc.stats();
           return { ok: s.log.failed === null, ...s };
         },
+        routes: await startDashboard({
+          sources: {
+            meta: () => ({ command: 'virgo queue serve' }),
+            panels: () => stageFigures({ queue: svc }),
+          },
+        }),
       });
       onShutdown('metrics', () => srv.close());
     }

@@ -3,7 +3,7 @@
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { DEFAULT_DEVICE_IDS, DEVICE_NAMES } from '../../actuators/devices/ids.ts';
-import type { ExportSink, VariableTable } from '../../kernel-analytics/index.ts';
+import type { ExportSink, RingConsumer, VariableTable } from '../../kernel-analytics/index.ts';
 import { UsageError } from '../../runtime/config.ts';
 import { hostProblem } from '../../schemas/variable.ts';
 import { feederStage } from './feeder.ts';
@@ -12,6 +12,8 @@ import { connectHost, type PipelineStage, reach } from './stage.ts';
 export interface ConsumerHandle {
   /** every variable the consumers read, the device hosts' included */
   table: VariableTable;
+  /** the ring-buffer consumers: the one of every host, then one per device host */
+  consumers: readonly RingConsumer[];
 }
 
 function confDir(o: { confDir?: string; stateDir: string }): string {
@@ -86,7 +88,7 @@ export const consumerStage: PipelineStage<ConsumerHandle> = {
       throw err;
     }
     return {
-      handle: { table: fed.table },
+      handle: { table: fed.table, consumers: fed.consumers },
       health: () => ({ table: fed.table.size }),
       connect: () => fed.start(),
       // newest first: the exports, then the consumers

@@ -27,10 +27,10 @@ export interface PipelineOptions {
   stateDir: string;
   listenHost?: string;
   /**
-   * the write ports' secrets (resolved from a file or the environment, never a flag); a port
-   * without one is open to whoever reaches it
+   * the secrets (resolved from a file or the environment, never a flag): of the write ports (a
+   * port without one is open to whoever reaches it), and the dashboard's, which allows pins there
    */
-  secrets?: { queue?: string; drivers?: string };
+  secrets?: { queue?: string; drivers?: string; dashboard?: string };
   /** with a secret: time a connection has to authenticate (default 5 s) */
   handshakeTimeoutMs?: number;
   /** 0 for any free port */
