@@ -2,8 +2,9 @@
 # Real services for tests, benchmarks and the distributed mode, on this machine only:
 #   Apache Kafka 4.4.0 by default (KRaft, single node: broker+controller) on 127.0.0.1:9092,
 #   Redis (Debian's redis-server) on 127.0.0.1:6379,
-#   and the third-party clients the tests use: nc (netcat-openbsd), kcat, redis-cli, and ip/tc
-#   (iproute2) and nft (nftables) for the kernel actuator.
+#   and the third-party clients the tests use: nc (netcat-openbsd), kcat, redis-cli, ip/tc
+#   (iproute2) and nft (nftables) for the kernel actuator, chromium (the dashboard's browser
+#   test), rsyslogd with omkafka (rsyslog, rsyslog-kafka) and Python's pyzmq.
 #
 # usage: scripts/services.sh up|down|status|reset|clients|libs|restart-kafka|stop-kafka|start-kafka [kafka|redis]
 # Idempotent. State lives under .services/ (git-ignored). Kafka jars come from Maven Central
@@ -61,6 +62,13 @@ clients_up() {
   for c in ip tc nft; do
     command -v "$c" >/dev/null || [ -x "/usr/sbin/$c" ] || [ -x "/sbin/$c" ] || die "$c missing after installing iproute2 nftables"
   done
+  # interop tests: a headless browser on the dashboard, a private rsyslogd forwarding with omkafka,
+  # a Python ZeroMQ DEALER (the package's modules serve Debian's python3; a python3 of its own uses pip)
+  apt_install chromium rsyslog rsyslog-kafka python3-zmq
+  command -v chromium >/dev/null || die "chromium missing after installing it"
+  [ -x /usr/sbin/rsyslogd ] || die "rsyslogd missing after installing rsyslog"
+  python3 -c 'import zmq' 2>/dev/null || /usr/bin/python3 -c 'import zmq' 2>/dev/null \
+    || python3 -m pip install -q pyzmq >>"$dir/apt.log" 2>&1 || die "no python3 imports zmq (pyzmq); see $dir/apt.log"
 }
 
 # ---------- Redis ----------
@@ -269,7 +277,7 @@ case "$cmd" in
   reset)
     kafka_down; redis_down; rm -rf "$dir"/kafka/data* "$dir/redis"; log "service data removed" ;;
   status) status ;;
-  # nc, kcat and redis-cli only (the unit tests need nc; no service is started).
+  # the clients only: nc, kcat, redis-cli, chromium, rsyslogd + omkafka, pyzmq (no service is started).
   clients) clients_up ;;
   # The jar folder of KAFKA_VERSION (fetched when missing): private brokers point KAFKA_LIBS at it.
   libs) kafka_fetch; echo "$libs" ;;
