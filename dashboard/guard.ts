@@ -7,9 +7,9 @@
 //   `Authorization: Bearer …`. A cross-site form can set neither that header nor a JSON content
 //   type without a CORS preflight, which this server never grants: no CSRF token is needed, and
 //   the secret never travels in a URL. Failed secrets are rate-limited.
-import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import { hostname } from 'node:os';
+import { secretDigest, secretMatches } from '../runtime/secret.ts';
 
 export interface Refusal {
   status: number;
@@ -17,10 +17,6 @@ export interface Refusal {
   /** refusal reason, for the metric */
   reason: string;
   headers?: Record<string, string>;
-}
-
-function digest(s: string | Buffer): Buffer {
-  return createHash('sha256').update(s).digest();
 }
 
 /** The authority (host:port) as a browser writes it in Host and Origin. */
@@ -37,7 +33,7 @@ export class RequestGuard {
     secret: string | undefined,
     private readonly opts: { maxFailuresPerMinute?: number; now?: () => number } = {},
   ) {
-    this.secretDigest = secret === undefined || secret === '' ? undefined : digest(secret);
+    this.secretDigest = secret === undefined || secret === '' ? undefined : secretDigest(secret);
   }
 
   get secretConfigured(): boolean {
@@ -95,7 +91,7 @@ export class RequestGuard {
     }
     const m = /^Bearer (.+)$/.exec(req.headers.authorization ?? '');
     // both sides hashed to 32 bytes: the comparison's time says nothing of the secret or its length
-    if (!m || !timingSafeEqual(this.secretDigest, digest(m[1]!))) {
+    if (!m || !secretMatches(this.secretDigest, m[1]!)) {
       this.failures.push(now);
       return {
         status: 401,

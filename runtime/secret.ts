@@ -12,6 +12,8 @@ const log = createLogger('secret');
 export const SECRET_ENV = {
   queue: 'VIRGO_QUEUE_SECRET',
   drivers: 'VIRGO_DRIVERS_SECRET',
+  /** pins through the web dashboard (Authorization: Bearer, dashboard/guard.ts) */
+  dashboard: 'VIRGO_DASHBOARD_SECRET',
 } as const;
 export type SecretService = keyof typeof SECRET_ENV;
 
@@ -27,7 +29,7 @@ export const SECRET_FILE_OPTION = {
   env: 'VIRGO_SECRET_FILE',
   arg: 'FILE',
   description:
-    'write ports (queue, ZeroMQ, drivers) require this secret (the first line of FILE); VIRGO_QUEUE_SECRET / VIRGO_DRIVERS_SECRET / VIRGO_SECRET set it from the environment',
+    'write ports (queue, ZeroMQ, drivers) and pins from the dashboard require this secret (the first line of FILE); VIRGO_QUEUE_SECRET / VIRGO_DRIVERS_SECRET / VIRGO_DASHBOARD_SECRET / VIRGO_SECRET set it from the environment',
 } as const satisfies OptionDef;
 
 /**

@@ -7,6 +7,7 @@ import { createLogger } from '../../runtime/log.ts';
 import type { HttpRoutes } from '../../runtime/metrics.ts';
 import { serveMetrics } from '../../runtime/metrics.ts';
 import { stateDir } from '../../runtime/paths.ts';
+import { resolveSecret, SECRET_FILE_OPTION } from '../../runtime/secret.ts';
 import { exitOnSignals, onShutdown } from '../../runtime/shutdown.ts';
 import { busFromOptions, defineCommand } from '../command.ts';
 
@@ -52,7 +53,12 @@ examples:
       default: false,
       description: 'also print emitted variables (always on without --brokers)',
     },
-    'metrics-port': { type: 'number', arg: 'PORT', description: 'serve /metrics and /health on this port' },
+    'metrics-port': {
+      type: 'number',
+      arg: 'PORT',
+      description: 'serve the dashboard (/), /metrics and /health on this port',
+    },
+    'secret-file': SECRET_FILE_OPTION,
     'webcam-gallery': {
       type: 'string',
       arg: 'FILE',
@@ -140,7 +146,12 @@ examples:
         ? await serveMetrics({
             port: opts['metrics-port'],
             health: () => ({ ok: true, ...stage.stats() }),
-            routes: await learnDashboard(bus, stage, opts['analytics-topic']),
+            routes: await learnDashboard(
+              bus,
+              stage,
+              opts['analytics-topic'],
+              resolveSecret('dashboard', opts['secret-file'], io.env)?.secret,
+            ),
           })
         : undefined;
     if (metrics) onShutdown('metrics', () => metrics.close());
@@ -207,12 +218,14 @@ async function learnDashboard(
   bus: Bus,
   stage: LearnStage,
   analyticsTopic: string | undefined,
+  secret: string | undefined,
 ): Promise<HttpRoutes> {
   const { startDashboard } = await import('../dashboard.ts');
   const { stageFigures } = await import('../figures.ts');
   return startDashboard({
     bus,
     ...(analyticsTopic ? { analyticsTopic } : {}),
+    ...(secret ? { secret } : {}),
     sources: {
       meta: () => ({ command: 'virgo learn' }),
       states: () => stage.host.variableStates(),

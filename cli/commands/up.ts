@@ -43,9 +43,11 @@ examples:
     refuseSecretFlag(opts.secret, 'all');
     const queueSecret = resolveSecret('queue', opts['secret-file'], io.env);
     const driversSecret = resolveSecret('drivers', opts['secret-file'], io.env);
+    const dashboardSecret = resolveSecret('dashboard', opts['secret-file'], io.env);
     for (const [port, s] of [
       ['queue', queueSecret],
       ['drivers', driversSecret],
+      ['dashboard pins', dashboardSecret],
     ] as const) {
       if (s) createLogger('up').info('write ports require the secret', { ports: port, source: s.source });
     }
@@ -57,6 +59,7 @@ examples:
       secrets: {
         ...(queueSecret ? { queue: queueSecret.secret } : {}),
         ...(driversSecret ? { drivers: driversSecret.secret } : {}),
+        ...(dashboardSecret ? { dashboard: dashboardSecret.secret } : {}),
       },
     });
     if (opts.split) {
