@@ -474,7 +474,9 @@ function onVars(changes) {
     const id = `${c.host}/${c.key}`;
     const r = state.rows.get(id);
     const history = r ? r.history : [];
-    if (c.point) {
+    // a change may repeat what the snapshot just held: a point is added once
+    const last = history[history.length - 1];
+    if (c.point && !(last && last[0] >= c.point[0])) {
       history.push(c.point);
       if (history.length > state.historyPoints) history.splice(0, history.length - state.historyPoints);
     }
