@@ -494,4 +494,6 @@ function connect() {
   es.addEventListener('flags', (e) => setFlags(JSON.parse(e.data)));
 }
 
+// on a phone the figures start folded: the variables are what one came for
+if (window.matchMedia('(max-width: 720px)').matches) $('panels-box').open = false;
 connect();
