@@ -5,8 +5,11 @@ import { CONNECTION_OPTIONS, UsageError } from '../../runtime/config.ts';
 import { exitOnSignals } from '../../runtime/shutdown.ts';
 import { codecFor, peekFingerprint, recordForFingerprint } from '../../schemas/index.ts';
 import { busFromOptions, defineCommand } from '../command.ts';
+import { escapeControls } from '../escape.ts';
 
 type Format = 'text' | 'json' | 'avro';
+
+const NL = Buffer.from('\n');
 
 function decoded(m: BusMessage): { record?: string; value: unknown } {
   if (!m.value) return { value: null };
@@ -27,7 +30,8 @@ export default defineCommand({
   usage: 'virgo subscribe TOPIC [--format text|json|avro] [--from-beginning] [--max N] --brokers HOST:PORT',
   details: `formats:
   text  one line a message: host/key=value for analytics, "[reason] line" for dead letters,
-        compact JSON for other Avro records, the raw line otherwise
+        compact JSON for other Avro records, the line otherwise; control bytes shown as
+        cat -v does (^@ for NUL, ^[ for ESC, M-… for bytes that are not UTF-8) unless --raw
   json  one JSON object a message: topic, partition, offset, key, headers, record, value
   avro  an Avro object container file of the topic's records (for avro-tools, fastavro, …)
 examples:
@@ -39,6 +43,11 @@ examples:
     'from-beginning': { type: 'boolean', default: false, description: 'start at the oldest message' },
     group: { type: 'string', arg: 'ID', description: 'consumer group (default: a fresh one per run)' },
     max: { type: 'number', arg: 'N', description: 'exit after N messages' },
+    raw: {
+      type: 'boolean',
+      default: false,
+      description: 'text: write records byte for byte (control bytes and all)',
+    },
     'idle-exit': { type: 'number', arg: 'MS', description: 'exit after MS without a message' },
   },
   async run({ opts, args, io }) {
@@ -52,6 +61,8 @@ examples:
         'subscribe reads Kafka: give --brokers or VIRGO_BROKERS (the embedded bus lives inside `virgo up`; watch it with `nc 127.0.0.1 64000`)',
       );
     }
+    const raw = opts.raw === true;
+    const text = (s: string) => (raw ? s : escapeControls(s));
     const bus = busFromOptions(opts, 'virgo-subscribe');
     let seen = 0;
     let encoder: avro.streams.BlockEncoder | undefined;
@@ -110,12 +121,15 @@ examples:
             encoder.write(d.value);
           } else if (d.record === 'AnalyticsVariable') {
             const v = d.value as { host: string; key: string; value: string };
-            await write(`${v.host}/${v.key}=${v.value}\n`);
+            await write(`${text(`${v.host}/${v.key}=${v.value}`)}\n`);
           } else if (d.record) {
-            await write(`${JSON.stringify(d.value)}\n`);
+            await write(`${text(JSON.stringify(d.value))}\n`);
           } else {
+            // a dead letter holds the bytes as they came (NUL, ESC, invalid UTF-8 …)
             const err = m.headers[HEADERS.error];
-            await write(`${err ? `[${err}] ` : ''}${String(d.value ?? '')}\n`);
+            const prefix = err ? `[${text(err)}] ` : '';
+            if (raw) await write(Buffer.concat([Buffer.from(prefix), m.value ?? Buffer.alloc(0), NL]));
+            else await write(`${prefix}${escapeControls(m.value ?? Buffer.alloc(0))}\n`);
           }
         }
         armIdle();

@@ -1,5 +1,6 @@
+import { spawn } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { KafkaBus } from '../../bus/index.ts';
+import { HEADERS, KafkaBus } from '../../bus/index.ts';
 import { BROKERS, run, unique } from '../helpers/services.ts';
 
 describe('virgo subscribe', () => {
@@ -46,4 +47,30 @@ describe('virgo subscribe', () => {
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/--brokers.*nc 127\.0\.0\.1 64000/);
   });
+
+  it('escapes control bytes of dead letters as cat -v does, and writes them byte for byte with --raw', async () => {
+    const bus = new KafkaBus({ brokers: BROKERS });
+    const topic = unique('sub-dlq');
+    await bus.ensureTopics([{ topic, partitions: 1 }]);
+    // what the DLQ holds: the bytes as they came, NUL, an escape sequence and invalid UTF-8 included
+    const line = Buffer.from([0x6b, 0x00, 0x1b, 0x5b, 0x32, 0x4a, 0x0d, 0xff, 0x21]);
+    await bus.publish(topic, [{ key: 'edge-1', value: line, headers: { [HEADERS.error]: 'binary' } }]);
+    await bus.close();
+    const args = ['bin/virgo.js', 'subscribe', topic, '--brokers', BROKERS.join(','), '--from-beginning'];
+    const text = await run(process.execPath, [...args, '--max', '1'], undefined, 30_000);
+    expect(text.code).toBe(0);
+    expect(text.stdout).toBe('[binary] k^@^[[2J^MM-^?!\n');
+    const raw = await runBytes(process.execPath, [...args, '--max', '1', '--raw']);
+    expect(raw).toEqual(Buffer.concat([Buffer.from('[binary] '), line, Buffer.from('\n')]));
+  });
 });
+
+function runBytes(cmd: string, args: string[]): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+    const out: Buffer[] = [];
+    p.stdout.on('data', (d: Buffer) => out.push(d));
+    p.on('error', reject);
+    p.on('close', () => resolve(Buffer.concat(out)));
+  });
+}
