@@ -4,7 +4,7 @@
 #   Redis (Debian's redis-server) on 127.0.0.1:6379,
 #   and the third-party clients the tests use: nc (netcat-openbsd), kcat, redis-cli, ip/tc
 #   (iproute2) and nft (nftables) for the kernel actuator, chromium (the dashboard's browser
-#   test), rsyslogd with omkafka (rsyslog, rsyslog-kafka) and Python's pyzmq.
+#   test), tmux, rsyslogd with omkafka (rsyslog, rsyslog-kafka) and pyzmq.
 #
 # usage: scripts/services.sh up|down|status|reset|clients|libs|restart-kafka|stop-kafka|start-kafka [kafka|redis]
 # Idempotent. State lives under .services/ (git-ignored). Kafka jars come from Maven Central
@@ -62,10 +62,11 @@ clients_up() {
   for c in ip tc nft; do
     command -v "$c" >/dev/null || [ -x "/usr/sbin/$c" ] || [ -x "/sbin/$c" ] || die "$c missing after installing iproute2 nftables"
   done
-  # interop tests: a headless browser on the dashboard, a private rsyslogd forwarding with omkafka,
-  # a Python ZeroMQ DEALER (the package's modules serve Debian's python3; a python3 of its own uses pip)
-  apt_install chromium rsyslog rsyslog-kafka python3-zmq
-  command -v chromium >/dev/null || die "chromium missing after installing it"
+  # interop tests: a headless browser on the dashboard, tmux as the terminal of `virgo up`, a
+  # private rsyslogd forwarding with omkafka, a Python ZeroMQ DEALER (the package's modules serve
+  # Debian's python3; a python3 of its own uses pip)
+  apt_install chromium rsyslog rsyslog-kafka python3-zmq tmux
+  for c in chromium tmux; do command -v "$c" >/dev/null || die "$c missing after installing it"; done
   [ -x /usr/sbin/rsyslogd ] || die "rsyslogd missing after installing rsyslog"
   python3 -c 'import zmq' 2>/dev/null || /usr/bin/python3 -c 'import zmq' 2>/dev/null \
     || python3 -m pip install -q pyzmq >>"$dir/apt.log" 2>&1 || die "no python3 imports zmq (pyzmq); see $dir/apt.log"
@@ -277,7 +278,7 @@ case "$cmd" in
   reset)
     kafka_down; redis_down; rm -rf "$dir"/kafka/data* "$dir/redis"; log "service data removed" ;;
   status) status ;;
-  # the clients only: nc, kcat, redis-cli, chromium, rsyslogd + omkafka, pyzmq (no service is started).
+  # the clients only: nc, kcat, redis-cli, chromium, tmux, rsyslogd + omkafka, pyzmq (no service is started).
   clients) clients_up ;;
   # The jar folder of KAFKA_VERSION (fetched when missing): private brokers point KAFKA_LIBS at it.
   libs) kafka_fetch; echo "$libs" ;;

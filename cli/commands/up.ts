@@ -18,7 +18,9 @@ Embedded by default: an in-process bus and table, no server needed. --brokers an
 switch to Kafka and Redis; --split then runs each stage as its own process (as in production).
 Listens (127.0.0.1 unless --listen-host): feeder :64000, VIRGO queue :60000, cpupooling :10000,
 eventnet :20000, memorypooling :30000, cloudfs :50000, metrics + /health :9464.
-On a terminal it shows a live status; piped, it prints each variable change as host/key=value.
+On a terminal it shows a live screen fitted to the terminal's size; piped, it prints each
+variable change as host/key=value, the device loop's controls (pxrc.*, the webcam's) summed up
+in one line a second unless --verbose. The web dashboard is on http://127.0.0.1:9464/ (--metrics).
 Ctrl-C (SIGINT) or SIGTERM stops it cleanly: the source stops, offsets are committed, learner
 models saved, exports flushed, the queue fsynced.
 examples:
@@ -37,6 +39,11 @@ examples:
       description: 'live screen (TTY) or change lines',
     },
     split: { type: 'boolean', default: false, description: 'one process per stage (needs --brokers)' },
+    verbose: {
+      type: 'boolean',
+      default: false,
+      description: 'piped: every device control change too, not a summary line a second',
+    },
   },
   async run({ opts, io }) {
     const brokers = parseBrokers(opts.brokers);
@@ -85,25 +92,39 @@ examples:
       .map(([k, v]) => `${k}=${v}`)
       .join(' ');
     const ready = `virgo up: ${p.mode}, source=${p.source}, ${where} (Ctrl-C stops)\n`;
-    if (view) view.start(p, ready);
+    let summaries: NodeJS.Timeout | undefined;
+    if (view) view.start(p, `virgo up · ${p.mode} · source ${p.source} · Ctrl-C stops`);
     else {
       io.stdout.write(ready);
+      const { ChangeLines } = await import('../change-lines.ts');
+      const lines = new ChangeLines(
+        [p.actuators.deviceIds.drone, p.actuators.deviceIds.webcam],
+        opts.verbose,
+      );
       // The feeder's table knows each variable's host (the k=v wire does not).
       p.feeder.table.on('change', (ch: { host: string; key: string; value: string }) => {
-        io.stdout.write(`${ch.host ? `${ch.host}/` : ''}${ch.key}=${ch.value}\n`);
+        const line = lines.change(ch.host, ch.key, ch.value);
+        if (line !== undefined) io.stdout.write(`${line}\n`);
       });
+      // the device loop's controls, once a second (processing time)
+      summaries = setInterval(() => {
+        const line = lines.summary();
+        if (line !== undefined) io.stdout.write(`${line}\n`);
+      }, 1000);
+      summaries.unref();
     }
 
     const stop =
       opts.duration !== undefined ? new Promise((r) => setTimeout(r, opts.duration! * 1000)) : undefined;
     await Promise.race([exitOnSignals(), ...(stop ? [stop] : [])]);
     view?.stop();
+    clearInterval(summaries);
     setLogWriter((line) => process.stderr.write(line), !process.stderr.isTTY);
     await shutdown();
     if (!view) {
-      const h = p.health();
+      const q = p.queue.stats().kingcobra;
       io.stderr.write(
-        `virgo up: stopped; ${p.published()} lines published, ${p.table.size} variables, ${JSON.stringify(h.queue)}\n`,
+        `virgo up: stopped; ${p.published()} lines published, ${p.table.size} variables, queue ${q.accepted} requests (${q.replied} replied)\n`,
       );
     }
     if (!io.stdout.write('')) await once(io.stdout, 'drain');

@@ -8,7 +8,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Actuators } from '../../actuators/stage.ts';
 import type { Bus } from '../../bus/index.ts';
-import type { Feeder, VariableTable } from '../../kernel-analytics/index.ts';
+import type { Feeder, RingConsumer, VariableTable } from '../../kernel-analytics/index.ts';
 import type { LearnStage } from '../../learners/index.ts';
 import type { QueueService } from '../../queue-bridge/index.ts';
 import { type ChildStage, runChildren } from '../../runtime/children.ts';
@@ -223,6 +223,8 @@ export interface Pipeline {
   learn: LearnStage;
   feeder: Feeder;
   table: VariableTable;
+  /** the ring-buffer consumers of `table` */
+  consumers: readonly RingConsumer[];
   queue: QueueService;
   actuators: Actuators;
   metrics: MetricsServer | undefined;
@@ -250,6 +252,7 @@ export async function startPipeline(o: PipelineOptions): Promise<Pipeline> {
     learn: must(learnStage),
     feeder: must(feederStage),
     table: must(consumerStage).table,
+    consumers: must(consumerStage).consumers,
     queue: must(queueStage),
     actuators: must(actuatorsStage),
     metrics: t.handle(metricsStage),
