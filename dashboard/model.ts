@@ -127,6 +127,10 @@ export class DashboardModel {
     return out;
   }
 
+  has(host: string, key: string): boolean {
+    return this.rows.has(`${host}/${key}`);
+  }
+
   get size(): number {
     return this.rows.size;
   }

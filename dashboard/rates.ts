@@ -18,7 +18,8 @@ export const STAGE_RATES: readonly RateDef[] = [
   { name: 'logs published', metrics: ['virgo_publish_lines_total'] },
   { name: 'lines in', metrics: ['virgo_ingest_lines_total'] },
   { name: 'dead letters', metrics: ['virgo_ingest_dead_letters_total'] },
-  { name: 'late', match: /^virgo_[a-z_]*late[a-z_]*_total$/ },
+  // "late" as a word of the name: virgo_ingest_late_total, virgo_learner_late_events_total (not "template")
+  { name: 'late', match: /^virgo_(?:[a-z0-9]+_)*late(?:_[a-z0-9]+)*_total$/ },
   { name: 'variables out', metrics: ['virgo_learner_published_total'] },
   { name: 'ring pairs', metrics: ['virgo_consumer_pairs_total'] },
   { name: 'queue appends', metrics: ['virgo_kingcobra_log_appends_total'] },

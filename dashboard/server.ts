@@ -271,7 +271,9 @@ export class Dashboard implements HttpRoutes {
     try {
       const s = this.opts.sources;
       this.panels = s?.panels?.() ?? {};
-      const flags = s?.states?.() ?? [];
+      // only what the page shows: the gate may know many more variables than the model holds
+      const model = this.opts.model;
+      const flags = (s?.states?.() ?? []).filter((f) => model.has(f.host, f.key));
       const json = JSON.stringify(flags);
       if (json !== this.flagsJson) {
         this.flagsJson = json;

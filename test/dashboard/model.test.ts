@@ -76,6 +76,8 @@ describe('stage rates', () => {
     reg.registerMetric(c);
     const late = counter('virgo_test_late_events_total', 'late', ['host']);
     reg.registerMetric(late);
+    // a name with "late" inside a word is not a late counter
+    reg.registerMetric(counter('virgo_test_template_misses_total', 'not late'));
     const r = new RateSampler(reg);
     c.reset();
     late.reset();

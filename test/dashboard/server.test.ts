@@ -183,9 +183,16 @@ describe('dashboard: page and events', () => {
 
   it("pushes the gate's flags when they change, and the stats every period", async () => {
     let pinned = false;
+    const model = new DashboardModel();
+    model.update(variable('h', 'k', '1'), 0);
     const { port } = await serve({
+      model,
       sources: {
-        states: () => [{ host: 'h', key: 'k', learner: 'l', model: 'm', pinned }],
+        // the gate knows more than the page shows: only the variables held are sent
+        states: () => [
+          { host: 'h', key: 'k', learner: 'l', model: 'm', pinned },
+          { host: 'other', key: 'k', learner: 'l', model: 'm', pinned: true },
+        ],
         panels: () => ({ feeder: { clients: 2 } }),
       },
     });
@@ -197,6 +204,7 @@ describe('dashboard: page and events', () => {
       (e) => e.event === 'flags' && (e.data as { pinned: boolean }[])[0]!.pinned,
     );
     expect(all.some((e) => e.event === 'stats' && JSON.stringify(e.data).includes('"clients":2'))).toBe(true);
+    for (const e of all.filter((x) => x.event === 'flags')) expect(e.data).toHaveLength(1);
   });
 
   it('refuses requests addressed to another host name (DNS rebinding)', async () => {
