@@ -134,6 +134,8 @@ function rowElements(host, key) {
   const who = el('div', 'who muted');
   const age = el('div', 'age muted');
   const why = el('div', 'why muted');
+  // one line, cut; a tap (a phone has no hover title) shows all of it
+  why.addEventListener('click', () => why.classList.toggle('open'));
   const act = el('div', 'act');
   row.append(k, value, svg, flags, who, age, why, act);
   return { row, k, v, unit, svg, flags, who, age, why, act };

@@ -203,10 +203,19 @@ async function mkScreenshots(): Promise<void> {
   });
   await page.setViewportSize({ width: 1280, height: 900 });
   await page.screenshot({ path: join(RESULTS, 'dashboard-1280.png'), fullPage: true });
-  await page.setViewportSize({ width: 390, height: 844 });
-  await page.screenshot({ path: join(RESULTS, 'dashboard-390x844.png') });
-  await page.screenshot({ path: join(RESULTS, 'dashboard-390-full.png'), fullPage: true });
-  // nothing is wider than the phone's screen: no sideways scrolling
-  expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
-  await page.setViewportSize({ width: 1280, height: 900 });
+  // a phone opens the page at its own width (the figures start folded there)
+  const phone = await context.newPage();
+  try {
+    await phone.setViewportSize({ width: 390, height: 844 });
+    await phone.goto(url);
+    await phone.waitForFunction(() => document.querySelectorAll('.host').length >= 3, undefined, {
+      timeout: 30_000,
+    });
+    await phone.screenshot({ path: join(RESULTS, 'dashboard-390x844.png') });
+    await phone.screenshot({ path: join(RESULTS, 'dashboard-390-full.png'), fullPage: true });
+    // nothing is wider than the phone's screen: no sideways scrolling
+    expect(await phone.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
+  } finally {
+    await phone.close();
+  }
 }
