@@ -73,7 +73,7 @@ examples:
       type: 'string',
       env: 'VIRGO_METRICS',
       arg: 'HOST:PORT',
-      description: 'serve /metrics and /health',
+      description: 'serve the dashboard (/), /metrics and /health',
     },
   },
   async run({ opts, io }) {

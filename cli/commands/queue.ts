@@ -79,7 +79,7 @@ const OPTIONS = {
     type: 'string',
     env: 'VIRGO_METRICS',
     arg: 'HOST:PORT',
-    description: 'serve /metrics and /health',
+    description: 'serve the dashboard (/), /metrics and /health',
   },
   follow: {
     type: 'boolean',

@@ -17,7 +17,7 @@ the first that works), else a bundled demo stream; --input picks a file, - (stdi
 Embedded by default: an in-process bus and table, no server needed. --brokers and --redis
 switch to Kafka and Redis; --split then runs each stage as its own process (as in production).
 Listens (127.0.0.1 unless --listen-host): feeder :64000, VIRGO queue :60000, cpupooling :10000,
-eventnet :20000, memorypooling :30000, cloudfs :50000, metrics + /health :9464.
+eventnet :20000, memorypooling :30000, cloudfs :50000, dashboard + /metrics + /health :9464.
 On a terminal it shows a live screen fitted to the terminal's size; piped, it prints each
 variable change as host/key=value, the device loop's controls (pxrc.*, the webcam's) summed up
 in one line a second unless --verbose. The web dashboard is on http://127.0.0.1:9464/ (--metrics).

@@ -124,7 +124,7 @@ export const DRIVERS_UP_OPTIONS = {
     type: 'string',
     env: 'VIRGO_METRICS',
     arg: 'HOST:PORT',
-    description: 'serve /metrics and /health',
+    description: 'serve the dashboard (/), /metrics and /health',
   },
 } as const satisfies OptionDefs;
 
