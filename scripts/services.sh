@@ -278,7 +278,7 @@ case "$cmd" in
   reset)
     kafka_down; redis_down; rm -rf "$dir"/kafka/data* "$dir/redis"; log "service data removed" ;;
   status) status ;;
-  # the clients only: nc, kcat, redis-cli, chromium, tmux, rsyslogd + omkafka, pyzmq (no service is started).
+  # the clients only: nc, kcat, redis-cli, ip/tc/nft, chromium, tmux, rsyslogd + omkafka, pyzmq (no service is started).
   clients) clients_up ;;
   # The jar folder of KAFKA_VERSION (fetched when missing): private brokers point KAFKA_LIBS at it.
   libs) kafka_fetch; echo "$libs" ;;
