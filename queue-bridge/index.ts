@@ -4,7 +4,16 @@
 export { type Clock, createClock, formatTs, type Timestamp } from './clock.ts';
 export { crc32c } from './crc32c.ts';
 export { LogError, type LogErrorCode, NotQueuedError, QueueBusyError, ReplayError } from './errors.ts';
-export { encodeFrame, FRAME_HEADER_BYTES, FrameReader, type FrameResult } from './frame.ts';
+export {
+  encodeFrame,
+  encodeFrameV2,
+  FORMAT_1,
+  FRAME_HEADER_BYTES,
+  FRAME_V2_HEADER_BYTES,
+  FrameReader,
+  type FrameResult,
+  format2,
+} from './frame.ts';
 export {
   defaultHandler,
   type Handler,
@@ -25,7 +34,9 @@ export {
   legacyRecord,
   parseLegacy,
 } from './legacy.ts';
+export { type Loss, MANIFEST_NAME, type Manifest, readManifest } from './manifest.ts';
 export { QUEUE_PORT, QUEUE_ZMQ_ENDPOINT, QUEUE_ZMQ_PORT } from './ports.ts';
+export type { LiveSegment } from './recovery.ts';
 export {
   checkpointName,
   type ReplayClock,
@@ -35,18 +46,21 @@ export {
   realClock,
   replay,
 } from './replay.ts';
-export { listSegments, segmentName } from './segment-files.ts';
+export { listQuarantined, listSegments, segmentName } from './segment-files.ts';
+export { encodeSegmentHeader, parseSegmentHeader, SEGMENT_HEADER_BYTES } from './segment-header.ts';
 export {
   defaultLogIO,
   type LogIO,
   type LogRecord,
   type LogStats,
   openSegmentLog,
+  type ReadDamage,
   type ReadOptions,
   type RecoveryReport,
   SegmentLog,
   type SegmentLogOptions,
 } from './segment-log.ts';
+export { type Damage, type ScannedFrame, type SegmentScan, scanSegment } from './segment-scan.ts';
 export {
   type QueueService,
   type QueueServiceOptions,

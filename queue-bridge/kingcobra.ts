@@ -258,11 +258,15 @@ export class KingCobra {
   async recoverPending(window = 100_000): Promise<number> {
     const from = Math.max(this.log.firstOffset, this.log.nextOffset - window);
     const open = new Map<string, { offset: number; req: KingCobraMessage }>();
+    // A salvaged request (virgo queue salvage) lands after its reply: match them in any order.
+    const replied = new Set<string>();
     for await (const { offset, message } of this.log.read({ fromOffset: from })) {
       if (message.kind === 'REQUEST') {
-        if (!message.id.startsWith('legacy-')) open.set(message.id, { offset, req: message });
+        if (!message.id.startsWith('legacy-') && !replied.has(message.id))
+          open.set(message.id, { offset, req: message });
       } else if (message.inReplyTo) {
         open.delete(message.inReplyTo);
+        replied.add(message.inReplyTo);
       }
     }
     for (const { offset, req } of open.values()) {

@@ -92,3 +92,57 @@ export async function writeFileDurably(dir: string, name: string, text: string):
   await rename(tmp, join(dir, name));
   await syncDir(dir);
 }
+
+export const QUARANTINE_SUFFIX = '.corrupt';
+
+/** A UTC timestamp for file names: 20260131T120000123Z (processing time). */
+function stamp(d = new Date()): string {
+  return d.toISOString().replace(/[-:]/g, '').replace('.', '');
+}
+
+/** The `.corrupt` files of `dir`, by name. */
+export async function listQuarantined(dir: string): Promise<string[]> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+  return names
+    .filter((n) => n.endsWith(QUARANTINE_SUFFIX))
+    .sort()
+    .map((n) => join(dir, n));
+}
+
+/**
+ * Writes bytes moved out of segment `segName` (from its byte `at`) to a new file beside it,
+ * `<segment>.at-<byte>.<UTC time>[-n].corrupt`, created with O_EXCL: a quarantined file is never
+ * replaced, however often recovery runs. Durable (fdatasync) before it returns; the caller
+ * fsyncs the directory. Returns its path.
+ */
+export async function quarantineBytes(
+  dir: string,
+  segName: string,
+  at: number,
+  parts: Buffer[],
+): Promise<string> {
+  const base = `${segName}.at-${at}.${stamp()}`;
+  for (let n = 0; ; n++) {
+    const path = join(dir, `${base}${n === 0 ? '' : `-${n}`}${QUARANTINE_SUFFIX}`);
+    let h: Awaited<ReturnType<typeof open>>;
+    try {
+      h = await open(path, 'wx', 0o644);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EEXIST') continue;
+      throw err;
+    }
+    try {
+      await h.writeFile(Buffer.concat(parts));
+      await h.datasync();
+    } finally {
+      await h.close();
+    }
+    return path;
+  }
+}

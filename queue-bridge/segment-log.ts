@@ -9,18 +9,36 @@
 // later record lands behind a half frame; a failed fdatasync stops the log (the kernel may have
 // dropped the dirty pages, PostgreSQL's "fsyncgate"): only a reopen, which re-verifies, resumes.
 //
-// Offsets are global record sequence numbers: segment files are named by the offset of their
-// first record, and a record's offset is that base plus its index in the segment.
+// Offsets are global record sequence numbers, stored in each frame (format 2): segment files are
+// named by the offset of their first record. Offsets are never handed out twice: recovery keeps
+// every valid record at its offset, and MANIFEST.json (manifest.ts) reserves offsets ahead of use
+// so that even a deleted newest segment cannot make them reused. Offsets can have gaps: records
+// damage destroyed (recovery.ts records why).
 import { EventEmitter } from 'node:events';
 import { writeSync } from 'node:fs';
-import { type FileHandle, mkdir, open, rename, unlink, writeFile } from 'node:fs/promises';
-import { basename, join } from 'node:path';
+import { type FileHandle, mkdir, open, unlink } from 'node:fs/promises';
+import { basename } from 'node:path';
 import { createLogger } from '../runtime/log.ts';
 import { codecFor, type KingCobraMessage } from '../schemas/index.ts';
 import { errnoCode, LogError } from './errors.ts';
-import { encodeFrameInto, FRAME_HEADER_BYTES, FrameReader, type FrameResult } from './frame.ts';
-import { logAppends, logBatches, logErrors, logRecovered, logSyncSeconds } from './metrics.ts';
-import { acquireLock, listSegments, type SegmentFile, segmentName, syncDir } from './segment-files.ts';
+import {
+  encodeBodyInto,
+  FORMAT_1,
+  FRAME_V2_HEADER_BYTES,
+  type FrameFormat,
+  FrameReader,
+  type FrameResult,
+  format2,
+  sealFrame,
+} from './frame.ts';
+import { type Manifest, writeManifest } from './manifest.ts';
+import { logAppends, logBatches, logErrors, logSyncSeconds } from './metrics.ts';
+import { createSegment, type LiveSegment, type RecoveryReport, recoverLog } from './recovery.ts';
+import { acquireLock, listSegments, segmentName, syncDir } from './segment-files.ts';
+import { parseSegmentHeader, SEGMENT_HEADER_BYTES } from './segment-header.ts';
+import { resyncRule, scanHandle } from './segment-scan.ts';
+
+export type { RecoveryReport } from './recovery.ts';
 
 const log = createLogger('kingcobra.log');
 
@@ -59,6 +77,8 @@ export interface SegmentLogOptions {
   io?: Partial<LogIO>;
   /** how often a read-only follower looks for new records (default 100 ms) */
   pollMs?: number;
+  /** offsets reserved in MANIFEST.json at a time (default 2^20): one manifest write per this many records */
+  reserveOffsets?: number;
 }
 
 export interface LogRecord {
@@ -74,15 +94,20 @@ export interface ReadOptions {
   /** keep waiting for new records at the end instead of returning */
   follow?: boolean;
   signal?: AbortSignal;
+  /**
+   * Given: damaged bytes are read past (resynchronising on the next valid frame) and reported
+   * here. Absent: damage stops the read with a LogError naming the fix.
+   */
+  onDamage?: (d: ReadDamage) => void;
 }
 
-export interface RecoveryReport {
-  segments: number;
-  records: number;
-  /** bytes cut from a damaged or torn tail (kept in a .corrupt file beside the segment) */
-  truncatedBytes: number;
-  /** files moved aside as `<name>.corrupt` */
-  quarantined: string[];
+/** Bytes a reader could not read as records. */
+export interface ReadDamage {
+  segment: string;
+  from: number;
+  /** end of the damaged bytes (the next valid frame, or the end of the file) */
+  to: number;
+  detail: string;
 }
 
 export interface LogStats {
@@ -90,6 +115,8 @@ export interface LogStats {
   segments: number;
   firstOffset: number;
   nextOffset: number;
+  /** records in the log (offsets can have gaps: nextOffset - firstOffset may be more) */
+  records: number;
   bytes: number;
   appends: number;
   batches: number;
@@ -98,15 +125,12 @@ export interface LogStats {
   failed: string | null;
 }
 
-interface Segment {
-  base: number;
-  path: string;
-  /** durable records (the writer counts a record once its fdatasync returned) */
-  count: number;
-  /** bytes written */
-  size: number;
-  /** bytes known durable */
-  synced: number;
+type Segment = LiveSegment;
+
+/** How a reader reads one segment: its frame format and where frames start. */
+interface SegmentFormat {
+  frame: FrameFormat;
+  dataStart: number;
 }
 
 interface Waiter {
@@ -150,9 +174,11 @@ export class SegmentLog {
   private readonly maxSegmentBytes: number;
   private readonly maxRecordBytes: number;
   private readonly pollMs: number;
+  private readonly reserveOffsets: number;
   private readonly io: LogIO;
   private readonly type = codecFor('KingCobraMessage').type;
   private segs: Segment[] = [];
+  private manifest: Manifest | undefined;
   private fh: FileHandle | undefined;
   private pending: Batch = newBatch(MIN_BATCH_BYTES);
   private spare: Buffer | undefined;
@@ -162,6 +188,8 @@ export class SegmentLog {
   private releaseLock: (() => Promise<void>) | undefined;
   private readonly events = new EventEmitter();
   private readonly counts = { appends: 0, batches: 0, maxBatch: 0, failedAppends: 0 };
+  /** a read-only reader's view of each segment's format, by path (headers never change) */
+  private readonly formats = new Map<string, SegmentFormat>();
 
   constructor(dir: string, opts: SegmentLogOptions = {}) {
     this.dir = dir;
@@ -169,6 +197,7 @@ export class SegmentLog {
     this.maxSegmentBytes = opts.maxSegmentBytes ?? 64 * 2 ** 20;
     this.maxRecordBytes = opts.maxRecordBytes ?? 2 ** 20;
     this.pollMs = opts.pollMs ?? 100;
+    this.reserveOffsets = Math.max(1, opts.reserveOffsets ?? 2 ** 20);
     this.io = { ...defaultLogIO, ...opts.io };
     this.events.setMaxListeners(0);
   }
@@ -177,34 +206,52 @@ export class SegmentLog {
     return this.state === 'open';
   }
 
-  /** offset of the oldest record */
+  /** offset of the oldest record (at most: the oldest segment's base) */
   get firstOffset(): number {
     return this.segs[0]?.base ?? 0;
   }
 
   /** offset the next durable record gets (a reader: the end seen when it opened) */
   get nextOffset(): number {
-    const last = this.segs.at(-1);
-    return last ? last.base + last.count : 0;
+    return this.segs.at(-1)?.next ?? 0;
+  }
+
+  /** records in the log (a reader: as of its open, closed segments estimated from their bases) */
+  get records(): number {
+    return this.segs.reduce((n, s) => n + s.count, 0);
   }
 
   /**
-   * Opens the log. A writer takes the directory lock, verifies every frame, and truncates at the
-   * first bad one (a torn tail after a crash, or damage): the bytes cut are kept beside the
-   * segment in a `.corrupt` file and later segments are renamed `.corrupt`, so what remains is a
-   * prefix of what was written. A reader only counts the records.
+   * Opens the log. A writer takes the directory lock and recovers (recovery.ts): every valid
+   * record stays at its offset, damaged bytes move to `.corrupt` files, lost offset ranges and
+   * missing segments are recorded in MANIFEST.json. A reader only finds where the log ends.
    */
   async open(): Promise<RecoveryReport> {
     if (this.state !== 'new') throw new LogError('closed', `segment log ${this.dir} was already opened`);
     this.state = 'opening';
-    const report: RecoveryReport = { segments: 0, records: 0, truncatedBytes: 0, quarantined: [] };
+    let report: RecoveryReport = {
+      segments: 0,
+      records: 0,
+      truncatedBytes: 0,
+      quarantined: [],
+      salvagedRecords: 0,
+      lost: [],
+      missingSegments: [],
+    };
     if (this.readOnly) {
       await this.countReadOnly();
     } else {
       await mkdir(this.dir, { recursive: true });
       this.releaseLock = await acquireLock(this.dir);
       try {
-        await this.recover(report);
+        const r = await recoverLog(this.dir, {
+          maxRecordBytes: this.maxRecordBytes,
+          syncDir: this.io.syncDir,
+        });
+        this.segs = r.segs;
+        this.manifest = r.manifest;
+        report = r.report;
+        this.fh = await open(this.segs.at(-1)!.path, 'r+');
       } catch (err) {
         await this.releaseLock();
         this.releaseLock = undefined;
@@ -213,7 +260,7 @@ export class SegmentLog {
       }
     }
     report.segments = this.segs.length;
-    report.records = this.nextOffset - this.firstOffset;
+    report.records = this.records;
     this.state = 'open';
     return report;
   }
@@ -223,96 +270,35 @@ export class SegmentLog {
     for (let i = 0; i < files.length; i++) {
       const f = files[i]!;
       const next = files[i + 1];
-      if (next) {
-        // Closed segments: the next base says how many records this one holds, no scan needed.
-        this.segs.push({ base: f.base, path: f.path, count: next.base - f.base, size: 0, synced: 0 });
-      } else {
-        const scan = await this.scan(f.path);
-        this.segs.push({ base: f.base, path: f.path, count: scan.count, size: scan.end, synced: scan.end });
+      const seg: Segment = {
+        base: f.base,
+        path: f.path,
+        format: 2,
+        salt: 0,
+        dataStart: 0,
+        // closed segments: the next base bounds how many records this one holds, no scan needed
+        next: next ? next.base : f.base,
+        count: next ? next.base - f.base : 0,
+        size: 0,
+        synced: 0,
+      };
+      if (!next) {
+        const fh = await open(f.path, 'r');
+        try {
+          const scan = await scanHandle(fh, {
+            base: f.base,
+            maxRecordBytes: this.maxRecordBytes,
+            keepPayloads: false,
+          });
+          const lastOffset = scan.frames.filter((fr) => fr.offset !== undefined).at(-1)?.offset;
+          seg.next = lastOffset === undefined ? f.base : lastOffset + 1;
+          seg.count = scan.frames.length;
+        } finally {
+          await fh.close();
+        }
       }
+      this.segs.push(seg);
     }
-  }
-
-  private async scan(path: string): Promise<{ count: number; end: number; size: number; bad?: FrameResult }> {
-    const fh = await open(path, 'r');
-    try {
-      const { size } = await fh.stat();
-      const reader = new FrameReader(fh, 0, size, this.maxRecordBytes);
-      let count = 0;
-      for (;;) {
-        const f = reader.nextBuffered() ?? (await reader.next());
-        if (f.kind === 'frame') count++;
-        else if (f.kind === 'end') return { count, end: f.pos, size };
-        else return { count, end: f.pos, size, bad: f };
-      }
-    } finally {
-      await fh.close();
-    }
-  }
-
-  private async recover(report: RecoveryReport): Promise<void> {
-    const files = await listSegments(this.dir);
-    let cutAt = files.length;
-    let reason = '';
-    for (let i = 0; i < files.length; i++) {
-      const f = files[i]!;
-      const expected = i === 0 ? f.base : this.nextOffset;
-      if (f.base !== expected) {
-        cutAt = i;
-        reason = `segment ${basename(f.path)} starts at offset ${f.base}, the previous one ends at ${expected}`;
-        break;
-      }
-      const scan = await this.scan(f.path);
-      this.segs.push({ base: f.base, path: f.path, count: scan.count, size: scan.end, synced: scan.end });
-      if (scan.bad && scan.bad.kind === 'bad') {
-        cutAt = i + 1;
-        reason = `${basename(f.path)} byte ${scan.bad.pos}: ${scan.bad.detail}`;
-        await this.cutTail(f.path, scan.end, scan.size, report);
-        break;
-      }
-    }
-    for (const f of files.slice(cutAt)) {
-      const to = `${f.path}.corrupt`;
-      await rename(f.path, to);
-      report.quarantined.push(to);
-    }
-    if (report.truncatedBytes > 0 || report.quarantined.length > 0) {
-      log.warn('recovered the segment log: cut at the first bad frame', {
-        dir: this.dir,
-        reason,
-        truncatedBytes: report.truncatedBytes,
-        quarantined: report.quarantined,
-        records: this.nextOffset - this.firstOffset,
-      });
-    }
-    if (this.segs.length === 0) {
-      const base = files[0]?.base ?? 0;
-      const path = join(this.dir, segmentName(base));
-      const h = await open(path, 'wx');
-      await h.close();
-      this.segs.push({ base, path, count: 0, size: 0, synced: 0 });
-      await this.io.syncDir(this.dir);
-    } else if (report.quarantined.length > 0) {
-      await this.io.syncDir(this.dir);
-    }
-    this.fh = await open(this.segs.at(-1)!.path, 'r+');
-  }
-
-  private async cutTail(path: string, end: number, size: number, report: RecoveryReport): Promise<void> {
-    const fh = await open(path, 'r+');
-    try {
-      const tail = Buffer.alloc(size - end);
-      await fh.read(tail, 0, tail.length, end);
-      const keep = `${path}.${end}.corrupt`;
-      await writeFile(keep, tail, { flush: true });
-      report.quarantined.push(keep);
-      await fh.truncate(end);
-      await fh.datasync();
-    } finally {
-      await fh.close();
-    }
-    report.truncatedBytes += size - end;
-    logRecovered.inc(size - end);
   }
 
   /** Appends one record; resolves with its offset once an fdatasync made it durable. */
@@ -326,7 +312,7 @@ export class SegmentLog {
     let end: number;
     for (;;) {
       try {
-        end = encodeFrameInto(this.type, msg, b.buf, b.len);
+        end = encodeBodyInto(this.type, msg, b.buf, b.len);
       } catch (err) {
         this.counts.failedAppends++;
         return Promise.reject(
@@ -340,7 +326,7 @@ export class SegmentLog {
       b.buf.copy(bigger, 0, 0, b.len);
       b.buf = bigger;
     }
-    const bodyBytes = end - b.len - FRAME_HEADER_BYTES;
+    const bodyBytes = end - b.len - FRAME_V2_HEADER_BYTES;
     if (bodyBytes > this.maxRecordBytes) {
       this.counts.failedAppends++;
       return Promise.reject(
@@ -400,7 +386,7 @@ export class SegmentLog {
       while (idx < n) {
         if (this.failure) throw this.failure;
         let seg = this.segs.at(-1)!;
-        if (seg.size > 0 && seg.size + ends[idx]! - startOf(idx) > this.maxSegmentBytes) {
+        if (seg.count > 0 && seg.size + ends[idx]! - startOf(idx) > this.maxSegmentBytes) {
           await this.rotate();
           seg = this.segs.at(-1)!;
         }
@@ -408,10 +394,14 @@ export class SegmentLog {
         const from = startOf(idx);
         let end = idx + 1;
         while (end < n && seg.size + ends[end]! - from <= this.maxSegmentBytes) end++;
+        const k = end - idx;
+        const first = seg.next;
+        if (first + k > this.manifest!.reserved) await this.reserve(first + k);
+        // Offsets and the segment's salt are known only now: seal each frame (offset, CRC).
+        for (let i = idx; i < end; i++) sealFrame(buf, startOf(i), ends[i]!, first + i - idx, seg.salt);
         await this.writeAt(seg, buf.subarray(from, ends[end - 1]));
         await this.sync(seg);
-        const first = seg.base + seg.count;
-        const k = end - idx;
+        seg.next += k;
         seg.count += k;
         seg.synced = seg.size;
         for (let i = 0; i < k; i++) waiters[idx + i]!.resolve({ offset: first + i });
@@ -427,6 +417,25 @@ export class SegmentLog {
       this.counts.failedAppends += n - idx;
       for (let i = idx; i < n; i++) waiters[i]!.reject(err as Error);
     }
+  }
+
+  /**
+   * Records in MANIFEST.json that offsets below `need` (and a chunk beyond) may be handed out,
+   * before any of them is: after a lost newest segment the writer starts above them.
+   */
+  private async reserve(need: number): Promise<void> {
+    const m = { ...this.manifest!, reserved: need + this.reserveOffsets };
+    try {
+      await writeManifest(this.dir, m);
+    } catch (err) {
+      logErrors.inc({ op: 'manifest' });
+      throw new LogError(
+        'write-failed',
+        `cannot record reserved offsets in ${this.dir}/MANIFEST.json: ${describeIoError(err)}; these requests were not acknowledged`,
+        { cause: err },
+      );
+    }
+    this.manifest = m;
   }
 
   private async writeAt(seg: Segment, data: Buffer): Promise<void> {
@@ -486,29 +495,38 @@ export class SegmentLog {
     log.error(err.message);
   }
 
+  /**
+   * Starts the next segment: file and header durable, then its directory entry, then its place
+   * in MANIFEST.json, all before any record in it is acknowledged.
+   */
   private async rotate(): Promise<void> {
     const old = this.segs.at(-1)!;
-    const base = old.base + old.count;
-    const path = join(this.dir, segmentName(base));
+    const base = old.next;
+    let seg: Segment | undefined;
     let fh: FileHandle | undefined;
     try {
-      fh = await open(path, 'wx');
-      // The new name must be durable before any record in it is acknowledged.
+      seg = await createSegment(this.dir, base);
+      fh = await open(seg.path, 'r+');
       await this.io.syncDir(this.dir);
+      const m = { ...this.manifest!, segments: [...this.manifest!.segments, base] };
+      await writeManifest(this.dir, m);
+      this.manifest = m;
     } catch (err) {
       logErrors.inc({ op: 'rotate' });
-      if (fh) {
-        await fh.close().catch(() => {});
-        await unlink(path).catch(() => {});
+      if (seg) {
+        await fh?.close().catch(() => {});
+        await unlink(seg.path).catch(() => {});
       }
-      throw new LogError('write-failed', `cannot start segment ${path}: ${describeIoError(err)}`, {
-        cause: err,
-      });
+      throw new LogError(
+        'write-failed',
+        `cannot start segment ${seg?.path ?? segmentName(base)}: ${describeIoError(err)}`,
+        { cause: err },
+      );
     }
     await this.fh!.close().catch((err: unknown) => log.warn('closing a full segment failed', { err }));
     this.fh = fh;
-    this.segs.push({ base, path, count: 0, size: 0, synced: 0 });
-    log.debug('new segment', { path, base });
+    this.segs.push(seg);
+    log.debug('new segment', { path: seg.path, base });
   }
 
   /** Waits for every pending append, closes the files, releases the lock. */
@@ -531,17 +549,45 @@ export class SegmentLog {
       segments: this.segs.length,
       firstOffset: this.firstOffset,
       nextOffset: this.nextOffset,
+      records: this.records,
       bytes: this.segs.reduce((n, s) => n + s.synced, 0),
       ...this.counts,
       failed: this.failure?.message ?? null,
     };
   }
 
-  /** The segments a reader may read now, each with how far. */
-  private async view(): Promise<{ base: number; path: string; limit: number }[]> {
-    if (!this.readOnly) return this.segs.map((s) => ({ base: s.base, path: s.path, limit: s.synced }));
-    const files: SegmentFile[] = await listSegments(this.dir);
+  /** The segments a reader may read now, each with how far and (a writer's) format. */
+  private async view(): Promise<{ base: number; path: string; limit: number; format?: SegmentFormat }[]> {
+    if (!this.readOnly) {
+      return this.segs.map((s) => ({
+        base: s.base,
+        path: s.path,
+        limit: s.synced,
+        format: { frame: s.format === 1 ? FORMAT_1 : format2(s.salt), dataStart: s.dataStart },
+      }));
+    }
+    const files = await listSegments(this.dir);
     return files.map((f) => ({ base: f.base, path: f.path, limit: Number.POSITIVE_INFINITY }));
+  }
+
+  /** A read-only reader's view of a segment's format; undefined while its header is incomplete. */
+  private async formatOf(fh: FileHandle, path: string, base: number): Promise<SegmentFormat | undefined> {
+    const known = this.formats.get(path);
+    if (known) return known;
+    const head = Buffer.alloc(SEGMENT_HEADER_BYTES);
+    const { bytesRead } = await fh.read(head, 0, SEGMENT_HEADER_BYTES, 0);
+    const h = parseSegmentHeader(head.subarray(0, bytesRead));
+    let f: SegmentFormat;
+    if (h.format === 'partial') return undefined;
+    if (h.format === 1) f = { frame: FORMAT_1, dataStart: 0 };
+    else if (!h.damaged) f = { frame: format2(h.salts[0]!), dataStart: SEGMENT_HEADER_BYTES };
+    else {
+      // a damaged header: the salt copy its frames validate with
+      const scan = await scanHandle(fh, { base, maxRecordBytes: this.maxRecordBytes, keepPayloads: false });
+      f = { frame: scan.format, dataStart: SEGMENT_HEADER_BYTES };
+    }
+    this.formats.set(path, f);
+    return f;
   }
 
   private waitForMore(signal: AbortSignal | undefined): Promise<void> {
@@ -561,10 +607,19 @@ export class SegmentLog {
     });
   }
 
+  private damaged(path: string, pos: number, detail: string): LogError {
+    return new LogError(
+      'corrupt',
+      `${path} byte ${pos}: ${detail}; \`virgo queue check --dir ${this.dir}\` lists the damage, and a writer ` +
+        `opening the log (virgo queue serve, virgo up) moves it aside and keeps every valid record`,
+    );
+  }
+
   /**
    * The records in offset order, from `fromOffset` or the first at/after `since`. A writer's
    * reader sees only durable records; a read-only reader stops at a half-written last frame
-   * (or waits there with `follow`).
+   * (or waits there with `follow`). Damage stops the read with a LogError, or, with `onDamage`,
+   * is read past and reported.
    */
   async *read(opts: ReadOptions = {}): AsyncGenerator<LogRecord> {
     if (this.state === 'new' || this.state === 'opening') {
@@ -574,7 +629,8 @@ export class SegmentLog {
     const want = opts.fromOffset ?? 0;
     const sinceMs = opts.since === undefined ? undefined : +opts.since;
     let started = sinceMs === undefined;
-    let cur: { base: number; pos: number; offset: number } | undefined;
+    /** where this reader is: a segment, a byte in it (-1: its first frame), the offset expected next */
+    let cur: { base: number; pos: number; expect: number | undefined } | undefined;
     for (;;) {
       if (opts.signal?.aborted || this.state === 'closed') return;
       const segs = await this.view();
@@ -582,76 +638,102 @@ export class SegmentLog {
         let idx = 0;
         for (let i = 0; i < segs.length; i++) if (segs[i]!.base <= want) idx = i;
         const s = segs[idx];
-        if (s) cur = { base: s.base, pos: 0, offset: s.base };
+        if (s) cur = { base: s.base, pos: -1, expect: s.base };
       }
       const i = cur ? segs.findIndex((s) => s.base === cur!.base) : -1;
       if (cur && i < 0) {
         throw new LogError(
           'corrupt',
-          `segment ${segmentName(cur.base)} of ${this.dir} disappeared while reading (a recovering writer moved it aside?)`,
+          `segment ${segmentName(cur.base)} of ${this.dir} disappeared while reading (a recovering writer rewrote it?)`,
         );
       }
       let stop: FrameResult | undefined;
+      let next: (typeof segs)[number] | undefined;
       if (cur) {
         const seg = segs[i]!;
+        next = segs[i + 1];
+        const name = basename(seg.path);
         const fh = await open(seg.path, 'r');
         try {
-          const reader = new FrameReader(fh, cur.pos, seg.limit, this.maxRecordBytes);
-          for (;;) {
-            const f = reader.nextBuffered() ?? (await reader.next());
-            if (f.kind !== 'frame') {
-              stop = f;
-              break;
+          const fmt = seg.format ?? (await this.formatOf(fh, seg.path, seg.base));
+          if (!fmt) {
+            stop = { kind: 'bad', pos: 0, problem: 'incomplete', detail: 'segment header not written yet' };
+          } else {
+            if (cur.pos < 0) cur.pos = fmt.dataStart;
+            const v2 = fmt.frame.headerBytes === 16;
+            const reader = new FrameReader(fh, cur.pos, seg.limit, this.maxRecordBytes, fmt.frame);
+            for (;;) {
+              const f = reader.nextBuffered() ?? (await reader.next());
+              let bad: { pos: number; detail: string; problem: string } | undefined;
+              if (f.kind === 'end') {
+                stop = f;
+                break;
+              }
+              if (f.kind === 'bad') {
+                // a frame running past the end of the newest segment: a write in progress, or
+                // a torn write no writer has cut yet
+                if (f.problem === 'incomplete' && !next) {
+                  stop = f;
+                  break;
+                }
+                bad = f;
+              } else if (
+                v2 &&
+                (f.offset! < (cur.expect ?? 0) || (next !== undefined && f.offset! >= next.base))
+              ) {
+                bad = { pos: f.pos, problem: 'out-of-sequence', detail: `frame claims offset ${f.offset}` };
+              }
+              if (bad) {
+                if (!opts.onDamage) throw this.damaged(seg.path, bad.pos, bad.detail);
+                const size = Number.isFinite(seg.limit) ? seg.limit : (await fh.stat()).size;
+                // format 1 cannot place records after damage: the rest of the segment is skipped
+                const to = v2
+                  ? ((await reader.resync(bad.pos, resyncRule(fmt.frame, cur.expect, next?.base, bad.pos))) ??
+                    size)
+                  : size;
+                opts.onDamage({ segment: name, from: bad.pos, to, detail: bad.detail });
+                cur.pos = to;
+                if (to >= size) {
+                  stop = { kind: 'end', pos: to };
+                  break;
+                }
+                continue;
+              }
+              if (f.kind !== 'frame') continue;
+              const offset = v2 ? f.offset! : cur.expect!;
+              cur.expect = offset + 1;
+              cur.pos = reader.position;
+              if (offset < want) continue;
+              let message: KingCobraMessage;
+              try {
+                message = codec.decodeBody(f.payload);
+              } catch (err) {
+                const detail = `record ${offset} passed its CRC but is not a KingCobraMessage: ${(err as Error).message}`;
+                if (!opts.onDamage) throw this.damaged(seg.path, f.pos, detail);
+                opts.onDamage({ segment: name, from: f.pos, to: f.end, detail });
+                continue;
+              }
+              if (!started) {
+                if (recordMs(message) < sinceMs!) continue;
+                started = true;
+              }
+              yield { offset, message };
+              if (opts.signal?.aborted) return;
             }
-            const offset = cur.offset++;
-            cur.pos = reader.position;
-            if (offset < want) continue;
-            let message: KingCobraMessage;
-            try {
-              message = codec.decodeBody(f.payload);
-            } catch (err) {
-              throw new LogError(
-                'corrupt',
-                `record ${offset} (${basename(seg.path)} byte ${f.pos}) passed its CRC but is not a KingCobraMessage: ${(err as Error).message}`,
-              );
-            }
-            if (!started) {
-              if (recordMs(message) < sinceMs!) continue;
-              started = true;
-            }
-            yield { offset, message };
-            if (opts.signal?.aborted) return;
           }
         } finally {
           await fh.close();
         }
-        const next = segs[i + 1];
-        if (stop?.kind === 'bad' && (next || !this.readOnly)) {
-          throw new LogError(
-            'corrupt',
-            `${seg.path} byte ${stop.pos}: ${stop.detail}; a writer opening the log truncates there (virgo queue serve --dir ${this.dir})`,
-          );
-        }
         if (next) {
-          if (next.base !== cur.offset) {
-            throw new LogError(
-              'corrupt',
-              `${basename(seg.path)} ends at offset ${cur.offset} but the next segment starts at ${next.base}`,
-            );
+          if (stop?.kind === 'bad') {
+            if (!opts.onDamage) throw this.damaged(seg.path, stop.pos, stop.detail);
+            opts.onDamage({ segment: name, from: stop.pos, to: seg.limit, detail: stop.detail });
           }
-          cur = { base: next.base, pos: 0, offset: next.base };
+          cur = { base: next.base, pos: -1, expect: next.base };
           continue;
         }
       }
-      if (!opts.follow) {
-        if (stop?.kind === 'bad' && stop.problem !== 'incomplete') {
-          log.warn('stopped at a damaged frame at the end of the log', {
-            dir: this.dir,
-            detail: stop.detail,
-          });
-        }
-        return;
-      }
+      if (!opts.follow) return;
       await this.waitForMore(opts.signal);
     }
   }

@@ -1,12 +1,21 @@
 // Crash safety of the segment log, exhaustively on a small log: for every byte offset, a
-// truncation there (a torn tail) and a bit flip there (damage) must recover exactly the records
-// that lie wholly before the damage: a prefix of what was acknowledged, and nothing invented.
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { open } from 'node:fs/promises';
+// truncation there (a torn tail, or a segment cut in the middle of the log) and a bit flip there
+// (damage) must recover exactly the records whose frames are intact, each at its own offset, and
+// nothing invented; the next record must never get an offset a surviving or possibly-read record
+// had.
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FrameReader, listSegments, openSegmentLog } from '../../queue-bridge/index.ts';
+import { listSegments, openSegmentLog, scanSegment } from '../../queue-bridge/index.ts';
 import { getLogLevel, setLogLevel } from '../../runtime/log.ts';
 import type { KingCobraMessage } from '../../schemas/index.ts';
 import { msg } from './helpers.ts';
@@ -21,6 +30,8 @@ afterAll(() => {
   rmSync(base, { recursive: true, force: true });
 });
 
+const MAX_SEGMENT = 200;
+
 interface Seg {
   name: string;
   bytes: Buffer;
@@ -28,15 +39,15 @@ interface Seg {
   start: number;
 }
 
-let segs: Seg[] = [];
+const segs: Seg[] = [];
 let acked: KingCobraMessage[] = [];
-/** global [start, end) of each record's frame, in offset order */
-const frames: { start: number; end: number }[] = [];
+/** global [start, end) of each record's frame, in offset order, and its segment */
+const frames: { start: number; end: number; seg: number }[] = [];
 let total = 0;
 
 beforeAll(async () => {
   const dir = join(base, 'original');
-  const log = await openSegmentLog(dir, { maxSegmentBytes: 120 });
+  const log = await openSegmentLog(dir, { maxSegmentBytes: MAX_SEGMENT });
   const records = [0, 1, 2, 3, 4, 5].map((i) => msg(i, { payload: 'p'.repeat(3 + i * 7) }));
   for (const r of records) await log.append(r);
   acked = records;
@@ -44,18 +55,19 @@ beforeAll(async () => {
   let pos = 0;
   for (const s of await listSegments(dir)) {
     const bytes = readFileSync(s.path);
-    segs.push({ name: basename(s.path), bytes, start: pos });
-    const fh = await open(s.path, 'r');
-    const reader = new FrameReader(fh, 0, bytes.length, 1 << 20);
-    for (let f = await reader.next(); f.kind === 'frame'; f = await reader.next()) {
-      frames.push({ start: pos + f.pos, end: pos + reader.position });
+    const scan = await scanSegment(s.path, { base: s.base, maxRecordBytes: 1 << 20 });
+    expect(scan.damage).toEqual([]);
+    for (const f of scan.frames) {
+      expect(f.offset).toBe(frames.length);
+      frames.push({ start: pos + f.pos, end: pos + f.end, seg: segs.length });
     }
-    await fh.close();
+    segs.push({ name: basename(s.path), bytes, start: pos });
     pos += bytes.length;
   }
   total = pos;
-  segs = segs.filter((s) => s.bytes.length > 0);
   expect(segs.length).toBeGreaterThanOrEqual(3);
+  // some segment holds several records, so damage can sit between two good frames of one file
+  expect(segs.some((_, i) => frames.filter((f) => f.seg === i).length >= 2)).toBe(true);
   expect(frames.length).toBe(acked.length);
 });
 
@@ -67,23 +79,30 @@ function materialise(files: { name: string; bytes: Buffer }[]): string {
   return dir;
 }
 
-/** Opens as the writer (recovery), returns the ids read back, proves the log still takes writes. */
-async function recoverIds(dir: string): Promise<string[]> {
-  const log = await openSegmentLog(dir, { maxSegmentBytes: 120 });
+/**
+ * Opens as the writer (recovery), returns the ids read back with their offsets, proves the log
+ * still takes writes, and returns the offset the next record got.
+ */
+async function recover(dir: string): Promise<{ ids: string[]; offsets: number[]; next: number }> {
+  const log = await openSegmentLog(dir, { maxSegmentBytes: MAX_SEGMENT });
   const ids: string[] = [];
-  for await (const r of log.read()) ids.push(r.message.id);
-  const next = await log.append(msg(99));
-  expect(next.offset).toBe(ids.length);
+  const offsets: number[] = [];
+  for await (const r of log.read()) {
+    ids.push(r.message.id);
+    offsets.push(r.offset);
+  }
+  const next = (await log.append(msg(99))).offset;
   const after: string[] = [];
-  for await (const r of log.read({ fromOffset: ids.length })) after.push(r.message.id);
+  for await (const r of log.read({ fromOffset: next })) after.push(r.message.id);
   expect(after).toEqual(['t-99']);
   await log.close();
   rmSync(dir, { recursive: true, force: true });
-  return ids;
+  return { ids, offsets, next };
 }
 
 const wholeBefore = (x: number) => frames.filter((f) => f.end <= x).length;
-const prefix = (k: number) => acked.slice(0, k).map((m) => m.id);
+const idsOf = (ks: number[]) => ks.map((k) => acked[k]!.id);
+const range = (a: number, b: number) => Array.from({ length: Math.max(0, b - a) }, (_, i) => a + i);
 
 describe('crash recovery, every byte offset of a small log', () => {
   it('a torn tail (truncation at every offset, later segments gone) keeps exactly the whole records', async () => {
@@ -91,25 +110,32 @@ describe('crash recovery, every byte offset of a small log', () => {
       const files = segs
         .filter((s) => s.start <= x)
         .map((s) => ({ name: s.name, bytes: s.bytes.subarray(0, Math.max(0, x - s.start)) }));
-      const ids = await recoverIds(materialise(files));
-      expect(ids, `truncated at ${x}`).toEqual(prefix(wholeBefore(x)));
+      const r = await recover(materialise(files));
+      const k = wholeBefore(x);
+      expect(r.ids, `truncated at ${x}`).toEqual(idsOf(range(0, k)));
+      // nothing after the cut was ever seen: its offsets are free again
+      expect(r.next, `truncated at ${x}`).toBe(k);
     }
   });
 
-  it('a cut inside one segment with later segments intact recovers a prefix, never a gap', async () => {
+  it('a segment cut in the middle of the log loses only its cut records; later segments keep theirs and their offsets', async () => {
+    const last = segs.length - 1;
     for (let x = 0; x <= total; x++) {
-      const files = segs.map((s) =>
-        s.start <= x && x < s.start + s.bytes.length
-          ? { name: s.name, bytes: s.bytes.subarray(0, x - s.start) }
-          : s,
+      const cut = segs.findIndex((s) => s.start <= x && x < s.start + s.bytes.length);
+      const files = segs.map((s, i) =>
+        i === cut ? { name: s.name, bytes: s.bytes.subarray(0, x - s.start) } : s,
       );
-      const ids = await recoverIds(materialise(files));
-      const cutSomething = segs.some((s) => s.start <= x && x < s.start + s.bytes.length);
-      expect(ids, `cut at ${x}`).toEqual(prefix(cutSomething ? wholeBefore(x) : acked.length));
+      const r = await recover(materialise(files));
+      const kept = frames.map((f, k) => (f.seg !== cut || f.end <= x ? k : -1)).filter((k) => k >= 0);
+      expect(r.ids, `cut at ${x}`).toEqual(idsOf(kept));
+      expect(r.offsets, `cut at ${x}`).toEqual(kept);
+      // a cut newest segment is a torn write; a cut older one leaves a gap, never reused
+      expect(r.next, `cut at ${x}`).toBe(cut === last ? wholeBefore(x) : acked.length);
     }
   });
 
-  it('a bit flip or a smashed byte anywhere recovers the records before the damaged frame', async () => {
+  it('a bit flip or a smashed byte anywhere loses at most the record it hit; every other keeps its offset', async () => {
+    const lastFrame = frames.length - 1;
     for (let p = 0; p < total; p++) {
       const hit = frames.findIndex((f) => f.start <= p && p < f.end);
       for (const mask of [1 << (p % 8), 0xff]) {
@@ -119,9 +145,33 @@ describe('crash recovery, every byte offset of a small log', () => {
           b[p - s.start]! ^= mask;
           return { name: s.name, bytes: b };
         });
-        const ids = await recoverIds(materialise(files));
-        expect(ids, `byte ${p} xor ${mask}`).toEqual(prefix(hit));
+        const dir = materialise(files);
+        const r = await recover(dir);
+        const kept = range(0, frames.length).filter((k) => k !== hit);
+        expect(r.ids, `byte ${p} xor ${mask}`).toEqual(idsOf(kept));
+        expect(r.offsets, `byte ${p} xor ${mask}`).toEqual(kept);
+        // only the very last frame, damaged so it reads as cut short, may give its offset again
+        expect(r.next, `byte ${p} xor ${mask}`).toBeGreaterThanOrEqual(
+          hit === lastFrame ? lastFrame : frames.length,
+        );
       }
     }
+  });
+
+  it('damage moved out of the log lands in a new .corrupt file every time, never over an older one', async () => {
+    const dir = materialise(segs);
+    const seg = join(dir, segs[0]!.name);
+    for (let round = 0; round < 3; round++) {
+      // damage the segment's first frame (each recovery removed the one before, with its record)
+      const b = readFileSync(seg);
+      b[40]! ^= 0xff;
+      writeFileSync(seg, b);
+      const log = await openSegmentLog(dir, { maxSegmentBytes: MAX_SEGMENT });
+      await log.close();
+    }
+    const corrupt = readdirSync(dir).filter((f) => f.endsWith('.corrupt'));
+    expect(corrupt).toHaveLength(3);
+    // three different records' bytes, all kept
+    expect(new Set(corrupt.map((f) => readFileSync(join(dir, f)).toString('hex'))).size).toBe(3);
   });
 });

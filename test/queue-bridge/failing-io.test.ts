@@ -4,10 +4,11 @@ import { statSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   defaultLogIO,
-  encodeFrame,
+  encodeFrameV2,
   type LogIO,
   listSegments,
   openSegmentLog,
+  SEGMENT_HEADER_BYTES,
   type SegmentLog,
   startQueueService,
 } from '../../queue-bridge/index.ts';
@@ -51,8 +52,12 @@ async function ids(log: SegmentLog): Promise<string[]> {
   return out;
 }
 
-const frameBytes = (n: number[]) =>
-  n.reduce((sum, i) => sum + encodeFrame(codecFor('KingCobraMessage').encodeBody(msg(i))).length, 0);
+/** a segment holding these records: its header and their frames */
+const segmentBytes = (n: number[]) =>
+  n.reduce(
+    (sum, i, k) => sum + encodeFrameV2(codecFor('KingCobraMessage').encodeBody(msg(i)), k, 0).length,
+    SEGMENT_HEADER_BYTES,
+  );
 
 describe('a failing disk', () => {
   it('ENOSPC mid-write: the batch is refused with the reason, the half frame is cut back, later appends land', async () => {
@@ -73,7 +78,7 @@ describe('a failing disk', () => {
     expect(log.stats().failedAppends).toBe(2);
     await log.close();
     const seg = (await listSegments(dir))[0]!.path;
-    expect(statSync(seg).size).toBe(frameBytes([0, 3]));
+    expect(statSync(seg).size).toBe(segmentBytes([0, 3]));
     const again = await openSegmentLog(dir);
     expect(await ids(again)).toEqual(['t-0', 't-3']);
     await again.close();

@@ -3,10 +3,13 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
   defaultLogIO,
-  encodeFrame,
+  encodeFrameV2,
+  encodeSegmentHeader,
   type LogRecord,
   listSegments,
   openSegmentLog,
+  parseSegmentHeader,
+  SEGMENT_HEADER_BYTES,
   SegmentLog,
 } from '../../queue-bridge/index.ts';
 import { codecFor } from '../../schemas/index.ts';
@@ -44,7 +47,7 @@ describe('SegmentLog', () => {
     await again.close();
   });
 
-  it('stores each record as the frame of its Avro body; big records grow the batch buffer', async () => {
+  it('stores each record as a frame of its offset and Avro body after the segment header; big records grow the batch buffer', async () => {
     const dir = tempDir();
     const log = await openSegmentLog(dir);
     const records = [msg(1), msg(2, { payload: 'z'.repeat(100_000) }), msg(3, { payload: 'ünïcødé ✓' })];
@@ -52,7 +55,14 @@ describe('SegmentLog', () => {
     await log.close();
     const bytes = readFileSync((await listSegments(dir))[0]!.path);
     const codec = codecFor('KingCobraMessage');
-    expect(bytes).toEqual(Buffer.concat(records.map((r) => encodeFrame(codec.encodeBody(r)))));
+    // the 32-byte header (magic, format 2, base 0, the salt twice, its CRC), then the frames
+    const header = parseSegmentHeader(bytes.subarray(0, SEGMENT_HEADER_BYTES));
+    expect(header).toMatchObject({ format: 2, base: 0, damaged: false });
+    const salt = (header as { salts: number[] }).salts[0]!;
+    expect(bytes.subarray(0, SEGMENT_HEADER_BYTES)).toEqual(encodeSegmentHeader(0, salt));
+    expect(bytes.subarray(SEGMENT_HEADER_BYTES)).toEqual(
+      Buffer.concat(records.map((r, i) => encodeFrameV2(codec.encodeBody(r), i, salt))),
+    );
   });
 
   it('group commit: concurrent appends share fdatasyncs', async () => {
