@@ -27,7 +27,6 @@ import {
   FRAME_V2_HEADER_BYTES,
   type FrameFormat,
   FrameReader,
-  type FrameResult,
   format2,
   sealFrame,
 } from './frame.ts';
@@ -618,8 +617,9 @@ export class SegmentLog {
   /**
    * The records in offset order, from `fromOffset` or the first at/after `since`. A writer's
    * reader sees only durable records; a read-only reader stops at a half-written last frame
-   * (or waits there with `follow`). Damage stops the read with a LogError, or, with `onDamage`,
-   * is read past and reported.
+   * (or waits there with `follow`). Damage that may have held offsets at or after `fromOffset`
+   * stops the read with a LogError, or, with `onDamage`, is read past and reported; damage wholly
+   * before `fromOffset` is read past silently.
    */
   async *read(opts: ReadOptions = {}): AsyncGenerator<LogRecord> {
     if (this.state === 'new' || this.state === 'opening') {
@@ -631,6 +631,17 @@ export class SegmentLog {
     let started = sinceMs === undefined;
     /** where this reader is: a segment, a byte in it (-1: its first frame), the offset expected next */
     let cur: { base: number; pos: number; expect: number | undefined } | undefined;
+    /** damage read past, reported once the next record's offset tells whether it concerns us */
+    let pending: { d: ReadDamage; path: string } | undefined;
+    const settle = (nextRecord: number | undefined) => {
+      if (!pending) return;
+      const { d, path } = pending;
+      pending = undefined;
+      // every offset the damage could have held is below the first one wanted
+      if (nextRecord !== undefined && nextRecord <= want) return;
+      if (!opts.onDamage) throw this.damaged(path, d.from, d.detail);
+      opts.onDamage(d);
+    };
     for (;;) {
       if (opts.signal?.aborted || this.state === 'closed') return;
       const segs = await this.view();
@@ -647,60 +658,52 @@ export class SegmentLog {
           `segment ${segmentName(cur.base)} of ${this.dir} disappeared while reading (a recovering writer rewrote it?)`,
         );
       }
-      let stop: FrameResult | undefined;
       let next: (typeof segs)[number] | undefined;
       if (cur) {
         const seg = segs[i]!;
         next = segs[i + 1];
         const name = basename(seg.path);
         const fh = await open(seg.path, 'r');
+        let blank = false;
         try {
           const fmt = seg.format ?? (await this.formatOf(fh, seg.path, seg.base));
           if (!fmt) {
-            stop = { kind: 'bad', pos: 0, problem: 'incomplete', detail: 'segment header not written yet' };
+            blank = true;
           } else {
             if (cur.pos < 0) cur.pos = fmt.dataStart;
             const v2 = fmt.frame.headerBytes === 16;
             const reader = new FrameReader(fh, cur.pos, seg.limit, this.maxRecordBytes, fmt.frame);
             for (;;) {
               const f = reader.nextBuffered() ?? (await reader.next());
-              let bad: { pos: number; detail: string; problem: string } | undefined;
-              if (f.kind === 'end') {
-                stop = f;
-                break;
-              }
+              if (f.kind === 'end') break;
+              let bad: { pos: number; detail: string } | undefined;
               if (f.kind === 'bad') {
                 // a frame running past the end of the newest segment: a write in progress, or
-                // a torn write no writer has cut yet
-                if (f.problem === 'incomplete' && !next) {
-                  stop = f;
-                  break;
-                }
+                // a torn write no writer has cut yet (never acknowledged)
+                if (f.problem === 'incomplete' && !next) break;
                 bad = f;
               } else if (
                 v2 &&
                 (f.offset! < (cur.expect ?? 0) || (next !== undefined && f.offset! >= next.base))
               ) {
-                bad = { pos: f.pos, problem: 'out-of-sequence', detail: `frame claims offset ${f.offset}` };
+                bad = { pos: f.pos, detail: `frame claims offset ${f.offset}, out of sequence` };
               }
               if (bad) {
-                if (!opts.onDamage) throw this.damaged(seg.path, bad.pos, bad.detail);
                 const size = Number.isFinite(seg.limit) ? seg.limit : (await fh.stat()).size;
                 // format 1 cannot place records after damage: the rest of the segment is skipped
                 const to = v2
                   ? ((await reader.resync(bad.pos, resyncRule(fmt.frame, cur.expect, next?.base, bad.pos))) ??
                     size)
                   : size;
-                opts.onDamage({ segment: name, from: bad.pos, to, detail: bad.detail });
+                settle(undefined);
+                pending = { d: { segment: name, from: bad.pos, to, detail: bad.detail }, path: seg.path };
                 cur.pos = to;
-                if (to >= size) {
-                  stop = { kind: 'end', pos: to };
-                  break;
-                }
+                if (to >= size) break;
                 continue;
               }
               if (f.kind !== 'frame') continue;
               const offset = v2 ? f.offset! : cur.expect!;
+              settle(offset);
               cur.expect = offset + 1;
               cur.pos = reader.position;
               if (offset < want) continue;
@@ -725,15 +728,23 @@ export class SegmentLog {
           await fh.close();
         }
         if (next) {
-          if (stop?.kind === 'bad') {
-            if (!opts.onDamage) throw this.damaged(seg.path, stop.pos, stop.detail);
-            opts.onDamage({ segment: name, from: stop.pos, to: seg.limit, detail: stop.detail });
+          if (blank) {
+            settle(undefined);
+            pending = {
+              d: { segment: name, from: 0, to: 0, detail: 'no complete segment header' },
+              path: seg.path,
+            };
           }
+          // a damaged end of this segment held offsets below the next one's base at most
+          settle(next.base);
           cur = { base: next.base, pos: -1, expect: next.base };
           continue;
         }
       }
-      if (!opts.follow) return;
+      if (!opts.follow) {
+        settle(undefined);
+        return;
+      }
       await this.waitForMore(opts.signal);
     }
   }

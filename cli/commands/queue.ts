@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import { createWriteStream } from 'node:fs';
-import type { LogRecord, SegmentLog } from '../../queue-bridge/index.ts';
+import type { LogRecord, ReadDamage, SegmentLog } from '../../queue-bridge/index.ts';
 import { QUEUE_PORT, QUEUE_ZMQ_ENDPOINT } from '../../queue-bridge/ports.ts';
 import { type OptionDefs, parseAllowList, parseHostPort, UsageError } from '../../runtime/config.ts';
 import { createLogger } from '../../runtime/log.ts';
@@ -19,7 +19,7 @@ import { defineCommand, type RunContext } from '../command.ts';
 
 const log = createLogger('queue');
 
-const ACTIONS = ['serve', 'cat', 'tail', 'import', 'export'] as const;
+const ACTIONS = ['serve', 'cat', 'tail', 'import', 'export', 'check', 'salvage'] as const;
 type Action = (typeof ACTIONS)[number];
 
 function positiveInt(name: string, v: unknown): number {
@@ -87,7 +87,11 @@ const OPTIONS = {
     default: false,
     description: 'cat/tail: keep printing new records',
   },
-  json: { type: 'boolean', default: false, description: 'cat/tail: one JSON object per record' },
+  json: {
+    type: 'boolean',
+    default: false,
+    description: 'cat/tail: one JSON object per record; check: the report as JSON',
+  },
   lines: { type: 'number', short: 'n', default: 10, description: 'tail: how many records' },
   'from-offset': { type: 'number', arg: 'N', description: 'cat: start at this offset' },
   legacy: { type: 'boolean', default: false, description: 'export: the original text format' },
@@ -102,11 +106,13 @@ const OPTIONS = {
 
 export default defineCommand({
   name: 'queue',
-  summary: 'the VIRGO queue / KingCobra REQUEST_REPLY log: serve, cat, tail, import, export',
+  summary: 'the VIRGO queue / KingCobra REQUEST_REPLY log: serve, cat, tail, import, export, check, salvage',
   usage: `virgo queue serve [--dir DIR] [--listen 127.0.0.1:60000] [--zmq tcp://127.0.0.1:60001|off]
        virgo queue cat|tail [--follow] [--json] [--dir DIR]
        virgo queue import <legacy REQUEST_REPLY.queue file> [--dir DIR]
        virgo queue export --legacy [--pad] [--replies] [--out FILE] [--dir DIR]
+       virgo queue check [--json] [--dir DIR]
+       virgo queue salvage [--dir DIR]
 With a secret (--secret-file FILE, VIRGO_QUEUE_SECRET or VIRGO_SECRET), a TCP client's first line
 is "AUTH <secret>" (answered "ok") and a ZeroMQ peer authenticates with PLAIN (any user name,
 password = the secret).`,
@@ -116,11 +122,19 @@ password = the secret).`,
         in request order per connection. A full queue answers "BUSY …" at once. Prints one
         "listening …" line on stdout when ready.
 cat     prints the log (requests and replies) from the oldest record or --from-offset;
-tail    the last --lines records; both keep printing new ones with --follow.
+tail    the last --lines records; both keep printing new ones with --follow. Damaged bytes are
+        read past (every valid record is printed), reported on stderr, and make the exit code 1.
 import  appends the records of an original KingCobra queue file (padded 256-byte text records).
 export  writes the log in the original text format (requests only unless --replies).
-The directory holds segments NNNNNNNNNNNNNNNNNNNN.kclog; one writer at a time (a LOCK file),
-any number of readers. Default: $VIRGO_STATE_DIR/kingcobra (./.virgo/kingcobra).
+check   reports segments, records, gaps in the offsets (and why), damaged bytes, segments missing
+        from MANIFEST.json and quarantined .corrupt files; exit 1 when anything is wrong, each
+        problem naming its fix. Read-only: safe while the queue serves.
+salvage appends the valid records of the .corrupt files that the log does not hold (by record
+        id: never twice) with new offsets. Takes the writer's lock: stop the queue first.
+The directory holds segments NNNNNNNNNNNNNNNNNNNN.kclog and MANIFEST.json; one writer at a time
+(a LOCK file), any number of readers. A writer opening it recovers: damaged bytes move to
+<segment>.at-<byte>.<time>.corrupt files, every valid record keeps its offset. Default:
+$VIRGO_STATE_DIR/kingcobra (./.virgo/kingcobra).
 examples:
   virgo queue serve &  echo hello | nc -N 127.0.0.1 60000
   VIRGO_QUEUE_SECRET=… virgo queue serve &  printf 'AUTH %s\nhello\n' "$VIRGO_QUEUE_SECRET" | nc -N 127.0.0.1 60000
@@ -201,7 +215,7 @@ async function runQueue({ opts, args, io }: RunContext<typeof OPTIONS>): Promise
     }
     const s = svc.stats().log;
     await write(
-      `listening tcp=${listen ? `${listen.host}:${svc.port}` : 'off'} zmq=${svc.zmqEndpoint ?? 'off'} dir=${dir} records=${s.nextOffset - s.firstOffset}\n`,
+      `listening tcp=${listen ? `${listen.host}:${svc.port}` : 'off'} zmq=${svc.zmqEndpoint ?? 'off'} dir=${dir} records=${s.records}\n`,
     );
     await exitOnSignals();
     await shutdown();
@@ -238,6 +252,29 @@ async function runQueue({ opts, args, io }: RunContext<typeof OPTIONS>): Promise
     return 0;
   }
 
+  if (action === 'check') {
+    const { checkLog, formatCheck } = await import('../../queue-bridge/check.ts');
+    const r = await checkLog(dir);
+    await write(opts.json ? `${JSON.stringify(r)}\n` : formatCheck(r));
+    return r.problems.length > 0 ? 1 : 0;
+  }
+
+  if (action === 'salvage') {
+    const { salvage } = await import('../../queue-bridge/salvage.ts');
+    const r = await salvage(dir);
+    for (const f of r.files) {
+      await write(
+        `${f.file}: ${f.valid} valid records, ${f.alreadyInLog} already in the log, ${f.appended} appended\n`,
+      );
+    }
+    await write(
+      r.appended > 0
+        ? `salvaged ${r.appended} records into ${dir} (offsets ${r.offsets!.first}-${r.offsets!.last})\n`
+        : `nothing to salvage in ${dir} (${r.files.length} quarantined files)\n`,
+    );
+    return 0;
+  }
+
   const segLog: SegmentLog = new q.SegmentLog(dir, { readOnly: true });
   await segLog.open();
   const ac = new AbortController();
@@ -249,6 +286,14 @@ async function runQueue({ opts, args, io }: RunContext<typeof OPTIONS>): Promise
     if (err.code === 'EPIPE') ac.abort();
   };
   io.stdout.on('error', onPipeError);
+  // Damage is read past, so every valid record is printed; the exit code says it was there.
+  let damaged = 0;
+  const onDamage = (d: ReadDamage) => {
+    damaged++;
+    io.stderr.write(
+      `virgo queue: ${dir}/${d.segment} bytes ${d.from}-${d.to} damaged: ${d.detail} (virgo queue check --dir ${dir} tells more)\n`,
+    );
+  };
   try {
     if (action === 'export') {
       if (!opts.legacy) {
@@ -259,7 +304,7 @@ async function runQueue({ opts, args, io }: RunContext<typeof OPTIONS>): Promise
       const out = opts.out ? createWriteStream(opts.out as string) : io.stdout;
       let written = 0;
       let altered = 0;
-      for await (const r of segLog.read({ signal: ac.signal })) {
+      for await (const r of segLog.read({ signal: ac.signal, onDamage })) {
         const piece = q.legacyRecord(r.message, { pad: !!opts.pad, replies: !!opts.replies });
         if (!piece) continue;
         written++;
@@ -274,16 +319,21 @@ async function runQueue({ opts, args, io }: RunContext<typeof OPTIONS>): Promise
       io.stderr.write(
         `virgo queue export: ${written} records${altered ? ` (${altered} payloads had line breaks or " $$", replaced)` : ''}\n`,
       );
-      return 0;
+      return damaged > 0 ? 1 : 0;
     }
     const json = !!opts.json;
     let from = segLog.firstOffset;
     if (action === 'tail') from = Math.max(from, segLog.nextOffset - positiveInt('lines', opts.lines));
     else if (opts['from-offset'] !== undefined) from = opts['from-offset'] as number;
-    for await (const r of segLog.read({ fromOffset: from, follow: !!opts.follow, signal: ac.signal })) {
+    for await (const r of segLog.read({
+      fromOffset: from,
+      follow: !!opts.follow,
+      signal: ac.signal,
+      onDamage,
+    })) {
       await write(`${recordText(r, json)}\n`);
     }
-    return 0;
+    return damaged > 0 ? 1 : 0;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EPIPE') return 0;
     throw err;
