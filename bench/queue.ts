@@ -16,7 +16,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { KafkaBus } from '../bus/index.ts';
-import { encodeFrame, openSegmentLog, replay, startQueueService } from '../queue-bridge/index.ts';
+import { encodeFrameV2, openSegmentLog, replay, startQueueService } from '../queue-bridge/index.ts';
 import { setLogLevel } from '../runtime/log.ts';
 import { codecFor, type KingCobraMessage } from '../schemas/index.ts';
 import { BENCH_BROKERS, median, summarise, timeCommand } from './util.ts';
@@ -189,7 +189,7 @@ export default async function queueBench(args: string[]): Promise<Record<string,
   setLogLevel('error');
   const loadStart = loadavg().map((x) => Number(x.toFixed(2)));
   const root = mkdtempSync(join(tmpdir(), 'virgo-bench-queue-'));
-  const frameBytes = encodeFrame(codecFor('KingCobraMessage').encodeBody(record(1, 1))).length;
+  const frameBytes = encodeFrameV2(codecFor('KingCobraMessage').encodeBody(record(1, 1)), 0, 0).length;
   try {
     // 1. group commit vs the disk, alternating runs so both see the same (noisy, shared) disk
     const groupCommit = [];
