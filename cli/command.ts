@@ -31,6 +31,12 @@ export interface Command<D extends OptionDefs = OptionDefs> {
   /** free text after the options: examples, notes */
   details?: string;
   options: D;
+  /**
+   * The flag of this command that moves a port it binds, given the service the error names (a
+   * LineServer's name, "metrics", "kingcobra ZeroMQ"); printed after "… is in use by another
+   * process" (runtime/port-in-use.ts).
+   */
+  portFix?(service: string): string;
   run(ctx: RunContext<D>): Promise<number>;
 }
 

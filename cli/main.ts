@@ -5,6 +5,9 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { BusError } from '../bus/index.ts';
 import { UsageError } from '../runtime/config.ts';
 import { getLogLevel } from '../runtime/log.ts';
+import { findPortInUse } from '../runtime/port-in-use.ts';
+import { RedisUnreachableError } from '../runtime/redis-probe.ts';
+import { stopProcess } from '../runtime/shutdown.ts';
 import { AvroDecodeError } from '../schemas/index.ts';
 import { type Command, type CommandIO, commandHelp, runCommand } from './command.ts';
 
@@ -45,7 +48,29 @@ VIRGO_REDIS_URL switch to Kafka and Redis. Options resolve flags > env > config 
 `;
 }
 
+/**
+ * The reader of our output went away (`virgo conf list | head`, a closed terminal): end quietly,
+ * as a SIGPIPE'd filter would, with the cleanups a signal runs (offsets committed, logs
+ * fsynced), instead of dying of an unhandled EPIPE with a stack. Exit code 0: the reader has what
+ * it wanted. Returns whether it happened.
+ */
+function watchOutput(io: CommandIO): () => boolean {
+  let closed = false;
+  const onError = (err: NodeJS.ErrnoException) => {
+    closed = true;
+    // in a test's in-memory streams there is no process to stop
+    if (io.stdout === process.stdout) stopProcess(`stdout: ${err.code ?? err.message}`);
+  };
+  io.stdout.on('error', onError);
+  // nothing can be reported once stderr's reader is gone either: never die of it
+  if (io.stderr === process.stderr) process.stderr.on('error', () => {});
+  return () => closed;
+}
+
+const isEpipe = (err: unknown) => (err as NodeJS.ErrnoException | undefined)?.code === 'EPIPE';
+
 export async function main(argv: string[], io: CommandIO = process): Promise<number> {
+  const outputClosed = watchOutput(io);
   const [name, ...rest] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     if (name === 'help' && rest[0]) {
@@ -70,11 +95,21 @@ export async function main(argv: string[], io: CommandIO = process): Promise<num
   try {
     return await runCommand(cmd, rest, io);
   } catch (err) {
+    // a write that failed because the reader left (once(stdout, 'drain') rejects with it)
+    if (outputClosed() || isEpipe(err)) return 0;
     if (err instanceof UsageError) {
       io.stderr.write(`virgo ${name}: ${err.message}\n`);
       return 2;
     }
-    if (err instanceof BusError || err instanceof AvroDecodeError) {
+    const taken = findPortInUse(err);
+    if (taken) {
+      // `virgo up --split` tells its children which of its own flags moves their ports
+      const fix =
+        io.env.VIRGO_PORT_FIX || taken.fix || cmd.portFix?.(taken.service) || 'stop the process that holds it';
+      io.stderr.write(`virgo ${name}: ${taken.message}; ${fix}\n`);
+      return 1;
+    }
+    if (err instanceof BusError || err instanceof AvroDecodeError || err instanceof RedisUnreachableError) {
       io.stderr.write(`virgo ${name}: ${err.message}\n`);
       return 1;
     }

@@ -340,6 +340,11 @@ export class RedisExporter extends EventEmitter<{ written: [WrittenBatch] }> imp
   stats(): SinkStats {
     return { ...this.counts, pending: this.pendingCount, lastError: this.lastError };
   }
+
+  /** connected to Redis now (an outage: false until ioredis is back; writes wait meanwhile) */
+  get connected(): boolean {
+    return this.redis.status === 'ready';
+  }
 }
 
 function redactUrl(u: string): string {

@@ -12,6 +12,7 @@
 import type { Context, Reply, Router } from 'zeromq';
 import { createLogger } from '../runtime/log.ts';
 import { counter } from '../runtime/metrics.ts';
+import { isPortInUse, PortInUseError } from '../runtime/port-in-use.ts';
 import { secretDigest, secretMatches } from '../runtime/secret.ts';
 import type { KingCobra, Outcome } from './kingcobra.ts';
 import { countRequest } from './metrics.ts';
@@ -127,10 +128,9 @@ export async function startZmqFront(
   } catch (err) {
     router.close();
     zap?.close();
-    throw new Error(
-      `kingcobra: cannot bind ZeroMQ ${endpoint}: ${(err as Error).message}` +
-        ' (choose another with --zmq, or --zmq off)',
-    );
+    // a taken port: the command names its flag (runtime/port-in-use.ts)
+    if (isPortInUse(err)) throw new PortInUseError('kingcobra ZeroMQ', endpoint, { cause: err });
+    throw new Error(`kingcobra: cannot bind ZeroMQ ${endpoint}: ${(err as Error).message}`, { cause: err });
   }
   const bound = router.lastEndpoint ?? endpoint;
   const peers = new Map<string, { tail: Promise<void>; n: number }>();

@@ -11,6 +11,7 @@ import { isUtf8 } from 'node:buffer';
 import { createServer, type Server, type Socket } from 'node:net';
 import { createLogger, type Logger } from './log.ts';
 import { counter, gauge } from './metrics.ts';
+import { PortInUseError } from './port-in-use.ts';
 import { secretDigest, secretMatches } from './secret.ts';
 
 export type RejectReason =
@@ -157,21 +158,25 @@ export class LineServer {
     // allowHalfOpen: a client that half-closes after its last line (nc -N, printf | nc) still gets
     // the replies to its queued lines; the client's "end" handler ends our side once they are out.
     const server = createServer({ noDelay: true, allowHalfOpen: true }, (sock) => this.accept(sock));
-    server.on('error', (err) => this.log.error('server error', { err }));
     await new Promise<void>((resolve, reject) => {
       const onErr = (err: NodeJS.ErrnoException) => {
+        // which flag moves the port depends on the command: it adds that (runtime/port-in-use.ts)
         reject(
-          new Error(
-            `${this.opts.name}: cannot listen on ${this.host}:${this.opts.port}: ${err.code ?? err.message}` +
-              (err.code === 'EADDRINUSE'
-                ? ' (another process has the port; choose another with --listen)'
-                : ''),
-          ),
+          err.code === 'EADDRINUSE'
+            ? new PortInUseError(this.opts.name, `${this.host}:${this.opts.port}`, { cause: err })
+            : new Error(
+                `${this.opts.name}: cannot listen on ${this.host}:${this.opts.port}: ${err.code ?? err.message}`,
+                {
+                  cause: err,
+                },
+              ),
         );
       };
       server.once('error', onErr);
       server.listen(this.opts.port, this.host, () => {
         server.off('error', onErr);
+        // from here on (not for the listen itself: the caller reports that once)
+        server.on('error', (err) => this.log.error('server error', { err }));
         resolve();
       });
     });

@@ -2,6 +2,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { PortInUseError } from './port-in-use.ts';
 
 export const registry = new Registry();
 let defaultsOn = false;
@@ -88,7 +89,13 @@ export async function serveMetrics(opts: {
     }
   });
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (err: NodeJS.ErrnoException) =>
+      reject(
+        err.code === 'EADDRINUSE'
+          ? new PortInUseError('metrics', `${opts.host ?? '127.0.0.1'}:${opts.port}`, { cause: err })
+          : err,
+      ),
+    );
     server.listen(opts.port, opts.host ?? '127.0.0.1', () => resolve());
   });
   return {

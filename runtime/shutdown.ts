@@ -40,11 +40,29 @@ export function shutdown(timeoutMs = 10_000): Promise<void> {
   return stopping;
 }
 
+/** what exitOnSignals() is waiting for, resolved by a signal or by stopProcess() */
+let wake: ((sig: NodeJS.Signals) => void) | undefined;
+let stopRequested = false;
+
+/**
+ * Stops the process as SIGTERM would (the waiter of exitOnSignals() wakes, cleanups run, exit
+ * with `code`): for when there is no point going on, e.g. the reader of stdout went away
+ * (`virgo conf list | head`).
+ */
+export function stopProcess(reason: string, code = 0): void {
+  if (stopRequested) return;
+  stopRequested = true;
+  log.debug('stopping', { reason });
+  wake?.('SIGPIPE');
+  void shutdown().then(() => process.exit(code));
+}
+
 /** Installs SIGINT/SIGTERM handlers that shut down and then exit with `code`. */
 export function exitOnSignals(code = 0): Promise<NodeJS.Signals> {
   return new Promise((resolve) => {
     if (installed) return;
     installed = true;
+    wake = resolve;
     let count = 0;
     const handler = (sig: NodeJS.Signals) => {
       count++;

@@ -70,6 +70,7 @@ examples:
       description: 'serve the dashboard (/), /metrics and /health',
     },
   },
+  portFix: () => '--metrics HOST:PORT chooses another',
   async run({ opts, io }) {
     const { RingConsumer } = await import('../../kernel-analytics/consumer.ts');
     const { exportTable } = await import('../../kernel-analytics/export.ts');
@@ -83,6 +84,11 @@ examples:
       if (bad) throw new UsageError(`--${n}: ${bad.message}`);
     }
     const confHost = String(opts['conf-host'] ?? opts.host ?? hostname());
+    if (opts.redis) {
+      // a Redis that does not answer fails start-up now, with the fix (runtime/redis-probe.ts)
+      const { probeRedis } = await import('../../runtime/redis-probe.ts');
+      await probeRedis(opts.redis as string);
+    }
     const consumer = new RingConsumer({
       host: feeder.host,
       port: feeder.port,

@@ -42,6 +42,10 @@ examples:
   virgo drivers up --redis redis://127.0.0.1:6379 --nodes /etc/virgo_cloud.conf --devices none
   echo 'virgo_clone(fib,30)' | nc -N 127.0.0.1 10000`,
   options: DRIVERS_UP_OPTIONS,
+  portFix: (service) =>
+    service === 'metrics'
+      ? '--metrics HOST:PORT chooses another'
+      : `--ports ${service || 'NAME'}=PORT moves it (0: any free port), or --only NAME,… starts fewer drivers`,
   async run({ opts, args, io }) {
     if (args[0] !== 'up')
       throw new UsageError('usage: virgo drivers up [options] (see virgo drivers --help)');

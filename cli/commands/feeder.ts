@@ -76,6 +76,8 @@ examples:
       description: 'serve the dashboard (/), /metrics and /health',
     },
   },
+  portFix: (service) =>
+    service === 'metrics' ? '--metrics HOST:PORT chooses another' : '--listen HOST:PORT chooses another',
   async run({ opts, io }) {
     const log = createLogger('feeder');
     const { startFeeder } = await import('../../kernel-analytics/feeder.ts');

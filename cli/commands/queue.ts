@@ -142,6 +142,12 @@ examples:
   virgo queue tail --follow
   virgo queue export --legacy --pad > REQUEST_REPLY.queue`,
   options: OPTIONS,
+  portFix: (service) =>
+    service === 'metrics'
+      ? '--metrics HOST:PORT chooses another'
+      : /zeromq/i.test(service)
+        ? '--zmq ENDPOINT chooses another (off: no ZeroMQ)'
+        : '--listen HOST:PORT chooses another (off: no text port)',
   async run(ctx) {
     try {
       return await runQueue(ctx);

@@ -63,6 +63,11 @@ export async function startActuatorsStage(
   c: ActuatorsConfig,
   peers: ActuatorsPeers,
 ): Promise<Built<ActuatorsHandle>> {
+  // a Redis that does not answer fails start-up now, with the fix (runtime/redis-probe.ts)
+  if (c.redis && !peers.variables) {
+    const { probeRedis } = await import('../../runtime/redis-probe.ts');
+    await probeRedis(c.redis.url);
+  }
   const drivers = await import('../../actuators/drivers/index.ts');
   const devices = await import('../../actuators/devices/index.ts');
   const { startActuators, tableFromFeeder } = await import('../../actuators/stage.ts');

@@ -65,6 +65,7 @@ export const consumerStage: PipelineStage<ConsumerHandle> = {
       autoStart: false,
     });
     const closers: (() => Promise<void>)[] = [() => fed.close()];
+    let redisSink: import('../../kernel-analytics/index.ts').RedisExporter | undefined;
     try {
       // A conf file is what one machine's kernel module read, so one file per host (never two
       // hosts merged), from the ring-buffer consumer's table (its every-host view is
@@ -75,12 +76,11 @@ export const consumerStage: PipelineStage<ConsumerHandle> = {
       const conf = exportTable(fed.table, sinks);
       closers.push(() => conf.close());
       if (ctx.o.redisUrl) {
-        const redis = exportTable(feeder.table, [
-          await RedisExporter.create({
-            url: ctx.o.redisUrl,
-            ...(ctx.o.redisPrefix ? { prefix: ctx.o.redisPrefix } : {}),
-          }),
-        ]);
+        redisSink = await RedisExporter.create({
+          url: ctx.o.redisUrl,
+          ...(ctx.o.redisPrefix ? { prefix: ctx.o.redisPrefix } : {}),
+        });
+        const redis = exportTable(feeder.table, [redisSink]);
         closers.push(() => redis.close());
       }
     } catch (err) {
@@ -89,7 +89,17 @@ export const consumerStage: PipelineStage<ConsumerHandle> = {
     }
     return {
       handle: { table: fed.table, consumers: fed.consumers },
-      health: () => ({ table: fed.table.size }),
+      // Redis answered at start-up (cli/topology/index.ts); an outage since is not ok: the
+      // export waits (and writes everything again once Redis is back)
+      health: () => {
+        if (!redisSink) return { table: fed.table.size };
+        const s = redisSink.stats();
+        return {
+          ok: redisSink.connected,
+          table: fed.table.size,
+          redis: { connected: redisSink.connected, pending: s.pending, lastError: s.lastError ?? null },
+        };
+      },
       connect: () => fed.start(),
       // newest first: the exports, then the consumers
       close: async () => {

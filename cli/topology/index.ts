@@ -13,6 +13,8 @@ import type { LearnStage } from '../../learners/index.ts';
 import type { QueueService } from '../../queue-bridge/index.ts';
 import { type ChildStage, runChildren } from '../../runtime/children.ts';
 import { CONNECTION_OPTIONS, type OptionDefs } from '../../runtime/config.ts';
+import { findPortInUse } from '../../runtime/port-in-use.ts';
+import { probeRedis } from '../../runtime/redis-probe.ts';
 import type { MetricsServer } from '../../runtime/metrics.ts';
 import {
   HANDSHAKE_TIMEOUT_OPTION,
@@ -54,6 +56,12 @@ export const PIPELINE: readonly PipelineStage[] = [
   actuateStage,
   metricsStage,
 ];
+
+/** What moves a port `virgo up` binds, unless the stage says otherwise (PipelineStage.portFix). */
+export const ANY_PORTS_FIX =
+  'virgo up --any-ports takes free ports (printed when ready); --listen-host HOST binds another address';
+
+const portFixOf = (s: PipelineStage) => s.portFix ?? ANY_PORTS_FIX;
 
 /** `virgo up` flags every stage may read. */
 export const SHARED_OPTIONS = {
@@ -155,6 +163,8 @@ export async function startInProcess(
   stages: readonly PipelineStage[] = PIPELINE,
 ): Promise<RunningTopology> {
   const { createBus, topicSpecs } = await import('../../bus/index.ts');
+  // fail fast, naming the fix, rather than run with an export that never happens
+  if (o.redisUrl) await probeRedis(o.redisUrl);
   const distributed = (o.brokers?.length ?? 0) > 0;
   const mode = distributed ? 'distributed' : 'embedded';
   const bus = createBus({
@@ -194,7 +204,18 @@ export async function startInProcess(
     inProcessOrder(o, stages),
     async (stage, soFar) => {
       started = soFar;
-      const b = await stage.start!(ctx());
+      let b: Built<unknown>;
+      try {
+        b = await stage.start!(ctx());
+      } catch (err) {
+        // a taken port: the flag that moves it is one of `virgo up`'s (cli/main.ts prints it)
+        const taken = findPortInUse(err);
+        if (taken) {
+          taken.fix = portFixOf(stage);
+          throw taken;
+        }
+        throw err;
+      }
       if (b.endpoints) {
         endpointsBy.set(stage.name, b.endpoints);
         // the same object /health shows: it fills in as stages bind
@@ -278,6 +299,8 @@ export function splitChildren(o: PipelineOptions, stages = PIPELINE): ChildStage
         env: {
           ...process.env,
           ...(o.namespace ? { VIRGO_NAMESPACE: o.namespace } : {}),
+          // its "port in use" message names the flags of `virgo up`, the command that was run
+          ...(s.listens ? { VIRGO_PORT_FIX: portFixOf(s) } : {}),
           ...(c.env ?? {}),
         },
         ...(c.stdin ? { stdin: true } : {}),
@@ -288,10 +311,11 @@ export function splitChildren(o: PipelineOptions, stages = PIPELINE): ChildStage
 }
 
 /** `virgo up --split`: runs until every child exits; the first failure's exit code. */
-export function runSplit(
+export async function runSplit(
   o: PipelineOptions,
   io: { stdout: NodeJS.WritableStream; stderr: NodeJS.WritableStream },
 ): Promise<number> {
+  if (o.redisUrl) await probeRedis(o.redisUrl);
   makeStateDirs(o);
   return runChildren(splitChildren(o), {
     stdout: io.stdout,

@@ -16,9 +16,12 @@ export const queueStage: PipelineStage<QueueService> = {
       description: 'ZeroMQ ROUTER endpoint of the VIRGO queue',
     },
   },
+  portFix:
+    'virgo up --any-ports takes free ports (printed when ready); --listen-host HOST binds another address; --zmq ENDPOINT moves ZeroMQ (none: no ZeroMQ)',
   configure(flags, o) {
     const any = flags['any-ports'] === true;
-    if (flags.zmq === 'none') o.zmq = false;
+    // none (or off, as virgo queue serve spells it): no ZeroMQ
+    if (flags.zmq === 'none' || flags.zmq === 'off') o.zmq = false;
     else o.zmq = any ? 'tcp://127.0.0.1:*' : String(flags.zmq);
     if (any) o.queuePort = 0;
   },

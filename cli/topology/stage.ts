@@ -99,6 +99,11 @@ export interface PipelineStage<H = unknown> extends StageNode {
   readonly uses?: readonly string[];
   /** the `virgo up` flags it adds (parsed, shown in --help) */
   readonly options?: OptionDefs;
+  /**
+   * The `virgo up` flags that move the ports it binds, printed after "… is in use by another
+   * process" in either mode (default: --any-ports, --listen-host).
+   */
+  readonly portFix?: string;
   /** whether it runs with these options (default: it does) */
   enabled?(o: PipelineOptions): boolean;
   /** its `virgo up` flags, parsed, into the pipeline options */
