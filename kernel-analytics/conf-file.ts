@@ -11,6 +11,7 @@ import { randomUUID } from 'node:crypto';
 import { constants, mkdirSync } from 'node:fs';
 import { open, readFile, rename, stat, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { FileLockError, withFileLock } from '../runtime/file-lock.ts';
 import { createLogger } from '../runtime/log.ts';
 import { confValueProblem, hostProblem, keyProblem, valueProblem } from '../schemas/variable.ts';
 import type { ExportSink, SinkStats } from './export.ts';
@@ -227,8 +228,21 @@ export class ConfFile {
     });
   }
 
+  /**
+   * One change at a time: in order within this process, and under `<file>.lock` against every
+   * other process writing the file this way (runtime/file-lock.ts), so concurrent `virgo conf
+   * set`s and a running consumer's exports never lose each other's updates.
+   */
   private serial<T>(fn: () => Promise<T>): Promise<T> {
-    const next = this.chain.then(fn, fn);
+    const locked = async () => {
+      try {
+        return await withFileLock(this.path, fn);
+      } catch (err) {
+        if (err instanceof FileLockError) throw new ConfFileError(err.message, { cause: err });
+        throw err;
+      }
+    };
+    const next = this.chain.then(locked, locked);
     this.chain = next.catch(() => {});
     return next;
   }

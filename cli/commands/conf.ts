@@ -58,7 +58,8 @@ examples:
         case 'set': {
           if (rest.length === 0)
             throw new UsageError('set takes KEY=VALUE pairs, e.g. virgo conf set match=True');
-          const pairs: Record<string, string> = {};
+          // no prototype: a key named __proto__ is a key like any other (a valid one, even)
+          const pairs: Record<string, string> = Object.create(null);
           for (const a of rest) {
             const eq = a.indexOf('=');
             if (eq < 0) throw new UsageError(`"${a}" is not KEY=VALUE`);
@@ -66,6 +67,15 @@ examples:
           }
           const problems = await file.set(pairs);
           report(problems);
+          // exit 0 means the file holds what was asked for: read it back
+          const now = (await file.read()).values;
+          const missing = Object.keys(pairs).filter((k) => now.get(k) !== pairs[k]);
+          if (missing.length > 0) {
+            io.stderr.write(
+              `virgo conf: ${missing.join(', ')} not in ${file.path} after writing (changed by another writer meanwhile?)\n`,
+            );
+            return 1;
+          }
           return 0;
         }
         case 'unset': {
