@@ -76,7 +76,7 @@ examples:
       description: 'output topic (default virgo.kernel-analytics)',
     },
   },
-  portFix: () => '--metrics HOST:PORT chooses another',
+  portFix: () => '--metrics-port PORT chooses another',
   async run({ opts, io }) {
     const { startLearnStage, learnerNames, UnknownLearnerError } = await import('../../learners/index.ts');
     let names: string[];

@@ -83,4 +83,56 @@ describe('redis faults (private redis-server restarted under virgo consume)', ()
     });
     expect(missing).toEqual([]);
   }, 60_000);
+
+  it('virgo up --redis: /health says not ok while Redis is away, ok again once it is back (issue #15.11)', async () => {
+    const redis = await startPrivateRedis();
+    cleanup.push(() => redis.stop());
+    const { mkdtempSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const state = mkdtempSync(join(tmpdir(), 'virgo-rel-health-'));
+    cleanup.push(() => rmSync(state, { recursive: true, force: true }));
+    const up = Child.virgo(
+      [
+        'up',
+        '--redis',
+        redis.url,
+        '--any-ports',
+        '--input',
+        'none',
+        '--status',
+        'lines',
+        '--state-dir',
+        state,
+      ],
+      { VIRGO_LOG_LEVEL: 'error' },
+    );
+    cleanup.push(() => up.kill9());
+    const metrics = (await up.waitLine(/metrics=(http:\/\/\S+)\/metrics/))[1]!;
+    const health = async () => {
+      const r = await fetch(`${metrics}/health`);
+      const h = (await r.json()) as { ok: boolean; redis?: { connected: boolean } };
+      return { status: r.status, ok: h.ok, connected: h.redis?.connected };
+    };
+    const before = await health();
+    await redis.stop();
+    await waitFor(async () => (await health()).status === 503, '/health 503 with Redis stopped', 20_000, 100);
+    const during = await health();
+    await redis.start();
+    const upAt = Date.now();
+    await waitFor(async () => (await health()).status === 200, '/health 200 with Redis back', 20_000, 100);
+    const recoveryMs = Date.now() - upAt;
+    await up.stop();
+    report.fault({
+      fault: 'redis-server stopped and started under virgo up --redis (/health)',
+      injected: 1,
+      survived: before.ok && !during.ok && during.connected === false,
+      recordsLost: 0,
+      duplicatesSeen: 0,
+      recoveryMs,
+      note: 'start-up fails when Redis does not answer; after start an outage is reported by /health and ridden out',
+    });
+    expect(before).toMatchObject({ status: 200, ok: true, connected: true });
+    expect(during).toMatchObject({ status: 503, ok: false, connected: false });
+  }, 90_000);
 });
