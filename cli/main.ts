@@ -105,7 +105,10 @@ export async function main(argv: string[], io: CommandIO = process): Promise<num
     if (taken) {
       // `virgo up --split` tells its children which of its own flags moves their ports
       const fix =
-        io.env.VIRGO_PORT_FIX || taken.fix || cmd.portFix?.(taken.service) || 'stop the process that holds it';
+        io.env.VIRGO_PORT_FIX ||
+        taken.fix ||
+        cmd.portFix?.(taken.service) ||
+        'stop the process that holds it';
       io.stderr.write(`virgo ${name}: ${taken.message}; ${fix}\n`);
       return 1;
     }

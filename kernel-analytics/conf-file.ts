@@ -238,7 +238,11 @@ export class ConfFile {
       try {
         return await withFileLock(this.path, fn);
       } catch (err) {
-        if (err instanceof FileLockError) throw new ConfFileError(err.message, { cause: err });
+        if (err instanceof FileLockError) {
+          // the lock could not be made (no directory, no permission): as for the file itself
+          const cause = err.cause as NodeJS.ErrnoException | undefined;
+          throw cause?.code ? this.fsError('write', cause) : new ConfFileError(err.message, { cause: err });
+        }
         throw err;
       }
     };

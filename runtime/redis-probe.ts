@@ -28,7 +28,9 @@ export async function probeRedis(url: string, timeoutMs = 5_000): Promise<void> 
       retryStrategy: () => null,
     });
   } catch (err) {
-    throw new RedisUnreachableError(`--redis ${redactRedisUrl(url)} is not a Redis URL (${(err as Error).message})`);
+    throw new RedisUnreachableError(
+      `--redis ${redactRedisUrl(url)} is not a Redis URL (${(err as Error).message})`,
+    );
   }
   // ioredis rejects connect() with "Connection is closed"; the cause comes as an 'error' event
   let cause: NodeJS.ErrnoException | undefined;

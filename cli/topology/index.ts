@@ -13,9 +13,9 @@ import type { LearnStage } from '../../learners/index.ts';
 import type { QueueService } from '../../queue-bridge/index.ts';
 import { type ChildStage, runChildren } from '../../runtime/children.ts';
 import { CONNECTION_OPTIONS, type OptionDefs } from '../../runtime/config.ts';
+import type { MetricsServer } from '../../runtime/metrics.ts';
 import { findPortInUse } from '../../runtime/port-in-use.ts';
 import { probeRedis } from '../../runtime/redis-probe.ts';
-import type { MetricsServer } from '../../runtime/metrics.ts';
 import {
   HANDSHAKE_TIMEOUT_OPTION,
   handshakeTimeoutMs,

@@ -26,7 +26,8 @@ export const metricsStage: PipelineStage<MetricsServer> = {
       description: 'the web dashboard (/), /metrics and /health',
     },
   },
-  portFix: 'virgo up --metrics HOST:PORT moves /metrics and /health (none: off), or --any-ports takes free ports',
+  portFix:
+    'virgo up --metrics HOST:PORT moves /metrics and /health (none: off), or --any-ports takes free ports',
   enabled: (o) => !!o.metrics,
   configure(flags, o) {
     o.metrics = flags.metrics === 'none' ? false : parseHostPort(String(flags.metrics));
