@@ -45,7 +45,7 @@ export function stageFigures(h: StageHandles): Figures {
       replied: q.kingcobra.replied,
       'in flight': q.kingcobra.inflight,
       busy: q.kingcobra.busy,
-      'log records': q.log.nextOffset,
+      'log records': q.log.records,
       'tcp clients': q.tcpClients,
     };
   }

@@ -263,7 +263,7 @@ export class StatusView {
         {
           label: 'queue',
           total: q.kingcobra.accepted,
-          detail: `requests · ${q.kingcobra.replied} replied · ${q.kingcobra.inflight} in flight · log ${q.log.nextOffset} records`,
+          detail: `requests · ${q.kingcobra.replied} replied · ${q.kingcobra.inflight} in flight · log ${q.log.records} records`,
         },
         {
           label: 'devices',
