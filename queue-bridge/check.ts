@@ -5,6 +5,7 @@
 // quarantined files holding records the log does not have are problems, each naming its fix.
 import { open, readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
+import { processAlive } from '../runtime/pids.ts';
 import { codecFor } from '../schemas/index.ts';
 import { type Loss, MANIFEST_NAME, type Manifest, readManifest } from './manifest.ts';
 import { listQuarantined, listSegments, segmentName } from './segment-files.ts';
@@ -54,13 +55,7 @@ function idOf(payload: Buffer): string | undefined {
 
 async function writerPid(dir: string): Promise<number | null> {
   const pid = Number((await readFile(join(dir, 'LOCK'), 'utf8').catch(() => '')).trim());
-  if (!Number.isInteger(pid) || pid <= 0) return null;
-  try {
-    process.kill(pid, 0);
-    return pid;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM' ? pid : null;
-  }
+  return Number.isInteger(pid) && pid > 0 && processAlive(pid) ? pid : null;
 }
 
 /** A quarantined file read as whatever it holds: a format 2 header and frames, or format 1 frames. */

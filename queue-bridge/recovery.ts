@@ -89,6 +89,34 @@ async function truncateDurably(path: string, size: number): Promise<void> {
   }
 }
 
+/** A format 2 segment that holds its header and no record yet. */
+function emptySegment(base: number, path: string, salt: number): LiveSegment {
+  return {
+    base,
+    path,
+    format: 2,
+    salt,
+    dataStart: SEGMENT_HEADER_BYTES,
+    next: base,
+    count: 0,
+    size: SEGMENT_HEADER_BYTES,
+    synced: SEGMENT_HEADER_BYTES,
+  };
+}
+
+/** What a recovery found, before it has looked. */
+export function emptyReport(): RecoveryReport {
+  return {
+    segments: 0,
+    records: 0,
+    truncatedBytes: 0,
+    quarantined: [],
+    salvagedRecords: 0,
+    lost: [],
+    missingSegments: [],
+  };
+}
+
 /** Creates segment `base` (format 2, header durable); the caller fsyncs the directory. */
 export async function createSegment(dir: string, base: number): Promise<LiveSegment> {
   const path = join(dir, segmentName(base));
@@ -105,17 +133,7 @@ export async function createSegment(dir: string, base: number): Promise<LiveSegm
   } finally {
     await fh?.close().catch(() => {});
   }
-  return {
-    base,
-    path,
-    format: 2,
-    salt,
-    dataStart: SEGMENT_HEADER_BYTES,
-    next: base,
-    count: 0,
-    size: SEGMENT_HEADER_BYTES,
-    synced: SEGMENT_HEADER_BYTES,
-  };
+  return emptySegment(base, path, salt);
 }
 
 /** Writes a fresh header over a segment that has none (or a torn one) and no records. */
@@ -129,17 +147,7 @@ async function initialiseInPlace(path: string, base: number): Promise<LiveSegmen
   } finally {
     await fh.close();
   }
-  return {
-    base,
-    path,
-    format: 2,
-    salt,
-    dataStart: SEGMENT_HEADER_BYTES,
-    next: base,
-    count: 0,
-    size: SEGMENT_HEADER_BYTES,
-    synced: SEGMENT_HEADER_BYTES,
-  };
+  return emptySegment(base, path, salt);
 }
 
 /** Replaces a segment by its valid frames under a sound header (temp file, fdatasync, rename). */
@@ -172,15 +180,7 @@ export async function recoverLog(dir: string, o: RecoverOptions): Promise<Recove
     ? { ...old, segments: [...old.segments], losses: [...old.losses] }
     : emptyManifest();
   const at = new Date().toISOString();
-  const report: RecoveryReport = {
-    segments: 0,
-    records: 0,
-    truncatedBytes: 0,
-    quarantined: [],
-    salvagedRecords: 0,
-    lost: [],
-    missingSegments: [],
-  };
+  const report = emptyReport();
   const lose = (from: number, to: number, reason: string, kept?: string) => {
     if (to <= from) return;
     const l: Loss = { from, to, reason, at, ...(kept ? { kept } : {}) };

@@ -18,15 +18,19 @@ export interface SegmentFile {
   path: string;
 }
 
-/** The segment files of `dir`, by base offset; other files (locks, checkpoints, .corrupt) ignored. */
-export async function listSegments(dir: string): Promise<SegmentFile[]> {
-  let names: string[];
+/** The names in `dir`; none when it does not exist (yet). */
+async function namesIn(dir: string): Promise<string[]> {
   try {
-    names = await readdir(dir);
+    return await readdir(dir);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
     throw err;
   }
+}
+
+/** The segment files of `dir`, by base offset; other files (locks, checkpoints, .corrupt) ignored. */
+export async function listSegments(dir: string): Promise<SegmentFile[]> {
+  const names = await namesIn(dir);
   const out: SegmentFile[] = [];
   for (const n of names) {
     const m = NAME.exec(n);
@@ -102,14 +106,7 @@ function stamp(d = new Date()): string {
 
 /** The `.corrupt` files of `dir`, by name. */
 export async function listQuarantined(dir: string): Promise<string[]> {
-  let names: string[];
-  try {
-    names = await readdir(dir);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw err;
-  }
-  return names
+  return (await namesIn(dir))
     .filter((n) => n.endsWith(QUARANTINE_SUFFIX))
     .sort()
     .map((n) => join(dir, n));

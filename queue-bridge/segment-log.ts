@@ -32,7 +32,7 @@ import {
 } from './frame.ts';
 import { type Manifest, writeManifest } from './manifest.ts';
 import { logAppends, logBatches, logErrors, logSyncSeconds } from './metrics.ts';
-import { createSegment, type LiveSegment, type RecoveryReport, recoverLog } from './recovery.ts';
+import { createSegment, emptyReport, type LiveSegment, type RecoveryReport, recoverLog } from './recovery.ts';
 import { acquireLock, listSegments, segmentName, syncDir } from './segment-files.ts';
 import { parseSegmentHeader, SEGMENT_HEADER_BYTES } from './segment-header.ts';
 import { resyncRule, scanHandle } from './segment-scan.ts';
@@ -228,15 +228,7 @@ export class SegmentLog {
   async open(): Promise<RecoveryReport> {
     if (this.state !== 'new') throw new LogError('closed', `segment log ${this.dir} was already opened`);
     this.state = 'opening';
-    let report: RecoveryReport = {
-      segments: 0,
-      records: 0,
-      truncatedBytes: 0,
-      quarantined: [],
-      salvagedRecords: 0,
-      lost: [],
-      missingSegments: [],
-    };
+    let report = emptyReport();
     if (this.readOnly) {
       await this.countReadOnly();
     } else {

@@ -12,6 +12,7 @@
 
 import { link, open, readFile, rename, unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
+import { processAlive } from './pids.ts';
 
 export class FileLockError extends Error {
   override readonly name = 'FileLockError';
@@ -25,15 +26,6 @@ export interface FileLockOptions {
 }
 
 const HOST = hostname();
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 interface Holder {
   pid: number;
@@ -50,7 +42,7 @@ function parse(text: string): Holder | undefined {
 function isStale(h: Holder | undefined, staleMs: number): boolean {
   // the lock appears whole (link of a written file), so one we cannot read is damaged
   if (!h) return true;
-  if (h.host === HOST) return h.pid !== process.pid && !alive(h.pid);
+  if (h.host === HOST) return h.pid !== process.pid && !processAlive(h.pid);
   return Date.now() - h.at > staleMs;
 }
 
