@@ -4,15 +4,19 @@ import {
   CompressionTypes,
   type Consumer,
   type ConsumerRunConfig,
+  type EachBatchPayload,
   type IHeaders,
   Kafka,
   type KafkaConfig,
+  type KafkaMessage,
   logLevel,
   Partitioners,
   type Producer,
 } from 'kafkajs';
 import { createLogger, type Logger } from '../runtime/log.ts';
 import { counter } from '../runtime/metrics.ts';
+import { installFastPath, PACKED_FETCH, type PackedFetch } from './kafka-fastpath.ts';
+import { packedRounds, planPartitions, type TopicPartitions } from './kafka-produce.ts';
 import {
   type Bus,
   BusError,
@@ -67,8 +71,9 @@ function kafkaLogger(base: Logger) {
     };
 }
 
-/** Bytes of messages per produce call: well under Kafka's default message.max.bytes (1 MiB). */
-const MAX_REQUEST_BYTES = 512 * 1024;
+/** Bytes of a record batch (one partition's part of a produce request), before compression: well
+ * under Kafka's default message.max.bytes (1 MiB), which refuses a bigger batch whole. */
+const MAX_BATCH_BYTES = 512 * 1024;
 
 function sizeOf(v: string | Buffer | null | undefined): number {
   if (v === null || v === undefined) return 0;
@@ -98,7 +103,7 @@ function headersOf(h: IHeaders | undefined): Headers {
   for (const [k, v] of Object.entries(h)) {
     if (v === undefined) continue;
     const one = Array.isArray(v) ? v[v.length - 1] : v;
-    out[k] = one === undefined ? '' : one.toString();
+    out[k] = one === undefined || one === null ? '' : one.toString();
   }
   return out;
 }
@@ -148,6 +153,10 @@ export class KafkaBus implements Bus {
   private producerReady: Promise<Producer> | undefined;
   private admin: Admin | undefined;
   private readonly subs = new Set<Subscription>();
+  /** the fast record codec is in kafkajs (bus/kafka-fastpath.ts) */
+  private readonly fast: boolean;
+  /** per topic, the partitions kafkajs's producer last saw (updated on every send) */
+  private readonly topicParts = new Map<string, TopicPartitions>();
 
   constructor(readonly opts: KafkaBusOptions) {
     if (opts.brokers.length === 0)
@@ -163,6 +172,39 @@ export class KafkaBus implements Bus {
       ...(opts.ssl ? { ssl: true } : {}),
       ...(opts.sasl ? { sasl: opts.sasl } : {}),
     });
+    this.fast = installFastPath();
+  }
+
+  /** Notes the partitions of `topic` as kafkajs's metadata has them (its partitioner is told). */
+  private notePartitions(topic: string, meta: { partitionId: number; leader: number }[]): void {
+    const prev = this.topicParts.get(topic);
+    if (prev && prev.count === meta.length && prev.available.length === meta.length) return;
+    const available = meta.filter((p) => p.leader >= 0).map((p) => p.partitionId);
+    if (prev && prev.count === meta.length) prev.available = available;
+    else
+      this.topicParts.set(topic, {
+        count: meta.length,
+        available,
+        keyCache: new Map(),
+        roundRobin: Math.floor(Math.random() * 0x7fffffff),
+      });
+  }
+
+  /** The partitions of `topic`: kafkajs's last view, else asked once; undefined if it does not exist. */
+  private async partitionsOf(topic: string): Promise<TopicPartitions | undefined> {
+    const known = this.topicParts.get(topic);
+    if (known) return known;
+    try {
+      const admin = await this.getAdmin();
+      const { topics } = await admin.fetchTopicMetadata({ topics: [topic] });
+      const meta = topics.find((t) => t.name === topic)?.partitions ?? [];
+      if (meta.length === 0) return undefined;
+      this.notePartitions(topic, meta);
+    } catch {
+      // unknown (to be auto-created by the producer) or unreachable: kafkajs's own path decides
+      return undefined;
+    }
+    return this.topicParts.get(topic);
   }
 
   private describeFailure(what: string, err: unknown): BusError {
@@ -180,7 +222,14 @@ export class KafkaBus implements Bus {
   private async getProducer(): Promise<Producer> {
     if (!this.producerReady) {
       const p = this.kafka.producer({
-        createPartitioner: Partitioners.DefaultPartitioner,
+        // kafkajs's own partitioner, which also tells us the partitions its metadata holds
+        createPartitioner: () => {
+          const partitioner = Partitioners.DefaultPartitioner();
+          return (args) => {
+            this.notePartitions(args.topic, args.partitionMetadata);
+            return partitioner(args);
+          };
+        },
         allowAutoTopicCreation: true,
       });
       this.producerReady = p.connect().then(
@@ -249,15 +298,61 @@ export class KafkaBus implements Bus {
   ): Promise<PublishResult> {
     if (messages.length === 0) return { topic, count: 0, partitions: [] };
     const producer = await this.getProducer();
+    const parts = this.fast ? await this.partitionsOf(topic) : undefined;
+    const partitions = new Map<number, string>();
+    const acks = opts.acks ?? -1;
+    const compression = opts.compression === 'gzip' ? CompressionTypes.GZIP : CompressionTypes.None;
+    if (!parts) return this.publishStock(producer, topic, messages, acks, compression);
+    const plan = planPartitions(topic, messages, parts);
+    try {
+      // One produce request per round (the next batch of every partition); the next round is
+      // encoded while this one is in flight, and sent once it is acknowledged, so a retried
+      // batch never lands behind a later one of its partition.
+      const rounds = packedRounds(
+        messages,
+        plan,
+        compression === CompressionTypes.GZIP ? 1 : 0,
+        MAX_BATCH_BYTES,
+      );
+      let round = await rounds.next();
+      while (!round.done) {
+        const sent = producer.send({ topic, acks, compression, messages: round.value });
+        sent.catch(() => {}); // awaited below; a failure must not surface as unhandled meanwhile
+        // encode the next round after kafkajs has written this one (its path to the socket is
+        // promise callbacks, which run before setImmediate's)
+        const following = new Promise((r) => setImmediate(r)).then(() => rounds.next());
+        for (const r of await sent)
+          if (!partitions.has(r.partition)) partitions.set(r.partition, r.baseOffset ?? '-1');
+        round = await following;
+      }
+    } catch (err) {
+      if (err instanceof BusError) throw err;
+      throw this.describeFailure(`publishing ${messages.length} messages to ${topic}`, err);
+    }
+    return {
+      topic,
+      count: messages.length,
+      partitions: [...partitions].map(([partition, baseOffset]) => ({ partition, baseOffset })),
+    };
+  }
+
+  /** kafkajs's own encoding: a topic not known yet (the producer may create it), or another kafkajs. */
+  private async publishStock(
+    producer: Producer,
+    topic: string,
+    messages: OutgoingMessage[],
+    acks: number,
+    compression: CompressionTypes,
+  ): Promise<PublishResult> {
     const partitions = new Map<number, string>();
     try {
       // kafkajs sends one call as one record batch per partition; a batch over the broker's
       // message.max.bytes (1 MiB by default) is refused whole. Split by size, in order.
-      for (const chunk of chunksBySize(messages, MAX_REQUEST_BYTES)) {
+      for (const chunk of chunksBySize(messages, MAX_BATCH_BYTES)) {
         const meta = await producer.send({
           topic,
-          acks: opts.acks ?? -1,
-          compression: opts.compression === 'gzip' ? CompressionTypes.GZIP : CompressionTypes.None,
+          acks,
+          compression,
           messages: chunk.map((m) => ({
             key: m.key ?? null,
             value: m.value,
@@ -367,11 +462,26 @@ export class KafkaBus implements Bus {
       autoCommit: false,
       eachBatchAutoResolve: false,
       partitionsConsumedConcurrently: 1,
-      eachBatch: async ({ batch, resolveOffset, heartbeat, isRunning, isStale }) => {
-        const all = batch.messages;
-        for (let i = 0; i < all.length; i += maxBatch) {
-          if (!running || !isRunning() || isStale()) return;
-          const chunk: BusMessage[] = all.slice(i, i + maxBatch).map((m) => ({
+      eachBatch: async (payload) => {
+        const handling = handleBatch(payload);
+        inBatch = handling;
+        try {
+          await handling;
+        } finally {
+          if (inBatch === handling) inBatch = undefined;
+        }
+      },
+    };
+    /** The batch being handled, which close() lets finish before its final commit. */
+    let inBatch: Promise<void> | undefined;
+    async function handleBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload) {
+      // With the fast codec (bus/kafka-fastpath.ts) a partition's records arrive as one packed
+      // message whose offset is the last one the fetch covered; otherwise as kafkajs's own.
+      const first = batch.messages[0] as (KafkaMessage & { [PACKED_FETCH]?: PackedFetch }) | undefined;
+      const packed = first?.[PACKED_FETCH];
+      const all: BusMessage[] = packed
+        ? packed.messages
+        : batch.messages.map((m) => ({
             topic: batch.topic,
             partition: batch.partition,
             offset: m.offset,
@@ -380,24 +490,36 @@ export class KafkaBus implements Bus {
             headers: headersOf(m.headers),
             timestamp: Number(m.timestamp),
           }));
-          await opts.onBatch(chunk, {
-            topic: batch.topic,
-            partition: batch.partition,
-            isRunning: () => running && isRunning() && !isStale(),
-            heartbeat,
-          });
-          const last = chunk[chunk.length - 1]!.offset;
-          resolveOffset(last);
-          processed.set(`${batch.topic}\0${batch.partition}`, {
-            topic: batch.topic,
-            partition: batch.partition,
-            offset: (BigInt(last) + 1n).toString(),
-          });
-          await commit();
-          await heartbeat();
-        }
-      },
-    };
+      const done = (last: string) => {
+        resolveOffset(last);
+        processed.set(`${batch.topic}\0${batch.partition}`, {
+          topic: batch.topic,
+          partition: batch.partition,
+          offset: (BigInt(last) + 1n).toString(),
+        });
+      };
+      for (let i = 0; i < all.length; i += maxBatch) {
+        if (!running || !isRunning() || isStale()) return;
+        const chunk = all.length <= maxBatch ? all : all.slice(i, i + maxBatch);
+        await opts.onBatch(chunk, {
+          topic: batch.topic,
+          partition: batch.partition,
+          isRunning: () => running && isRunning() && !isStale(),
+          heartbeat,
+        });
+        done(chunk[chunk.length - 1]!.offset);
+        await commit();
+        await heartbeat();
+      }
+      // Past control records (transaction markers) after the last message, or that were all
+      // the fetch held, as kafkajs's own resolveOffset does: the packed message's offset, or
+      // the batch's last offset, covers them.
+      const end = packed ? first!.offset : batch.lastOffset();
+      if (all.length === 0 || BigInt(all[all.length - 1]!.offset) < BigInt(end)) {
+        if (!running || !isRunning() || isStale()) return;
+        done(end);
+      }
+    }
     await consumer.run(runConfig);
 
     const sub: Subscription = {
@@ -408,8 +530,11 @@ export class KafkaBus implements Bus {
         running = false;
         clearTimeout(restartTimer);
         try {
-          await consumer.stop();
+          // The batch in hand finishes (it stops at its next chunk), then the commit, while the
+          // consumer is still a member of its group: once stopped, kafkajs can commit nothing.
+          await inBatch?.catch(() => {});
           await commit().catch((err) => log.warn('final commit failed', { err }));
+          await consumer.stop();
         } finally {
           await consumer.disconnect().catch(() => {});
           this.subs.delete(sub);

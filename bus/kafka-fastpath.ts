@@ -1,0 +1,337 @@
+// The Bus's own record batch codec (bus/kafka-records.ts) plugged into kafkajs's request table, so
+// kafkajs keeps what it does well (connections, SASL/SSL, metadata, retries, the consumer group
+// protocol, offsets) while the per-message work runs in one pass per batch:
+//
+// - Produce (v3-v7, one wire layout): a message carrying PACKED holds the already encoded records
+//   of one partition. kafkajs groups, partitions and sequences it as the one message it is (its
+//   grouping copies the partition's array per message: quadratic in a batch's size), and our
+//   encoder writes the batch header, the records and the CRC into the request. A request without
+//   PACKED messages is kafkajs's own.
+// - Fetch (v11): the response is read by readBatches/decodeRecords into BusMessages, and each
+//   partition's records reach kafkajs as ONE message carrying PACKED_FETCH (its offset is the last
+//   offset the partition's data covered, control records included, so kafkajs resolves and
+//   filters it like the batch it stands for). kafkajs would otherwise build an object and parse
+//   two BigInts per record, then filter every record by a third. A partition with aborted
+//   transactions, or data in the old message-set format, is left to kafkajs's own decoder, and
+//   bus/kafka.ts reads both forms.
+//
+// This reaches into kafkajs's modules (src/protocol/...), so it is installed only on the kafkajs
+// version it was written against; any other version runs kafkajs's own codec (slower, same
+// behaviour). VIRGO_KAFKAJS_CODEC=kafkajs forces that too. kafkajs is imported by bus/ only.
+import { createRequire } from 'node:module';
+import { createLogger } from '../runtime/log.ts';
+import {
+  ATTR_CODEC,
+  ATTR_CONTROL,
+  BATCH_HEADER_BYTES,
+  decodeRecords,
+  type EncodedRecords,
+  readBatches,
+  writeRecordBatch,
+} from './kafka-records.ts';
+import type { BusMessage } from './types.ts';
+
+const log = createLogger('bus.kafka');
+const require = createRequire(import.meta.url);
+
+/** The kafkajs release whose internals this module was written against (its last release). */
+export const KAFKAJS_VERSION = '2.2.4';
+
+/** On a pseudo-message handed to kafkajs's producer: one partition's encoded records. */
+export const PACKED = Symbol('virgo.packedRecords');
+/** On a pseudo-message kafkajs's consumer hands to eachBatch: the partition's BusMessages. */
+export const PACKED_FETCH = Symbol('virgo.packedFetch');
+
+export interface PackedRecords {
+  encoded: EncodedRecords;
+  /** the records as they go on the wire: `encoded.records`, or compressed with `codec` */
+  payload: Buffer;
+  codec: number;
+}
+
+export interface PackedFetch {
+  messages: BusMessage[];
+}
+
+// --- the parts of kafkajs used here (CommonJS, untyped) ---
+interface KjsEncoder {
+  buf: Buffer;
+  offset: number;
+}
+type EncoderCtor = new (size?: number) => KjsEncoder;
+interface KjsRequest {
+  request: { encode: () => Promise<KjsEncoder> };
+  response: { decode: (b: Buffer) => Promise<unknown>; parse: (d: unknown) => Promise<unknown> };
+}
+type Protocol = (opts: { version: number }) => ((args: Record<string, unknown>) => KjsRequest) | undefined;
+interface Definition {
+  versions: string[];
+  protocol: Protocol;
+}
+interface Codec {
+  decompress(b: Buffer): Promise<Buffer>;
+}
+
+interface ProduceArgs {
+  acks: number;
+  timeout: number;
+  compression?: number;
+  transactionalId?: string | null;
+  producerId?: unknown;
+  producerEpoch?: number;
+  topicData: {
+    topic: string;
+    partitions: { partition: number; firstSequence?: number; messages: Record<symbol, unknown>[] }[];
+  }[];
+}
+
+interface FetchArgs {
+  topics: { topic: string; partitions: { partition: number; fetchOffset: string }[] }[];
+}
+
+let installed: boolean | undefined;
+
+/** Installs the codec into kafkajs once; false when this kafkajs is not the one it fits. */
+export function installFastPath(): boolean {
+  if (installed !== undefined) return installed;
+  installed = false;
+  if (process.env.VIRGO_KAFKAJS_CODEC === 'kafkajs') {
+    log.info('VIRGO_KAFKAJS_CODEC=kafkajs: using kafkajs own record codec');
+    return false;
+  }
+  try {
+    const version = (require('kafkajs/package.json') as { version: string }).version;
+    if (version !== KAFKAJS_VERSION) {
+      log.warn('kafkajs is not the version the fast record codec fits; using kafkajs own codec', {
+        version,
+        fits: KAFKAJS_VERSION,
+      });
+      return false;
+    }
+    const { requests } = require('kafkajs/src/protocol/requests/index.js') as {
+      requests: Record<string, Definition>;
+    };
+    const Encoder = require('kafkajs/src/protocol/encoder.js') as EncoderCtor;
+    const Decoder = require('kafkajs/src/protocol/decoder.js') as new (b: Buffer) => unknown;
+    const decodeMessages = require('kafkajs/src/protocol/requests/fetch/v4/decodeMessages.js') as (
+      d: unknown,
+    ) => Promise<unknown[]>;
+    const { lookupCodecByAttributes } = require('kafkajs/src/protocol/message/compression/index.js') as {
+      lookupCodecByAttributes: (attributes: number) => Codec | null;
+    };
+    const produce = requests.Produce!;
+    const fetch = requests.Fetch!;
+    requests.Produce = {
+      versions: produce.versions,
+      protocol: ({ version }) => {
+        const stock = produce.protocol({ version });
+        if (!stock || version < 3 || version > 7) return stock;
+        return (args) => {
+          const r = stock(args);
+          const a = args as unknown as ProduceArgs;
+          if (isPacked(a)) r.request.encode = async () => encodeProduce(a, Encoder);
+          return r;
+        };
+      },
+    };
+    requests.Fetch = {
+      versions: fetch.versions,
+      protocol: ({ version }) => {
+        const stock = fetch.protocol({ version });
+        if (!stock || version !== 11) return stock;
+        return (args) => {
+          const r = stock(args);
+          const offsets = fetchOffsets(args as unknown as FetchArgs);
+          r.response = {
+            decode: (raw) =>
+              decodeFetchV11(raw, offsets, lookupCodecByAttributes, (b) => decodeMessages(new Decoder(b))),
+            parse: r.response.parse,
+          };
+          return r;
+        };
+      },
+    };
+    installed = true;
+  } catch (err) {
+    log.warn('could not install the fast record codec; using kafkajs own codec', { err });
+  }
+  return installed;
+}
+
+function isPacked(a: ProduceArgs): boolean {
+  for (const t of a.topicData)
+    for (const p of t.partitions) if (p.messages.length !== 1 || !p.messages[0]![PACKED]) return false;
+  return a.topicData.length > 0;
+}
+
+/** Produce request v3-v7: transactional_id acks timeout [topic [partition records]] */
+function encodeProduce(a: ProduceArgs, Encoder: EncoderCtor): KjsEncoder {
+  const txn = a.transactionalId ?? null;
+  const producerId = BigInt(String(a.producerId ?? -1));
+  if (producerId !== -1n || txn !== null)
+    // PACKED carries one message per partition: sequence numbers would count it as one record
+    throw new Error('packed records cannot go through an idempotent or transactional producer');
+  let size = 2 + (txn === null ? 0 : Buffer.byteLength(txn)) + 2 + 4 + 4;
+  for (const t of a.topicData) {
+    size += 2 + Buffer.byteLength(t.topic) + 4;
+    for (const p of t.partitions) {
+      const packed = p.messages[0]![PACKED] as PackedRecords;
+      if ((a.compression ?? 0) !== packed.codec)
+        throw new Error(`records packed with codec ${packed.codec}, request asks ${a.compression ?? 0}`);
+      size += 4 + 4 + BATCH_HEADER_BYTES + packed.payload.length;
+    }
+  }
+  const out = Buffer.allocUnsafe(size);
+  let o = 0;
+  if (txn === null) o = out.writeInt16BE(-1, o);
+  else {
+    o = out.writeInt16BE(Buffer.byteLength(txn), o);
+    o += out.write(txn, o, 'utf8');
+  }
+  o = out.writeInt16BE(a.acks, o);
+  o = out.writeInt32BE(a.timeout, o);
+  o = out.writeInt32BE(a.topicData.length, o);
+  for (const t of a.topicData) {
+    o = out.writeInt16BE(Buffer.byteLength(t.topic), o);
+    o += out.write(t.topic, o, 'utf8');
+    o = out.writeInt32BE(t.partitions.length, o);
+    for (const p of t.partitions) {
+      const { encoded, payload, codec } = p.messages[0]![PACKED] as PackedRecords;
+      o = out.writeInt32BE(p.partition, o);
+      o = out.writeInt32BE(BATCH_HEADER_BYTES + payload.length, o);
+      o = writeRecordBatch(out, o, encoded, payload, {
+        codec,
+        transactional: false,
+        producerId,
+        producerEpoch: a.producerEpoch ?? 0,
+        baseSequence: p.firstSequence ?? 0,
+      });
+    }
+  }
+  const enc = new Encoder(0);
+  enc.buf = out;
+  enc.offset = o;
+  return enc;
+}
+
+function fetchOffsets(a: FetchArgs): Map<string, number> {
+  const m = new Map<string, number>();
+  for (const t of a.topics)
+    for (const p of t.partitions) m.set(`${t.topic}\0${p.partition}`, Number(p.fetchOffset));
+  return m;
+}
+
+/**
+ * Fetch response v11: throttle_time_ms error_code session_id [topic [partition error_code
+ * high_watermark last_stable_offset log_start_offset [aborted_transactions]
+ * preferred_read_replica records]], into the structure kafkajs's own decoder returns.
+ */
+async function decodeFetchV11(
+  raw: Buffer,
+  offsets: Map<string, number>,
+  codecOf: (attributes: number) => Codec | null,
+  stockMessages: (sizeAndRecords: Buffer) => Promise<unknown[]>,
+): Promise<unknown> {
+  let o = 0;
+  const clientSideThrottleTime = raw.readInt32BE(o);
+  const errorCode = raw.readInt16BE(o + 4);
+  const sessionId = raw.readInt32BE(o + 6);
+  o += 10;
+  const topics = raw.readInt32BE(o);
+  o += 4;
+  const responses = [];
+  for (let t = 0; t < topics; t++) {
+    const tl = raw.readInt16BE(o);
+    const topicName = raw.toString('utf8', o + 2, o + 2 + tl);
+    o += 2 + tl;
+    const count = raw.readInt32BE(o);
+    o += 4;
+    const partitions = [];
+    for (let i = 0; i < count; i++) {
+      const partition = raw.readInt32BE(o);
+      const pErr = raw.readInt16BE(o + 4);
+      const highWatermark = raw.readBigInt64BE(o + 6).toString();
+      const lastStableOffset = raw.readBigInt64BE(o + 14).toString();
+      const lastStartOffset = raw.readBigInt64BE(o + 22).toString();
+      o += 30;
+      const nAborted = raw.readInt32BE(o);
+      o += 4;
+      const abortedTransactions = [];
+      for (let k = 0; k < nAborted; k++) {
+        abortedTransactions.push({
+          producerId: raw.readBigInt64BE(o).toString(),
+          firstOffset: raw.readBigInt64BE(o + 8).toString(),
+        });
+        o += 16;
+      }
+      const preferredReadReplica = raw.readInt32BE(o);
+      const size = raw.readInt32BE(o + 4);
+      const recStart = o + 8;
+      const recEnd = recStart + Math.max(0, size);
+      let messages: unknown[] = [];
+      if (size > 0) {
+        const minOffset = offsets.get(`${topicName}\0${partition}`) ?? 0;
+        const packed =
+          abortedTransactions.length === 0
+            ? await packPartition(raw, recStart, recEnd, topicName, partition, minOffset, codecOf)
+            : null;
+        messages = packed ?? (await stockMessages(raw.subarray(o + 4, recEnd)));
+      }
+      o = recEnd;
+      partitions.push({
+        partition,
+        errorCode: pErr,
+        highWatermark,
+        lastStableOffset,
+        lastStartOffset,
+        abortedTransactions,
+        preferredReadReplica,
+        messages,
+      });
+    }
+    responses.push({ topicName, partitions });
+  }
+  return { throttleTime: 0, clientSideThrottleTime, errorCode, sessionId, responses };
+}
+
+/** One partition's record batches as one kafkajs message holding its BusMessages, or null. */
+async function packPartition(
+  raw: Buffer,
+  start: number,
+  end: number,
+  topic: string,
+  partition: number,
+  minOffset: number,
+  codecOf: (attributes: number) => Codec | null,
+): Promise<unknown[] | null> {
+  const batches = readBatches(raw, start, end);
+  if (!batches) return null;
+  if (batches.length === 0) return [];
+  const messages: BusMessage[] = [];
+  for (const b of batches) {
+    if (b.attributes & ATTR_CONTROL || b.lastOffset < minOffset) continue;
+    if ((b.attributes & ATTR_CODEC) === 0) {
+      decodeRecords(raw, b.start, b.end, b, topic, partition, minOffset, messages);
+    } else {
+      const codec = codecOf(b.attributes);
+      if (!codec) return null;
+      const plain = await codec.decompress(raw.subarray(b.start, b.end));
+      decodeRecords(plain, 0, plain.length, b, topic, partition, minOffset, messages);
+    }
+  }
+  const last = batches[batches.length - 1]!;
+  return [
+    {
+      magicByte: 2,
+      attributes: 0,
+      timestamp: String(last.maxTimestamp),
+      offset: String(last.lastOffset),
+      key: null,
+      value: null,
+      headers: {},
+      isControlRecord: false,
+      batchContext: {},
+      [PACKED_FETCH]: { messages } satisfies PackedFetch,
+    },
+  ];
+}

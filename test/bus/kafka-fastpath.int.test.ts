@@ -1,0 +1,164 @@
+// The Bus's own record codec (bus/kafka-fastpath.ts) on the real broker, where it differs from
+// kafkajs's: compressed batches both ways, many batches per call and partition, the partition a
+// key lands on, and transactional data (control records to step over, aborted records to drop).
+import { afterEach, describe, expect, it } from 'vitest';
+import { type BusMessage, KafkaBus, type Subscription } from '../../bus/index.ts';
+import { BROKERS, run, unique, waitFor } from '../helpers/services.ts';
+
+const open: (KafkaBus | Subscription)[] = [];
+const track = <T extends KafkaBus | Subscription>(x: T): T => {
+  open.push(x);
+  return x;
+};
+afterEach(async () => {
+  for (const x of open.splice(0).reverse()) await x.close();
+});
+
+async function readAll(bus: KafkaBus, topic: string, count: number): Promise<BusMessage[]> {
+  const got: BusMessage[] = [];
+  track(
+    await bus.subscribe({
+      topics: [topic],
+      groupId: unique('g'),
+      fromBeginning: true,
+      onBatch: async (b) => void got.push(...b),
+    }),
+  );
+  await waitFor(() => got.length >= count, `${count} messages`, 60_000);
+  return got;
+}
+
+describe('Kafka bus record codec (real broker)', () => {
+  it('a gzip call of many batches per partition arrives whole, in order per key', async () => {
+    const bus = track(new KafkaBus({ brokers: BROKERS }));
+    const topic = unique('fast-gzip');
+    await bus.ensureTopics([{ topic, partitions: 3 }]);
+    const n = 30_000; // ~3.6 MB: several 512 KiB batches per partition, several rounds
+    const headers = { 'content-type': 'text/plain' };
+    const msgs = Array.from({ length: n }, (_, i) => ({
+      key: `host-${i % 7}`,
+      value: `${i} ${'kernel: eth0 link up '.repeat(5)}`,
+      headers,
+    }));
+    const res = await bus.publish(topic, msgs, { compression: 'gzip' });
+    expect(res.count).toBe(n);
+    const got = await readAll(bus, topic, n);
+    expect(got).toHaveLength(n);
+    const last = new Map<string, number>();
+    for (const m of got) {
+      const i = Number(m.value!.toString().split(' ')[0]);
+      expect(m.key!.toString()).toBe(`host-${i % 7}`);
+      expect(m.headers).toEqual(headers);
+      const k = m.key!.toString();
+      expect(i).toBeGreaterThan(last.get(k) ?? -1);
+      last.set(k, i);
+    }
+    // kcat (librdkafka) reads our gzip batches too
+    const r = await run('kcat', ['-C', '-b', BROKERS.join(','), '-t', topic, '-o', 'beginning', '-e', '-q', '-f', '%k\n']);
+    expect(r.stdout.trim().split('\n')).toHaveLength(n);
+  });
+
+  it('reads gzip batches kcat wrote', async () => {
+    const bus = track(new KafkaBus({ brokers: BROKERS }));
+    const topic = unique('fast-kcat-gzip');
+    await bus.ensureTopics([{ topic, partitions: 1 }]);
+    const lines = Array.from({ length: 5_000 }, (_, i) => `edge-${i % 3}:line ${i}`);
+    const r = await run(
+      'kcat',
+      ['-P', '-b', BROKERS.join(','), '-t', topic, '-K', ':', '-z', 'gzip', '-H', 'content-type=text/plain'],
+      `${lines.join('\n')}\n`,
+    );
+    expect(r.code).toBe(0);
+    const got = await readAll(bus, topic, lines.length);
+    expect(got.map((m) => `${m.key}:${m.value}`)).toEqual(lines);
+    expect(got.every((m) => m.headers['content-type'] === 'text/plain')).toBe(true);
+    expect(got.map((m) => m.offset)).toEqual(lines.map((_, i) => String(i)));
+  });
+
+  it("puts a key on the partition kafkajs's DefaultPartitioner (and the Java client) picks", async () => {
+    const bus = track(new KafkaBus({ brokers: BROKERS }));
+    const topic = unique('fast-keys');
+    await bus.ensureTopics([{ topic, partitions: 5 }]);
+    const keys = Array.from({ length: 40 }, (_, i) => `host-${i}.example`);
+    await bus.publish(
+      topic,
+      keys.map((key) => ({ key, value: 'ours' })),
+    );
+    // kafkajs's own producer, its own encoder (no packed records), the same keys
+    const { Partitioners } = await import('kafkajs');
+    const producer = bus.kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
+    await producer.connect();
+    await producer.send({ topic, messages: keys.map((key) => ({ key, value: 'kafkajs' })) });
+    await producer.disconnect();
+    const got = await readAll(bus, topic, 2 * keys.length);
+    const where = new Map<string, Set<number>>();
+    for (const m of got) {
+      const k = m.key!.toString();
+      where.set(k, (where.get(k) ?? new Set()).add(m.partition));
+    }
+    expect(where.size).toBe(keys.length);
+    for (const [, ps] of where) expect(ps.size).toBe(1);
+    expect(new Set(got.map((m) => m.partition)).size).toBeGreaterThan(2);
+  });
+
+  // A committed transaction ends in a control batch (the marker): read in our codec's path,
+  // the subscription must resolve and commit past it even when it is the partition's last record.
+  // Aborted records come with the fetch's aborted-transaction list: kafkajs's own decoder drops them.
+  it('steps over transaction markers (last record included) and drops aborted records', async () => {
+    const bus = track(new KafkaBus({ brokers: BROKERS }));
+    const producer = bus.kafka.producer({
+      transactionalId: unique('txn'),
+      idempotent: true,
+      maxInFlightRequests: 1,
+    });
+    await producer.connect();
+    const txn = async (topic: string, values: string[], commit: boolean) => {
+      const t = await producer.transaction();
+      await t.send({ topic, messages: values.map((value) => ({ value })) });
+      await (commit ? t.commit() : t.abort());
+    };
+    const committedOffset = async (group: string, topic: string) => {
+      const admin = bus.kafka.admin();
+      await admin.connect();
+      const [c] = await admin.fetchOffsets({ groupId: group, topics: [topic] });
+      await admin.disconnect();
+      return c!.partitions[0]!.offset;
+    };
+    const consume = async (topic: string, expected: string[]) => {
+      const group = unique('g');
+      const got: string[] = [];
+      const sub = await bus.subscribe({
+        topics: [topic],
+        groupId: group,
+        fromBeginning: true,
+        onBatch: async (b) => void got.push(...b.map((m) => m.value!.toString())),
+      });
+      await waitFor(() => got.length >= expected.length, expected.join(','), 60_000);
+      const high = (await bus.topicOffsets(topic))[0]!.high;
+      // the marker after the last record is stepped over too: the group commits the end
+      await waitFor(async () => {
+        await sub.commit();
+        const c = await committedOffset(group, topic);
+        if (c !== high) throw new Error(`committed ${c}, end ${high}`);
+        return true;
+      }, 'the committed offset at the end of the partition', 30_000);
+      await sub.close();
+      expect(got).toEqual(expected);
+    };
+
+    const committedOnly = unique('fast-txn-commit');
+    const withAborted = unique('fast-txn-abort');
+    await bus.ensureTopics([
+      { topic: committedOnly, partitions: 1 },
+      { topic: withAborted, partitions: 1 },
+    ]);
+    await txn(committedOnly, ['c1', 'c2'], true);
+    await txn(committedOnly, ['c3'], true);
+    await txn(withAborted, ['c1', 'c2'], true);
+    await txn(withAborted, ['a1', 'a2'], false);
+    await txn(withAborted, ['c3'], true);
+    await producer.disconnect();
+    await consume(committedOnly, ['c1', 'c2', 'c3']);
+    await consume(withAborted, ['c1', 'c2', 'c3']);
+  });
+});
