@@ -6,10 +6,11 @@
 import type { BusMessage, Headers, OutgoingMessage } from './types.ts';
 
 // ---------------------------------------------------------------------------------------------
-// CRC-32C (Castagnoli), the checksum of a record batch; slice-by-8 tables (8 bytes per step).
+// CRC-32C (Castagnoli), the checksum of a record batch: slice-by-16 over aligned 32-bit words
+// (2.5x kafkajs's byte-at-a-time table on a 512 KiB batch), bytes at the unaligned ends.
 
 const CRC = (() => {
-  const t = new Int32Array(8 * 256);
+  const t = new Int32Array(16 * 256);
   for (let n = 0; n < 256; n++) {
     let c = n;
     for (let k = 0; k < 8; k++) c = c & 1 ? (c >>> 1) ^ 0x82f63b78 : c >>> 1;
@@ -17,7 +18,7 @@ const CRC = (() => {
   }
   for (let n = 0; n < 256; n++) {
     let c = t[n]!;
-    for (let k = 1; k < 8; k++) {
+    for (let k = 1; k < 16; k++) {
       c = t[c & 0xff]! ^ (c >>> 8);
       t[k * 256 + n] = c;
     }
@@ -25,21 +26,43 @@ const CRC = (() => {
   return t;
 })();
 
+/** Words are read in the machine's byte order, which the tables assume is little-endian. */
+const LITTLE_ENDIAN = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1;
+
 export function crc32c(buf: Uint8Array, start = 0, end = buf.length): number {
   const t = CRC;
   let crc = -1;
   let i = start;
-  for (; i + 8 <= end; i += 8) {
-    const a = (buf[i]! | (buf[i + 1]! << 8) | (buf[i + 2]! << 16) | (buf[i + 3]! << 24)) ^ crc;
-    crc =
-      t[1792 + (a & 0xff)]! ^
-      t[1536 + ((a >>> 8) & 0xff)]! ^
-      t[1280 + ((a >>> 16) & 0xff)]! ^
-      t[1024 + (a >>> 24)]! ^
-      t[768 + buf[i + 4]!]! ^
-      t[512 + buf[i + 5]!]! ^
-      t[256 + buf[i + 6]!]! ^
-      t[buf[i + 7]!]!;
+  if (LITTLE_ENDIAN) {
+    while (i < end && ((buf.byteOffset + i) & 3) !== 0) crc = t[(crc ^ buf[i++]!) & 0xff]! ^ (crc >>> 8);
+    const n = (end - i) >>> 4;
+    if (n > 0) {
+      const w = new Int32Array(buf.buffer, buf.byteOffset + i, n * 4);
+      for (let j = 0; j < w.length; j += 4) {
+        const a = w[j]! ^ crc;
+        const b = w[j + 1]!;
+        const c = w[j + 2]!;
+        const d = w[j + 3]!;
+        crc =
+          t[3840 + (a & 0xff)]! ^
+          t[3584 + ((a >>> 8) & 0xff)]! ^
+          t[3328 + ((a >>> 16) & 0xff)]! ^
+          t[3072 + (a >>> 24)]! ^
+          t[2816 + (b & 0xff)]! ^
+          t[2560 + ((b >>> 8) & 0xff)]! ^
+          t[2304 + ((b >>> 16) & 0xff)]! ^
+          t[2048 + (b >>> 24)]! ^
+          t[1792 + (c & 0xff)]! ^
+          t[1536 + ((c >>> 8) & 0xff)]! ^
+          t[1280 + ((c >>> 16) & 0xff)]! ^
+          t[1024 + (c >>> 24)]! ^
+          t[768 + (d & 0xff)]! ^
+          t[512 + ((d >>> 8) & 0xff)]! ^
+          t[256 + ((d >>> 16) & 0xff)]! ^
+          t[d >>> 24]!;
+      }
+      i += n * 16;
+    }
   }
   for (; i < end; i++) crc = t[(crc ^ buf[i]!) & 0xff]! ^ (crc >>> 8);
   return (crc ^ -1) >>> 0;
@@ -150,6 +173,23 @@ function encodeHeaders(h: Headers | undefined): Buffer {
   return out;
 }
 
+// Node's own per-encoding writers (on Buffer.prototype since Node 0.x, undocumented): write()
+// dispatches on its encoding argument per call, and an ASCII string written as Latin-1 is a copy.
+interface RawWriters {
+  latin1Write?: (s: string, offset: number, length: number) => number;
+  utf8Write?: (s: string, offset: number, length: number) => number;
+}
+const RAW = Buffer.prototype as RawWriters;
+const latin1Write = RAW.latin1Write;
+const utf8Write = RAW.utf8Write;
+
+/** Writes `s`, whose UTF-8 length is `bytes`, at `out[o]`; ASCII (bytes === length) as Latin-1. */
+function writeString(out: Buffer, s: string, o: number, bytes: number): number {
+  if (bytes === s.length && latin1Write) return latin1Write.call(out, s, o, bytes);
+  if (utf8Write) return utf8Write.call(out, s, o, bytes);
+  return out.write(s, o, bytes, 'utf8');
+}
+
 // Scratch space for the sizes measured before writing, grown on demand and kept.
 let scratch = new Float64Array(1024);
 
@@ -225,14 +265,14 @@ export function encodeRecords(
     else {
       o = writeUVar(out, o, kl * 2);
       const k = m.key!;
-      if (typeof k === 'string') o += out.write(k, o, kl, 'utf8');
+      if (typeof k === 'string') o += writeString(out, k, o, kl);
       else o += k.copy(out, o);
     }
     if (vl < 0) out[o++] = 1;
     else {
       o = writeUVar(out, o, vl * 2);
       const v = m.value!;
-      if (typeof v === 'string') o += out.write(v, o, vl, 'utf8');
+      if (typeof v === 'string') o += writeString(out, v, o, vl);
       else o += v.copy(out, o);
     }
     if (m.headers !== lastHeaders) {
@@ -461,7 +501,16 @@ export function decodeRecords(
       ro += kl;
       n = readVar();
       const vl = n % 2 === 0 ? n / 2 : 0;
-      headers[hk] = vl === 0 ? '' : cachedString(buf, ro, ro + vl, false);
+      const hv = vl === 0 ? '' : cachedString(buf, ro, ro + vl, false);
+      // a header named __proto__ is data like any other, not the object's prototype
+      if (hk === '__proto__')
+        Object.defineProperty(headers, hk, {
+          value: hv,
+          enumerable: true,
+          writable: true,
+          configurable: true,
+        });
+      else headers[hk] = hv;
       ro += vl;
     }
     if (ro !== recEnd) throw new RecordDecodeError('record length does not match its fields');

@@ -14,4 +14,7 @@ it('runs on kafkajs own codec', () => {
   expect(installFastPath()).toBe(false);
 });
 
-busContract('Kafka, kafkajs codec (real broker)', () => new KafkaBus({ brokers: BROKERS, clientId: 'virgo-test' }));
+busContract(
+  'Kafka, kafkajs codec (real broker)',
+  () => new KafkaBus({ brokers: BROKERS, clientId: 'virgo-test' }),
+);

@@ -54,7 +54,19 @@ describe('Kafka bus record codec (real broker)', () => {
       last.set(k, i);
     }
     // kcat (librdkafka) reads our gzip batches too
-    const r = await run('kcat', ['-C', '-b', BROKERS.join(','), '-t', topic, '-o', 'beginning', '-e', '-q', '-f', '%k\n']);
+    const r = await run('kcat', [
+      '-C',
+      '-b',
+      BROKERS.join(','),
+      '-t',
+      topic,
+      '-o',
+      'beginning',
+      '-e',
+      '-q',
+      '-f',
+      '%k\n',
+    ]);
     expect(r.stdout.trim().split('\n')).toHaveLength(n);
   });
 
@@ -136,12 +148,16 @@ describe('Kafka bus record codec (real broker)', () => {
       await waitFor(() => got.length >= expected.length, expected.join(','), 60_000);
       const high = (await bus.topicOffsets(topic))[0]!.high;
       // the marker after the last record is stepped over too: the group commits the end
-      await waitFor(async () => {
-        await sub.commit();
-        const c = await committedOffset(group, topic);
-        if (c !== high) throw new Error(`committed ${c}, end ${high}`);
-        return true;
-      }, 'the committed offset at the end of the partition', 30_000);
+      await waitFor(
+        async () => {
+          await sub.commit();
+          const c = await committedOffset(group, topic);
+          if (c !== high) throw new Error(`committed ${c}, end ${high}`);
+          return true;
+        },
+        'the committed offset at the end of the partition',
+        30_000,
+      );
       await sub.close();
       expect(got).toEqual(expected);
     };
