@@ -24,8 +24,11 @@ const dropped = counter(
 );
 
 interface Partition {
-  /** sorted by offset; compaction leaves gaps */
+  /** messages[head..] are the log, sorted by offset (compaction leaves gaps); the slots before
+   * `head` were trimmed and are dropped in one go once they are half the array (amortised O(1)
+   * per message, where a splice per message past retention cost O(retention)) */
   messages: BusMessage[];
+  head: number;
   next: number;
 }
 
@@ -96,7 +99,7 @@ export class MemoryBus implements Bus {
         throw new BusError('invalid', `topic ${name}: partitions must be >= 1, got ${n}`);
       t = {
         name,
-        partitions: Array.from({ length: n }, () => ({ messages: [], next: 0 })),
+        partitions: Array.from({ length: n }, () => ({ messages: [], head: 0, next: 0 })),
         compacted: spec?.configs?.['cleanup.policy']?.includes('compact') ?? false,
         roundRobin: 0,
       };
@@ -110,21 +113,19 @@ export class MemoryBus implements Bus {
   async publish(topic: string, messages: OutgoingMessage[]): Promise<PublishResult> {
     if (this.closed) throw new BusError('closed', 'bus is closed');
     const t = this.topic(topic);
+    for (const m of messages) {
+      if (m.partition !== undefined && !(m.partition >= 0 && m.partition < t.partitions.length)) {
+        throw new BusError('invalid', `topic ${topic} has no partition ${m.partition}`);
+      }
+    }
     const base = new Map<number, string>();
     const now = Date.now();
     for (const m of messages) {
       const key = toBuffer(m.key);
       let p: number;
-      if (m.partition !== undefined) {
-        if (m.partition < 0 || m.partition >= t.partitions.length) {
-          throw new BusError('invalid', `topic ${topic} has no partition ${m.partition}`);
-        }
-        p = m.partition;
-      } else if (key) {
-        p = partitionForKey(key, t.partitions.length);
-      } else {
-        p = t.roundRobin++ % t.partitions.length;
-      }
+      if (m.partition !== undefined) p = m.partition;
+      else if (key) p = partitionForKey(key, t.partitions.length);
+      else p = t.roundRobin++ % t.partitions.length;
       const part = t.partitions[p]!;
       const offset = part.next++;
       part.messages.push({
@@ -136,8 +137,12 @@ export class MemoryBus implements Bus {
         headers: { ...(m.headers ?? {}) },
         timestamp: m.timestamp ?? now,
       });
-      if (part.messages.length > this.retention) this.trim(t, part);
       if (!base.has(p)) base.set(p, String(offset));
+    }
+    // retention once per call and partition written, not per message
+    for (const p of base.keys()) {
+      const part = t.partitions[p]!;
+      if (part.messages.length - part.head > this.retention) this.trim(t, part);
     }
     this.wakeAll();
     return {
@@ -148,11 +153,15 @@ export class MemoryBus implements Bus {
   }
 
   private trim(t: Topic, part: Partition): void {
+    const live = part.messages.length - part.head;
     if (t.compacted) {
-      // Keep the newest message of each key, as Kafka's log cleaner eventually does.
+      // Keep the newest message of each key, as Kafka's log cleaner eventually does; only once
+      // the log is a quarter past retention, so a log of more keys than retention is not
+      // compacted again on every message.
+      if (live <= this.retention + Math.max(16, this.retention >> 2)) return;
       const seen = new Set<string>();
       const kept: BusMessage[] = [];
-      for (let i = part.messages.length - 1; i >= 0; i--) {
+      for (let i = part.messages.length - 1; i >= part.head; i--) {
         const m = part.messages[i]!;
         const k = m.key ? m.key.toString('latin1') : `\0${m.offset}`;
         if (seen.has(k)) continue;
@@ -161,26 +170,31 @@ export class MemoryBus implements Bus {
       }
       kept.reverse();
       part.messages = kept.length > this.retention ? kept.slice(kept.length - this.retention) : kept;
-    } else {
-      const cut = part.messages.length - this.retention;
-      const firstKept = Number(part.messages[cut]!.offset);
-      // A group that has not read up to the cut loses messages: say so, never silently.
-      for (const [groupId, g] of this.groups) {
-        const key = slot(t.name, part.messages[0]!.partition);
-        const handed = g.handed.get(key);
-        if (handed !== undefined && handed < firstKept && g.members.some((m) => m.topics.has(t.name))) {
-          const lost = firstKept - handed;
-          dropped.inc({ topic: t.name }, lost);
-          log.warn('in-process retention dropped unread messages; the consumer is too slow', {
-            topic: t.name,
-            group: groupId,
-            lost,
-            retention: this.retention,
-          });
-          g.handed.set(key, firstKept);
-        }
+      part.head = 0;
+      return;
+    }
+    const cut = live - this.retention;
+    const firstKept = Number(part.messages[part.head + cut]!.offset);
+    // A group that has not read up to the cut loses messages: say so, never silently.
+    for (const [groupId, g] of this.groups) {
+      const key = slot(t.name, part.messages[part.head]!.partition);
+      const handed = g.handed.get(key);
+      if (handed !== undefined && handed < firstKept && g.members.some((m) => m.topics.has(t.name))) {
+        const lost = firstKept - handed;
+        dropped.inc({ topic: t.name }, lost);
+        log.warn('in-process retention dropped unread messages; the consumer is too slow', {
+          topic: t.name,
+          group: groupId,
+          lost,
+          retention: this.retention,
+        });
+        g.handed.set(key, firstKept);
       }
-      part.messages.splice(0, cut);
+    }
+    part.head += cut;
+    if (part.head >= 1024 && part.head * 2 >= part.messages.length) {
+      part.messages = part.messages.slice(part.head);
+      part.head = 0;
     }
   }
 
@@ -189,7 +203,7 @@ export class MemoryBus implements Bus {
     if (!t) throw new BusError('unknown-topic', `unknown topic ${topic}`);
     return t.partitions.map((p, i) => ({
       partition: i,
-      low: String(p.messages[0] ? Number(p.messages[0].offset) : p.next),
+      low: String(p.messages[p.head] ? Number(p.messages[p.head]!.offset) : p.next),
       high: String(p.next),
     }));
   }
@@ -250,9 +264,9 @@ export class MemoryBus implements Bus {
         pos = startOffset(t, p);
         positions.set(key, pos);
       }
-      const msgs = t.partitions[p]!.messages;
+      const { messages: msgs, head } = t.partitions[p]!;
       // first message with offset >= pos (offsets are sorted, compaction leaves gaps)
-      let lo = 0;
+      let lo = head;
       let hi = msgs.length;
       while (lo < hi) {
         const mid = (lo + hi) >>> 1;
