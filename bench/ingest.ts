@@ -16,13 +16,13 @@
 //    publishing the same file (gzip, acks=all, a fixed key, content-type header) in the same run.
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { loadavg, tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { basename, join, resolve } from 'node:path';
-import { KafkaBus } from '../bus/index.ts';
 import { DemoLog } from '../ingest/demo-stream.ts';
-import { parseLine, publishLogs, TemplateMiner } from '../ingest/index.ts';
-import { BENCH_BROKERS, median, timeCommand } from './util.ts';
+import { parseLine, TemplateMiner } from '../ingest/index.ts';
+import { linesFile, publishRound } from './publish.ts';
+import { median } from './util.ts';
 
 function flag(args: string[], name: string): string | undefined {
   const i = args.indexOf(`--${name}`);
@@ -161,91 +161,21 @@ function randomAsciiLines(n: number): string[] {
 
 const avgChars = (lines: string[]) => lines.reduce((a, l) => a + l.length, 0) / lines.length;
 
+/** One round of bench/publish.ts (npm run bench -- publish has the rounds and the kafkajs baseline). */
 async function publishBench(base: string[], n: number) {
-  const brokers = BENCH_BROKERS;
-  const dir = mkdtempSync(join(tmpdir(), 'virgo-bench-ingest-'));
-  const file = join(dir, 'linux.log');
-  writeFileSync(file, `${repeatLines(base, n).join('\n')}\n`);
-  const bytes = readFileSync(file).length;
-  const stamp = Date.now().toString(36);
-  const topics = {
-    lib: `bench-ingest-lib-${stamp}`,
-    libHost: `bench-ingest-libhost-${stamp}`,
-    cli: `bench-ingest-cli-${stamp}`,
-    kcat: `bench-ingest-kcat-${stamp}`,
-  };
-  const bus = new KafkaBus({ brokers, clientId: 'bench-ingest' });
+  const { file, bytes, remove } = linesFile(base, n);
   try {
-    await bus.ensureTopics(Object.values(topics).map((topic) => ({ topic, partitions: 4 })));
-    // kcat first and last, so both sides see the broker in the same state
-    const kcatArgs = (topic: string) => [
-      '-P',
-      '-b',
-      brokers.join(','),
-      '-t',
-      topic,
-      '-k',
-      'combo',
-      '-H',
-      'content-type=text/plain',
-      '-z',
-      'gzip',
-      '-X',
-      'acks=all',
-      '-l',
-      file,
-    ];
-    const kcat1 = await timeCommand('kcat', kcatArgs(topics.kcat));
-    let t0 = process.hrtime.bigint();
-    const lib = await publishLogs({
-      bus,
-      source: file,
-      topic: topics.lib,
-      host: 'combo',
-      ensureTopic: false,
-    });
-    const libSecs = Number(process.hrtime.bigint() - t0) / 1e9;
-    t0 = process.hrtime.bigint();
-    const libHost = await publishLogs({ bus, source: file, topic: topics.libHost, ensureTopic: false });
-    const libHostSecs = Number(process.hrtime.bigint() - t0) / 1e9;
-    const cliSecs = await timeCommand(process.execPath, [
-      resolve('bin/virgo.js'),
-      'publish-logs',
-      file,
-      '--brokers',
-      brokers.join(','),
-      '--topic',
-      topics.cli,
-      '--host',
-      'combo',
-    ]);
-    const kcat2 = await timeCommand('kcat', kcatArgs(topics.kcat));
-    const kcatSecs = Math.min(kcat1, kcat2);
-    const counts = await Promise.all(
-      Object.values(topics).map(async (t) =>
-        (await bus.topicOffsets(t)).reduce((a, o) => a + Number(o.high) - Number(o.low), 0),
-      ),
-    );
-    if (lib.lines !== n || libHost.lines !== n)
-      throw new Error(`published ${lib.lines}/${libHost.lines} of ${n}`);
-    const perSec = (s: number) => Math.round(n / s);
+    const r = await publishRound(file, n);
     return {
       lines: n,
       bytes,
-      topicMessages: Object.fromEntries(Object.keys(topics).map((k, i) => [k, counts[i]])),
-      kcatLinesPerSec: perSec(kcatSecs),
-      kcatRuns: [kcat1, kcat2].map((s) => Number(s.toFixed(3))),
-      publishLogsLinesPerSec: perSec(libSecs),
-      publishLogsHostPerLineLinesPerSec: perSec(libHostSecs),
-      cliLinesPerSec: perSec(cliSecs),
-      cliSeconds: Number(cliSecs.toFixed(3)),
-      ratioPublishLogsToKcat: Number((kcatSecs / libSecs).toFixed(3)),
-      ratioCliToKcat: Number((kcatSecs / cliSecs).toFixed(3)),
+      ...r,
+      ratioPublishLogsToKcat: Number((r.publishLogsLinesPerSec / r.kcatLinesPerSec).toFixed(3)),
+      ratioCliToKcat: Number((r.cliLinesPerSec / r.kcatLinesPerSec).toFixed(3)),
       note: 'all gzip, acks=all, content-type header; fixed key except publishLogsHostPerLine (key parsed from each line); the CLI figure includes process start-up',
     };
   } finally {
-    await bus.close();
-    rmSync(dir, { recursive: true, force: true });
+    remove();
   }
 }
 
