@@ -323,6 +323,7 @@ export class KafkaBus implements Bus {
         // encode the next round after kafkajs has written this one (its path to the socket is
         // promise callbacks, which run before setImmediate's)
         const following = new Promise((r) => setImmediate(r)).then(() => rounds.next());
+        following.catch(() => {}); // awaited below, unless this round failed first
         for (const r of await sent)
           if (!partitions.has(r.partition)) partitions.set(r.partition, r.baseOffset ?? '-1');
         round = await following;

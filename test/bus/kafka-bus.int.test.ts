@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { BusError, brokerUnreachable, KafkaBus } from '../../bus/index.ts';
-import { BROKERS, unique } from '../helpers/services.ts';
+import { BROKERS, unique, waitFor } from '../helpers/services.ts';
 import { freePort } from '../reliability/lib/private-kafka.ts';
 import { busContract } from './contract.ts';
 
@@ -41,5 +41,65 @@ describe('Kafka bus errors', () => {
     expect(err).toBeInstanceOf(BusError);
     expect((err as BusError).code).toBe('unknown-topic');
     expect(brokerUnreachable(err)).toBe(false);
+  });
+});
+
+describe('Kafka bus commits', () => {
+  const committed = async (bus: KafkaBus, groupId: string, topic: string) => {
+    const admin = bus.kafka.admin();
+    await admin.connect();
+    const [t] = await admin.fetchOffsets({ groupId, topics: [topic] });
+    await admin.disconnect();
+    return t!.partitions[0]!.offset;
+  };
+
+  it('commits handled offsets soon after the batch, with no commit() or close()', async () => {
+    const bus = new KafkaBus({ brokers: BROKERS });
+    const topic = unique('commit-soon');
+    const groupId = unique('g');
+    await bus.ensureTopics([{ topic, partitions: 1 }]);
+    await bus.publish(topic, [{ value: 'a' }, { value: 'b' }, { value: 'c' }]);
+    let seen = 0;
+    const sub = await bus.subscribe({
+      topics: [topic],
+      groupId,
+      fromBeginning: true,
+      onBatch: async (b) => {
+        seen += b.length;
+      },
+    });
+    await waitFor(() => seen === 3, 'three messages');
+    await waitFor(async () => (await committed(bus, groupId, topic)) === '3', 'offset 3 committed', 10_000);
+    await sub.close();
+    await bus.close();
+  });
+
+  it('close() commits what was handled, even right after the batch', async () => {
+    const bus = new KafkaBus({ brokers: BROKERS });
+    const topic = unique('commit-close');
+    const groupId = unique('g');
+    await bus.ensureTopics([{ topic, partitions: 1 }]);
+    await bus.publish(topic, [{ value: 'a' }]);
+    let sawB!: () => void;
+    const gotB = new Promise<void>((r) => {
+      sawB = r;
+    });
+    // 'a' is committed at once (the first commit); 'b' follows within the commit interval, so
+    // its offset is still waiting for the interval when close() comes
+    const sub = await bus.subscribe({
+      topics: [topic],
+      groupId,
+      fromBeginning: true,
+      onBatch: async (b) => {
+        for (const m of b) {
+          if (m.value!.toString() === 'a') void bus.publish(topic, [{ value: 'b' }]);
+          if (m.value!.toString() === 'b') sawB();
+        }
+      },
+    });
+    await gotB;
+    await sub.close();
+    expect(await committed(bus, groupId, topic)).toBe('2');
+    await bus.close();
   });
 });
