@@ -97,6 +97,7 @@ export const ANOMALY_VARIABLES: readonly VariableDecl[] = [
     max: 100,
     decimals: 3,
     hysteresis: 0.05,
+    definition: { kind: 'window', seconds: 60, tumbling: true },
     dwellMs: 0,
   },
   {
@@ -105,6 +106,7 @@ export const ANOMALY_VARIABLES: readonly VariableDecl[] = [
     unit: null,
     description:
       'the last window of kernel lines reached the evidence threshold (raised at once, cleared after the dwell)',
+    definition: { kind: 'window', seconds: 60, tumbling: true },
     dwellMs: 60_000,
     urgent: 'true',
   },

@@ -307,6 +307,7 @@ export const DRONE_VARIABLES: readonly VariableDecl[] = [
     max: 1,
     decimals: 3,
     hysteresis: 0.02,
+    definition: { kind: 'latest' },
     dwellMs: 100,
     urgent: 'down',
   },
@@ -319,6 +320,7 @@ export const DRONE_VARIABLES: readonly VariableDecl[] = [
     max: 1,
     decimals: 3,
     hysteresis: 0.02,
+    definition: { kind: 'latest' },
     dwellMs: 250,
     urgent: 'up',
   },
@@ -331,6 +333,7 @@ export const DRONE_VARIABLES: readonly VariableDecl[] = [
     max: 1,
     decimals: 3,
     hysteresis: 0.03,
+    definition: { kind: 'latest' },
     dwellMs: 100,
   },
 ];

@@ -41,6 +41,7 @@ export const LOAD_VARIABLES: readonly VariableDecl[] = [
     type: 'string',
     unit: null,
     description: 'node with the lowest predicted execution time, for the analytics-driven CPU pooling rule',
+    definition: { kind: 'decayed', halfLifeSec: 300 },
     dwellMs: 30_000,
   },
   {
@@ -52,6 +53,7 @@ export const LOAD_VARIABLES: readonly VariableDecl[] = [
     max: 3_600_000,
     decimals: 1,
     hysteresis: 5,
+    definition: { kind: 'decayed', halfLifeSec: 300 },
     dwellMs: 5_000,
   },
 ];

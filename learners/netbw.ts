@@ -80,6 +80,7 @@ export const NETBW_VARIABLES = (minMbps: number, maxMbps: number): VariableDecl[
     min: minMbps,
     max: maxMbps,
     hysteresis: 25,
+    definition: { kind: 'window', seconds: 60, tumbling: true },
     dwellMs: 30_000,
     urgent: 'down',
   },
@@ -92,6 +93,7 @@ export const NETBW_VARIABLES = (minMbps: number, maxMbps: number): VariableDecl[
     max: 1,
     decimals: 3,
     hysteresis: 0.05,
+    definition: { kind: 'window', seconds: 60, tumbling: true },
     dwellMs: 10_000,
   },
   {
@@ -100,6 +102,7 @@ export const NETBW_VARIABLES = (minMbps: number, maxMbps: number): VariableDecl[
     unit: null,
     description:
       'the next window is expected congested: risk at or above the alert threshold the learner keeps learning (raised at once, cleared after 30 s)',
+    definition: { kind: 'window', seconds: 60, tumbling: true },
     dwellMs: 30_000,
     urgent: 'true',
   },

@@ -8,6 +8,23 @@ export type Tf = typeof tfjs;
 
 export type VarType = 'int' | 'float' | 'bool' | 'ip' | 'string' | 'enum';
 
+/**
+ * What a variable's value is computed over, declared with the variable so a reader knows which
+ * batch computation the streamed value must equal (README "Time"). Windows and decay run on event
+ * time (the lines' and frames' own timestamps), never on the wall clock.
+ * - `window`: the records of the last `seconds` of event time, ending at the host's newest record
+ *   (a bounded replay ends with the window that ends at its last record; nothing slides past it);
+ *   `tumbling`: fixed windows aligned to multiples of `seconds`, the value is the last closed one
+ * - `history`: every record the learner admitted since its state began (whole history)
+ * - `decayed`: every record, weighted by 0.5^(age / halfLifeSec), age in event time
+ * - `latest`: the newest record alone (a sensor frame, a load sample), with what the model learnt
+ */
+export type VariableDefinition =
+  | { kind: 'window'; seconds: number; tumbling?: boolean }
+  | { kind: 'history' }
+  | { kind: 'decayed'; halfLifeSec: number }
+  | { kind: 'latest' };
+
 /** One variable, declared once by the learner that owns it (docs/design.md §7.2). */
 export interface VariableDecl {
   /** the key part of `host/key`, [A-Za-z0-9_.:/-]{1,128} */
@@ -25,7 +42,10 @@ export interface VariableDecl {
   boolStyle?: 'lower' | 'python';
   /** float: digits after the point on the wire */
   decimals?: number;
-  /** minimum time between two changes of the emitted value, ms */
+  /** what the value is computed over (window, whole history, decayed, latest record) */
+  definition: VariableDefinition;
+  /** minimum time between two changes of the emitted value, ms of the pipeline clock (event time
+   * while replaying, processing time live; see learners/clock.ts) */
   dwellMs: number;
   /** numeric: a change smaller than this is no change */
   hysteresis?: number;
@@ -50,6 +70,7 @@ export interface Proposal {
 export interface LearnerContext {
   tf: Tf | undefined;
   log: Logger;
+  /** processing time (wall clock, or the test's); learners compute on event time, not on this */
   now(): number;
 }
 

@@ -1,49 +1,104 @@
 // UFW firewall miner: the original Spark job's `SRC=` result (most prominent blocked source IP),
-// plus block rate and top destination port, exact over a sliding event-time window per host.
+// plus block rate and top destination port, per host, by two declared definitions:
+// - over a sliding event-time window (exact, whole buckets): `ufw.top_src_ip`, `ufw.block_rate`,
+//   `ufw.top_dst_port`, what is happening now;
+// - over the whole history (everything admitted since the state began), the original job's own
+//   answer over a log: `ufw.history.top_src_ip`, `ufw.history.blocks`, `ufw.history.top_dst_port`,
+//   exact up to `historyKeys` distinct sources (ports) per host, then Space-Saving with its error
+//   bound in `why` (learners/heavy-hitters.ts).
 import { join } from 'node:path';
+import { counter } from '../runtime/metrics.ts';
 import type { KernelEvent } from '../schemas/index.ts';
+import { HeavyHitters, type HeavyHittersJson, type Hitter } from './heavy-hitters.ts';
 import { readJson, writeJsonAtomic } from './snapshot.ts';
 import type { Learner, LearnerContext, Proposal, VariableDecl } from './types.ts';
 import { SlidingCounter, type SlidingCounterJson } from './window.ts';
 
 export const UFW_MODEL = 'ufw-exact@1';
 
+const mLate = counter(
+  'virgo_learner_late_total',
+  "records a learner's event-time window could no longer take (older than its oldest bucket)",
+  ['learner'],
+);
+
 export interface UfwOptions {
   /** window length, seconds (default 600: ten minutes) */
   windowSec?: number;
   /** bucket length, seconds; the window slides by whole buckets (default 10) */
   bucketSec?: number;
+  /** whole-history counts: distinct sources (and ports) per host counted exactly (default 10,000) */
+  historyKeys?: number;
 }
 
-export const UFW_VARIABLES: readonly VariableDecl[] = [
-  {
-    key: 'ufw.top_src_ip',
-    type: 'ip',
-    unit: null,
-    description: 'source IP with the most UFW BLOCKs over the window (the original Spark job SRC= result)',
-    dwellMs: 30_000,
-  },
-  {
-    key: 'ufw.block_rate',
-    type: 'float',
-    unit: 'blocks/min',
-    description: 'UFW BLOCK lines per minute over the window',
-    min: 0,
-    max: 1_000_000,
-    decimals: 2,
-    hysteresis: 0.5,
-    dwellMs: 10_000,
-  },
-  {
-    key: 'ufw.top_dst_port',
-    type: 'int',
-    unit: 'port',
-    description: 'destination port with the most UFW BLOCKs over the window',
-    min: 0,
-    max: 65_535,
-    dwellMs: 30_000,
-  },
-];
+/** The declarations for a window of `windowSec` seconds. */
+export function ufwVariables(windowSec = 600): VariableDecl[] {
+  const window = { kind: 'window', seconds: windowSec } as const;
+  const history = { kind: 'history' } as const;
+  return [
+    {
+      key: 'ufw.top_src_ip',
+      type: 'ip',
+      unit: null,
+      description: 'source IP with the most UFW BLOCKs over the window (what is attacking now)',
+      definition: window,
+      dwellMs: 30_000,
+    },
+    {
+      key: 'ufw.block_rate',
+      type: 'float',
+      unit: 'blocks/min',
+      description: 'UFW BLOCK lines per minute over the window',
+      definition: window,
+      min: 0,
+      max: 1_000_000,
+      decimals: 2,
+      hysteresis: 0.5,
+      dwellMs: 10_000,
+    },
+    {
+      key: 'ufw.top_dst_port',
+      type: 'int',
+      unit: 'port',
+      description: 'destination port with the most UFW BLOCKs over the window',
+      definition: window,
+      min: 0,
+      max: 65_535,
+      dwellMs: 30_000,
+    },
+    {
+      key: 'ufw.history.top_src_ip',
+      type: 'ip',
+      unit: null,
+      description:
+        'source IP with the most UFW BLOCKs over everything seen (the original Spark job SRC= answer)',
+      definition: history,
+      dwellMs: 30_000,
+    },
+    {
+      key: 'ufw.history.blocks',
+      type: 'int',
+      unit: 'blocks',
+      description: 'UFW BLOCK lines seen over everything seen',
+      definition: history,
+      min: 0,
+      max: Number.MAX_SAFE_INTEGER,
+      dwellMs: 30_000,
+    },
+    {
+      key: 'ufw.history.top_dst_port',
+      type: 'int',
+      unit: 'port',
+      description: 'destination port with the most UFW BLOCKs over everything seen',
+      definition: history,
+      min: 0,
+      max: 65_535,
+      dwellMs: 30_000,
+    },
+  ];
+}
+
+export const UFW_VARIABLES: readonly VariableDecl[] = ufwVariables();
 
 export interface UfwFields {
   action: string;
@@ -68,32 +123,50 @@ export function ufwFields(e: KernelEvent): UfwFields | undefined {
   };
 }
 
+interface History {
+  blocks: number;
+  src: HeavyHitters;
+  port: HeavyHitters;
+}
+
 interface HostState {
   src: SlidingCounter;
   port: SlidingCounter;
+  history: History;
 }
 
 interface UfwStateJson {
-  hosts: [string, { src: SlidingCounterJson; port: SlidingCounterJson }][];
+  hosts: [
+    string,
+    {
+      src: SlidingCounterJson;
+      port: SlidingCounterJson;
+      history?: { blocks: number; src: HeavyHittersJson; port: HeavyHittersJson };
+    },
+  ][];
   events: number;
   blocks: number;
 }
 
 export class UfwLearner implements Learner {
   readonly name = 'ufw';
-  readonly variables = UFW_VARIABLES;
+  readonly variables: readonly VariableDecl[];
   readonly needsTf = false;
   private readonly hosts = new Map<string, HostState>();
   private readonly bucketMs: number;
   private readonly buckets: number;
+  private readonly historyKeys: number;
   private events = 0;
   private blocks = 0;
+  private late = 0;
 
   constructor(opts: UfwOptions = {}) {
     const windowSec = opts.windowSec ?? 600;
     const bucketSec = opts.bucketSec ?? 10;
     this.bucketMs = bucketSec * 1000;
     this.buckets = Math.max(1, Math.round(windowSec / bucketSec));
+    this.historyKeys = opts.historyKeys ?? 10_000;
+    this.variables = ufwVariables(this.windowSec);
   }
 
   get windowSec(): number {
@@ -106,6 +179,7 @@ export class UfwLearner implements Learner {
       s = {
         src: new SlidingCounter(this.bucketMs, this.buckets),
         port: new SlidingCounter(this.bucketMs, this.buckets),
+        history: this.newHistory(),
       };
       this.hosts.set(h, s);
     }
@@ -122,9 +196,17 @@ export class UfwLearner implements Learner {
       this.blocks++;
       const s = this.host(e.host);
       // Every block counts towards the rate, including those without a source (PROTO=2 multicast).
-      s.src.add(e.ts, u.src ?? '');
-      if (u.dport !== undefined) s.port.add(e.ts, u.dport);
+      if (!s.src.add(e.ts, u.src ?? '')) {
+        // Older than the window's oldest bucket: the consumer stage's allowed lateness is shorter
+        // than the window, so this is a configuration mistake, counted rather than hidden.
+        this.late++;
+        mLate.inc({ learner: 'ufw' });
+      } else if (u.dport !== undefined) s.port.add(e.ts, u.dport);
       else s.port.advance(e.ts);
+      // The whole history takes every admitted block, whatever the window made of it.
+      s.history.blocks++;
+      if (u.src !== undefined) s.history.src.add(u.src);
+      if (u.dport !== undefined) s.history.port.add(u.dport);
       touched.add(e.host);
     }
     const out: Proposal[] = [];
@@ -155,6 +237,62 @@ export class UfwLearner implements Learner {
       blocks: s.src.total,
       ratePerMin: s.src.total / (this.windowSec / 60),
     };
+  }
+
+  private newHistory(): History {
+    return {
+      blocks: 0,
+      src: new HeavyHitters(this.historyKeys),
+      port: new HeavyHitters(this.historyKeys),
+    };
+  }
+
+  /** The whole-history answer for one host. */
+  historyAnswer(host: string): { blocks: number; topSrc?: Hitter; topPort?: Hitter; exact: boolean } {
+    const h = this.hosts.get(host)?.history;
+    if (!h) return { blocks: 0, exact: true };
+    const topSrc = h.src.top();
+    const topPort = h.port.top();
+    return {
+      blocks: h.blocks,
+      ...(topSrc ? { topSrc } : {}),
+      ...(topPort ? { topPort } : {}),
+      exact: h.src.exact && h.port.exact,
+    };
+  }
+
+  private historyProposals(host: string): Proposal[] {
+    const s = this.hosts.get(host)!.history;
+    const a = this.historyAnswer(host);
+    const bound = (hh: HeavyHitters, t: Hitter) =>
+      hh.exact
+        ? 'exact'
+        : `space-saving k=${hh.capacity} overestimate<=${t.error}${hh.topIsCertain() ? ' certain' : ' not certain'}`;
+    const w = `history blocks=${a.blocks} distinct_src${s.src.exact ? '' : '>='}=${s.src.size}`;
+    const out: Proposal[] = [
+      { host, key: 'ufw.history.blocks', value: a.blocks, why: w, confidence: 1, model: UFW_MODEL },
+    ];
+    if (a.topSrc) {
+      out.push({
+        host,
+        key: 'ufw.history.top_src_ip',
+        value: a.topSrc.key,
+        why: `${w} top_src=${a.topSrc.key} count=${a.topSrc.count} (${bound(s.src, a.topSrc)})`,
+        confidence: a.topSrc.count / Math.max(1, a.blocks),
+        model: UFW_MODEL,
+      });
+    }
+    if (a.topPort) {
+      out.push({
+        host,
+        key: 'ufw.history.top_dst_port',
+        value: Number(a.topPort.key),
+        why: `${w} top_dpt=${a.topPort.key} count=${a.topPort.count} (${bound(s.port, a.topPort)})`,
+        confidence: a.topPort.count / Math.max(1, a.blocks),
+        model: UFW_MODEL,
+      });
+    }
+    return out;
   }
 
   private propose(host: string): Proposal[] {
@@ -191,12 +329,20 @@ export class UfwLearner implements Learner {
         model: UFW_MODEL,
       });
     }
+    out.push(...this.historyProposals(host));
     return out;
   }
 
   async save(dir: string): Promise<void> {
     const j: UfwStateJson = {
-      hosts: [...this.hosts].map(([h, s]) => [h, { src: s.src.toJSON(), port: s.port.toJSON() }]),
+      hosts: [...this.hosts].map(([h, s]) => [
+        h,
+        {
+          src: s.src.toJSON(),
+          port: s.port.toJSON(),
+          history: { blocks: s.history.blocks, src: s.history.src.toJSON(), port: s.history.port.toJSON() },
+        },
+      ]),
       events: this.events,
       blocks: this.blocks,
     };
@@ -207,14 +353,31 @@ export class UfwLearner implements Learner {
     const j = readJson<UfwStateJson>(join(dir, 'state.json'));
     this.hosts.clear();
     for (const [h, s] of j.hosts) {
-      this.hosts.set(h, { src: SlidingCounter.fromJSON(s.src), port: SlidingCounter.fromJSON(s.port) });
+      this.hosts.set(h, {
+        src: SlidingCounter.fromJSON(s.src),
+        port: SlidingCounter.fromJSON(s.port),
+        // A state saved before the history existed starts its history now (said in the README).
+        history: s.history
+          ? {
+              blocks: s.history.blocks,
+              src: HeavyHitters.fromJSON(s.history.src),
+              port: HeavyHitters.fromJSON(s.history.port),
+            }
+          : this.newHistory(),
+      });
     }
     this.events = j.events;
     this.blocks = j.blocks;
   }
 
   stats(): Record<string, number | string> {
-    return { model: UFW_MODEL, events: this.events, blocks: this.blocks, hosts: this.hosts.size };
+    return {
+      model: UFW_MODEL,
+      events: this.events,
+      blocks: this.blocks,
+      late: this.late,
+      hosts: this.hosts.size,
+    };
   }
 
   dispose(): void {}

@@ -12,7 +12,7 @@ import {
   parseHostKey,
   parseNumber,
 } from '../schemas/variable.ts';
-import type { VariableDecl } from './types.ts';
+import type { VariableDecl, VariableDefinition } from './types.ts';
 
 // The contract's patterns, re-exported for the learners that import them from here.
 export { HOST_RE, KEY_RE };
@@ -30,6 +30,13 @@ export function checkDeclaration(d: VariableDecl, owner: string): void {
   if (!isValidKey(d.key)) throw bad('key must match [A-Za-z0-9_.:/-]{1,128}');
   if (!d.description || d.description.includes('\n')) throw bad('needs a one-line description');
   if (!(d.dwellMs >= 0)) throw bad('dwellMs must be >= 0');
+  const def = d.definition as VariableDefinition | undefined;
+  if (!def) throw bad('needs a definition (window, history, decayed or latest)');
+  if (def.kind === 'window' && !(def.seconds > 0)) throw bad('a window definition needs seconds > 0');
+  if (def.kind === 'decayed' && !(def.halfLifeSec > 0))
+    throw bad('a decayed definition needs halfLifeSec > 0');
+  if (!['window', 'history', 'decayed', 'latest'].includes(def.kind))
+    throw bad(`unknown definition ${def.kind}`);
   if (d.type === 'int' || d.type === 'float') {
     if (d.min === undefined || d.max === undefined || !(d.min <= d.max))
       throw bad('numeric needs min <= max');
@@ -39,6 +46,22 @@ export function checkDeclaration(d: VariableDecl, owner: string): void {
   if (d.type === 'enum' && (!d.values || d.values.length === 0)) throw bad('enum needs values');
   if (d.type === 'bool' && d.urgent !== undefined && !['true', 'false'].includes(d.urgent.toLowerCase())) {
     throw bad('bool urgent is true or false');
+  }
+}
+
+/** One line for --help and the README: what the value is computed over. */
+export function describeDefinition(def: VariableDefinition): string {
+  switch (def.kind) {
+    case 'window':
+      return def.tumbling
+        ? `tumbling windows of ${def.seconds} s (event time), the last closed one`
+        : `window ${def.seconds} s (event time, ending at the newest record)`;
+    case 'history':
+      return 'whole history (every record admitted)';
+    case 'decayed':
+      return `decayed, half-life ${def.halfLifeSec} s (event time)`;
+    case 'latest':
+      return 'latest record';
   }
 }
 
@@ -122,7 +145,14 @@ export function normalise(d: VariableDecl, raw: unknown, clamp = true): Normalis
 
 /** The declaration an operator's pin of an undeclared key is checked against. */
 export function undeclared(key: string): VariableDecl {
-  return { key, type: 'string', unit: null, description: 'not declared by any learner', dwellMs: 0 };
+  return {
+    key,
+    type: 'string',
+    unit: null,
+    description: 'not declared by any learner',
+    definition: { kind: 'latest' },
+    dwellMs: 0,
+  };
 }
 
 /** Splits `host/key` (the topic key) at the first '/'; throws ValueError saying what is wrong. */

@@ -29,6 +29,7 @@ export const WEBCAM_VARIABLES: readonly VariableDecl[] = [
     unit: null,
     description:
       'the face in front of the camera matches an enrolled identity (dropped at once, granted after 1 s)',
+    definition: { kind: 'latest' },
     dwellMs: 1_000,
     urgent: 'False',
   },
@@ -41,6 +42,7 @@ export const WEBCAM_VARIABLES: readonly VariableDecl[] = [
     max: 1,
     decimals: 3,
     hysteresis: 0.02,
+    definition: { kind: 'latest' },
     dwellMs: 250,
   },
   {
@@ -48,6 +50,7 @@ export const WEBCAM_VARIABLES: readonly VariableDecl[] = [
     type: 'string',
     unit: null,
     description: 'enrolled identity of the nearest embedding when it matches, else none',
+    definition: { kind: 'latest' },
     dwellMs: 1_000,
   },
 ];
