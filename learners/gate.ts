@@ -1,6 +1,9 @@
 // The emission gate: the only way a learner's proposal becomes an AnalyticsVariable. It enforces
 // the declaration (clamp, dwell, hysteresis, urgent direction) and operators' pins, and records
 // the evidence in `why`. Decisions are made here; delivery (the outbox) is the host's job.
+// Time: every `now` is a reading of the host's pipeline clock (learners/clock.ts: event time while
+// replaying, processing time live), `ts` the stamp the variable carries; the gate never reads a
+// clock itself, so a replay and a live run take the same decisions for the same readings.
 import type { AnalyticsVariable } from '../schemas/index.ts';
 import type { Proposal, VariableDecl } from './types.ts';
 import { HOST_RE, type Normalised, normalise, ValueError } from './variables.ts';
@@ -27,6 +30,18 @@ interface Slot {
   pending?: Pending;
   /** the learner proposed this number and the declaration's bounds cut it */
   clampedFrom?: number;
+  /** the variable as last emitted: what a restart re-announces */
+  last?: AnalyticsVariable;
+}
+
+/** Per-host clock readings (the host's PipelineClock); a number means one reading for every host. */
+export interface GateClock {
+  now(host: string): number;
+  stamp(host: string): number;
+}
+
+function clockOf(c: number | GateClock): GateClock {
+  return typeof c === 'number' ? { now: () => c, stamp: () => c } : c;
 }
 
 export interface GateResult {
@@ -93,7 +108,7 @@ export class EmissionGate {
     return s ? { value: s.value, learner: s.learner } : undefined;
   }
 
-  propose(learner: string, p: Proposal, now: number): GateResult {
+  propose(learner: string, p: Proposal, now: number, ts: number = now): GateResult {
     const dv = this.declared.get(p.key);
     if (!dv || dv.learner !== learner) {
       return { verdict: 'invalid', error: `learner ${learner} did not declare ${p.key}` };
@@ -118,7 +133,7 @@ export class EmissionGate {
       throw err;
     }
     const d = dv.decl;
-    if (!slot) return { verdict: 'emit', variable: this.commit(id, d, n, p, learner, now) };
+    if (!slot) return { verdict: 'emit', variable: this.commit(id, d, n, p, learner, now, ts) };
     if (slot.value === n.value) {
       // The proposal came back to what is out there: nothing to release later either.
       delete slot.pending;
@@ -139,11 +154,16 @@ export class EmissionGate {
       slot.pending = { n, p, learner, at: now };
       return { verdict: 'dwell' };
     }
-    return { verdict: 'emit', variable: this.commit(id, d, n, p, learner, now) };
+    return { verdict: 'emit', variable: this.commit(id, d, n, p, learner, now, ts) };
   }
 
-  /** Emits the held proposals whose dwell has passed (the last one proposed wins). */
-  release(now: number): AnalyticsVariable[] {
+  /**
+   * Emits the held proposals whose dwell has passed (the last one proposed wins). With `final`
+   * (the end of a bounded input: a final watermark), every held proposal goes out, so the last
+   * emitted value of each variable is the answer over the whole input.
+   */
+  release(clock: number | GateClock, final = false): AnalyticsVariable[] {
+    const c = clockOf(clock);
     const out: AnalyticsVariable[] = [];
     for (const [id, slot] of this.slots) {
       const pend = slot.pending;
@@ -154,16 +174,56 @@ export class EmissionGate {
         delete slot.pending;
         continue;
       }
-      if (slot.changedAt !== null && now - slot.changedAt < d.dwellMs) continue;
+      const now = c.now(pend.p.host);
+      const due = slot.changedAt === null || now - slot.changedAt >= d.dwellMs;
+      if (!due && !final) continue;
       const held = ((now - pend.at) / 1000).toFixed(1);
-      const p = { ...pend.p, why: `${pend.p.why}; held ${held}s by the ${d.dwellMs / 1000}s dwell` };
-      out.push(this.commit(id, d, pend.n, p, pend.learner, now));
+      const how = due ? `by the ${d.dwellMs / 1000}s dwell` : 'until the end of the input';
+      const p = { ...pend.p, why: `${pend.p.why}; held ${held}s ${how}` };
+      out.push(this.commit(id, d, pend.n, p, pend.learner, now, c.stamp(pend.p.host)));
     }
     return out;
   }
 
+  /** The current value of every variable, as last emitted (a restart re-announces them). */
+  announce(): AnalyticsVariable[] {
+    const out: AnalyticsVariable[] = [];
+    for (const [id, slot] of this.slots) {
+      const v = slot.last ?? this.rebuild(id, slot);
+      if (v) out.push(v);
+    }
+    return out;
+  }
+
+  /** A variable from a slot saved before slots kept their last variable. */
+  private rebuild(id: string, slot: Slot): AnalyticsVariable | undefined {
+    const i = id.indexOf('/');
+    if (i <= 0) return undefined;
+    const key = id.slice(i + 1);
+    const d = this.declared.get(key)?.decl;
+    return {
+      host: id.slice(0, i),
+      key,
+      value: slot.value,
+      why: 'restored from the saved state',
+      learner: slot.learner,
+      model: slot.model,
+      confidence: 1,
+      ts: slot.changedAt ?? 0,
+      type: d?.type ?? 'string',
+      unit: d?.unit ?? null,
+    };
+  }
+
   /** An operator's pin: the value goes out once as learner `operator` (unless it already has). */
-  pin(host: string, key: string, value: string, why: string, now: number): AnalyticsVariable | undefined {
+  pin(
+    host: string,
+    key: string,
+    value: string,
+    why: string,
+    now: number,
+    ts: number = now,
+  ): AnalyticsVariable | undefined {
     const id = `${host}/${key}`;
     const slot = this.slots.get(id);
     if (slot && slot.learner === OPERATOR && slot.value === value) {
@@ -171,8 +231,7 @@ export class EmissionGate {
       return undefined;
     }
     const d = this.declared.get(key)?.decl;
-    this.slots.set(id, { value, changedAt: now, learner: OPERATOR, model: OPERATOR, ...numOf(d, value) });
-    return {
+    const v: AnalyticsVariable = {
       host,
       key,
       value,
@@ -180,10 +239,19 @@ export class EmissionGate {
       learner: OPERATOR,
       model: OPERATOR,
       confidence: 1,
-      ts: now,
+      ts,
       type: d?.type ?? 'string',
       unit: d?.unit ?? null,
     };
+    this.slots.set(id, {
+      value,
+      changedAt: now,
+      learner: OPERATOR,
+      model: OPERATOR,
+      ...numOf(d, value),
+      last: v,
+    });
+    return v;
   }
 
   /** After an unpin the learners take over at their next proposal: no dwell, no hysteresis. */
@@ -241,19 +309,12 @@ export class EmissionGate {
     p: Proposal,
     learner: string,
     now: number,
+    ts: number,
   ): AnalyticsVariable {
-    this.slots.set(id, {
-      value: n.value,
-      changedAt: now,
-      learner,
-      model: p.model,
-      ...(n.num !== undefined ? { num: n.num } : {}),
-      ...(n.clampedFrom !== undefined ? { clampedFrom: n.clampedFrom } : {}),
-    });
     const clamped =
       n.clampedFrom !== undefined ? `; clamped from ${n.clampedFrom} to [${d.min}, ${d.max}]` : '';
     const confidence = Number.isFinite(p.confidence) ? Math.min(1, Math.max(0, p.confidence)) : 0;
-    return {
+    const v: AnalyticsVariable = {
       host: p.host,
       key: p.key,
       value: n.value,
@@ -261,10 +322,20 @@ export class EmissionGate {
       learner,
       model: p.model,
       confidence,
-      ts: now,
+      ts,
       type: d.type,
       unit: d.unit,
     };
+    this.slots.set(id, {
+      value: n.value,
+      changedAt: now,
+      learner,
+      model: p.model,
+      ...(n.num !== undefined ? { num: n.num } : {}),
+      ...(n.clampedFrom !== undefined ? { clampedFrom: n.clampedFrom } : {}),
+      last: v,
+    });
+    return v;
   }
 }
 

@@ -2,6 +2,9 @@
 // the emission gate (declaration, dwell, pins), and delivers emitted variables to
 // virgo.kernel-analytics through an outbox (latest value per host/key, kept until the Bus
 // acknowledges it). Work is serialised: one batch at a time, so learners never interleave.
+// Time: dwell runs on each host's pipeline clock (learners/clock.ts), fed with the event times of
+// the records handed over; at start the current value of every variable is announced again, so a
+// restart on a saved state reaches whoever listens now (the in-process bus starts empty).
 
 import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync } from 'node:fs';
@@ -25,6 +28,7 @@ import {
   type WebcamFrame,
 } from '../schemas/index.ts';
 import { loadBackend } from './backend.ts';
+import { PipelineClock, type PipelineClockJson, type PipelineClockOptions } from './clock.ts';
 import {
   type DeclaredVariable,
   EmissionGate,
@@ -54,6 +58,10 @@ const mVerdicts = counter('virgo_learner_proposals_total', 'learner proposals by
   'verdict',
 ]);
 const mPublished = counter('virgo_learner_published_total', 'analytics variables published');
+const mAnnounced = counter(
+  'virgo_learner_reannounced_total',
+  'current values published again at start (a restart re-announces what the state restored)',
+);
 const mPublishFailures = counter(
   'virgo_learner_publish_failures_total',
   'failed publishes of analytics variables',
@@ -72,8 +80,11 @@ export interface LearnerHostOptions {
   learners?: string[];
   /** where snapshots (learners/) and pins (pins/) live; without it nothing persists */
   stateDir?: string;
-  /** the clock of dwell times and of the variables' ts (tests pass a fake one) */
+  /** the wall clock (processing time) under the pipeline clock; tests pass a fake one */
   now?: () => number;
+  /** the pipeline clock of dwell times and of the variables' ts: mode (auto|event|processing),
+   * --tdf, lag threshold, or a clock the caller keeps (default: auto on `now`) */
+  clock?: PipelineClockOptions | PipelineClock;
   /** per-learner options, e.g. { ufw: { windowSec: 60 } } */
   learnerOptions?: Partial<Record<LearnerName, Record<string, unknown>>>;
   /** where variables go (default virgo.kernel-analytics) */
@@ -103,6 +114,10 @@ export interface LearnerHostStats {
   outbox: number;
   pins: number;
   savedAt: number | null;
+  /** the pipeline clock: its mode and how many hosts follow which source now */
+  clock: { mode: string; tdf: number; event: number; processing: number };
+  /** current values published again at start */
+  reannounced: number;
 }
 
 export interface LearnerHost {
@@ -119,6 +134,10 @@ export interface LearnerHost {
   unpin(host: string, key: string): Promise<boolean>;
   /** Releases values held by their dwell time and retries undelivered ones. */
   tick(): Promise<void>;
+  /** The end of a bounded input (a final watermark): every value held by dwell goes out now. */
+  finish(): Promise<void>;
+  /** the pipeline clock the gate reads */
+  readonly clock: PipelineClock;
   /** Writes a snapshot of every learner and the gate; returns its directory. */
   save(): Promise<string | undefined>;
   stats(): LearnerHostStats;
@@ -136,6 +155,7 @@ export class PinValueError extends Error {
 interface GateFileJson {
   gate: GateSnapshot;
   outbox: AnalyticsVariable[];
+  clock?: PipelineClockJson;
 }
 
 const ZERO_VERDICTS: Record<Verdict, number> = {
@@ -174,12 +194,16 @@ export async function createLearnerHost(opts: LearnerHostOptions): Promise<Learn
   const needsTf = names.some((n) => n !== 'ufw' && n !== 'drone');
   const backend = needsTf ? await loadBackend() : undefined;
   const now = opts.now ?? Date.now;
+  const clock =
+    opts.clock instanceof PipelineClock
+      ? opts.clock
+      : new PipelineClock({ wall: now, ...(opts.clock ?? {}) });
   const learners = new Map<LearnerName, Learner>();
   for (const n of names) {
     const l = await FACTORIES[n]({ tf: backend?.tf, log: log.child(n), now }, opts.learnerOptions?.[n] ?? {});
     learners.set(n, l);
   }
-  const host = new Host(opts, names, learners, backend ? backend.name : 'none', now);
+  const host = new Host(opts, names, learners, backend ? backend.name : 'none', now, clock);
   await host.start();
   return host;
 }
@@ -200,6 +224,7 @@ class Host implements LearnerHost {
   private readonly verdicts: Record<Verdict, number> = { ...ZERO_VERDICTS };
   private readonly inputs = { kernel: 0, drone: 0, webcam: 0 };
   private published = 0;
+  private reannounced = 0;
   private publishFailures = 0;
   private savedAt: number | null = null;
   private closed = false;
@@ -210,6 +235,7 @@ class Host implements LearnerHost {
     private readonly learners: Map<LearnerName, Learner>,
     readonly backend: string,
     private readonly now: () => number,
+    readonly clock: PipelineClock,
   ) {
     this.variables = declarationsOf([...learners.values()]);
     this.gate = new EmissionGate(this.variables, (h, k) => this.pins.get(h, k));
@@ -228,6 +254,17 @@ class Host implements LearnerHost {
     const spec = topicSpecs().find((s) => s.topic === TOPICS.kernelAnalytics)!;
     await this.opts.bus.ensureTopics([{ ...spec, topic: this.analyticsTopic }]);
     if (this.opts.stateDir) await this.restore(join(this.opts.stateDir, 'learners'));
+    // Whatever the state restored goes out again: the gate believes these values were delivered,
+    // but whoever listens now (an empty in-process bus, a new feeder, a device in failsafe) has
+    // not seen them. Downstream an unchanged value is a no-op (the table judges it unchanged).
+    // Undelivered variables restored into the outbox are newer and win; pins, applied next, too.
+    for (const v of this.gate.announce()) {
+      const id = `${v.host}/${v.key}`;
+      if (this.outbox.has(id)) continue;
+      this.outbox.set(id, v);
+      this.reannounced++;
+    }
+    mAnnounced.inc(this.reannounced);
     if (this.pinFile) {
       this.applyPins(this.pins.setSource('file', this.pinFile.read()));
       this.stopWatch = this.pinFile.watch((pins) => {
@@ -243,6 +280,9 @@ class Host implements LearnerHost {
       learners: this.names.join(','),
       backend: this.backend,
       pins: this.pins.all().length,
+      reannounced: this.reannounced,
+      clock: this.clock.mode,
+      ...(this.clock.tdf !== 1 ? { tdf: this.clock.tdf } : {}),
     });
   }
 
@@ -260,19 +300,28 @@ class Host implements LearnerHost {
   handleEvents(events: KernelEvent[]): Promise<void> {
     this.inputs.kernel += events.length;
     mInputs.inc({ input: 'kernel' }, events.length);
-    return this.run(() => this.dispatch((l) => (l.onEvents ? l.onEvents(events) : undefined)));
+    return this.run(() => {
+      for (const e of events) this.clock.observe(e.host, e.ts);
+      return this.dispatch((l) => (l.onEvents ? l.onEvents(events) : undefined));
+    });
   }
 
   handleDrone(frames: DroneSensorFrame[]): Promise<void> {
     this.inputs.drone += frames.length;
     mInputs.inc({ input: 'drone' }, frames.length);
-    return this.run(() => this.dispatch((l) => (l.onDrone ? l.onDrone(frames) : undefined)));
+    return this.run(() => {
+      for (const f of frames) this.clock.observe(f.deviceId, f.ts);
+      return this.dispatch((l) => (l.onDrone ? l.onDrone(frames) : undefined));
+    });
   }
 
   handleWebcam(frames: WebcamFrame[]): Promise<void> {
     this.inputs.webcam += frames.length;
     mInputs.inc({ input: 'webcam' }, frames.length);
-    return this.run(() => this.dispatch((l) => (l.onWebcam ? l.onWebcam(frames) : undefined)));
+    return this.run(() => {
+      for (const f of frames) this.clock.observe(f.deviceId, f.ts);
+      return this.dispatch((l) => (l.onWebcam ? l.onWebcam(frames) : undefined));
+    });
   }
 
   private async dispatch(call: (l: Learner) => Promise<Proposal[]> | undefined): Promise<void> {
@@ -295,9 +344,8 @@ class Host implements LearnerHost {
       pl.batches++;
       pl.seconds += secs;
       hBatch.observe({ learner: name }, secs);
-      const t = this.now();
       for (const p of proposals) {
-        const r = this.gate.propose(name, p, t);
+        const r = this.gate.propose(name, p, this.clock.now(p.host), this.clock.stamp(p.host));
         this.verdicts[r.verdict]++;
         mVerdicts.inc({ learner: name, verdict: r.verdict });
         if (r.variable) this.enqueue(r.variable);
@@ -305,7 +353,7 @@ class Host implements LearnerHost {
           log.warn('proposal rejected', { learner: name, host: p.host, key: p.key, error: r.error });
       }
     }
-    for (const v of this.gate.release(this.now())) this.enqueue(v);
+    for (const v of this.gate.release(this.clock)) this.enqueue(v);
     await this.flush();
   }
 
@@ -344,20 +392,31 @@ class Host implements LearnerHost {
 
   tick(): Promise<void> {
     return this.run(async () => {
-      for (const v of this.gate.release(this.now())) this.enqueue(v);
+      for (const v of this.gate.release(this.clock)) this.enqueue(v);
+      await this.flush();
+    });
+  }
+
+  finish(): Promise<void> {
+    return this.run(async () => {
+      const out = this.gate.release(this.clock, true);
+      for (const v of out) this.enqueue(v);
+      if (out.length > 0)
+        log.info('end of input: released the values held by dwell', { released: out.length });
       await this.flush();
     });
   }
 
   private applyPins(diff: { pinned: PinEntry[]; unpinned: PinEntry[] }, force?: string): void {
-    const t = this.now();
     for (const e of diff.pinned) {
+      // An operator acts in processing time; the dwell after an unpin is the host's own clock.
       const v = this.gate.pin(
         e.host,
         e.key,
         e.value,
         `pinned by ${e.by} at ${new Date(e.ts).toISOString()}`,
-        t,
+        this.clock.now(e.host),
+        this.now(),
       );
       if (v && (!e.announced || force === `${e.host}/${e.key}`)) this.enqueue(v);
       log.info('pin in force', { variable: `${e.host}/${e.key}`, value: e.value, by: e.by });
@@ -506,6 +565,7 @@ class Host implements LearnerHost {
     if (existsSync(gatePath)) {
       const g = readJson<GateFileJson>(gatePath);
       this.gate.restore(g.gate);
+      if (g.clock) this.clock.restore(g.clock);
       for (const v of g.outbox) this.outbox.set(`${v.host}/${v.key}`, v);
     }
     log.info('restored learner state', { snapshot: dir });
@@ -522,7 +582,11 @@ class Host implements LearnerHost {
           await l.save(sub);
         }
         for (const a of this.opts.attachments ?? []) await a.save(join(d, a.name));
-        const g: GateFileJson = { gate: this.gate.snapshot(), outbox: [...this.outbox.values()] };
+        const g: GateFileJson = {
+          gate: this.gate.snapshot(),
+          outbox: [...this.outbox.values()],
+          clock: this.clock.toJSON(),
+        };
         writeJsonAtomic(join(d, 'gate.json'), g);
       });
       this.savedAt = this.now();
@@ -543,6 +607,8 @@ class Host implements LearnerHost {
       outbox: this.outbox.size,
       pins: this.pins.all().length,
       savedAt: this.savedAt,
+      clock: { mode: this.clock.mode, tdf: this.clock.tdf, ...this.clock.counts() },
+      reannounced: this.reannounced,
     };
   }
 
