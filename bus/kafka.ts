@@ -407,8 +407,14 @@ export class KafkaBus implements Bus {
     });
     let restartDelay = RESTART_INITIAL_MS;
     let restartTimer: NodeJS.Timeout | undefined;
-    consumer.on(consumer.events.GROUP_JOIN, () => {
+    consumer.on(consumer.events.GROUP_JOIN, (e) => {
       restartDelay = RESTART_INITIAL_MS;
+      if (opts.onAssign) {
+        const a = e.payload.memberAssignment as Record<string, number[]>;
+        opts.onAssign(
+          Object.entries(a).map(([topic, partitions]) => ({ topic, partitions: [...partitions] })),
+        );
+      }
       resolveReady();
     });
     // kafkajs restarts a crashed consumer itself only after errors it deems retriable. Others
@@ -536,6 +542,7 @@ export class KafkaBus implements Bus {
           partition: batch.partition,
           isRunning: () => running && isRunning() && !isStale(),
           heartbeat,
+          highWatermark: batch.highWatermark,
         });
         done(chunk[chunk.length - 1]!.offset);
         await commitSoon();

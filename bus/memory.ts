@@ -279,11 +279,21 @@ export class MemoryBus implements Bus {
       return batch;
     };
 
+    let lastAssigned = '';
+    const reportAssignment = () => {
+      if (!opts.onAssign) return;
+      const a = opts.topics.map((topic) => ({ topic, partitions: this.assigned(g, member, topic) }));
+      const text = JSON.stringify(a);
+      if (text === lastAssigned) return;
+      lastAssigned = text;
+      opts.onAssign(a);
+    };
     const loop = async (): Promise<void> => {
       let failures = 0;
       while (running) {
         pendingWake = false;
         let delivered = false;
+        reportAssignment();
         for (const topic of opts.topics) {
           const t = this.topics.get(topic);
           if (!t) continue;
@@ -297,6 +307,7 @@ export class MemoryBus implements Bus {
                 partition: p,
                 isRunning: () => running && this.assigned(g, member, topic).includes(p),
                 heartbeat: async () => {},
+                highWatermark: String(t.partitions[p]!.next),
               });
               failures = 0;
             } catch (err) {

@@ -29,6 +29,14 @@ export function namespaced(bus: Bus, prefix: string): Bus {
         ...opts,
         topics: opts.topics.map(out),
         groupId: out(opts.groupId),
+        ...(opts.onAssign
+          ? {
+              onAssign: (a) =>
+                opts.onAssign!(
+                  a.map((x) => ({ ...x, topic: x.topic.startsWith(p) ? x.topic.slice(p.length) : x.topic })),
+                ),
+            }
+          : {}),
         onBatch: (batch, ctx) =>
           opts.onBatch(batch.map(back), {
             ...ctx,

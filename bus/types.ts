@@ -52,6 +52,14 @@ export interface BatchContext {
   /** false once the subscription is closing or the partition was revoked: stop early */
   isRunning(): boolean;
   heartbeat(): Promise<void>;
+  /** the partition's high watermark (next offset to be written) when the batch was fetched:
+   * a consumer at it has read everything there was (event-time merging, replay detection) */
+  highWatermark?: string;
+}
+
+export interface Assignment {
+  topic: string;
+  partitions: number[];
 }
 
 export interface SubscribeOptions {
@@ -64,6 +72,8 @@ export interface SubscribeOptions {
   onBatch: BatchHandler;
   /** upper bound of messages handed to onBatch at once (the in-process bus honours it exactly) */
   maxBatch?: number;
+  /** called with this member's partitions whenever the group assigns them (join, rebalance) */
+  onAssign?: (assigned: Assignment[]) => void;
 }
 
 export interface Subscription {

@@ -20,7 +20,9 @@ export {
   type Rejection,
   rejection,
 } from './decode.ts';
+export { type DedupeJson, LineDedupe, type LineId, lineId } from './dedupe.ts';
 export { toKernelEvent } from './event.ts';
+export { EventTimeMerger, HostWatermarks, type MergerStats, type Timed } from './event-order.ts';
 export { type Classified, classify } from './families.ts';
 export {
   FINGERPRINT_BYTES,
@@ -44,6 +46,13 @@ export {
   TemplateMiner,
   templateIdOf,
 } from './miner.ts';
+export {
+  IngestOrder,
+  type IngestOrderOptions,
+  type IngestOrderStats,
+  orderMetrics,
+  type PendingLine,
+} from './order-state.ts';
 export { hostOf, parseLine } from './parse.ts';
 export {
   DEFAULT_BATCH_BYTES,

@@ -1,8 +1,13 @@
-// The consumer stage: group virgo-learners reads virgo.kernel-logs, parses and mines each line,
-// and hands the KernelEvents of a batch to the learners (in-process) before the Bus commits the
-// batch's offsets. Lines it cannot read go to virgo.kernel-logs.dlq with their original bytes and
-// a `virgo-error` header; an oversize line is cut and flagged, and its original also goes to the
-// dead-letter topic so nothing is lost. No line stops the stage.
+// The consumer stage: group virgo-learners reads virgo.kernel-logs, parses each line, puts the
+// lines of its partitions back into event-time order (event-order.ts: a watermark over the
+// partitions that still have data), drops lines the learners already took (dedupe.ts), and hands
+// the rest, mined, to the learners (in-process) before the Bus commits the batch's offsets.
+// Lines it cannot read go to virgo.kernel-logs.dlq with their original bytes and a `virgo-error`
+// header; an oversize line is cut and flagged, and its original also goes to the dead-letter topic
+// so nothing is lost; a line too late for its host (older than the host's watermark minus the
+// allowed lateness) goes there with reason `late`. No line stops the stage.
+// Time: event time (the lines' own stamps; the message timestamp for lines without one) orders and
+// judges lateness; processing time only tells an idle partition and paces the warnings.
 
 import { existsSync } from 'node:fs';
 import {
@@ -19,20 +24,29 @@ import {
 import { createLogger } from '../runtime/log.ts';
 import type { KernelEvent } from '../schemas/index.ts';
 import { decodeValue, MAX_LINE_BYTES } from './decode.ts';
+import { type LineId, lineId } from './dedupe.ts';
 import { toKernelEvent } from './event.ts';
 import { ingestMetrics } from './metrics.ts';
 import { TemplateMiner } from './miner.ts';
+import {
+  IngestOrder,
+  type IngestOrderOptions,
+  type IngestOrderStats,
+  orderMetrics,
+  type PendingLine,
+} from './order-state.ts';
 import { parseLine } from './parse.ts';
 import type { Family } from './types.ts';
 
 const log = createLogger('ingest.stage');
 
 export interface IngestBatchContext {
+  /** the batch whose arrival released these events (events may come from several partitions) */
   topic: string;
   partition: number;
   firstOffset: string;
   lastOffset: string;
-  /** hosts of this batch's events (a partition carries the hosts whose key hashes to it) */
+  /** hosts of these events */
   hosts: string[];
   /** false once the stage is closing or the partition was revoked */
   isRunning(): boolean;
@@ -55,11 +69,20 @@ export interface IngestStageOptions {
   /** default 60 000 */
   saveEveryMs?: number;
   maxLineBytes?: number;
-  /** messages per batch handed to onEvents at most */
+  /** messages per batch read from the bus at most */
   maxBatch?: number;
-  /** Called once per batch with at least one event; offsets are committed after it resolves.
-   * A rejection gets the same batch again (at-least-once). */
+  /** Called with the events a batch (or the idle check) released, in event-time order; the
+   * batch's offsets are committed after it resolves. A rejection gets the same lines again. */
   onEvents: (events: KernelEvent[], ctx: IngestBatchContext) => Promise<void>;
+  /** event-time state (reorder buffer, host watermarks, dedupe); the learn stage passes the one
+   * it snapshots with the models. Default: a fresh one from `order` options */
+  order?: IngestOrder;
+  /** allowed lateness, buffer and dedupe bounds of a fresh event-time state */
+  orderOptions?: IngestOrderOptions;
+  /** how often the watermark is checked without a new batch (idle partitions), ms (default 200) */
+  pumpMs?: number;
+  /** late and duplicate lines are logged at most once per this, ms (default 10 s) */
+  reportEveryMs?: number;
 }
 
 export interface IngestStats {
@@ -77,6 +100,12 @@ export interface IngestStats {
   batches: number;
   bytes: number;
   templates: number;
+  /** lines dropped: the learners already took them */
+  duplicates: number;
+  /** lines dead-lettered as too late for their host */
+  late: number;
+  /** the event-time merger, watermarks and dedupe */
+  order: IngestOrderStats;
 }
 
 export interface IngestStage {
@@ -84,6 +113,14 @@ export interface IngestStage {
   ready: Promise<void>;
   stats(): IngestStats;
   readonly miner: TemplateMiner;
+  readonly order: IngestOrder;
+  /** whether some partition still has data to read: the input is replaying (a backlog) */
+  backlog(): boolean;
+  /**
+   * The end of a bounded input: waits until every partition was read to the end the topic has
+   * now, then releases every line still waiting for its event-time turn (a final watermark).
+   */
+  drain(timeoutMs?: number): Promise<void>;
   /** stops consuming after the batch in hand and commits its offsets */
   close(): Promise<void>;
 }
@@ -105,6 +142,8 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
   const topic = opts.topic ?? TOPICS.kernelLogs;
   const dlqTopic = opts.dlqTopic ?? `${topic}.dlq`;
   const miner = opts.miner ?? loadMiner(opts.statePath);
+  const order = opts.order ?? new IngestOrder(opts.orderOptions);
+  const merger = order.merger;
   const saveEveryMs = opts.saveEveryMs ?? 60_000;
   let lastSave = Date.now();
   const save = () => {
@@ -117,7 +156,7 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
     }
   };
   const maxLineBytes = opts.maxLineBytes ?? MAX_LINE_BYTES;
-  const stats: IngestStats = {
+  const stats: Omit<IngestStats, 'order'> = {
     messages: 0,
     lines: 0,
     events: 0,
@@ -128,20 +167,134 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
     batches: 0,
     bytes: 0,
     templates: 0,
+    duplicates: 0,
+    late: 0,
   };
   const truncatedFlags = ['truncated'];
+  const reports = new Reports(opts.reportEveryMs ?? 10_000, dlqTopic, order.hosts.allowedLatenessMs);
+
+  // Batches, the idle check and drain() take turns: the merger and the learners see one at a time.
+  let turn: Promise<unknown> = Promise.resolve();
+  const serial = <T>(fn: () => Promise<T>): Promise<T> => {
+    const p = turn.then(fn);
+    turn = p.catch(() => {});
+    return p;
+  };
+
+  // The partitions this consumer owns, with whether they hold anything: until known, nothing is
+  // released (a partition not read yet may hold older lines than the first batch).
+  let assigned: Promise<void> | undefined;
+  let assignedSet: Set<number> | undefined;
+  const onAssign = (a: { topic: string; partitions: number[] }[]) => {
+    const mine = a.find((x) => x.topic === topic)?.partitions ?? [];
+    const job = (async () => {
+      let offsets: { partition: number; low: string; high: string }[] = [];
+      try {
+        offsets = await opts.bus.topicOffsets(topic);
+      } catch (err) {
+        log.warn('could not read the partition offsets; treating every assigned partition as holding data', {
+          topic,
+          err,
+        });
+      }
+      const has = new Map(offsets.map((o) => [o.partition, BigInt(o.high) > BigInt(o.low)]));
+      merger.assign(mine.map((p) => ({ partition: p, hasData: has.get(p) ?? true })));
+      assignedSet = new Set(mine);
+    })();
+    assigned = job;
+  };
+
+  /**
+   * Hands released lines to the learners: drops those already taken (dedupe) and dead-letters
+   * those too late for their host. Marks lines taken only once the learners took them.
+   */
+  const deliver = async (released: PendingLine[], ctx: Omit<IngestBatchContext, 'hosts'>): Promise<void> => {
+    if (released.length === 0) return;
+    const events: KernelEvent[] = [];
+    const taken: { p: PendingLine; id: LineId }[] = [];
+    const dlq: OutgoingMessage[] = [];
+    const families: Partial<Record<Family, number>> = {};
+    const hosts = new Set<string>();
+    const pendingWm = new Map<string, number>();
+    const pendingIds = new Set<number>();
+    let duplicates = 0;
+    let truncated = 0;
+    for (const p of released) {
+      const id = lineId(p.host, p.ts, p.line);
+      const a = order.hosts.get(p.host);
+      const b = pendingWm.get(p.host);
+      const wm = a === undefined ? b : b === undefined ? a : Math.max(a, b);
+      if (pendingIds.has(id.key) || order.dedupe.seen(id, p.ts, wm)) {
+        duplicates++;
+        reports.duplicate(p.host);
+        continue;
+      }
+      if (order.hosts.isLate(p.host, p.ts, pendingWm)) {
+        dlq.push(lateLetter(p, wm!, order.hosts.allowedLatenessMs));
+        reports.late(p, wm!);
+        continue;
+      }
+      const at = p.parsed.messageAt;
+      const mined =
+        at >= 0 ? miner.add(p.line, at, at + p.parsed.message.length) : miner.add(p.parsed.message);
+      events.push(toKernelEvent(p.parsed, mined, p.cut ? truncatedFlags : []));
+      families[p.parsed.family] = (families[p.parsed.family] ?? 0) + 1;
+      hosts.add(p.host);
+      if (p.cut) truncated++;
+      pendingIds.add(id.key);
+      if (b === undefined || p.ts > b) pendingWm.set(p.host, p.ts);
+      taken.push({ p, id });
+    }
+    if (events.length > 0) await opts.onEvents(events, { ...ctx, hosts: [...hosts] });
+    if (dlq.length > 0) await opts.bus.publish(dlqTopic, dlq, { compression: 'gzip' });
+    // The learners took them: from now on they are counted, and a copy is a duplicate.
+    for (const { p } of taken) order.hosts.admit(p.host, p.ts);
+    const wmOf = (h: string) => order.hosts.get(h);
+    for (const { p, id } of taken) order.dedupe.remember(p.host, p.ts, id, wmOf);
+    stats.events += events.length;
+    stats.truncated += truncated;
+    stats.duplicates += duplicates;
+    stats.late += dlq.length;
+    if (duplicates) orderMetrics.duplicates.inc({ topic }, duplicates);
+    if (dlq.length) {
+      orderMetrics.late.inc({ topic }, dlq.length);
+      stats.deadLettered += dlq.length;
+      stats.byReason.late = (stats.byReason.late ?? 0) + dlq.length;
+      ingestMetrics.deadLetters.inc({ reason: 'late' }, dlq.length);
+    }
+    for (const [f, n] of Object.entries(families) as [Family, number][]) {
+      stats.byFamily[f] = (stats.byFamily[f] ?? 0) + n;
+      ingestMetrics.events.inc({ family: f }, n);
+    }
+    if (truncated) {
+      stats.byReason.truncated = (stats.byReason.truncated ?? 0) + truncated;
+      ingestMetrics.truncated.inc(truncated);
+    }
+    const ev = order.dedupe.evictedEarly;
+    if (ev > reportedEvicted) {
+      orderMetrics.dedupeEvicted.inc(ev - reportedEvicted);
+      reportedEvicted = ev;
+    }
+  };
+  let reportedEvicted = order.dedupe.evictedEarly;
+
+  const releaseNow = (): PendingLine[] => {
+    const r = merger.release();
+    if (r.forced > 0) {
+      orderMetrics.forced.inc({ topic }, r.forced);
+      reports.forced(r.forced, merger.maxBuffered);
+    }
+    return r.items;
+  };
 
   const onBatch = async (
     batch: BusMessage[],
-    bctx: { topic: string; partition: number; isRunning(): boolean },
+    bctx: { topic: string; partition: number; isRunning(): boolean; highWatermark?: string },
   ): Promise<void> => {
-    const events: KernelEvent[] = [];
+    const lines: PendingLine[] = [];
     const dlq: OutgoingMessage[] = [];
     const reasons: Record<string, number> = {};
-    const families: Partial<Record<Family, number>> = {};
-    const hosts = new Set<string>();
-    let lines = 0;
-    let truncated = 0;
+    let count = 0;
     let bytes = 0;
     for (const m of batch) {
       bytes += m.value?.length ?? 0;
@@ -153,54 +306,75 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
       }
       const key = m.key && m.key.length > 0 ? m.key.toString('utf8') : '';
       const now = m.timestamp > 0 ? m.timestamp : Date.now();
-      let failed = false;
+      const contentType = m.headers[HEADERS.contentType] ?? CONTENT_TYPES.text;
       for (let i = 0; i < d.lines.length; i++) {
-        lines++;
+        count++;
+        const line = d.lines[i]!;
         try {
-          const line = d.lines[i]!;
           const parsed = parseLine(line, { host: key, now });
-          const at = parsed.messageAt;
-          const mined = at >= 0 ? miner.add(line, at, at + parsed.message.length) : miner.add(parsed.message);
-          const cut = d.truncated.length > 0 && d.truncated.includes(i);
-          events.push(toKernelEvent(parsed, mined, cut ? truncatedFlags : []));
-          families[parsed.family] = (families[parsed.family] ?? 0) + 1;
-          hosts.add(parsed.host);
-          if (cut) truncated++;
-        } catch (err) {
-          // A bug of ours, not the line's: keep the line (dead letter) and go on.
-          if (!failed) {
-            failed = true;
-            reasons['parse-error'] = (reasons['parse-error'] ?? 0) + 1;
-            dlq.push(dead(m, `parse-error: ${(err as Error).message}`));
-            log.error('line failed to parse', {
+          lines.push({
+            ts: parsed.ts,
+            host: parsed.host,
+            line,
+            parsed,
+            cut: d.truncated.length > 0 && d.truncated.includes(i),
+            keyHost: key,
+            src: {
               topic: m.topic,
               partition: m.partition,
               offset: m.offset,
-              err,
-            });
-          }
+              key: m.key,
+              contentType,
+              raw: d.lines.length === 1 ? m.value : null,
+              timestamp: now,
+            },
+          });
+        } catch (err) {
+          // A bug of ours, not the line's: keep the line (dead letter) and go on.
+          reasons['parse-error'] = (reasons['parse-error'] ?? 0) + 1;
+          dlq.push(dead(m, `parse-error: ${(err as Error).message}`));
+          log.error('line failed to parse', {
+            topic: m.topic,
+            partition: m.partition,
+            offset: m.offset,
+            err,
+          });
         }
       }
       if (d.truncated.length > 0) {
         dlq.push(dead(m, `truncated: ${d.truncated.length} line(s) over ${maxLineBytes} bytes were cut`));
       }
     }
-    if (events.length > 0) {
-      await opts.onEvents(events, {
-        topic: bctx.topic,
-        partition: bctx.partition,
-        firstOffset: batch[0]!.offset,
-        lastOffset: batch[batch.length - 1]!.offset,
-        hosts: [...hosts],
-        isRunning: () => bctx.isRunning(),
+    const first = batch[0]!.offset;
+    const last = batch[batch.length - 1]!.offset;
+    await serial(async () => {
+      if (assigned) await assigned;
+      merger.add(bctx.partition, lines, {
+        lastOffset: last,
+        ...(bctx.highWatermark !== undefined ? { highWatermark: bctx.highWatermark } : {}),
       });
-    }
+      const released = releaseNow();
+      try {
+        await deliver(released, {
+          topic: bctx.topic,
+          partition: bctx.partition,
+          firstOffset: first,
+          lastOffset: last,
+          isRunning: () => bctx.isRunning(),
+        });
+      } catch (err) {
+        // The bus gives this batch again: keep what other batches left waiting, not this one's.
+        const mine = new Set(lines);
+        merger.putBack(released.filter((p) => !mine.has(p)));
+        merger.removeWhere((p) => mine.has(p));
+        throw err;
+      }
+      orderMetrics.buffered.set({ topic }, merger.stats().buffered);
+    });
     if (dlq.length > 0) await opts.bus.publish(dlqTopic, dlq, { compression: 'gzip' });
     // Counted once the batch is done: a retried batch is not counted twice.
     stats.messages += batch.length;
-    stats.lines += lines;
-    stats.events += events.length;
-    stats.truncated += truncated;
+    stats.lines += count;
     stats.batches++;
     stats.bytes += bytes;
     for (const [r, n] of Object.entries(reasons)) {
@@ -208,19 +382,41 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
       stats.byReason[r] = (stats.byReason[r] ?? 0) + n;
       ingestMetrics.deadLetters.inc({ reason: r }, n);
     }
-    for (const [f, n] of Object.entries(families) as [Family, number][]) {
-      stats.byFamily[f] = (stats.byFamily[f] ?? 0) + n;
-      ingestMetrics.events.inc({ family: f }, n);
-    }
-    if (truncated) {
-      stats.byReason.truncated = (stats.byReason.truncated ?? 0) + truncated;
-      ingestMetrics.truncated.inc(truncated);
-    }
     ingestMetrics.messages.inc(batch.length);
-    ingestMetrics.lines.inc(lines);
+    ingestMetrics.lines.inc(count);
     ingestMetrics.templates.set(miner.size);
     if (opts.statePath && Date.now() - lastSave >= saveEveryMs) save();
   };
+
+  // Without a new batch the watermark still moves when a partition goes idle: look regularly.
+  let pumpFailures = 0;
+  let pumpBusy = false;
+  const pump = setInterval(() => {
+    reports.flush();
+    if (pumpBusy || !assignedSet || merger.stats().buffered === 0) return;
+    pumpBusy = true;
+    void serial(async () => {
+      const released = releaseNow();
+      try {
+        await deliver(released, {
+          topic,
+          partition: -1,
+          firstOffset: '-1',
+          lastOffset: '-1',
+          isRunning: () => true,
+        });
+        pumpFailures = 0;
+      } catch (err) {
+        merger.putBack(released);
+        if (pumpFailures++ % 50 === 0)
+          log.error('handing released lines to the learners failed; retrying', { err });
+      }
+      orderMetrics.buffered.set({ topic }, merger.stats().buffered);
+    }).finally(() => {
+      pumpBusy = false;
+    });
+  }, opts.pumpMs ?? 200);
+  pump.unref();
 
   // The stage is the dead-letter topic's only writer: it creates it (docs/design.md §4).
   // It also creates its input topic when missing, with the partitions of the spec: a first
@@ -231,35 +427,171 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
       topicSpecs().find((t) => t.topic === dlqTopic) ?? { topic: dlqTopic, partitions: 1 },
     ]);
   } catch (err) {
-    if (brokerUnreachable(err)) throw err;
+    if (brokerUnreachable(err)) {
+      clearInterval(pump);
+      throw err;
+    }
     log.warn('could not create the log and dead-letter topics; relying on auto-creation', {
       topic,
       dlqTopic,
       err,
     });
   }
-  const sub = await opts.bus.subscribe({
-    topics: [topic],
-    groupId: opts.groupId ?? GROUPS.learners,
-    fromBeginning: opts.fromBeginning ?? false,
-    maxBatch: opts.maxBatch ?? 2_000,
-    onBatch,
-  });
+  let sub: Awaited<ReturnType<Bus['subscribe']>>;
+  try {
+    sub = await opts.bus.subscribe({
+      topics: [topic],
+      groupId: opts.groupId ?? GROUPS.learners,
+      fromBeginning: opts.fromBeginning ?? false,
+      maxBatch: opts.maxBatch ?? 2_000,
+      onBatch,
+      onAssign,
+    });
+  } catch (err) {
+    clearInterval(pump);
+    throw err;
+  }
   log.debug('ingest stage subscribed', { topic, dlqTopic, group: opts.groupId ?? GROUPS.learners });
+
+  const drain = async (timeoutMs = 120_000): Promise<void> => {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (assigned) await assigned;
+      const offsets = await opts.bus.topicOffsets(topic);
+      const behind = offsets.filter(
+        (o) =>
+          BigInt(o.high) > BigInt(o.low) &&
+          !(assignedSet && !assignedSet.has(o.partition)) &&
+          !merger.reached(o.partition, BigInt(o.high)),
+      );
+      if (assignedSet && behind.length === 0) break;
+      if (Date.now() > deadline) {
+        log.warn('end of input: partitions not read to their end in time; releasing what was read', {
+          topic,
+          partitions: behind.map((o) => o.partition),
+        });
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await serial(async () => {
+      const all = merger.releaseAll();
+      await deliver(all, {
+        topic,
+        partition: -1,
+        firstOffset: '-1',
+        lastOffset: '-1',
+        isRunning: () => true,
+      });
+      orderMetrics.buffered.set({ topic }, 0);
+    });
+    reports.flush(true);
+  };
+
   return {
     ready: sub.ready,
     miner,
+    order,
+    backlog: () => merger.backlog(),
+    drain,
     stats: () => ({
       ...stats,
       byReason: { ...stats.byReason },
       byFamily: { ...stats.byFamily },
       templates: miner.size,
+      order: order.stats(),
     }),
     close: async () => {
+      clearInterval(pump);
       await sub.close();
+      await turn;
+      reports.flush(true);
       save();
     },
   };
+}
+
+/** The dead letter of a line too late for its host: its original bytes, the reason and the times. */
+function lateLetter(p: PendingLine, watermark: number, latenessMs: number): OutgoingMessage {
+  const iso = (t: number) => (Number.isFinite(t) ? new Date(t).toISOString() : String(t));
+  return {
+    key: p.src.key,
+    value: p.src.raw ?? Buffer.from(p.line, 'utf8'),
+    headers: {
+      [HEADERS.error]: `late: event time ${iso(p.ts)} is more than ${latenessMs / 1000}s behind host ${p.host}'s watermark ${iso(watermark)}`,
+      [HEADERS.contentType]: p.src.contentType,
+      'virgo-source': `${p.src.topic}/${p.src.partition}/${p.src.offset}`,
+    },
+    timestamp: p.src.timestamp,
+  };
+}
+
+/** Late, duplicate and early-released lines, logged at most once per interval (processing time). */
+class Reports {
+  private lastAt = 0;
+  private lateN = 0;
+  private dupN = 0;
+  private forcedN = 0;
+  private readonly lateHosts = new Map<string, number>();
+  private example: { host: string; ts: string; watermark: string } | undefined;
+
+  constructor(
+    private readonly everyMs: number,
+    private readonly dlqTopic: string,
+    private readonly latenessMs: number,
+  ) {}
+
+  late(p: PendingLine, watermark: number): void {
+    this.lateN++;
+    if (this.lateHosts.size < 1000 || this.lateHosts.has(p.host))
+      this.lateHosts.set(p.host, (this.lateHosts.get(p.host) ?? 0) + 1);
+    this.example ??= {
+      host: p.host,
+      ts: new Date(p.ts).toISOString(),
+      watermark: new Date(watermark).toISOString(),
+    };
+    this.flush();
+  }
+
+  duplicate(_host: string): void {
+    this.dupN++;
+  }
+
+  forced(n: number, max: number): void {
+    this.forcedN += n;
+    if (this.forcedN === n) log.warn('reorder buffer full: releasing the oldest lines early', { max });
+  }
+
+  /** Logs what accumulated when the interval passed (or now, with `force`). */
+  flush(force = false): void {
+    if (this.lateN + this.dupN + this.forcedN === 0) return;
+    const t = Date.now();
+    if (!force && t - this.lastAt < this.everyMs) return;
+    this.lastAt = t;
+    if (this.lateN > 0) {
+      const hosts = [...this.lateHosts].sort((a, b) => b[1] - a[1]).slice(0, 5);
+      log.warn('lines arrived too late for their host and were dead-lettered (reason late)', {
+        late: this.lateN,
+        dlq: this.dlqTopic,
+        allowedLatenessSec: this.latenessMs / 1000,
+        hosts: Object.fromEntries(hosts),
+        example: this.example,
+      });
+    }
+    if (this.dupN > 0) {
+      log.info('dropped lines the learners already took (same host, time and text)', {
+        duplicates: this.dupN,
+      });
+    }
+    if (this.forcedN > 0) {
+      log.warn('lines released before their event-time turn (reorder buffer full)', { forced: this.forcedN });
+    }
+    this.lateN = 0;
+    this.dupN = 0;
+    this.forcedN = 0;
+    this.lateHosts.clear();
+    this.example = undefined;
+  }
 }
 
 function loadMiner(path: string | undefined): TemplateMiner {

@@ -1,11 +1,22 @@
 // The learn stage: ingest's consumer (virgo.kernel-logs → KernelEvents) feeding the learner host,
 // plus the device topics (virgo.drone-sensors, virgo.webcam-frames, Avro), a tick that releases
-// values held by their dwell time, and periodic snapshots (learners, gate, template miner).
+// values held by their dwell time, and periodic snapshots (learners, gate, template miner, and
+// ingest's event-time state: reorder buffer, host watermarks, dedupe).
+// Time: the host's pipeline clock follows event time while the input replays (a bounded input
+// until finish(), or a backlog on the topic) and processing time otherwise (learners/clock.ts).
 import { existsSync } from 'node:fs';
 import { type Bus, type BusMessage, GROUPS, type Subscription, TOPICS, topicSpecs } from '../bus/index.ts';
-import { type IngestStage, type IngestStats, startIngestStage, TemplateMiner } from '../ingest/index.ts';
+import {
+  IngestOrder,
+  type IngestOrderOptions,
+  type IngestStage,
+  type IngestStats,
+  startIngestStage,
+  TemplateMiner,
+} from '../ingest/index.ts';
 import { createLogger } from '../runtime/log.ts';
 import { AvroDecodeError, codecFor, type DroneSensorFrame, type WebcamFrame } from '../schemas/index.ts';
+import { PipelineClock, type PipelineClockOptions } from './clock.ts';
 import {
   createLearnerHost,
   type LearnerHost,
@@ -35,8 +46,15 @@ export interface LearnStageOptions {
   /** how often held values are re-checked against their dwell time, ms (default 1 s) */
   tickMs?: number;
   learnerOptions?: LearnerHostOptions['learnerOptions'];
+  /** the wall clock (tests pass a fake one) */
   now?: () => number;
   onEmit?: LearnerHostOptions['onEmit'];
+  /** the pipeline clock: mode auto|event|processing, tdf, lag threshold (default auto) */
+  clock?: Omit<PipelineClockOptions, 'wall' | 'replaying'>;
+  /** the input is bounded (a file read to its end): auto mode runs on event time until finish() */
+  bounded?: boolean;
+  /** allowed lateness, reorder buffer and dedupe bounds of the consumer stage */
+  order?: IngestOrderOptions;
 }
 
 export interface LearnStageStats extends LearnerHostStats {
@@ -49,6 +67,12 @@ export interface LearnStage {
   readonly host: LearnerHost;
   readonly ready: Promise<void>;
   stats(): LearnStageStats;
+  /**
+   * The end of a bounded input (all of it published): once the consumer read it to its end,
+   * every line still waiting for its event-time turn and every value held by dwell goes out, so
+   * the last emitted value of each variable is the answer over the whole input.
+   */
+  finish(timeoutMs?: number): Promise<void>;
   /** stops consuming, delivers what is pending, saves a snapshot, releases everything */
   close(): Promise<void>;
 }
@@ -63,6 +87,14 @@ export function startLearnStage(opts: LearnStageOptions): LearnStage {
   let ingest: IngestStage | undefined;
   let devices: Subscription | undefined;
   let miner = new TemplateMiner();
+  const order = new IngestOrder({ ...(opts.order ?? {}), ...(opts.now ? { now: opts.now } : {}) });
+  let ended = false;
+  const clock = new PipelineClock({
+    ...(opts.clock ?? {}),
+    ...(opts.now ? { wall: opts.now } : {}),
+    // A replay: a bounded input not yet at its end, or partitions with unread data.
+    replaying: () => (opts.bounded === true && !ended) || (ingest?.backlog() ?? false),
+  });
   const timers: NodeJS.Timeout[] = [];
   const dev = { drone: 0, webcam: 0, rejected: 0 };
   let closing = false;
@@ -110,7 +142,10 @@ export function startLearnStage(opts: LearnStageOptions): LearnStage {
       ...(opts.analyticsTopic ? { analyticsTopic: opts.analyticsTopic } : {}),
       ...(opts.pinsTopic !== undefined ? { pinsTopic: opts.pinsTopic } : {}),
       ...(opts.onEmit ? { onEmit: opts.onEmit } : {}),
+      clock,
       // Template ids are the miner's: saving it with the models keeps ids stable across restarts.
+      // The event-time state goes with the models too: what waited for its turn is not lost, and
+      // what the learners took stays known (a line published again is a duplicate).
       attachments: [
         {
           name: 'miner.json',
@@ -119,6 +154,7 @@ export function startLearnStage(opts: LearnStageOptions): LearnStage {
             if (existsSync(p)) miner = TemplateMiner.load(p);
           },
         },
+        { name: 'ingest-order', save: (p) => order.save(p), load: (p) => order.load(p) },
       ],
     });
     const h = host;
@@ -129,6 +165,7 @@ export function startLearnStage(opts: LearnStageOptions): LearnStage {
         ...(opts.logsTopic ? { topic: opts.logsTopic } : {}),
         fromBeginning: opts.fromBeginning ?? false,
         miner,
+        order,
         onEvents: (events) => h.handleEvents(events),
       });
       await ingest.ready;
@@ -193,6 +230,12 @@ export function startLearnStage(opts: LearnStageOptions): LearnStage {
       return host;
     },
     ready,
+    finish: async (timeoutMs?: number) => {
+      await ready;
+      await ingest?.drain(timeoutMs);
+      ended = true;
+      await host?.finish();
+    },
     stats: () => ({
       ...(host?.stats() ?? emptyStats()),
       ingest: ingest?.stats() ?? null,
@@ -222,5 +265,7 @@ function emptyStats(): LearnerHostStats {
     outbox: 0,
     pins: 0,
     savedAt: null,
+    clock: { mode: 'auto', tdf: 1, event: 0, processing: 0 },
+    reannounced: 0,
   };
 }

@@ -2,6 +2,8 @@ import { readFileSync } from 'node:fs';
 import type { Bus } from '../../bus/index.ts';
 import { sourceProblem } from '../../ingest/source.ts';
 import type { LearnStage } from '../../learners/index.ts';
+import { declaredVariables } from '../../learners/registry.ts';
+import { describeDefinition } from '../../learners/variables.ts';
 import { CONNECTION_OPTIONS, UsageError } from '../../runtime/config.ts';
 import { createLogger } from '../../runtime/log.ts';
 import type { HttpRoutes } from '../../runtime/metrics.ts';
@@ -10,20 +12,40 @@ import { stateDir } from '../../runtime/paths.ts';
 import { resolveSecret, SECRET_FILE_OPTION } from '../../runtime/secret.ts';
 import { exitOnSignals, onShutdown } from '../../runtime/shutdown.ts';
 import { busFromOptions, defineCommand } from '../command.ts';
+import { TIME_OPTIONS, timeFromOptions } from '../time-options.ts';
 
 const log = createLogger('learn');
+
+/** Every declared variable with what it is computed over, for --help. */
+function variablesHelp(): string {
+  const rows = [...declaredVariables()].map(
+    ([key, dv]) => `  ${dv.learner.padEnd(8)}${key.padEnd(30)}${describeDefinition(dv.decl.definition)}`,
+  );
+  return rows.join('\n');
+}
 
 export default defineCommand({
   name: 'learn',
   summary: 'run the online learners: kernel logs (and drone/webcam records) in, analytics variables out',
-  usage: 'virgo learn [--brokers HOST:PORT] [--state-dir DIR] [--learners ufw,netbw,…] [--input FILE]',
+  usage:
+    'virgo learn [--brokers HOST:PORT] [--state-dir DIR] [--learners ufw,netbw,…] [--input FILE] [--clock auto|event|processing] [--tdf N]',
   details: `learners: ufw, netbw, anomaly, load, drone, webcam (default: all)
 With --brokers it is a service: consumer group virgo-learners on virgo.kernel-logs (and
 virgo.drone-sensors / virgo.webcam-frames), variables to virgo.kernel-analytics, until SIGINT/SIGTERM.
 Without --brokers it reads log lines from --input (or stdin), prints host/key=value lines as the
 learners emit them, and exits at the end of the input.
 State (models, windows, template miner, pins) is saved under --state-dir every --save-every
-seconds and on exit, and restored at start. Pins: virgo pin host/key=value, virgo unpin host/key.
+seconds and on exit, and restored at start; at start the current value of every restored variable
+is published again. Pins: virgo pin host/key=value, virgo unpin host/key.
+Time: windows run on event time (the lines' own stamps). The dwell between two changes of a
+variable runs on the pipeline clock: event time while replaying (an --input file, a topic read
+from behind), processing time live (--clock auto); --tdf N makes processing time virtual.
+The input ends with a final watermark: every held value goes out, so the last value printed for a
+variable is its answer over the whole input. Lines are put in event-time order across partitions;
+a line already counted is dropped (same host, time, text); a line more than --allowed-lateness
+behind its host's newest line goes to virgo.kernel-logs.dlq with reason late.
+variables (learner, key, what the value is computed over):
+${variablesHelp()}
 examples:
   virgo learn --brokers 127.0.0.1:9092 --state-dir /var/lib/virgo
   virgo learn --learners ufw --input /var/log/kern.log`,
@@ -75,6 +97,7 @@ examples:
       arg: 'TOPIC',
       description: 'output topic (default virgo.kernel-analytics)',
     },
+    ...TIME_OPTIONS,
   },
   portFix: () => '--metrics-port PORT chooses another',
   async run({ opts, io }) {
@@ -106,6 +129,7 @@ examples:
       learnerOptions.webcam = { gallery };
     }
     const embedded = !opts.brokers;
+    const time = timeFromOptions(opts);
     const print = embedded || opts.print === true;
     const input = opts.input ?? '-';
     if (embedded) {
@@ -125,6 +149,10 @@ examples:
       fromBeginning: embedded || (opts['from-beginning'] ?? false),
       saveEveryMs: saveEvery * 1000,
       learnerOptions,
+      clock: time.clock,
+      order: time.order,
+      // Without brokers the input is read to its end: a bounded replay.
+      bounded: embedded,
       ...(opts.group ? { groupId: opts.group } : {}),
       ...(opts['logs-topic'] ? { logsTopic: opts['logs-topic'] } : {}),
       ...(opts['analytics-topic'] ? { analyticsTopic: opts['analytics-topic'] } : {}),
@@ -172,10 +200,8 @@ examples:
       }
       const r = await publishLogs({ bus, source: input, stdin: io.stdin, topic, ensureTopic: false });
       const published = r.lines;
-      while ((stage.stats().ingest?.messages ?? published) < published) {
-        await new Promise((res) => setTimeout(res, 20));
-      }
-      await stage.host.tick();
+      // A final watermark: what waits for its event-time turn and what dwell holds goes out.
+      await stage.finish();
       await stage.close();
       await metrics?.close();
       await bus.close();

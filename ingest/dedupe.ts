@@ -1,0 +1,223 @@
+// At-most-once counting: a line the learners already took is dropped when it comes again (the
+// same file published twice, a publisher that restarted from the beginning, an at-least-once
+// redelivery). A line is identified by (host, event time, hash of the line's text).
+//
+// Memory is bounded, in two tiers:
+// - exact: the identities of the lines admitted within `horizonMs` of their host's watermark
+//   (at least the allowed lateness, so every line that could still be admitted is checked
+//   exactly), at most `maxExact` of them (default 200,000, about 16 MB); past the cap the oldest
+//   go early, counted in virgo_ingest_dedupe_evicted_total;
+// - beyond the horizon: two generations of a Bloom filter over every admitted line,
+//   `bloomCapacity` lines each (default 1,000,000 at a 0.1% false-positive rate, 1.8 MB each).
+//   A line older than its host's watermark minus the allowed lateness is never admitted anyway:
+//   the filter only tells a duplicate (dropped, counted) from a truly late line (dead-lettered).
+//   A false positive makes a late line count as a duplicate; nothing is ever counted twice.
+// What it cannot catch: two genuinely different lines with the same host, the same timestamp and
+// the same text (kern.log stamps are whole seconds: a repeated message within one second) are one
+// line to it, so the second is dropped as a duplicate; a line re-sent after its identity left both
+// tiers (older than 2 x bloomCapacity admitted lines) is treated as late, not counted either.
+// The exact tier keys are 53-bit hashes: two different lines collide with probability ~n^2/2^54.
+
+export interface LineId {
+  /** 53-bit key of the exact tier */
+  key: number;
+  h1: number;
+  h2: number;
+}
+
+/** Two 32-bit hashes of (host, ts, line) in one pass: FNV-1a and a multiplicative mix. */
+export function lineId(host: string, ts: number, line: string): LineId {
+  let a = 0x811c9dc5;
+  let b = 0x9747b28c;
+  const feed = (s: string) => {
+    for (let i = 0; i < s.length; i++) {
+      const c = s.charCodeAt(i);
+      a ^= c;
+      a = Math.imul(a, 0x01000193);
+      b ^= c;
+      b = Math.imul(b, 0x5bd1e995);
+      b ^= b >>> 15;
+    }
+    a ^= 0xff;
+    a = Math.imul(a, 0x01000193);
+    b ^= 0xff;
+    b = Math.imul(b, 0x5bd1e995);
+  };
+  feed(host);
+  feed(String(ts));
+  feed(line);
+  const h1 = fmix(a);
+  const h2 = fmix(b) | 1;
+  return { key: h1 * 0x200000 + (h2 >>> 11), h1, h2 };
+}
+
+function fmix(h: number): number {
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h >>> 0;
+}
+
+class Bloom {
+  readonly bits: Uint8Array;
+  count = 0;
+
+  constructor(
+    readonly m: number,
+    readonly k: number,
+    bits?: Uint8Array,
+  ) {
+    this.bits = bits ?? new Uint8Array(Math.ceil(m / 8));
+  }
+
+  private pos(id: LineId, i: number): number {
+    return (id.h1 + Math.imul(i, id.h2)) >>> 0;
+  }
+
+  add(id: LineId): void {
+    for (let i = 0; i < this.k; i++) {
+      const p = this.pos(id, i) % this.m;
+      this.bits[p >>> 3]! |= 1 << (p & 7);
+    }
+    this.count++;
+  }
+
+  has(id: LineId): boolean {
+    for (let i = 0; i < this.k; i++) {
+      const p = this.pos(id, i) % this.m;
+      if ((this.bits[p >>> 3]! & (1 << (p & 7))) === 0) return false;
+    }
+    return true;
+  }
+}
+
+export interface LineDedupeOptions {
+  /** how far behind its host's watermark a line is checked exactly (>= the allowed lateness) */
+  horizonMs: number;
+  maxExact?: number;
+  bloomCapacity?: number;
+  /** Bloom false-positive rate at capacity (default 0.001) */
+  falsePositive?: number;
+}
+
+export interface DedupeJson {
+  exact: [string, number, number][];
+  bloom: { m: number; k: number; capacity: number; counts: [number, number] };
+}
+
+export class LineDedupe {
+  private readonly exact = new Set<number>();
+  /** admission order: host, ts, key (a ring would be leaner; arrays keep it simple and bounded) */
+  private fifoHost: string[] = [];
+  private fifoTs: number[] = [];
+  private fifoKey: number[] = [];
+  private head = 0;
+  private cur: Bloom;
+  private old: Bloom;
+  readonly horizonMs: number;
+  readonly maxExact: number;
+  readonly bloomCapacity: number;
+  /** exact identities dropped by the cap while still within the horizon */
+  evictedEarly = 0;
+
+  constructor(opts: LineDedupeOptions) {
+    this.horizonMs = opts.horizonMs;
+    this.maxExact = opts.maxExact ?? 200_000;
+    this.bloomCapacity = opts.bloomCapacity ?? 1_000_000;
+    const p = opts.falsePositive ?? 0.001;
+    const m = Math.ceil((-this.bloomCapacity * Math.log(p)) / Math.LN2 ** 2);
+    const k = Math.max(1, Math.round((m / this.bloomCapacity) * Math.LN2));
+    this.cur = new Bloom(m, k);
+    this.old = new Bloom(m, k);
+  }
+
+  get size(): number {
+    return this.exact.size;
+  }
+
+  /**
+   * Whether the line was already admitted. `watermark` is its host's (newest admitted event time):
+   * within the horizon only the exact tier answers; beyond it, the Bloom filter.
+   */
+  seen(id: LineId, ts: number, watermark: number | undefined): boolean {
+    if (this.exact.has(id.key)) return true;
+    if (watermark === undefined || ts >= watermark - this.horizonMs) return false;
+    return this.cur.has(id) || this.old.has(id);
+  }
+
+  /** Records an admitted line; `watermarkOf` tells which identities left the horizon. */
+  remember(host: string, ts: number, id: LineId, watermarkOf: (host: string) => number | undefined): void {
+    this.exact.add(id.key);
+    this.fifoHost.push(host);
+    this.fifoTs.push(ts);
+    this.fifoKey.push(id.key);
+    if (this.cur.count >= this.bloomCapacity) {
+      this.old = this.cur;
+      this.cur = new Bloom(this.old.m, this.old.k);
+    }
+    this.cur.add(id);
+    // Forget, oldest first, what left its host's horizon, and whatever the cap forces out.
+    while (this.head < this.fifoKey.length) {
+      const h = this.fifoHost[this.head]!;
+      const t = this.fifoTs[this.head]!;
+      const wm = watermarkOf(h);
+      const out = wm !== undefined && t < wm - this.horizonMs;
+      const over = this.exact.size > this.maxExact;
+      if (!out && !over) break;
+      if (!out) this.evictedEarly++;
+      this.exact.delete(this.fifoKey[this.head]!);
+      this.head++;
+    }
+    if (this.head > 4096 && this.head * 2 > this.fifoKey.length) {
+      this.fifoHost = this.fifoHost.slice(this.head);
+      this.fifoTs = this.fifoTs.slice(this.head);
+      this.fifoKey = this.fifoKey.slice(this.head);
+      this.head = 0;
+    }
+  }
+
+  toJSON(): DedupeJson {
+    const exact: [string, number, number][] = [];
+    for (let i = this.head; i < this.fifoKey.length; i++) {
+      if (this.exact.has(this.fifoKey[i]!))
+        exact.push([this.fifoHost[i]!, this.fifoTs[i]!, this.fifoKey[i]!]);
+    }
+    return {
+      exact,
+      bloom: {
+        m: this.cur.m,
+        k: this.cur.k,
+        capacity: this.bloomCapacity,
+        counts: [this.cur.count, this.old.count],
+      },
+    };
+  }
+
+  /** The Bloom generations' bits (current, then old), for a binary snapshot file. */
+  bloomBits(): [Uint8Array, Uint8Array] {
+    return [this.cur.bits, this.old.bits];
+  }
+
+  restore(j: DedupeJson, bits: [Uint8Array, Uint8Array] | undefined): void {
+    this.exact.clear();
+    this.fifoHost = [];
+    this.fifoTs = [];
+    this.fifoKey = [];
+    this.head = 0;
+    for (const [h, t, k] of j.exact) {
+      this.exact.add(k);
+      this.fifoHost.push(h);
+      this.fifoTs.push(t);
+      this.fifoKey.push(k);
+    }
+    const size = Math.ceil(j.bloom.m / 8);
+    if (bits && bits[0].length === size && bits[1].length === size) {
+      this.cur = new Bloom(j.bloom.m, j.bloom.k, bits[0]);
+      this.old = new Bloom(j.bloom.m, j.bloom.k, bits[1]);
+      this.cur.count = j.bloom.counts[0];
+      this.old.count = j.bloom.counts[1];
+    }
+  }
+}

@@ -1,0 +1,336 @@
+// Event-time order in front of the learners. Kafka keeps order per partition only; one host's lines
+// may be spread over several partitions (an unkeyed producer: `kcat -P` without -K) in chunks far
+// apart in event time, and a consumer reads its partitions round by round. The merger buffers what
+// the partitions deliver and releases it in event-time order up to a watermark:
+//
+//   watermark = min over the partitions that still hold back of the newest event time read there
+//
+// A partition holds back while it has unread data (its high watermark is beyond what was read) or,
+// assigned but not yet heard from, until `idleMs` passed; a caught-up partition does not (nothing
+// older can come from it), nor one silent for `stallMs` although it had data (revoked, stuck).
+// Each partition read in its own order, the merge is then exact: a replay of a topic sees every
+// host's lines in event-time order whatever the partitioning (as Flink's per-partition watermarks
+// with idleness). Live, every partition is caught up and lines pass at once.
+//
+// What can still arrive out of order (a line older than what its host already released) is
+// admitted within `allowedLatenessMs` of the host's watermark (the learners' windows take it) and
+// is late beyond it: the stage dead-letters it with reason `late` (HostWatermarks).
+// Memory: at most `maxBuffered` lines wait; beyond, the oldest are released early (counted).
+// Time: event time throughout, except idleness (processing time: how long a partition was silent).
+
+export interface Timed {
+  ts: number;
+  host: string;
+}
+
+interface Slot<T> {
+  item: T;
+  ts: number;
+  seq: number;
+}
+
+interface PartitionState {
+  /** newest event time read from it; -Infinity until its first batch */
+  frontier: number;
+  /** next offset to read, after the last batch; null before the first */
+  position: bigint | null;
+  /** high watermark when the last batch was fetched */
+  hwm: bigint | null;
+  /** processing time of its last batch (or of its assignment) */
+  lastAt: number;
+  /** assigned to this consumer (false: seen in a batch before any assignment said so) */
+  assigned: boolean;
+  /** a batch came from it */
+  heard: boolean;
+}
+
+export interface EventMergerOptions {
+  /** an assigned partition not heard from for this long stops holding the watermark (default 5 s) */
+  idleMs?: number;
+  /** a partition with unread data but no batch for this long stops holding it (default 30 s) */
+  stallMs?: number;
+  /** lines buffered at most; beyond, the oldest go early (default 100,000) */
+  maxBuffered?: number;
+  /** processing time (tests pass a fake one) */
+  now?: () => number;
+}
+
+export interface MergerStats {
+  buffered: number;
+  /** lines released before the watermark reached them because the buffer was full */
+  forced: number;
+  watermark: number;
+  partitions: number;
+  holding: number;
+}
+
+/** A min-heap of items by (event time, arrival). */
+class TimeHeap<T> {
+  private readonly a: Slot<T>[] = [];
+
+  get size(): number {
+    return this.a.length;
+  }
+
+  peek(): Slot<T> | undefined {
+    return this.a[0];
+  }
+
+  private less(i: number, j: number): boolean {
+    const x = this.a[i]!;
+    const y = this.a[j]!;
+    return x.ts < y.ts || (x.ts === y.ts && x.seq < y.seq);
+  }
+
+  push(s: Slot<T>): void {
+    const a = this.a;
+    a.push(s);
+    let i = a.length - 1;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (!this.less(i, p)) break;
+      [a[i], a[p]] = [a[p]!, a[i]!];
+      i = p;
+    }
+  }
+
+  pop(): Slot<T> | undefined {
+    const a = this.a;
+    if (a.length === 0) return undefined;
+    const top = a[0]!;
+    const last = a.pop()!;
+    if (a.length > 0) {
+      a[0] = last;
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let m = i;
+        if (l < a.length && this.less(l, m)) m = l;
+        if (r < a.length && this.less(r, m)) m = r;
+        if (m === i) break;
+        [a[i], a[m]] = [a[m]!, a[i]!];
+        i = m;
+      }
+    }
+    return top;
+  }
+
+  items(): T[] {
+    return [...this.a].sort((x, y) => x.ts - y.ts || x.seq - y.seq).map((s) => s.item);
+  }
+
+  /** Keeps the items `keep` accepts (rebuilds the heap). */
+  filter(keep: (item: T) => boolean): void {
+    const kept = this.a.filter((s) => keep(s.item));
+    this.a.length = 0;
+    for (const s of kept) this.push(s);
+  }
+}
+
+export class EventTimeMerger<T extends Timed> {
+  private readonly heap = new TimeHeap<T>();
+  private readonly parts = new Map<number, PartitionState>();
+  private seq = 0;
+  private forcedTotal = 0;
+  private readonly idleMs: number;
+  private readonly stallMs: number;
+  readonly maxBuffered: number;
+  private readonly now: () => number;
+
+  constructor(opts: EventMergerOptions = {}) {
+    this.idleMs = opts.idleMs ?? 5_000;
+    this.stallMs = opts.stallMs ?? 30_000;
+    this.maxBuffered = opts.maxBuffered ?? 100_000;
+    this.now = opts.now ?? Date.now;
+  }
+
+  /**
+   * This consumer's partitions now (join, rebalance). Those given with `hasData: false` (nothing
+   * in them) never hold the watermark; revoked ones stop holding it.
+   */
+  assign(partitions: { partition: number; hasData: boolean }[]): void {
+    const keep = new Set(partitions.map((p) => p.partition));
+    for (const p of [...this.parts.keys()]) if (!keep.has(p)) this.parts.delete(p);
+    const t = this.now();
+    for (const { partition, hasData } of partitions) {
+      const st = this.parts.get(partition);
+      if (st) {
+        st.assigned = true;
+        continue;
+      }
+      this.parts.set(partition, {
+        frontier: Number.NEGATIVE_INFINITY,
+        // Nothing to read: as if caught up at offset 0.
+        position: hasData ? null : 0n,
+        hwm: hasData ? null : 0n,
+        lastAt: t,
+        assigned: true,
+        heard: false,
+      });
+    }
+  }
+
+  /** A batch read from `partition`, its items in the partition's order. */
+  add(partition: number, items: readonly T[], info: { lastOffset: string; highWatermark?: string }): void {
+    let st = this.parts.get(partition);
+    if (!st) {
+      st = {
+        frontier: Number.NEGATIVE_INFINITY,
+        position: null,
+        hwm: null,
+        lastAt: this.now(),
+        assigned: false,
+        heard: false,
+      };
+      this.parts.set(partition, st);
+    }
+    for (const item of items) {
+      this.heap.push({ item, ts: item.ts, seq: this.seq++ });
+      if (item.ts > st.frontier) st.frontier = item.ts;
+    }
+    st.position = BigInt(info.lastOffset) + 1n;
+    if (info.highWatermark !== undefined) st.hwm = BigInt(info.highWatermark);
+    st.lastAt = this.now();
+    st.heard = true;
+  }
+
+  /** Puts back items released but not taken (their handler failed), keeping their order. */
+  putBack(items: readonly T[]): void {
+    for (const item of items) this.heap.push({ item, ts: item.ts, seq: -1e15 + this.seq++ });
+  }
+
+  private caughtUp(st: PartitionState): boolean {
+    return st.position !== null && st.hwm !== null && st.position >= st.hwm;
+  }
+
+  /** Whether the partition still holds the watermark back. */
+  private holding(st: PartitionState, t: number): boolean {
+    if (this.caughtUp(st)) return false;
+    if (st.position === null) return t - st.lastAt < this.idleMs;
+    return t - st.lastAt < this.stallMs;
+  }
+
+  /** Everything older than this can be released: no partition holding back has anything older. */
+  watermark(): number {
+    const t = this.now();
+    let w = Number.POSITIVE_INFINITY;
+    for (const st of this.parts.values()) if (this.holding(st, t) && st.frontier < w) w = st.frontier;
+    return w;
+  }
+
+  /** Some partition still has data to read (or may have: assigned, not heard from yet). */
+  backlog(): boolean {
+    const t = this.now();
+    for (const st of this.parts.values()) if (this.holding(st, t)) return true;
+    return false;
+  }
+
+  /** Every partition with data was read to its end (or went silent) and nothing waits here. */
+  drained(): boolean {
+    return this.heap.size === 0 && !this.backlog();
+  }
+
+  /** Whether the consumer read `partition` up to `high` (or it went idle before a first batch). */
+  reached(partition: number, high: bigint): boolean {
+    const st = this.parts.get(partition);
+    if (!st) return false;
+    if (st.position !== null && st.position >= high) return true;
+    // Assigned with data, never heard from, gone idle: read by this group before (committed).
+    return !st.heard && st.position === null && !this.holding(st, this.now());
+  }
+
+  /** Drops waiting items (a batch the bus will hand again). */
+  removeWhere(pred: (item: T) => boolean): void {
+    this.heap.filter((item) => !pred(item));
+  }
+
+  /** Pops what the watermark allows, oldest first, and the oldest beyond maxBuffered. */
+  release(): { items: T[]; forced: number } {
+    const w = this.watermark();
+    const items: T[] = [];
+    let forced = 0;
+    for (;;) {
+      const top = this.heap.peek();
+      if (!top) break;
+      if (top.ts <= w) items.push(this.heap.pop()!.item);
+      else if (this.heap.size > this.maxBuffered) {
+        items.push(this.heap.pop()!.item);
+        forced++;
+      } else break;
+    }
+    this.forcedTotal += forced;
+    return { items, forced };
+  }
+
+  /** Pops everything (the end of a bounded input: a final watermark). */
+  releaseAll(): T[] {
+    const items: T[] = [];
+    for (let s = this.heap.pop(); s; s = this.heap.pop()) items.push(s.item);
+    return items;
+  }
+
+  /** What waits, oldest first (for snapshots). */
+  buffered(): T[] {
+    return this.heap.items();
+  }
+
+  /** Restores what a snapshot held (partition state is the consumer's and starts afresh). */
+  restore(items: readonly T[]): void {
+    for (const item of items) this.heap.push({ item, ts: item.ts, seq: this.seq++ });
+  }
+
+  stats(): MergerStats {
+    const t = this.now();
+    let holding = 0;
+    for (const st of this.parts.values()) if (this.holding(st, t)) holding++;
+    return {
+      buffered: this.heap.size,
+      forced: this.forcedTotal,
+      watermark: this.watermark(),
+      partitions: this.parts.size,
+      holding,
+    };
+  }
+}
+
+/**
+ * Per-host event-time watermarks (the newest event time admitted for each host) and the lateness
+ * rule: a line more than `allowedLatenessMs` older than its host's watermark is late.
+ */
+export class HostWatermarks {
+  private readonly w = new Map<string, number>();
+
+  constructor(readonly allowedLatenessMs: number) {
+    if (!(allowedLatenessMs >= 0)) throw new Error('allowed lateness must be >= 0 ms');
+  }
+
+  get(host: string): number | undefined {
+    return this.w.get(host);
+  }
+
+  isLate(host: string, ts: number, pending?: ReadonlyMap<string, number>): boolean {
+    const a = this.w.get(host);
+    const b = pending?.get(host);
+    const wm = a === undefined ? b : b === undefined ? a : Math.max(a, b);
+    return wm !== undefined && ts < wm - this.allowedLatenessMs;
+  }
+
+  admit(host: string, ts: number): void {
+    const a = this.w.get(host);
+    if (a === undefined || ts > a) this.w.set(host, ts);
+  }
+
+  get size(): number {
+    return this.w.size;
+  }
+
+  toJSON(): [string, number][] {
+    return [...this.w];
+  }
+
+  restore(entries: readonly [string, number][]): void {
+    this.w.clear();
+    for (const [h, t] of entries) this.w.set(h, t);
+  }
+}

@@ -1,0 +1,191 @@
+// The consumer stage's event-time state, kept in front of the learners and saved with them (the
+// learn stage snapshots it beside the models, so a restart neither loses the lines waiting for
+// their turn nor counts a line twice): the event-time merger (event-order.ts), the per-host
+// watermarks with their allowed lateness, and the dedupe of admitted lines (dedupe.ts).
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { counter, gauge } from '../runtime/metrics.ts';
+import { type DedupeJson, LineDedupe } from './dedupe.ts';
+import { EventTimeMerger, HostWatermarks, type MergerStats } from './event-order.ts';
+import { parseLine } from './parse.ts';
+import type { ParsedLine } from './types.ts';
+
+export const orderMetrics = {
+  late: counter(
+    'virgo_ingest_late_total',
+    'lines older than their host watermark minus the allowed lateness: dead-lettered with reason late',
+    ['topic'],
+  ),
+  duplicates: counter(
+    'virgo_ingest_duplicates_total',
+    'lines dropped because the learners already took the same line (host, event time, text)',
+    ['topic'],
+  ),
+  forced: counter(
+    'virgo_ingest_reorder_forced_total',
+    'lines released before their event-time turn because the reorder buffer was full',
+    ['topic'],
+  ),
+  dedupeEvicted: counter(
+    'virgo_ingest_dedupe_evicted_total',
+    'exact dedupe identities forgotten by the memory cap while still within the lateness horizon',
+  ),
+  buffered: gauge('virgo_ingest_reorder_buffered', 'lines waiting in the event-time reorder buffer', [
+    'topic',
+  ]),
+};
+
+/** Where a buffered line came from, enough to dead-letter it with its original bytes. */
+export interface LineSource {
+  topic: string;
+  partition: number;
+  offset: string;
+  key: Buffer | null;
+  contentType: string;
+  /** the message's own bytes when it held this line alone (else the line's UTF-8 is sent) */
+  raw: Buffer | null;
+  /** the message's timestamp (the receive time of lines without one of their own) */
+  timestamp: number;
+}
+
+export interface PendingLine {
+  ts: number;
+  host: string;
+  /** the decoded line (mined, hashed and dead-lettered as is) */
+  line: string;
+  parsed: ParsedLine;
+  /** cut to the maximum line length */
+  cut: boolean;
+  /** the host of lines that name none (the message key) */
+  keyHost: string;
+  src: LineSource;
+}
+
+interface PendingJson {
+  line: string;
+  cut: boolean;
+  keyHost: string;
+  src: Omit<LineSource, 'key' | 'raw'> & { key: string | null; raw: string | null };
+}
+
+interface OrderStateJson {
+  version: 1;
+  buffered: PendingJson[];
+  hosts: [string, number][];
+  dedupe: DedupeJson;
+}
+
+export interface IngestOrderOptions {
+  /** how far behind its host's watermark a line may still be admitted (default 300 s) */
+  allowedLatenessMs?: number;
+  /** lines the reorder buffer holds at most (default 100,000) */
+  maxBuffered?: number;
+  /** an assigned partition not heard from stops holding the watermark after this (default 5 s) */
+  idleMs?: number;
+  /** a partition with unread data but no batch stops holding it after this (default 30 s) */
+  stallMs?: number;
+  /** exact dedupe identities at most (default 200,000) */
+  maxExact?: number;
+  /** lines per Bloom generation (default 1,000,000) */
+  bloomCapacity?: number;
+  /** processing time, for idleness (tests pass a fake one) */
+  now?: () => number;
+}
+
+export interface IngestOrderStats extends MergerStats {
+  allowedLatenessMs: number;
+  hosts: number;
+  dedupeExact: number;
+  dedupeEvicted: number;
+}
+
+export class IngestOrder {
+  readonly merger: EventTimeMerger<PendingLine>;
+  readonly hosts: HostWatermarks;
+  readonly dedupe: LineDedupe;
+
+  constructor(opts: IngestOrderOptions = {}) {
+    const lateness = opts.allowedLatenessMs ?? 300_000;
+    this.merger = new EventTimeMerger<PendingLine>({
+      ...(opts.idleMs !== undefined ? { idleMs: opts.idleMs } : {}),
+      ...(opts.stallMs !== undefined ? { stallMs: opts.stallMs } : {}),
+      ...(opts.maxBuffered !== undefined ? { maxBuffered: opts.maxBuffered } : {}),
+      ...(opts.now ? { now: opts.now } : {}),
+    });
+    this.hosts = new HostWatermarks(lateness);
+    this.dedupe = new LineDedupe({
+      horizonMs: lateness,
+      ...(opts.maxExact !== undefined ? { maxExact: opts.maxExact } : {}),
+      ...(opts.bloomCapacity !== undefined ? { bloomCapacity: opts.bloomCapacity } : {}),
+    });
+  }
+
+  stats(): IngestOrderStats {
+    return {
+      ...this.merger.stats(),
+      allowedLatenessMs: this.hosts.allowedLatenessMs,
+      hosts: this.hosts.size,
+      dedupeExact: this.dedupe.size,
+      dedupeEvicted: this.dedupe.evictedEarly,
+    };
+  }
+
+  /** Writes `dir/state.json` and `dir/bloom.bin` (dir is created). */
+  save(dir: string): void {
+    mkdirSync(dir, { recursive: true });
+    const j: OrderStateJson = {
+      version: 1,
+      buffered: this.merger.buffered().map((p) => ({
+        line: p.line,
+        cut: p.cut,
+        keyHost: p.keyHost,
+        src: {
+          ...p.src,
+          key: p.src.key ? p.src.key.toString('base64') : null,
+          raw: p.src.raw ? p.src.raw.toString('base64') : null,
+        },
+      })),
+      hosts: this.hosts.toJSON(),
+      dedupe: this.dedupe.toJSON(),
+    };
+    writeFileSync(join(dir, 'state.json'), JSON.stringify(j));
+    const [cur, old] = this.dedupe.bloomBits();
+    writeFileSync(join(dir, 'bloom.bin'), Buffer.concat([cur, old]));
+  }
+
+  /** Restores what `save` wrote; lines are parsed again (the parser is deterministic). */
+  load(dir: string): void {
+    const p = join(dir, 'state.json');
+    if (!existsSync(p)) return;
+    const j = JSON.parse(readFileSync(p, 'utf8')) as OrderStateJson;
+    if (j.version !== 1) throw new Error(`unknown ingest order state version ${String(j.version)}`);
+    this.hosts.restore(j.hosts);
+    const bloomPath = join(dir, 'bloom.bin');
+    let bits: [Uint8Array, Uint8Array] | undefined;
+    if (existsSync(bloomPath)) {
+      const b = readFileSync(bloomPath);
+      const half = b.length / 2;
+      bits = [new Uint8Array(b.subarray(0, half)), new Uint8Array(b.subarray(half))];
+    }
+    this.dedupe.restore(j.dedupe, bits);
+    this.merger.restore(
+      j.buffered.map((b) => {
+        const src: LineSource = {
+          ...b.src,
+          key: b.src.key === null ? null : Buffer.from(b.src.key, 'base64'),
+          raw: b.src.raw === null ? null : Buffer.from(b.src.raw, 'base64'),
+        };
+        const parsed = parseLine(b.line, { host: b.keyHost, now: src.timestamp });
+        return {
+          ts: parsed.ts,
+          host: parsed.host,
+          line: b.line,
+          parsed,
+          cut: b.cut,
+          keyHost: b.keyHost,
+          src,
+        };
+      }),
+    );
+  }
+}
