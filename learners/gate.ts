@@ -18,6 +18,11 @@ interface Pending {
   p: Proposal;
   learner: string;
   at: number;
+  /** what holds it: the dwell (released once it passed) or the hysteresis (released only when
+   * the replay it came from is over, or at the end of a bounded input) */
+  by?: 'dwell' | 'hysteresis';
+  /** the host's clock source when it was proposed */
+  mode?: 'event' | 'processing';
 }
 
 interface Slot {
@@ -38,6 +43,8 @@ interface Slot {
 export interface GateClock {
   now(host: string): number;
   stamp(host: string): number;
+  /** which source the host's clock follows (a replay is over when event turned processing) */
+  modeOf?(host: string): 'event' | 'processing';
 }
 
 function clockOf(c: number | GateClock): GateClock {
@@ -108,7 +115,16 @@ export class EmissionGate {
     return s ? { value: s.value, learner: s.learner } : undefined;
   }
 
-  propose(learner: string, p: Proposal, now: number, ts: number = now): GateResult {
+  /**
+   * Judges one proposal at the proposing host's clock reading. Hysteresis holds a small change
+   * back while the value moves (live); the held proposal still goes out when the replay it came
+   * from is over or a bounded input ends, so a replay ends with the exact answer.
+   */
+  propose(learner: string, p: Proposal, clock: number | GateClock): GateResult {
+    const c = clockOf(clock);
+    const now = c.now(p.host);
+    const ts = c.stamp(p.host);
+    const mode = c.modeOf?.(p.host);
     const dv = this.declared.get(p.key);
     if (!dv || dv.learner !== learner) {
       return { verdict: 'invalid', error: `learner ${learner} did not declare ${p.key}` };
@@ -147,20 +163,21 @@ export class EmissionGate {
       n.num !== d.min &&
       n.num !== d.max
     ) {
-      delete slot.pending;
+      slot.pending = { n, p, learner, at: now, by: 'hysteresis', ...(mode ? { mode } : {}) };
       return { verdict: 'hysteresis' };
     }
     if (slot.changedAt !== null && now - slot.changedAt < d.dwellMs && !urgentChange(d, slot, n)) {
-      slot.pending = { n, p, learner, at: now };
+      slot.pending = { n, p, learner, at: now, by: 'dwell', ...(mode ? { mode } : {}) };
       return { verdict: 'dwell' };
     }
     return { verdict: 'emit', variable: this.commit(id, d, n, p, learner, now, ts) };
   }
 
   /**
-   * Emits the held proposals whose dwell has passed (the last one proposed wins). With `final`
-   * (the end of a bounded input: a final watermark), every held proposal goes out, so the last
-   * emitted value of each variable is the answer over the whole input.
+   * Emits the held proposals whose dwell has passed (the last one proposed wins), and those of a
+   * host whose replay is over (proposed on event time, the host now on processing time: it
+   * caught up). With `final` (the end of a bounded input: a final watermark), every held proposal
+   * goes out, so the last emitted value of each variable is the answer over the whole input.
    */
   release(clock: number | GateClock, final = false): AnalyticsVariable[] {
     const c = clockOf(clock);
@@ -175,11 +192,14 @@ export class EmissionGate {
         continue;
       }
       const now = c.now(pend.p.host);
-      const due = slot.changedAt === null || now - slot.changedAt >= d.dwellMs;
-      if (!due && !final) continue;
+      const hysteresis = pend.by === 'hysteresis';
+      const due = !hysteresis && (slot.changedAt === null || now - slot.changedAt >= d.dwellMs);
+      const replayOver = pend.mode === 'event' && c.modeOf?.(pend.p.host) === 'processing';
+      if (!due && !final && !replayOver) continue;
       const held = ((now - pend.at) / 1000).toFixed(1);
-      const how = due ? `by the ${d.dwellMs / 1000}s dwell` : 'until the end of the input';
-      const p = { ...pend.p, why: `${pend.p.why}; held ${held}s ${how}` };
+      const what = hysteresis ? `by the ${d.hysteresis} hysteresis` : `by the ${d.dwellMs / 1000}s dwell`;
+      const until = due ? '' : final ? ' until the end of the input' : ' until the replay caught up';
+      const p = { ...pend.p, why: `${pend.p.why}; held ${held}s ${what}${until}` };
       out.push(this.commit(id, d, pend.n, p, pend.learner, now, c.stamp(pend.p.host)));
     }
     return out;
@@ -300,6 +320,13 @@ export class EmissionGate {
 
   get size(): number {
     return this.slots.size;
+  }
+
+  /** Proposals held by their dwell, waiting for release. */
+  get held(): number {
+    let n = 0;
+    for (const s of this.slots.values()) if (s.pending) n++;
+    return n;
   }
 
   private commit(

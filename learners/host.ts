@@ -112,6 +112,8 @@ export interface LearnerHostStats {
   published: number;
   publishFailures: number;
   outbox: number;
+  /** proposals held by their dwell (released by tick, or all by finish) */
+  held: number;
   pins: number;
   savedAt: number | null;
   /** the pipeline clock: its mode and how many hosts follow which source now */
@@ -345,7 +347,7 @@ class Host implements LearnerHost {
       pl.seconds += secs;
       hBatch.observe({ learner: name }, secs);
       for (const p of proposals) {
-        const r = this.gate.propose(name, p, this.clock.now(p.host), this.clock.stamp(p.host));
+        const r = this.gate.propose(name, p, this.clock);
         this.verdicts[r.verdict]++;
         mVerdicts.inc({ learner: name, verdict: r.verdict });
         if (r.variable) this.enqueue(r.variable);
@@ -605,6 +607,7 @@ class Host implements LearnerHost {
       published: this.published,
       publishFailures: this.publishFailures,
       outbox: this.outbox.size,
+      held: this.gate.held,
       pins: this.pins.all().length,
       savedAt: this.savedAt,
       clock: { mode: this.clock.mode, tdf: this.clock.tdf, ...this.clock.counts() },

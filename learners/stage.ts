@@ -263,6 +263,7 @@ function emptyStats(): LearnerHostStats {
     published: 0,
     publishFailures: 0,
     outbox: 0,
+    held: 0,
     pins: 0,
     savedAt: null,
     clock: { mode: 'auto', tdf: 1, event: 0, processing: 0 },

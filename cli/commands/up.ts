@@ -21,6 +21,8 @@ eventnet :20000, memorypooling :30000, cloudfs :50000, dashboard + /metrics + /h
 On a terminal it shows a live screen fitted to the terminal's size; piped, it prints each
 variable change as host/key=value, the device loop's controls (pxrc.*, the webcam's) summed up
 in one line a second unless --verbose. The web dashboard is on http://127.0.0.1:9464/ (--metrics).
+An --input file without --follow is replayed on event time and ends with a final watermark (the
+last value of each variable is its answer over the file); see virgo learn --help and README "Time".
 Ctrl-C (SIGINT) or SIGTERM stops it cleanly: the source stops, offsets are committed, learner
 models saved, exports flushed, the queue fsynced.
 examples:

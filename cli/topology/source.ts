@@ -8,7 +8,8 @@ import type { Readable } from 'node:stream';
 import { DEFAULT_LINGER_MS, sourceProblem } from '../../ingest/source.ts';
 import { UsageError } from '../../runtime/config.ts';
 import { createLogger } from '../../runtime/log.ts';
-import { brokersArg, type PipelineOptions, type PipelineStage } from './stage.ts';
+import { learnStage } from './learn.ts';
+import { boundedInput, brokersArg, type PipelineOptions, type PipelineStage } from './stage.ts';
 
 const log = createLogger('pipeline');
 
@@ -147,9 +148,20 @@ export const sourceStage: PipelineStage<SourceHandle> = {
             progressEveryMs: 200,
           })
     ).then(
-      (r) => {
+      async (r) => {
         published = r.lines;
         log.info('log source ended', { source: source.kind, lines: r.lines });
+        // A bounded file's end is a final watermark for the learners: once they read every
+        // line, what waits for its event-time turn and what dwell holds goes out.
+        const learn = ctx.peer(learnStage);
+        if (boundedInput(ctx.o) && learn && !abort.signal.aborted) {
+          try {
+            await learn.finish();
+            log.info('input replayed to its end: the final values are out', { lines: r.lines });
+          } catch (err) {
+            if (!abort.signal.aborted) log.error('could not release the final values', { err });
+          }
+        }
       },
       (err: Error) => {
         if (abort.signal.aborted) return;

@@ -9,6 +9,7 @@ import type { DriverName } from '../../actuators/drivers/ports.ts';
 import type { Bus } from '../../bus/index.ts';
 import type { OptionDefs } from '../../runtime/config.ts';
 import type { Endpoints, StageNode, Started } from '../../runtime/topology.ts';
+import type { TimeSettings } from '../time-options.ts';
 
 /** The whole pipeline's configuration: every stage reads its part. */
 export interface PipelineOptions {
@@ -51,6 +52,13 @@ export interface PipelineOptions {
   stdin?: NodeJS.ReadableStream;
   /** the kernel actuator (off when absent): its policy, whether it applies, its namespace */
   actuate?: { policy: string; apply: boolean; netns?: string };
+  /** the learners' clock (--clock, --tdf) and allowed lateness (README "Time") */
+  time?: TimeSettings;
+}
+
+/** A file read without --follow: a bounded replay, ended by a final watermark. */
+export function boundedInput(o: PipelineOptions): boolean {
+  return o.input !== undefined && !['none', '-', 'demo'].includes(o.input) && !o.follow;
 }
 
 /** Parsed `virgo up` flags, by flag name. */
