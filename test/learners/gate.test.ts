@@ -205,6 +205,21 @@ describe('emission gate', () => {
     expect(b.release(30_000).map((v) => v.value)).toEqual(['950']);
   });
 
+  it("announces the current value of every variable, learners' and pinned, after a restore", () => {
+    const pins = new Map<string, string>();
+    const { gate, p } = setup(pins);
+    gate.propose('t', p('bw', 500), 0);
+    gate.propose('t', p('ip', '10.0.0.1', 'h2'), 0);
+    gate.propose('t', p('bw', 400), 1); // urgent (down): goes at once
+    gate.pin('h1', 'mode', 'b', 'pinned by op', 2);
+    const b = setup(pins).gate;
+    b.restore(JSON.parse(JSON.stringify(gate.snapshot())));
+    const all = b.announce().map((v) => `${v.host}/${v.key}=${v.value} by ${v.learner}`);
+    expect(all.sort()).toEqual(['h1/bw=400 by t', 'h1/mode=b by operator', 'h2/ip=10.0.0.1 by t']);
+    // the same value proposed again is unchanged: re-announcing is the only way it goes out
+    expect(b.propose('t', p('bw', 400), 3).verdict).toBe('unchanged');
+  });
+
   it('property: emitted numbers stay in bounds and change at most once per dwell unless urgent', () => {
     fc.assert(
       fc.property(
