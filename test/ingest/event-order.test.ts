@@ -28,7 +28,7 @@ describe('event-time merger', () => {
         (assign, chunkSizes, seed) => {
           // a time-ordered stream of one host, each line sent to a partition (an unkeyed producer)
           const parts: Item[][] = [[], [], [], []];
-          assign.forEach((p, i) => parts[p]!.push({ ts: i * 1000, host: 'h', id: i }));
+          for (const [i, p] of assign.entries()) parts[p]!.push({ ts: i * 1000, host: 'h', id: i });
           const merger = new EventTimeMerger<Item>({ now: new Wall().now });
           merger.assign(parts.map((l, partition) => ({ partition, hasData: l.length > 0 })));
           const pos = [0, 0, 0, 0];
