@@ -270,6 +270,8 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
       stats.byReason.truncated = (stats.byReason.truncated ?? 0) + truncated;
       ingestMetrics.truncated.inc(truncated);
     }
+    // at most one line per interval: the first batch with news at once, then the pump's timer
+    reports.flush();
     const ev = order.dedupe.evictedEarly;
     if (ev > reportedEvicted) {
       orderMetrics.dedupeEvicted.inc(ev - reportedEvicted);
@@ -550,7 +552,6 @@ class Reports {
       ts: new Date(p.ts).toISOString(),
       watermark: new Date(watermark).toISOString(),
     };
-    this.flush();
   }
 
   duplicate(_host: string): void {
