@@ -183,7 +183,11 @@ examples:
             ),
           })
         : undefined;
-    if (metrics) onShutdown('metrics', () => metrics.close());
+    if (metrics) {
+      onShutdown('metrics', () => metrics.close());
+      // --metrics-port 0 takes a free port: say which
+      log.info('serving /metrics and /health', { port: metrics.port });
+    }
 
     if (embedded) {
       // Feed the input through the in-process bus with publishLogs, the one input route (as

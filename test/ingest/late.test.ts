@@ -5,7 +5,6 @@
 
 import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -16,17 +15,6 @@ const kids: ChildProcess[] = [];
 afterAll(() => {
   for (const k of kids) k.kill('SIGKILL');
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
-    });
-  });
-}
 
 let id = 1000;
 function line(host: string, t: number): string {
@@ -53,7 +41,6 @@ describe('late lines', () => {
     const admin = new KafkaBus({ brokers: BROKERS });
     await admin.ensureTopics([{ topic, partitions: 1 }]);
     await admin.close();
-    const port = await freePort();
     const p = spawnVirgo([
       'learn',
       '--brokers',
@@ -72,7 +59,7 @@ describe('late lines', () => {
       '--state-dir',
       mkdtempSync(join(tmpdir(), 'virgo-late-')),
       '--metrics-port',
-      String(port),
+      '0',
       '--log-level',
       'info',
     ]);
@@ -81,8 +68,9 @@ describe('late lines', () => {
     p.stderr!.on('data', (d: Buffer) => {
       stderr += d.toString();
     });
-    const health = async () => (await (await fetch(`http://127.0.0.1:${port}/health`)).json()) as Health;
     await waitFor(() => stderr.includes('virgo learn running'), 'virgo learn to start', 45_000);
+    const port = Number(/"msg":"serving \/metrics and \/health","port":(\d+)/.exec(stderr)![1]);
+    const health = async () => (await (await fetch(`http://127.0.0.1:${port}/health`)).json()) as Health;
     const warns = () => stderr.split('\n').filter((l) => l.includes('arrived too late'));
 
     const host = 'edge-late';

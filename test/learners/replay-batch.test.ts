@@ -5,7 +5,6 @@
 // changes nothing (the second copy is recognised as duplicates); nothing is late.
 // Real services: the Kafka broker, kcat, the virgo CLI as child processes.
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -67,17 +66,6 @@ function ufwOnly(m: Map<string, string>): Map<string, string> {
   return new Map([...m].filter(([k]) => k.includes('/ufw.')).sort(([a], [b]) => (a < b ? -1 : 1)));
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
-    });
-  });
-}
-
 const log = kernLog({ seed: 12 });
 const expected = batch(log.lines, log.year);
 const dirs: string[] = [];
@@ -126,7 +114,6 @@ async function learnFromTopic(
   topic: string,
   lines: number,
 ): Promise<{ values: Map<string, string>; h: Health }> {
-  const port = await freePort();
   const p = spawnVirgo([
     'learn',
     '--brokers',
@@ -144,12 +131,13 @@ async function learnFromTopic(
     '--state-dir',
     tmp(),
     '--metrics-port',
-    String(port),
+    '0',
     '--log-level',
     'info',
   ]);
   let stdout = '';
   let stderr = '';
+  let lastHealth: Health | undefined;
   p.stdout!.on('data', (d: Buffer) => {
     stdout += d.toString();
   });
@@ -158,10 +146,18 @@ async function learnFromTopic(
   });
   const exited = new Promise<number | null>((r) => p.on('exit', (c) => r(c)));
   try {
+    const port = await waitFor(
+      () => /"msg":"serving \/metrics and \/health","port":(\d+)/.exec(stderr)?.[1],
+      'virgo learn to serve /health',
+      60_000,
+    );
     const h = await waitFor(
       async () => {
-        const r = await fetch(`http://127.0.0.1:${port}/health`);
+        const r = await fetch(`http://127.0.0.1:${port}/health`).catch((err: Error) => {
+          throw new Error(`GET /health on ${port}: ${String((err as { cause?: unknown }).cause ?? err)}`);
+        });
         const j = (await r.json()) as Health;
+        lastHealth = j;
         const done =
           j.ingest.lines >= lines &&
           j.ingest.order.buffered === 0 &&
@@ -181,7 +177,8 @@ async function learnFromTopic(
     }, 'every variable printed');
     return { values, h };
   } catch (err) {
-    throw new Error(`${(err as Error).message}\n${stderr.slice(-3000)}`);
+    const h = lastHealth ? { ingest: lastHealth.ingest, held: lastHealth.held, outbox: lastHealth.outbox, clock: lastHealth.clock } : undefined;
+    throw new Error(`${(err as Error).message}\nhealth ${JSON.stringify(h)}\n${stderr.slice(-3000)}`);
   } finally {
     p.kill('SIGTERM');
     await exited;
