@@ -289,6 +289,7 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
     return r.items;
   };
 
+  let draining = false;
   const onBatch = async (
     batch: BusMessage[],
     bctx: { topic: string; partition: number; isRunning(): boolean; highWatermark?: string },
@@ -351,6 +352,9 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
     const last = batch[batch.length - 1]!.offset;
     await serial(async () => {
       if (assigned) await assigned;
+      // A batch read from behind belongs to the replay, also the one that reaches the end: its
+      // lines are judged on event time (the learners' clock asks backlog()) until delivered.
+      draining = merger.backlog();
       merger.add(bctx.partition, lines, {
         lastOffset: last,
         ...(bctx.highWatermark !== undefined ? { highWatermark: bctx.highWatermark } : {}),
@@ -370,6 +374,8 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
         merger.putBack(released.filter((p) => !mine.has(p)));
         merger.removeWhere((p) => mine.has(p));
         throw err;
+      } finally {
+        draining = false;
       }
       orderMetrics.buffered.set({ topic }, merger.stats().buffered);
     });
@@ -494,7 +500,7 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
     ready: sub.ready,
     miner,
     order,
-    backlog: () => merger.backlog(),
+    backlog: () => draining || merger.backlog(),
     drain,
     stats: () => ({
       ...stats,
