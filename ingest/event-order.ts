@@ -195,6 +195,22 @@ export class EventTimeMerger<T extends Timed> {
     st.heard = true;
   }
 
+  /**
+   * High watermarks read from the topic between batches: a partition believed read to its end
+   * that got new data holds the watermark again (from now: its stall clock restarts), so lines
+   * written to several partitions at once are merged even when one partition's batch comes first.
+   */
+  observeHighWatermarks(highs: readonly { partition: number; high: bigint }[]): void {
+    const t = this.now();
+    for (const { partition, high } of highs) {
+      const st = this.parts.get(partition);
+      if (!st || (st.hwm !== null && high <= st.hwm)) continue;
+      if (st.position !== null && high <= st.position) continue;
+      if (this.caughtUp(st)) st.lastAt = t;
+      st.hwm = high;
+    }
+  }
+
   /** Puts back items released but not taken (their handler failed), keeping their order. */
   putBack(items: readonly T[]): void {
     for (const item of items) this.heap.push({ item, ts: item.ts, seq: -1e15 + this.seq++ });

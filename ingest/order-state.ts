@@ -33,6 +33,11 @@ export const orderMetrics = {
   buffered: gauge('virgo_ingest_reorder_buffered', 'lines waiting in the event-time reorder buffer', [
     'topic',
   ]),
+  unkeyedSplit: counter(
+    'virgo_ingest_unkeyed_split_total',
+    'lines not keyed by their host read by one of several consumers of the topic (their host is split)',
+    ['topic'],
+  ),
 };
 
 /** Where a buffered line came from, enough to dead-letter it with its original bytes. */

@@ -185,6 +185,8 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
   // released (a partition not read yet may hold older lines than the first batch).
   let assigned: Promise<void> | undefined;
   let assignedSet: Set<number> | undefined;
+  let totalPartitions = 0;
+  let splitWarned = false;
   const onAssign = (a: { topic: string; partitions: number[] }[]) => {
     const mine = a.find((x) => x.topic === topic)?.partitions ?? [];
     const job = (async () => {
@@ -200,6 +202,7 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
       const has = new Map(offsets.map((o) => [o.partition, BigInt(o.high) > BigInt(o.low)]));
       merger.assign(mine.map((p) => ({ partition: p, hasData: has.get(p) ?? true })));
       assignedSet = new Set(mine);
+      totalPartitions = offsets.length;
     })();
     assigned = job;
   };
@@ -280,6 +283,25 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
   };
   let reportedEvicted = order.dedupe.evictedEarly;
 
+  // Between batches a partition believed read to its end may have got new lines (an unkeyed
+  // producer writes to several at once): look at the topic's high watermarks, at most every 100 ms.
+  let lastLook = 0;
+  const lookAtHighWatermarks = async (): Promise<void> => {
+    const t = Date.now();
+    if (t - lastLook < 100 || !assignedSet) return;
+    lastLook = t;
+    try {
+      const offsets = await opts.bus.topicOffsets(topic);
+      merger.observeHighWatermarks(
+        offsets
+          .filter((o) => assignedSet!.has(o.partition))
+          .map((o) => ({ partition: o.partition, high: BigInt(o.high) })),
+      );
+    } catch (err) {
+      log.debug('could not read the high watermarks; the batches will tell', { topic, err });
+    }
+  };
+
   const releaseNow = (): PendingLine[] => {
     const r = merger.release();
     if (r.forced > 0) {
@@ -290,6 +312,7 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
   };
 
   let draining = false;
+  let unkeyed = 0;
   const onBatch = async (
     batch: BusMessage[],
     bctx: { topic: string; partition: number; isRunning(): boolean; highWatermark?: string },
@@ -315,6 +338,7 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
         const line = d.lines[i]!;
         try {
           const parsed = parseLine(line, { host: key, now });
+          if (parsed.host !== key) unkeyed++;
           lines.push({
             ts: parsed.ts,
             host: parsed.host,
@@ -350,6 +374,19 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
     }
     const first = batch[0]!.offset;
     const last = batch[batch.length - 1]!.offset;
+    // Lines not keyed by their host, read by one of several consumers: the other consumers get
+    // the rest of such a host's lines, so no one learns all of it. Say so once (README: Scaling out).
+    if (unkeyed > 0 && assignedSet && assignedSet.size < totalPartitions) {
+      orderMetrics.unkeyedSplit.inc({ topic }, unkeyed);
+      if (!splitWarned) {
+        splitWarned = true;
+        log.warn(
+          'lines not keyed by their host while other consumers share the topic: each learns part of such a host; key by host (publish-logs, kcat -K) or run one virgo learn',
+          { topic, partitions: [...assignedSet].sort((a, b) => a - b), of: totalPartitions },
+        );
+      }
+    }
+    unkeyed = 0;
     await serial(async () => {
       if (assigned) await assigned;
       // A batch read from behind belongs to the replay, also the one that reaches the end: its
@@ -359,6 +396,7 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
         lastOffset: last,
         ...(bctx.highWatermark !== undefined ? { highWatermark: bctx.highWatermark } : {}),
       });
+      await lookAtHighWatermarks();
       const released = releaseNow();
       try {
         await deliver(released, {
@@ -404,6 +442,7 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
     if (pumpBusy || !assignedSet || merger.stats().buffered === 0) return;
     pumpBusy = true;
     void serial(async () => {
+      await lookAtHighWatermarks();
       const released = releaseNow();
       try {
         await deliver(released, {

@@ -10,6 +10,7 @@ import {
   decodeValue,
   type IngestBatchContext,
   ingestMetrics,
+  orderMetrics,
   startIngestStage,
   TemplateMiner,
 } from '../../ingest/index.ts';
@@ -246,5 +247,60 @@ describe('ingest stage (in-process bus)', () => {
     writeFileSync(statePath, '{ not json');
     const third = await run();
     expect(third.size).toBe(first.size);
+  });
+
+  it('puts an unkeyed host spread over partitions back in event-time order, dropping a re-sent copy', async () => {
+    const h = await harness();
+    const got: KernelEvent[] = [];
+    const stage = await startIngestStage({
+      bus: h.bus,
+      fromBeginning: true,
+      onEvents: async (e) => void got.push(...e),
+    });
+    await stage.ready;
+    const line = (i: number) =>
+      `2024-06-01T00:${String(i).padStart(2, '0')}:00Z edge-9 kernel: [UFW BLOCK] SRC=203.0.113.${i} DPT=22 ID=${i}`;
+    // partition 1 gets the first half, partition 0 the second: the consumer reads partition 0 first
+    await h.bus.publish(h.topic, [
+      ...Array.from({ length: 10 }, (_, i) => ({ value: line(i + 10), partition: 0 })),
+      ...Array.from({ length: 10 }, (_, i) => ({ value: line(i), partition: 1 })),
+    ]);
+    await waitFor(() => got.length === 20, 'twenty events');
+    expect(got.map((e) => e.ts)).toEqual([...got.map((e) => e.ts)].sort((a, b) => a - b));
+    // the same lines again: the learners took them already
+    await h.bus.publish(h.topic, [
+      { value: line(3), partition: 0 },
+      { value: line(15), partition: 1 },
+    ]);
+    await waitFor(() => stage.stats().duplicates === 2, 'two duplicates');
+    expect(stage.stats()).toMatchObject({ events: 20, late: 0, lines: 22 });
+    await stage.close();
+    await h.bus.close();
+  });
+
+  it('says when lines not keyed by their host are read by one of several consumers (the host is split)', async () => {
+    const h = await harness();
+    const before = (await orderMetrics.unkeyedSplit.get()).values.reduce((a, v) => a + v.value, 0);
+    const got: KernelEvent[] = [];
+    const a = await startIngestStage({
+      bus: h.bus,
+      fromBeginning: true,
+      onEvents: async (e) => void got.push(...e),
+    });
+    const b = await startIngestStage({
+      bus: h.bus,
+      fromBeginning: true,
+      onEvents: async (e) => void got.push(...e),
+    });
+    await h.bus.publish(
+      h.topic,
+      Array.from({ length: 4 }, (_, i) => ({ value: `2024-06-01T00:00:0${i}Z edge-9 kernel: line ${i}` })),
+    );
+    await waitFor(() => got.length === 4, 'four events');
+    const after = (await orderMetrics.unkeyedSplit.get()).values.reduce((x, v) => x + v.value, 0);
+    expect(after - before).toBe(4);
+    await a.close();
+    await b.close();
+    await h.bus.close();
   });
 });
