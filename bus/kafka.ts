@@ -528,10 +528,12 @@ export class KafkaBus implements Bus {
           }));
       const done = (last: string) => {
         resolveOffset(last);
+        const next = (BigInt(last) + 1n).toString();
         processed.set(`${batch.topic}\0${batch.partition}`, {
           topic: batch.topic,
           partition: batch.partition,
-          offset: (BigInt(last) + 1n).toString(),
+          // a subscriber that still holds some of the batch commits no further than its first
+          offset: opts.commitOffset ? opts.commitOffset(batch.topic, batch.partition, next) : next,
         });
       };
       for (let i = 0; i < all.length; i += maxBatch) {

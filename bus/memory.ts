@@ -325,7 +325,10 @@ export class MemoryBus implements Bus {
             }
             const next = Number(batch[batch.length - 1]!.offset) + 1;
             positions.set(slot(topic, p), next);
-            g.committed.set(slot(topic, p), next);
+            g.committed.set(
+              slot(topic, p),
+              opts.commitOffset ? Number(opts.commitOffset(topic, p, String(next))) : next,
+            );
             delivered = true;
           }
         }

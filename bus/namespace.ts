@@ -37,6 +37,12 @@ export function namespaced(bus: Bus, prefix: string): Bus {
                 ),
             }
           : {}),
+        ...(opts.commitOffset
+          ? {
+              commitOffset: (t: string, partition: number, next: string) =>
+                opts.commitOffset!(t.startsWith(p) ? t.slice(p.length) : t, partition, next),
+            }
+          : {}),
         onBatch: (batch, ctx) =>
           opts.onBatch(batch.map(back), {
             ...ctx,

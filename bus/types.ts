@@ -74,6 +74,12 @@ export interface SubscribeOptions {
   maxBatch?: number;
   /** called with this member's partitions whenever the group assigns them (join, rebalance) */
   onAssign?: (assigned: Assignment[]) => void;
+  /**
+   * The offset to commit for a partition after a handled batch, given the next offset (the
+   * default): a subscriber that keeps some of the batch's messages for later (a reorder buffer)
+   * returns the first one it still holds, so after a crash or rebalance they come again.
+   */
+  commitOffset?: (topic: string, partition: number, next: string) => string;
 }
 
 export interface Subscription {

@@ -350,3 +350,53 @@ export class HostWatermarks {
     for (const [h, t] of entries) this.w.set(h, t);
   }
 }
+
+/**
+ * The offsets of the messages whose lines wait (in the reorder buffer or on their way to the
+ * learners), per partition: the consumer commits no further than the first of them, so after a
+ * crash or a rebalance they are read again instead of lost (at least once; the dedupe drops what
+ * the learners had already taken).
+ */
+export class OutstandingOffsets {
+  private readonly parts = new Map<number, { queue: number[]; head: number; counts: Map<number, number> }>();
+
+  add(partition: number, offset: number): void {
+    let p = this.parts.get(partition);
+    if (!p) {
+      p = { queue: [], head: 0, counts: new Map() };
+      this.parts.set(partition, p);
+    }
+    const c = p.counts.get(offset);
+    if (c === undefined) {
+      p.counts.set(offset, 1);
+      // messages arrive in offset order per partition: the queue stays sorted
+      p.queue.push(offset);
+    } else p.counts.set(offset, c + 1);
+  }
+
+  done(partition: number, offset: number): void {
+    const p = this.parts.get(partition);
+    const c = p?.counts.get(offset);
+    if (!p || c === undefined) return;
+    if (c > 1) p.counts.set(offset, c - 1);
+    else p.counts.delete(offset);
+  }
+
+  /** The first offset of `partition` still outstanding, if any. */
+  first(partition: number): number | undefined {
+    const p = this.parts.get(partition);
+    if (!p) return undefined;
+    while (p.head < p.queue.length && !p.counts.has(p.queue[p.head]!)) p.head++;
+    if (p.head > 1024 && p.head * 2 > p.queue.length) {
+      p.queue = p.queue.slice(p.head);
+      p.head = 0;
+    }
+    return p.head < p.queue.length ? p.queue[p.head] : undefined;
+  }
+
+  /** The offset to commit: the first outstanding one, else `next`. */
+  commitOffset(partition: number, next: string): string {
+    const f = this.first(partition);
+    return f !== undefined && f < Number(next) ? String(f) : next;
+  }
+}

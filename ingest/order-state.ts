@@ -1,13 +1,13 @@
-// The consumer stage's event-time state, kept in front of the learners and saved with them (the
-// learn stage snapshots it beside the models, so a restart neither loses the lines waiting for
-// their turn nor counts a line twice): the event-time merger (event-order.ts), the per-host
-// watermarks with their allowed lateness, and the dedupe of admitted lines (dedupe.ts).
+// The consumer stage's event-time state, kept in front of the learners: the event-time merger
+// (event-order.ts), the per-host watermarks with their allowed lateness, and the dedupe of
+// admitted lines (dedupe.ts). The learn stage saves the watermarks and the dedupe beside the
+// models, so a restart does not count a line twice; the lines waiting in the merger are not saved:
+// their offsets were never committed, so the bus hands them over again.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { counter, gauge } from '../runtime/metrics.ts';
 import { type DedupeJson, LineDedupe } from './dedupe.ts';
 import { EventTimeMerger, HostWatermarks, type MergerStats } from './event-order.ts';
-import { parseLine } from './parse.ts';
 import type { ParsedLine } from './types.ts';
 
 export const orderMetrics = {
@@ -66,16 +66,8 @@ export interface PendingLine {
   src: LineSource;
 }
 
-interface PendingJson {
-  line: string;
-  cut: boolean;
-  keyHost: string;
-  src: Omit<LineSource, 'key' | 'raw'> & { key: string | null; raw: string | null };
-}
-
 interface OrderStateJson {
   version: 1;
-  buffered: PendingJson[];
   hosts: [string, number][];
   dedupe: DedupeJson;
 }
@@ -140,16 +132,6 @@ export class IngestOrder {
     mkdirSync(dir, { recursive: true });
     const j: OrderStateJson = {
       version: 1,
-      buffered: this.merger.buffered().map((p) => ({
-        line: p.line,
-        cut: p.cut,
-        keyHost: p.keyHost,
-        src: {
-          ...p.src,
-          key: p.src.key ? p.src.key.toString('base64') : null,
-          raw: p.src.raw ? p.src.raw.toString('base64') : null,
-        },
-      })),
       hosts: this.hosts.toJSON(),
       dedupe: this.dedupe.toJSON(),
     };
@@ -158,7 +140,7 @@ export class IngestOrder {
     writeFileSync(join(dir, 'bloom.bin'), Buffer.concat([cur, old]));
   }
 
-  /** Restores what `save` wrote; lines are parsed again (the parser is deterministic). */
+  /** Restores what `save` wrote. */
   load(dir: string): void {
     const p = join(dir, 'state.json');
     if (!existsSync(p)) return;
@@ -173,24 +155,5 @@ export class IngestOrder {
       bits = [new Uint8Array(b.subarray(0, half)), new Uint8Array(b.subarray(half))];
     }
     this.dedupe.restore(j.dedupe, bits);
-    this.merger.restore(
-      j.buffered.map((b) => {
-        const src: LineSource = {
-          ...b.src,
-          key: b.src.key === null ? null : Buffer.from(b.src.key, 'base64'),
-          raw: b.src.raw === null ? null : Buffer.from(b.src.raw, 'base64'),
-        };
-        const parsed = parseLine(b.line, { host: b.keyHost, now: src.timestamp });
-        return {
-          ts: parsed.ts,
-          host: parsed.host,
-          line: b.line,
-          parsed,
-          cut: b.cut,
-          keyHost: b.keyHost,
-          src,
-        };
-      }),
-    );
   }
 }

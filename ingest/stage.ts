@@ -26,6 +26,7 @@ import type { KernelEvent } from '../schemas/index.ts';
 import { decodeValue, MAX_LINE_BYTES } from './decode.ts';
 import { type LineId, lineId } from './dedupe.ts';
 import { toKernelEvent } from './event.ts';
+import { OutstandingOffsets } from './event-order.ts';
 import { ingestMetrics } from './metrics.ts';
 import { TemplateMiner } from './miner.ts';
 import {
@@ -144,6 +145,11 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
   const miner = opts.miner ?? loadMiner(opts.statePath);
   const order = opts.order ?? new IngestOrder(opts.orderOptions);
   const merger = order.merger;
+  // What waits is not committed: a crash or a rebalance reads it again.
+  const outstanding = new OutstandingOffsets();
+  const settle = (items: readonly PendingLine[]) => {
+    for (const p of items) outstanding.done(p.src.partition, Number(p.src.offset));
+  };
   const saveEveryMs = opts.saveEveryMs ?? 60_000;
   let lastSave = Date.now();
   const save = () => {
@@ -251,6 +257,7 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
     if (events.length > 0) await opts.onEvents(events, { ...ctx, hosts: [...hosts] });
     if (dlq.length > 0) await opts.bus.publish(dlqTopic, dlq, { compression: 'gzip' });
     // The learners took them: from now on they are counted, and a copy is a duplicate.
+    settle(released);
     for (const { p } of taken) order.hosts.admit(p.host, p.ts);
     const wmOf = (h: string) => order.hosts.get(h);
     for (const { p, id } of taken) order.dedupe.remember(p.host, p.ts, id, wmOf);
@@ -339,6 +346,7 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
         try {
           const parsed = parseLine(line, { host: key, now });
           if (parsed.host !== key) unkeyed++;
+          outstanding.add(m.partition, Number(m.offset));
           lines.push({
             ts: parsed.ts,
             host: parsed.host,
@@ -411,6 +419,7 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
         const mine = new Set(lines);
         merger.putBack(released.filter((p) => !mine.has(p)));
         merger.removeWhere((p) => mine.has(p));
+        settle(lines);
         throw err;
       } finally {
         draining = false;
@@ -493,6 +502,7 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
       maxBatch: opts.maxBatch ?? 2_000,
       onBatch,
       onAssign,
+      commitOffset: (_topic, partition, next) => outstanding.commitOffset(partition, next),
     });
   } catch (err) {
     clearInterval(pump);
@@ -552,6 +562,19 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
       clearInterval(pump);
       await sub.close();
       await turn;
+      // Kafka keeps what waits (its offsets were not committed: the next run reads it again);
+      // the in-process bus ends with this process, so hand everything over now.
+      if (opts.bus.kind === 'memory' && merger.stats().buffered > 0) {
+        await serial(() =>
+          deliver(merger.releaseAll(), {
+            topic,
+            partition: -1,
+            firstOffset: '-1',
+            lastOffset: '-1',
+            isRunning: () => true,
+          }),
+        ).catch((err: unknown) => log.error('could not hand the last waiting lines over', { err }));
+      }
       reports.flush(true);
       save();
     },

@@ -5,7 +5,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { LineDedupe, lineId } from '../../ingest/dedupe.ts';
-import { EventTimeMerger, HostWatermarks } from '../../ingest/event-order.ts';
+import { EventTimeMerger, HostWatermarks, OutstandingOffsets } from '../../ingest/event-order.ts';
 
 interface Item {
   ts: number;
@@ -114,6 +114,24 @@ describe('event-time merger', () => {
     expect(m.buffered().map((x) => x.id)).toEqual([1, 2, 3]);
     m.removeWhere((x) => x.id === 2);
     expect(m.releaseAll().map((x) => x.id)).toEqual([1, 3]);
+  });
+});
+
+describe('outstanding offsets', () => {
+  it('the commit never passes a message whose lines still wait (several lines per message too)', () => {
+    const o = new OutstandingOffsets();
+    for (const off of [10, 11, 11, 12]) o.add(0, off);
+    o.add(1, 5);
+    expect(o.commitOffset(0, '13')).toBe('10');
+    o.done(0, 10);
+    expect(o.commitOffset(0, '13')).toBe('11');
+    o.done(0, 12); // released out of order: 11 still waits
+    o.done(0, 11);
+    expect(o.commitOffset(0, '13')).toBe('11');
+    o.done(0, 11);
+    expect(o.commitOffset(0, '13')).toBe('13');
+    expect(o.commitOffset(1, '6')).toBe('5');
+    expect(o.commitOffset(2, '9')).toBe('9');
   });
 });
 
