@@ -124,6 +124,49 @@ export function busContract(name: string, makeBus: () => Bus): void {
       expect(fresh).toEqual(['m1', 'm2', 'm3', 'm4', 'm5']);
     });
 
+    it("tells the assignment and each batch's high watermark; commitOffset holds the commit back", async () => {
+      const bus = track(makeBus());
+      const topic = unique('contract-hold');
+      const group = unique('g');
+      await bus.ensureTopics([{ topic, partitions: 2 }]);
+      await bus.publish(
+        topic,
+        [1, 2, 3, 4].map((i) => ({ value: `m${i}`, partition: 0 })),
+      );
+      const assigned: number[][] = [];
+      const hwms: string[] = [];
+      const first: string[] = [];
+      const s1 = await bus.subscribe({
+        topics: [topic],
+        groupId: group,
+        fromBeginning: true,
+        onAssign: (a) => void assigned.push(a.find((x) => x.topic === topic)?.partitions ?? []),
+        // the subscriber keeps m3 and m4 for later: commit no further than m3
+        commitOffset: (_t, partition, next) => (partition === 0 ? '2' : next),
+        onBatch: async (b, ctx) => {
+          first.push(...b.map((m) => m.value!.toString()));
+          if (ctx.highWatermark !== undefined) hwms.push(ctx.highWatermark);
+        },
+      });
+      await s1.ready;
+      await waitFor(() => first.length === 4, 'four');
+      expect(assigned.at(-1)!.sort()).toEqual([0, 1]);
+      expect(hwms.at(-1)).toBe('4');
+      await s1.commit();
+      await s1.close();
+      const again: string[] = [];
+      track(
+        await bus.subscribe({
+          topics: [topic],
+          groupId: group,
+          fromBeginning: true,
+          onBatch: async (b) => void again.push(...b.map((m) => m.value!.toString())),
+        }),
+      );
+      await waitFor(() => again.length >= 2, 'the held two again');
+      expect(again).toEqual(['m3', 'm4']);
+    });
+
     it('redelivers a batch whose handler failed (at-least-once, nothing lost)', async () => {
       const bus = track(makeBus());
       const topic = unique('contract-retry');
