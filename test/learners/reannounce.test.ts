@@ -92,7 +92,13 @@ describe('a restart re-announces', () => {
       100,
     );
     const id = 'fw-a/ufw.history.top_src_ip';
-    await waitFor(() => lastValue(first.out(), id), 'the history value on the feeder');
+    await waitFor(() => lastValue(first.out(), id), 'the history value on the feeder', 60_000, 50).catch(
+      (err: Error) => {
+        throw new Error(
+          `${err.message}\nstdout: ${first.out().slice(-1500)}\nstderr: ${first.err().slice(-1500)}`,
+        );
+      },
+    );
     const before = lastValue(first.out(), id)!;
     first.p.kill('SIGINT');
     expect(await first.exited).toBe(0);
