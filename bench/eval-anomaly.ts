@@ -1,5 +1,5 @@
 // npm run eval -- anomaly --log FILE (--strip-label | --labels FILE [--strip-label]) [--window SEC]
-//                        [--threshold NATS] [--no-mix] [--learner-options JSON] [--json]
+//                        [--threshold NATS] [--learner-options JSON] [--json]
 //                        [--windows OUT.jsonl]
 //
 // The anomaly learner on a labelled log, online, beside the baselines a reviewer asks for, all in
@@ -27,7 +27,6 @@
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { hpcLabel, parseLine, TemplateMiner, toKernelEvent } from '../ingest/index.ts';
 import { AnomalyLearner, type AnomalyOptions, type ScoredWindow } from '../learners/anomaly.ts';
-import { loadBackend } from '../learners/backend.ts';
 import { EmissionGate } from '../learners/gate.ts';
 import { declarationsOf } from '../learners/registry.ts';
 import { severityOf } from '../learners/severity.ts';
@@ -92,7 +91,6 @@ export interface AnomalyEvalResult {
   /** learner (gate) host-window F1 / the best baseline's */
   ratio: number;
   bestBaseline: Method;
-  backend: string;
   /** every judged host-window: its truth, the emitted verdict and the learner's why */
   windows: { host: string; start: string; truth: boolean; emitted: boolean; score: number; why: string }[];
 }
@@ -253,11 +251,10 @@ export async function evaluateAnomaly(opts: AnomalyEvalOptions): Promise<Anomaly
   const windowSec = opts.windowSec ?? 60;
   const windowMs = windowSec * 1000;
 
-  const { tf, name: backend } = await loadBackend();
   const scored: ScoredWindow[] = [];
-  const learnerOpts: AnomalyOptions = { ...(opts.learner ?? {}), windowSec };
-  const learner = new AnomalyLearner(tf, AnomalyLearner.buildModel(tf, learnerOpts), {
-    ...learnerOpts,
+  const learner = new AnomalyLearner({
+    ...(opts.learner ?? {}),
+    windowSec,
     onWindow: (w) => void scored.push(w),
   });
   // The emission gate as the learner host runs it, on a virtual clock (event time).
@@ -402,7 +399,6 @@ export async function evaluateAnomaly(opts: AnomalyEvalOptions): Promise<Anomaly
     methods,
     ratio: best > 0 ? methods['learner (gate, emitted)'].hostWindows.f1 / best : Number.POSITIVE_INFINITY,
     bestBaseline,
-    backend,
     windows: scored.map((s, i) => ({
       host: s.host,
       start: new Date(s.start).toISOString(),
@@ -427,7 +423,7 @@ function arg(args: string[], name: string): string | undefined {
 }
 
 const USAGE =
-  'usage: npm run eval -- anomaly --log FILE (--strip-label | --labels FILE [--strip-label]) [--window SEC] [--threshold NATS] [--no-mix] [--learner-options JSON] [--json] [--windows OUT.jsonl]';
+  'usage: npm run eval -- anomaly --log FILE (--strip-label | --labels FILE [--strip-label]) [--window SEC] [--threshold NATS] [--learner-options JSON] [--json] [--windows OUT.jsonl]';
 
 const pct = (x: number) => x.toFixed(3);
 
@@ -449,7 +445,6 @@ export function report(path: string, r: AnomalyEvalResult): string {
     `${''.padEnd(27)} host-windows: P     R     F1    (  tp/  fp/  fn)   fleet-min F1   lines: P     R     F1`,
     ...METHODS.map((m) => row(m, r.methods[m])),
     `headline: learner (gate, emitted) host-window F1 ${pct(r.methods['learner (gate, emitted)'].hostWindows.f1)} = ${r.ratio.toFixed(2)} x the best baseline (${r.bestBaseline.replace('baseline ', '')}, ${pct(r.methods[r.bestBaseline].hostWindows.f1)})`,
-    `backend: ${r.backend}`,
   ].join('\n');
 }
 
@@ -497,7 +492,6 @@ export default async function main(args: string[]): Promise<number> {
       learner: {
         ...(learnerOptions as Omit<AnomalyOptions, 'onWindow' | 'windowSec'>),
         ...(threshold ? { threshold } : {}),
-        ...(args.includes('--no-mix') ? { mix: false } : {}),
       },
     });
     const dump = arg(args, '--windows');

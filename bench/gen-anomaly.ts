@@ -8,14 +8,27 @@
 //    plain kern.log line without PRI (the level is then only in the words, if anywhere);
 //  - each host logs on average r lines a minute (r log-uniform in 0.5..15), Poisson per minute,
 //    times uniform within the minute; each line's template drawn from the host's own Zipf mix
-//    over 14 of the 24 ordinary templates (info/notice, with random parameters);
+//    over 14 of the 24 ordinary templates (with random parameters);
+//  - levels are the ones the kernel prints them at: iptables LOG (UFW) at warning, `hrtimer:
+//    interrupt took` warning, ACPI errors err, EDAC corrected errors warning, thermal throttling
+//    KERN_CRIT (therm_throt.c), `EXT4-fs error` KERN_CRIT, buffer I/O errors and OOM kills err,
+//    `BUG:` KERN_ALERT, an oops' register dump and trace KERN_DEFAULT (warning);
 //  - routine high-severity lines that are NOT incidents: every host logs an ACPI error about
 //    every 20 min; half the hosts an EDAC corrected-memory warning about every 40 min; two hosts
-//    a critical CPU-throttling line about every 30 min ("hot rack");
-//  - incidents, each on one host at a random time, never overlapping on a host; every line an
-//    incident adds carries its kind as label, everything else `-`:
+//    a critical CPU-throttling line about every 30 min from the start ("hot rack"), each followed
+//    by the info line that the temperature is back to normal; the last host starts throttling
+//    likewise somewhere in the second quarter of the log and keeps on ("a hot afternoon"); one
+//    host logs a driver's WARN_ON trace (a `WARNING: CPU: …` line, its register dump and call
+//    trace: context lines) about every 3 hours;
+//  - incidents, each on one host at a random time after the first 10% and the first two hours
+//    of the log (the fleet's usual state comes first), at least two hours apart on a host; every
+//    line an incident adds carries its kind as label, everything else `-`:
 //      SEVERE  3-10 new err lines (ext4 errors, buffer I/O errors) over 2-5 minutes
-//      PANIC   one window: BUG/Oops/Call Trace (crit)
+//      PANIC   one window: BUG/Oops/Call Trace (alert, warning, warning)
+//      OOPS    a whole x86-64 oops within a second: the event (`BUG: kernel NULL pointer
+//              dereference`, its `#PF:` lines, `Oops: …`) labelled, then its context lines (CPU/
+//              Hardware name, RIP, Code bytes, registers, Call Trace frames, end marker) left `-`;
+//              a window holding the event is anomalous, one holding only its tail is not
 //      OOM     2-4 OOM kills (err, new) over 1-3 minutes
 //      NOVEL   new templates at INFO level, 3-6 lines over 10 minutes (a NIC going promiscuous,
 //              a USB mass-storage device appearing)
@@ -23,12 +36,15 @@
 //              2-5 minutes (a port scan's UFW blocks, a link flapping)
 //      SURGE   the host's routine EDAC/ACPI line once a minute or more for 15-30 minutes
 //              (hardware degrading)
+//      FAULT   a fault that keeps recurring: an XFS metadata I/O error (KERN_ALERT) every 6
+//              minutes on average (exponential gaps) for 2-4 hours, every line labelled (as
+//              Loghub labels each of a BGL node's recurring FATAL TLB errors)
 // The first field of each line is the label (Loghub style): strip it before parsing
 // (`npm run eval -- anomaly --log FILE --strip-label`).
 import { utimesSync, writeFileSync } from 'node:fs';
 import { Rng } from '../learners/window.ts';
 
-export const INCIDENT_KINDS = ['SEVERE', 'PANIC', 'OOM', 'NOVEL', 'BURST', 'SURGE'] as const;
+export const INCIDENT_KINDS = ['SEVERE', 'PANIC', 'OOPS', 'OOM', 'NOVEL', 'BURST', 'SURGE', 'FAULT'] as const;
 export type IncidentKind = (typeof INCIDENT_KINDS)[number];
 
 export interface GenOptions {
@@ -73,13 +89,13 @@ const COMMS = ['nginx', 'python3', 'java', 'postgres', 'node'];
 const ORDINARY: Template[] = [
   {
     prog: 'kernel',
-    sev: 6,
+    sev: 4,
     make: (r) =>
       `[UFW BLOCK] IN=eth0 OUT= MAC=${hex(r, 12)} SRC=${ip(r)} DST=10.0.0.1 LEN=${40 + r.int(1400)} TOS=0x00 PREC=0x00 TTL=${32 + r.int(200)} ID=${r.int(65535)} PROTO=TCP SPT=${1024 + r.int(60000)} DPT=${pick(r, [22, 23, 80, 443, 3389, 8080])} WINDOW=1024 RES=0x00 SYN URGP=0`,
   },
   {
     prog: 'kernel',
-    sev: 6,
+    sev: 4,
     make: (r) =>
       `[UFW ALLOW] IN=eth0 OUT= SRC=${ip(r)} DST=10.0.0.1 PROTO=TCP SPT=${1024 + r.int(60000)} DPT=443`,
   },
@@ -128,7 +144,7 @@ const ORDINARY: Template[] = [
     make: (r) =>
       `perf: interrupt took too long (${2500 + r.int(5000)} > ${2500 + r.int(2000)}), lowering kernel.perf_event_max_sample_rate to ${10000 + r.int(70000)}`,
   },
-  { prog: 'kernel', sev: 7, make: (r) => `hrtimer: interrupt took ${10000 + r.int(900000)} ns` },
+  { prog: 'kernel', sev: 4, make: (r) => `hrtimer: interrupt took ${10000 + r.int(900000)} ns` },
   { prog: 'kernel', sev: 6, make: (r) => `device-mapper: uevent: version 1.0.${r.int(4)}` },
   {
     prog: 'kernel',
@@ -188,10 +204,16 @@ const THROTTLE: Template = {
     `CPU${r.int(16)}: Core temperature above threshold, cpu clock throttled (total events = ${r.int(99999)})`,
 };
 
+const THROTTLE_END: Template = {
+  prog: 'kernel',
+  sev: 6,
+  make: (r) => `CPU${r.int(16)}: Core temperature/speed normal`,
+};
+
 const SEVERE: Template[] = [
   {
     prog: 'kernel',
-    sev: 3,
+    sev: 2,
     make: (r) =>
       `EXT4-fs error (device sda${1 + r.int(3)}): ext4_find_entry:1455: inode #${r.int(99999)}: comm ${pick(r, COMMS)}: reading directory lblock 0`,
   },
@@ -211,6 +233,119 @@ const PANIC: Template[] = [
   { prog: 'kernel', sev: 4, make: (r) => `Oops: 000${r.int(3)} [#1] SMP PTI` },
   { prog: 'kernel', sev: 4, make: () => 'Call Trace:' },
 ];
+const FUNCS = [
+  ['nvme_irq', 'nvme'],
+  ['ext4_mb_release_inode_pa', 'ext4'],
+  ['mlx5e_napi_poll', 'mlx5_core'],
+  ['tcp_v4_rcv', ''],
+  ['dm_softirq_done', 'dm_mod'],
+] as const;
+const word = (r: Rng) => hex(r, 16);
+const t = (sev: number, make: Fill): Template => ({ prog: 'kernel', sev, make });
+
+/** An x86-64 oops as printed: [the event's lines, the context lines]. */
+function oops(r: Rng): [Template[], Template[]] {
+  const [fn, mod] = pick(r, FUNCS);
+  const at = `${fn}+0x${(16 + r.int(400)).toString(16)}/0x${(500 + r.int(900)).toString(16)}${mod ? ` [${mod}]` : ''}`;
+  const comm = pick(r, ['kworker/3:1', 'swapper/0', 'java', 'nginx', 'ksoftirqd/2']);
+  const regs = (names: string[]) => names.map((n) => `${n}: ${word(r)}`).join(' ');
+  const frames = [
+    '__handle_irq_event_percpu',
+    'handle_irq_event',
+    'handle_edge_irq',
+    '__common_interrupt',
+    'common_interrupt',
+    'asm_common_interrupt',
+    'process_one_work',
+    'worker_thread',
+    'kthread',
+    'ret_from_fork',
+  ]
+    .slice(r.int(4))
+    .map((f) =>
+      t(
+        4,
+        () =>
+          ` ${r.next() < 0.3 ? '? ' : ''}${f}+0x${(16 + r.int(300)).toString(16)}/0x${(300 + r.int(600)).toString(16)}`,
+      ),
+    );
+  const event = [
+    t(1, () => `BUG: kernel NULL pointer dereference, address: 00000000000000${hex(r, 2)}`),
+    t(1, () => '#PF: supervisor read access in kernel mode'),
+    t(1, () => '#PF: error_code(0x0000) - not-present page'),
+    t(4, () => `Oops: 0000 [#1] PREEMPT SMP NOPTI`),
+  ];
+  const context = [
+    t(6, () => 'PGD 0 P4D 0'),
+    t(
+      4,
+      () =>
+        `CPU: ${r.int(16)} PID: ${r.int(32768)} Comm: ${comm} Not tainted 5.15.0-${80 + r.int(20)}-generic #${90 + r.int(20)}-Ubuntu`,
+    ),
+    t(4, () => 'Hardware name: Dell Inc. PowerEdge R640/0X45NX, BIOS 2.11.2 004/21/2021'),
+    t(4, () => `RIP: 0010:${at}`),
+    t(
+      4,
+      () =>
+        `Code: ${Array.from({ length: 42 }, (_, i) => (i === 21 ? `<${hex(r, 2)}>` : hex(r, 2))).join(' ')}`,
+    ),
+    t(4, () => `RSP: 0018:ffffb1a7${hex(r, 8)} EFLAGS: 00010246`),
+    t(4, () => regs(['RAX', 'RBX', 'RCX'])),
+    t(4, () => regs(['RDX', 'RSI', 'RDI'])),
+    t(4, () => regs(['RBP', 'R08', 'R09'])),
+    t(4, () => regs(['R10', 'R11', 'R12'])),
+    t(4, () => regs(['R13', 'R14', 'R15'])),
+    t(4, () => `FS:  0000000000000000(0000) GS:ffff8e7d${hex(r, 8)}(0000) knlGS:0000000000000000`),
+    t(4, () => 'CS:  0010 DS: 0000 ES: 0000 CR0: 0000000080050033'),
+    t(4, () => `CR2: 00000000000000${hex(r, 2)} CR3: 000000010${hex(r, 7)} CR4: 00000000003706e0`),
+    t(4, () => 'Call Trace:'),
+    t(4, () => ' <IRQ>'),
+    ...frames,
+    t(4, () => ' </IRQ>'),
+    t(
+      4,
+      () =>
+        `Modules linked in: ${mod || 'xt_conntrack'} nf_tables nfnetlink ip6table_filter ip6_tables bridge stp llc`,
+    ),
+    t(4, () => `CR2: 00000000000000${hex(r, 2)}`),
+    t(4, () => `---[ end trace ${hex(r, 16)} ]---`),
+  ];
+  return [event, context];
+}
+
+/** A driver's WARN_ON as printed (routine on the host that has it): the WARNING line, then context. */
+function warnTrace(r: Rng): Template[] {
+  return [
+    t(
+      4,
+      () =>
+        `WARNING: CPU: ${r.int(16)} PID: ${r.int(32768)} at drivers/gpu/drm/i915/display/intel_dp.c:${1200 + r.int(9)} intel_dp_compute_link_config+0x${(32 + r.int(60)).toString(16)}/0x290 [i915]`,
+    ),
+    t(
+      4,
+      () =>
+        `CPU: ${r.int(16)} PID: ${r.int(32768)} Comm: Xorg Tainted: G        W         5.15.0-91-generic #101-Ubuntu`,
+    ),
+    t(4, () => `RIP: 0010:intel_dp_compute_link_config+0x${(32 + r.int(60)).toString(16)}/0x290 [i915]`),
+    t(4, () => `RSP: 0018:ffffb1a7${hex(r, 8)} EFLAGS: 00010282`),
+    t(4, () => `RAX: ${word(r)} RBX: ${word(r)} RCX: ${word(r)}`),
+    t(4, () => 'Call Trace:'),
+    t(4, () => ' <TASK>'),
+    t(4, () => ` intel_atomic_check+0x${(100 + r.int(900)).toString(16)}/0x1a40 [i915]`),
+    t(4, () => ` drm_atomic_check_only+0x${(100 + r.int(400)).toString(16)}/0x7a0 [drm]`),
+    t(4, () => ` drm_mode_atomic_ioctl+0x${(100 + r.int(900)).toString(16)}/0xb40 [drm]`),
+    t(4, () => ' </TASK>'),
+    t(4, () => `---[ end trace ${hex(r, 16)} ]---`),
+  ];
+}
+
+const XFS: Template = {
+  prog: 'kernel',
+  sev: 1,
+  make: (r) =>
+    `XFS (sdb1): metadata I/O error in "xfs_btree_read_buf_block.constprop.0+0x95/0xd0 [xfs]" at daddr 0x${hex(r, 6)} len 8 error 5`,
+};
+
 const OOM: Template = {
   prog: 'kernel',
   sev: 3,
@@ -283,6 +418,10 @@ export function generateAnomalyLog(o: GenOptions = {}): GeneratedLog {
       boot: t0 - r.int(86_400_000),
       edac: i % 2 === 0,
       hot: i < 2,
+      // the last host (of three or more) starts throttling somewhere in the log's second quarter
+      hotFrom:
+        H > 2 && i === H - 1 ? Math.floor(minutes / 4) + r.int(Math.max(1, Math.floor(minutes / 4))) : null,
+      warns: i === 3,
     };
   });
   const emit = (h: (typeof hosts)[number], ts: number, t: Template, label: string) =>
@@ -308,7 +447,15 @@ export function generateAnomalyLog(o: GenOptions = {}): GeneratedLog {
       }
       if (r.next() < 1 / 20) emit(h, base + r.int(60_000), ACPI, '-');
       if (h.edac && r.next() < 1 / 40) emit(h, base + r.int(60_000), EDAC, '-');
-      if (h.hot && r.next() < 1 / 30) emit(h, base + r.int(60_000), THROTTLE, '-');
+      if ((h.hot || (h.hotFrom !== null && m >= h.hotFrom)) && r.next() < 1 / 30) {
+        const ts = base + r.int(60_000);
+        emit(h, ts, THROTTLE, '-');
+        if (r.next() < 0.8) emit(h, ts + 1000 + r.int(20_000), THROTTLE_END, '-');
+      }
+      if (h.warns && r.next() < 1 / 180) {
+        const ts = base + r.int(60_000);
+        for (const [k, x] of warnTrace(r).entries()) emit(h, ts + k, x, '-');
+      }
     }
   }
   // Incidents: a random host and start, at least 2 hours from the last one on that host.
@@ -320,8 +467,10 @@ export function generateAnomalyLog(o: GenOptions = {}): GeneratedLog {
     let startMin = 0;
     for (let tries = 0; tries < 100; tries++) {
       h = pick(r, hosts);
-      // after the first 10% of the log: the learner has seen some of each host by then
-      startMin = Math.floor(minutes * 0.1) + r.int(Math.floor(minutes * 0.85));
+      // after the first 10% of the log, and after its first two hours: the learner has seen each
+      // host in its usual state by then (its baseline)
+      const from = Math.min(Math.max(Math.floor(minutes * 0.1), 120), Math.floor(minutes / 2));
+      startMin = from + r.int(Math.max(1, Math.floor(minutes * 0.95) - from));
       if ((busy.get(h.name) ?? []).every((s) => Math.abs(s - startMin) > 120)) break;
     }
     busy.set(h.name, [...(busy.get(h.name) ?? []), startMin]);
@@ -341,6 +490,19 @@ export function generateAnomalyLog(o: GenOptions = {}): GeneratedLog {
         });
         break;
       }
+      case 'OOPS': {
+        // printed within a second, from any moment of the minute: its tail may fall in the next
+        const [event, context] = oops(r);
+        let ts = at(startMin);
+        for (const [x, label, gap] of [
+          ...event.map((x) => [x, kind, 5] as const),
+          ...context.map((x) => [x, '-', 40] as const),
+        ]) {
+          ts += r.int(gap);
+          emit(h, ts, x, label);
+        }
+        break;
+      }
       case 'OOM': {
         const span = 1 + r.int(3);
         for (let i = 0, n = 2 + r.int(3); i < n; i++) emit(h, at(startMin + r.int(span)), OOM, kind);
@@ -357,6 +519,12 @@ export function generateAnomalyLog(o: GenOptions = {}): GeneratedLog {
         for (let m = 0; m < span; m++) {
           for (let i = 0, n = 30 + r.int(51); i < n; i++) emit(h, at(startMin + m), t, kind);
         }
+        break;
+      }
+      case 'FAULT': {
+        const end = startMin + 120 + r.int(121);
+        for (let m = startMin; m < end && m < minutes; m += 1 + Math.floor(-Math.log(1 - r.next()) * 6))
+          emit(h, at(m), XFS, kind);
         break;
       }
       case 'SURGE': {

@@ -20,6 +20,9 @@
 //  - activity: the host's other active windows of the last hour against its usual activity;
 //  - volume: the window's line count against the host's usual before the last hour.
 // Comparing against the usual BEFORE the last hour keeps an ongoing burst from hiding itself.
+// It also keeps when each host first logged each template, and which templates the fleet logged
+// during the baseline (its first `baselineWindows`, taken as the fleet's usual state), so the
+// learner can tell known behaviour from what appeared later.
 import { countSurprise, gammaPoissonSurprise } from './tail.ts';
 
 export interface CountModelOptions {
@@ -29,6 +32,8 @@ export interface CountModelOptions {
   longHalfLife: number;
   /** active windows of fleet experience a host's content rates start from */
   contentPrior: number;
+  /** windows from the first one learnt during which what a host logs is its baseline */
+  baselineWindows: number;
   /** windows of fleet experience a host's activity rate starts from */
   activityPrior: number;
   maxHostTemplates: number;
@@ -40,6 +45,7 @@ export const COUNT_DEFAULTS: CountModelOptions = {
   shortHalfLife: 60,
   longHalfLife: 10_080,
   contentPrior: 3,
+  baselineWindows: 120,
   activityPrior: 1440,
   maxHostTemplates: 2000,
   maxFleetTemplates: 20_000,
@@ -49,9 +55,13 @@ export const COUNT_DEFAULTS: CountModelOptions = {
 /** One template's lines in one host-window. */
 export interface WindowTemplate {
   n: number;
-  /** worst (lowest) severity of its lines, null if none was known */
+  /** worst (lowest) severity of its event lines (context lines left out), null if none was known */
   sev: number | null;
   text: string;
+  /** how many of its lines were context lines (context-line.ts), their worst severity and shape */
+  ctx: number;
+  ctxSev: number | null;
+  shape: string | null;
 }
 
 export interface WindowCounts {
@@ -67,6 +77,10 @@ export interface TemplateSurprise {
   text: string;
   n: number;
   sev: number | null;
+  /** context lines among the n, their worst severity and shape (context-line.ts) */
+  ctx: number;
+  ctxSev: number | null;
+  shape: string | null;
   /** lines of t expected in an active window of this host (share × usual size), before this one */
   expected: number;
   /** occurrence surprise, nats */
@@ -79,6 +93,11 @@ export interface TemplateSurprise {
    * about an hour (what recurs within the hour is an episode, not routine yet; what other hosts
    * log every day says little about this one, so only the host's own count) */
   familiar: number;
+  /** windows since the host first logged t (0 when it is new on the host) */
+  age: number;
+  /** the fleet logged t during the baseline (the first `baselineWindows` the model learnt, when the
+   * fleet is taken to be in its usual state), or this window is in it */
+  baseline: boolean;
   hostNew: boolean;
   fleetNew: boolean;
 }
@@ -106,6 +125,8 @@ interface Moments {
 
 interface TStat extends Moments {
   at: number;
+  /** window the host first logged t in */
+  first: number;
   /** active windows with t, short half-life (the long-run count is `c`) */
   ks: number;
   /** the size moments with the short half-life (what the last hour added) */
@@ -129,10 +150,13 @@ interface HostStat {
 interface FleetT extends Moments {
   at: number;
   text: string;
+  /** some host logged it during the baseline (the model's first `baselineWindows`) */
+  baseline: boolean;
 }
 
 export interface CountModelJson {
   at: number | null;
+  origin: number | null;
   exposure: number;
   active: number;
   fresh: number;
@@ -200,6 +224,8 @@ export class CountModel {
   private fleet = new Map<string, FleetT>();
   /** fleet clock: newest window learnt */
   private at = Number.NEGATIVE_INFINITY;
+  /** the first window learnt: the baseline runs `baselineWindows` from it */
+  private origin = Number.NaN;
   /** Σ of host exposures and of host active windows (long half-life) */
   private exposure = 0;
   private active = 0;
@@ -302,11 +328,16 @@ export class CountModel {
         text: wt.text,
         n: wt.n,
         sev: wt.sev,
+        ctx: wt.ctx,
+        ctxSev: wt.ctxSev,
+        shape: wt.shape,
         expected: Math.min(1, shape / rate) * (1 + size.mean),
         occurrence,
         burst: wt.n >= 2 ? sizeSurprise(wt.n - 1, size) : 0,
         recent,
         familiar: kBase,
+        age: st ? Math.max(0, win.w - st.first) : 0,
+        baseline: (ft?.baseline ?? false) || this.inBaseline(win.w),
         hostNew: klPrev < 1e-9,
         fleetNew: klFleet < 1e-9,
       });
@@ -336,7 +367,14 @@ export class CountModel {
     return { templates, volume, activity };
   }
 
+  /** Whether a window lies in the baseline (the model's first `baselineWindows`; all of them
+   * while nothing was learnt yet). */
+  private inBaseline(w: number): boolean {
+    return Number.isNaN(this.origin) || w < this.origin + this.opts.baselineWindows;
+  }
+
   learn(win: WindowCounts): void {
+    if (Number.isNaN(this.origin)) this.origin = win.w;
     let h = this.hosts.get(win.host);
     const gap = h ? Math.max(0, win.w - h.at) : 1;
     if (!h) {
@@ -378,7 +416,7 @@ export class CountModel {
       const x = wt.n - 1;
       let st = h.t.get(id);
       if (!st) {
-        st = { at: win.w, ks: 0, c: 0, s1: 0, s2: 0, short: zero() };
+        st = { at: win.w, first: win.w, ks: 0, c: 0, s1: 0, s2: 0, short: zero() };
         h.t.set(id, st);
       } else {
         const age = Math.max(0, win.w - st.at);
@@ -393,13 +431,14 @@ export class CountModel {
       let ft = this.fleet.get(id);
       if (!ft) {
         fresh = true;
-        ft = { at: win.w, c: 0, s1: 0, s2: 0, text: wt.text };
+        ft = { at: win.w, c: 0, s1: 0, s2: 0, text: wt.text, baseline: false };
         this.fleet.set(id, ft);
       } else {
         decayInPlace(ft, this.dL ** Math.max(0, win.w - ft.at));
         ft.at = Math.max(ft.at, win.w);
         ft.text = wt.text;
       }
+      if (this.inBaseline(win.w)) ft.baseline = true;
       addX(ft, x);
       addX(this.clump, x);
     }
@@ -423,36 +462,10 @@ export class CountModel {
     return this.hosts.get(host)?.at;
   }
 
-  knows(host: string, id: string): boolean {
-    return (this.hosts.get(host)?.t.get(id)?.c ?? 0) > 0;
-  }
-
-  /** The template this host logs most (decayed) among those `match` accepts (for explanations). */
-  usualTemplate(host: string, match: (id: string) => boolean): { id: string; text: string } | undefined {
-    const h = this.hosts.get(host);
-    if (!h) return undefined;
-    let best: { id: string; c: number } | undefined;
-    for (const [id, st] of h.t) {
-      if (!match(id)) continue;
-      const c = st.c * this.dL ** Math.max(0, h.at - st.at);
-      if (!best || c > best.c) best = { id, c };
-    }
-    if (!best) return undefined;
-    return { id: best.id, text: this.fleet.get(best.id)?.text ?? best.id };
-  }
-
-  /** Lines of t this host logs in an active window, on average. */
-  usualCount(host: string, id: string): number {
-    const h = this.hosts.get(host);
-    const st = h?.t.get(id);
-    if (!h || !st || h.al <= 0) return 0;
-    const f = this.dL ** Math.max(0, h.at - st.at);
-    return ((st.c + st.s1) * f) / h.al;
-  }
-
   toJSON(): CountModelJson {
     return {
       at: Number.isFinite(this.at) ? this.at : null,
+      origin: Number.isNaN(this.origin) ? null : this.origin,
       exposure: this.exposure,
       active: this.active,
       fresh: this.fresh,
@@ -466,6 +479,7 @@ export class CountModel {
   static fromJSON(j: CountModelJson, opts: CountModelOptions = COUNT_DEFAULTS): CountModel {
     const m = new CountModel(opts);
     m.at = j.at ?? Number.NEGATIVE_INFINITY;
+    m.origin = j.origin ?? Number.NaN;
     m.exposure = j.exposure;
     m.active = j.active;
     m.fresh = j.fresh;

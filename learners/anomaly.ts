@@ -8,13 +8,26 @@
 //    fall silent; errors recurring within the hour do not), plus how surprising the template's
 //    occurrence is (new ones by how rarely new templates appear; known ones by how far the last
 //    hour departs from the host's usual share) and its number of lines (bursts);
-//  - the window's volume and the host's recent activity against their usual;
-//  - the mix (anomaly-mix.ts, tfjs autoencoder): the window's composition in the templates the
-//    host already knows, as a normal tail of the reconstruction error.
+//  - context lines (context-line.ts: register dumps, stack frames, `Code:` bytes) describe the
+//    event they follow and carry its level: their severity is not counted, only their statistics;
+//  - a critical template (crit or worse: KERN_CRIT/ALERT/EMERG, HPC FATAL/FAILURE) keeps its
+//    prior while it recurs, unless the fleet logged it during the baseline (the learner's first
+//    `baselineSec` of event time, taken as the fleet's usual state) or this host has logged it for
+//    `critRoutineSec` (a day): a node raising FATAL TLB errors for six hours is faulty for six
+//    hours, while a hot rack's thermal-throttling crit lines, there from the start, are this
+//    fleet's normal on whichever host they appear. Err and warning fade as above;
+//  - the window's volume (lines) against the host's usual.
 // Surprises are corrected for the number of pieces looked at (− ln m, Bonferroni); priors are not.
 // The score is the strongest piece; the window is anomalous when it reaches `threshold` (6 nats:
 // p ≈ 0.0025 after the correction for a line of no special level). Explanations name the
-// templates behind the score with their count, expected count and what each term added.
+// templates behind the score with their count, expected count and what each term added, and say
+// when a line was taken as context.
+//
+// Measured and left out (learners/README.md): the host's recent activity (how many of its windows
+// over the last hour had any line) is shown in the explanation but is not evidence of its own: on
+// real HPC logs it flagged nodes that repeat a corrected-error INFO line, and added no detection
+// elsewhere; the first version's tfjs autoencoder over the window's template mix drove no verdict
+// on any data set and was removed, so this learner needs no tfjs model.
 import { join } from 'node:path';
 import type { KernelEvent } from '../schemas/index.ts';
 import {
@@ -27,15 +40,13 @@ import {
   type WindowSurprise,
   type WindowTemplate,
 } from './anomaly-counts.ts';
-import { MIX_DEFAULTS, type MixJson, MixModel, type MixOptions, type MixScore } from './anomaly-mix.ts';
+import { type ContextShape, contextShape } from './context-line.ts';
 import { severityName, severityOf, severityWeight } from './severity.ts';
 import { readJson, writeJsonAtomic } from './snapshot.ts';
-import { loadModel, requireTf, saveModel } from './tf-util.ts';
-import type { Learner, LearnerContext, Proposal, Tf, VariableDecl } from './types.ts';
-import { Rng } from './window.ts';
+import type { Learner, LearnerContext, Proposal, VariableDecl } from './types.ts';
 
-export const ANOMALY_ARCH = 'anomaly-surprise@2';
-const STATE_VERSION = 2;
+export const ANOMALY_ARCH = 'anomaly-surprise@3';
+const STATE_VERSION = 3;
 
 export interface AnomalyOptions {
   windowSec?: number;
@@ -46,15 +57,12 @@ export interface AnomalyOptions {
   longHalfLifeSec?: number;
   /** windows with a template that halve its severity prior each (it is proving routine) */
   routineAfter?: number;
-  /** the tfjs mix model: off only to measure what it adds */
-  mix?: boolean;
-  dims?: number;
-  hidden?: number;
-  learningRate?: number;
-  steps?: number;
-  seed?: number;
-  /** windows judged per tfjs round (one predict and one training call per group) */
-  group?: number;
+  /** event time (s) from the learner's first window during which what the fleet logs is its baseline */
+  baselineSec?: number;
+  /** how long (s) a host must have logged a critical template not in its baseline before it fades */
+  critRoutineSec?: number;
+  /** context lines' severity discounted (context-line.ts): off only to measure what it adds */
+  context?: boolean;
   /** called for every judged window (the evaluation uses it) */
   onWindow?: (w: ScoredWindow) => void;
 }
@@ -64,6 +72,8 @@ export interface TemplateEvidence extends TemplateSurprise {
   /** severity prior + occurrence + burst, nats */
   evidence: number;
   prior: number;
+  /** a critical template that recurred but kept its whole prior (not baseline, not a day old) */
+  kept: boolean;
 }
 
 export interface ScoredWindow {
@@ -75,12 +85,12 @@ export interface ScoredWindow {
   threshold: number;
   anomalous: boolean;
   /** what the score came from */
-  driver: 'template' | 'volume' | 'activity' | 'mix';
+  driver: 'template' | 'volume';
   /** templates by evidence, strongest first (at most 5) */
   top: TemplateEvidence[];
   volume: CountSurprise;
+  /** the host's other active windows over the last hour against its usual (explanation only) */
   activity: CountSurprise;
-  mix: { z: number; surprise: number } | null;
   /** template ids the flag is attributed to (their lines are the flagged lines); empty if normal */
   flagged: string[];
   why: string;
@@ -92,7 +102,7 @@ export const ANOMALY_VARIABLES: readonly VariableDecl[] = [
     type: 'float',
     unit: 'nats',
     description:
-      'evidence that the last window of kernel lines is an incident: −ln p of its most surprising template (plus its severity prior), volume or mix',
+      'evidence that the last window of kernel lines is an incident: −ln p of its most surprising template (plus its severity prior) or of its volume',
     min: 0,
     max: 100,
     decimals: 3,
@@ -128,8 +138,6 @@ interface AnomalyStateJson {
   open: [string, { window: number; events: number; t: [string, WindowTemplate][] }][];
   watermark: number | null;
   counts: CountModelJson;
-  mix: MixJson;
-  rng: number;
   windows: number;
   anomalies: number;
   late: number;
@@ -142,6 +150,33 @@ function quote(s: string): string {
   return `"${t.length > TEXT_MAX ? `${t.slice(0, TEXT_MAX - 1)}…` : t}"`;
 }
 
+function hours(ms: number): string {
+  const h = ms / 3_600_000;
+  return h >= 1 ? `${h.toFixed(1)} h` : `${Math.round(ms / 60_000)} min`;
+}
+
+/** Counts one line into its window's template: event lines set the severity, context lines not. */
+function addLine(
+  t: Map<string, WindowTemplate>,
+  id: string,
+  text: string,
+  sev: number | null,
+  shape: ContextShape | null,
+): void {
+  let x = t.get(id);
+  if (!x) {
+    x = { n: 0, sev: null, text, ctx: 0, ctxSev: null, shape: null };
+    t.set(id, x);
+  }
+  x.n++;
+  const worse = (a: number | null) => sev !== null && (a === null || sev < a);
+  if (shape) {
+    x.ctx++;
+    x.shape ??= shape;
+    if (worse(x.ctxSev)) x.ctxSev = sev;
+  } else if (worse(x.sev)) x.sev = sev;
+}
+
 function num(x: number): string {
   if (x === 0) return '0';
   if (x >= 100) return x.toFixed(0);
@@ -151,38 +186,30 @@ function num(x: number): string {
 
 export class AnomalyLearner implements Learner {
   readonly name = 'anomaly';
-  readonly needsTf = true;
+  readonly needsTf = false;
   readonly variables = ANOMALY_VARIABLES;
   readonly threshold: number;
   private readonly routineAfter: number;
+  private readonly critRoutineWindows: number;
   private readonly windowMs: number;
-  private readonly group: number;
-  private readonly useMix: boolean;
+  private readonly useContext: boolean;
   private counts: CountModel;
-  private readonly mix: MixModel;
   private open = new Map<string, Open>();
   /** newest event time seen (ms): windows of quiet hosts close once it is a window past them */
   private watermark = Number.NEGATIVE_INFINITY;
-  private rng: Rng;
   private windows = 0;
   private anomalies = 0;
   /** events that arrived after their window had closed (counted into the host's next window) */
   private late = 0;
 
-  constructor(
-    private readonly tf: Tf,
-    model: ReturnType<typeof MixModel.build>,
-    private readonly opts: AnomalyOptions = {},
-  ) {
+  constructor(private readonly opts: AnomalyOptions = {}) {
     const windowSec = opts.windowSec ?? 60;
     this.windowMs = windowSec * 1000;
     this.threshold = opts.threshold ?? 6;
     this.routineAfter = opts.routineAfter ?? 3;
-    this.group = opts.group ?? 32;
-    this.useMix = opts.mix ?? true;
+    this.critRoutineWindows = (opts.critRoutineSec ?? 86_400) / windowSec;
+    this.useContext = opts.context ?? true;
     this.counts = new CountModel(AnomalyLearner.countOptions(opts));
-    this.mix = new MixModel(tf, model, AnomalyLearner.mixOptions(opts));
-    this.rng = new Rng(opts.seed ?? 11);
   }
 
   static countOptions(o: AnomalyOptions) {
@@ -191,27 +218,14 @@ export class AnomalyLearner implements Learner {
       ...COUNT_DEFAULTS,
       shortHalfLife: (o.shortHalfLifeSec ?? 3600) / w,
       longHalfLife: (o.longHalfLifeSec ?? 7 * 86_400) / w,
+      baselineWindows: (o.baselineSec ?? 7200) / w,
       activityPrior: 86_400 / w,
     };
   }
 
-  static mixOptions(o: AnomalyOptions): MixOptions {
-    return {
-      ...MIX_DEFAULTS,
-      ...(o.dims !== undefined ? { dims: o.dims } : {}),
-      ...(o.hidden !== undefined ? { hidden: o.hidden } : {}),
-      ...(o.learningRate !== undefined ? { learningRate: o.learningRate } : {}),
-      ...(o.steps !== undefined ? { steps: o.steps } : {}),
-      ...(o.seed !== undefined ? { seed: o.seed } : {}),
-    };
-  }
-
-  static buildModel(tf: Tf, o: AnomalyOptions = {}): ReturnType<typeof MixModel.build> {
-    return MixModel.build(tf, AnomalyLearner.mixOptions(o));
-  }
-
+  /** `arch.windows judged`: what a proposal came from */
   get modelVersion(): string {
-    return `${ANOMALY_ARCH}.${this.mix.steps}`;
+    return `${ANOMALY_ARCH}.${this.windows}`;
   }
 
   async onEvents(events: readonly KernelEvent[]): Promise<Proposal[]> {
@@ -236,12 +250,8 @@ export class AnomalyLearner implements Learner {
       } else if (w < s.window) this.late++;
       // Without a template id (no miner upstream) the template or the message stands in.
       const id = e.templateId || e.template || e.message;
-      const sev = severityOf(e);
-      const t = s.t.get(id);
-      if (t) {
-        t.n++;
-        if (sev !== null && (t.sev === null || sev < t.sev)) t.sev = sev;
-      } else s.t.set(id, { n: 1, sev, text: e.template || e.message });
+      const shape = this.useContext ? contextShape(e.message) : null;
+      addLine(s.t, id, e.template || e.message, severityOf(e), shape);
       s.events++;
     }
     // Windows of hosts that went quiet close once event time is a whole window past their end.
@@ -268,11 +278,7 @@ export class AnomalyLearner implements Learner {
    */
   scoreWindow(host: string, ts: number, templateIds: readonly string[]): ScoredWindow {
     const t = new Map<string, WindowTemplate>();
-    for (const id of templateIds) {
-      const x = t.get(id);
-      if (x) x.n++;
-      else t.set(id, { n: 1, sev: null, text: id });
-    }
+    for (const id of templateIds) addLine(t, id, id, null, null);
     const c: Closed = {
       host,
       w: Math.floor(ts / this.windowMs),
@@ -280,54 +286,22 @@ export class AnomalyLearner implements Learner {
       events: templateIds.length,
       templates: t,
     };
-    const vector = this.useMix
-      ? this.mix.vector(
-          [...t].map(([id, x]) => [id, x.n] as [string, number]),
-          (id) => this.counts.knows(host, id),
-        )
-      : null;
-    const m = this.useMix ? (this.mix.score([vector])[0] ?? null) : null;
-    return this.decide(c, this.counts.judge(c), m);
+    return this.decide(c, this.counts.judge(c));
   }
 
-  /**
-   * Judges closed windows in event-time order, a group at a time: the count model judges and then
-   * learns each window in turn; the mix model scores the group in one tfjs call, then learns it.
-   */
+  /** Judges closed windows in event-time order, each before it is learnt. */
   private async judge(closed: Closed[]): Promise<Proposal[]> {
     closed.sort((a, b) => a.w - b.w || (a.host < b.host ? -1 : a.host > b.host ? 1 : 0));
     const out: Proposal[] = [];
-    for (let i = 0; i < closed.length; i += this.group) {
-      out.push(...(await this.judgeGroup(closed.slice(i, i + this.group))));
-    }
-    return out;
-  }
-
-  private async judgeGroup(group: Closed[]): Promise<Proposal[]> {
-    const counted = group.map((c) => {
-      const vector = this.useMix
-        ? this.mix.vector(
-            [...c.templates].map(([id, t]) => [id, t.n] as [string, number]),
-            (id) => this.counts.knows(c.host, id),
-          )
-        : null;
-      const j = this.counts.judge(c);
+    for (const c of closed) {
+      const scored = this.decide(c, this.counts.judge(c));
       this.counts.learn(c);
-      return { c, j, vector };
-    });
-    const mixed = this.useMix ? this.mix.score(counted.map((x) => x.vector)) : counted.map(() => null);
-    const out: Proposal[] = [];
-    const learn: { v: number[]; error: number }[] = [];
-    const model = this.modelVersion;
-    counted.forEach(({ c, j, vector }, i) => {
-      const m = mixed[i] ?? null;
-      const scored = this.decide(c, j, m);
       this.windows++;
       if (scored.anomalous) this.anomalies++;
-      else if (vector && m) learn.push({ v: vector, error: m.error });
       this.opts.onWindow?.(scored);
       const margin = Math.abs(scored.score - this.threshold);
       const confidence = Number((1 - Math.exp(-margin)).toFixed(3));
+      const model = this.modelVersion;
       out.push({
         host: c.host,
         key: 'kernel.anomaly_score',
@@ -344,56 +318,46 @@ export class AnomalyLearner implements Learner {
         confidence,
         model,
       });
-    });
-    if (learn.length > 0) await this.mix.learn(learn, this.rng);
+    }
     return out;
   }
 
-  private decide(c: Closed, j: WindowSurprise, m: MixScore | null): ScoredWindow {
+  private decide(c: Closed, j: WindowSurprise): ScoredWindow {
     // Surprises are corrected for the number of pieces of evidence looked at (Bonferroni: by
     // chance alone the best of m p-values is m times likelier to be small), so a busy window is
-    // no anomaly for being busy. Priors are not chance events and stay whole.
-    const lnTests = Math.log(j.templates.length + (m ? 3 : 2));
+    // no anomaly for being busy: its templates and its volume. Priors are not chance events.
+    const lnTests = Math.log(j.templates.length + 1);
     const corrected = (s: number) => Math.max(0, s - lnTests);
-    // The severity prior fades as the template proves routine: halved for every `routineAfter`
-    // windows it had on this host before the last hour (other hosts' count a quarter).
+    // The severity prior (of the template's event lines: context lines carry none) fades as the
+    // template proves routine: halved for every `routineAfter` windows it had on this host before
+    // the last hour. A critical one fades only once it is routine: logged by the fleet during the
+    // baseline, or by this host for a day; until then a fault that keeps recurring stays a fault.
     const evidence: TemplateEvidence[] = j.templates
       .map((t) => {
-        const prior = severityWeight(t.sev) * (this.threshold + 1) * 2 ** (-t.familiar / this.routineAfter);
-        return { ...t, prior, evidence: prior + corrected(t.occurrence + t.burst) };
+        const crit = t.sev !== null && t.sev <= 2;
+        const routine = !crit || t.baseline || t.age >= this.critRoutineWindows;
+        const fade = routine ? 2 ** (-t.familiar / this.routineAfter) : 1;
+        const prior = severityWeight(t.sev) * (this.threshold + 1) * fade;
+        const kept = !routine && t.familiar >= 0.5;
+        return { ...t, prior, kept, evidence: prior + corrected(t.occurrence + t.burst) };
       })
       .sort((a, b) => b.evidence - a.evidence || b.n - a.n);
     // Window-level evidence is statistical only: the severity prior belongs to its template.
-    const candidates: [ScoredWindow['driver'], number][] = [
-      ['template', evidence[0]?.evidence ?? 0],
-      ['volume', corrected(j.volume.surprise)],
-      ['activity', corrected(j.activity.surprise)],
-      ['mix', m ? corrected(m.surprise) : 0],
-    ];
-    let [driver, score] = candidates[0]!;
-    for (const [d, s] of candidates) if (s > score) [driver, score] = [d, s];
+    const byTemplate = evidence[0]?.evidence ?? 0;
+    const byVolume = corrected(j.volume.surprise);
+    const driver: ScoredWindow['driver'] = byVolume > byTemplate ? 'volume' : 'template';
+    const score = Math.max(byTemplate, byVolume);
     const anomalous = score >= this.threshold;
+    // The flag is attributed to the templates that reach the threshold on their own evidence;
+    // only when none does (a volume surge of ordinary lines) to those most above their usual count.
     let flagged: string[] = [];
     if (anomalous) {
-      if (driver === 'template')
-        flagged = evidence.filter((e) => e.evidence >= this.threshold).map((e) => e.templateId);
-      else if (driver === 'volume')
-        // the templates whose lines exceed their expected count the most
+      flagged = evidence.filter((e) => e.evidence >= this.threshold).map((e) => e.templateId);
+      if (flagged.length === 0)
         flagged = [...evidence]
           .sort((a, b) => b.n - b.expected - (a.n - a.expected))
           .slice(0, 3)
           .map((e) => e.templateId);
-      else if (driver === 'activity')
-        // the templates that kept coming back over the last hour, worst first
-        flagged = [...evidence]
-          .sort((a, b) => b.prior - a.prior || b.recent - a.recent)
-          .slice(0, 3)
-          .map((e) => e.templateId);
-      else if (m)
-        flagged = this.mixSlots(c, m)
-          .filter((s) => s.present)
-          .slice(0, 3)
-          .map((s) => s.id);
     }
     const w: ScoredWindow = {
       host: c.host,
@@ -406,75 +370,51 @@ export class AnomalyLearner implements Learner {
       top: evidence.slice(0, 5),
       volume: j.volume,
       activity: j.activity,
-      mix: m ? { z: m.z, surprise: m.surprise } : null,
       flagged,
       why: '',
     };
-    w.why = this.explain(c, w, lnTests, m);
+    w.why = this.explain(c, w, lnTests);
     return w;
   }
 
-  /** The slots the autoencoder got most wrong, named by the template behind them. */
-  private mixSlots(
-    c: Closed,
-    m: MixScore,
-  ): { id: string; text: string; present: boolean; n: number; usual: number; off: number }[] {
-    const order = m.residual
-      .map((r, slot) => ({ slot, off: r }))
-      .sort((a, b) => Math.abs(b.off) - Math.abs(a.off));
-    const out: { id: string; text: string; present: boolean; n: number; usual: number; off: number }[] = [];
-    for (const { slot, off } of order.slice(0, 3)) {
-      if (Math.abs(off) < 1e-3) break;
-      const here = [...c.templates].filter(([id]) => this.mix.slot(id) === slot);
-      if (here.length > 0) {
-        here.sort((a, b) => b[1].n - a[1].n);
-        const [id, t] = here[0]!;
-        out.push({ id, text: t.text, present: true, n: t.n, usual: this.counts.usualCount(c.host, id), off });
-      } else {
-        const u = this.counts.usualTemplate(c.host, (id) => this.mix.slot(id) === slot);
-        if (u) out.push({ ...u, present: false, n: 0, usual: this.counts.usualCount(c.host, u.id), off });
-      }
-    }
-    return out;
-  }
-
-  private explain(c: Closed, w: ScoredWindow, lnTests: number, m: MixScore | null): string {
+  private explain(c: Closed, w: ScoredWindow, lnTests: number): string {
     const verdict = w.anomalous ? `anomalous, by ${w.driver}` : 'normal';
     const head = `${this.windowMs / 1000}s window ${new Date(w.start).toISOString()}, ${c.events} lines: ${w.score.toFixed(2)} nats ${w.anomalous ? '>=' : '<'} ${this.threshold} (${verdict}; prior + surprise - ln ${Math.round(Math.exp(lnTests))} tests)`;
     const parts = w.top.slice(0, 3).map((e) => {
       const what = e.fleetNew ? 'new' : e.hostNew ? 'new on host' : `expected ${num(e.expected)}`;
+      const level =
+        e.ctx >= e.n
+          ? `context line (${e.shape}; its ${severityName(e.ctxSev)} belongs to the event it describes) +0.0`
+          : `${severityName(e.sev)} +${e.prior.toFixed(1)}${e.kept ? ` kept: recurring for ${hours(e.age * this.windowMs)}, not in the fleet's baseline` : ''}${e.ctx > 0 ? `, ${e.ctx} context lines` : ''}`;
       const terms = [
-        `${severityName(e.sev)} +${e.prior.toFixed(1)}`,
+        level,
         `rate +${e.occurrence.toFixed(1)}`,
         ...(e.burst > 0 ? [`burst +${e.burst.toFixed(1)}`] : []),
       ];
       return `${quote(e.text)} x${e.n} ${what} (${terms.join(', ')})`;
     });
-    parts.push(`volume ${c.events} expected ${num(w.volume.expected)} (+${w.volume.surprise.toFixed(1)})`);
-    parts.push(
-      `active in ${num(w.activity.n)} other recent windows, expected ${num(w.activity.expected)} (+${w.activity.surprise.toFixed(1)})`,
-    );
-    if (m && (w.driver === 'mix' || m.surprise > 1)) {
-      const off = this.mixSlots(c, m)
-        .slice(0, 2)
-        .map((s) => `${quote(s.text)} x${s.n} usually ${num(s.usual)}`);
+    const ctx = [...c.templates.values()].filter((t) => t.ctx > 0);
+    if (ctx.length > 0) {
+      const shapes = [...new Set(ctx.map((t) => t.shape))].join(', ');
+      const lines = ctx.reduce((a, t) => a + t.ctx, 0);
       parts.push(
-        `mix z=${m.z.toFixed(1)} (+${m.surprise.toFixed(1)})${off.length ? `: ${off.join(', ')}` : ''}`,
+        `${lines} context line${lines > 1 ? 's' : ''} (${shapes}) taken as part of the event they describe`,
       );
     }
+    parts.push(`volume ${c.events} expected ${num(w.volume.expected)} (+${w.volume.surprise.toFixed(1)})`);
+    parts.push(
+      `host active in ${num(w.activity.n)} other windows of the last hour, usually ${num(w.activity.expected)} (not scored)`,
+    );
     return `${head}; ${parts.join('; ')}`;
   }
 
   async save(dir: string): Promise<void> {
-    await saveModel(this.mix.model, dir, this.tf);
     const j: AnomalyStateJson = {
       version: STATE_VERSION,
       arch: ANOMALY_ARCH,
       open: [...this.open].map(([h, s]) => [h, { window: s.window, events: s.events, t: [...s.t] }]),
       watermark: Number.isFinite(this.watermark) ? this.watermark : null,
       counts: this.counts.toJSON(),
-      mix: this.mix.toJSON(),
-      rng: this.rng.state,
       windows: this.windows,
       anomalies: this.anomalies,
       late: this.late,
@@ -489,12 +429,9 @@ export class AnomalyLearner implements Learner {
         `anomaly state in ${dir} is ${j.arch ?? 'anomaly-ae@1'} (version ${j.version ?? 1}); this learner is ${ANOMALY_ARCH}`,
       );
     }
-    const model = await loadModel(this.tf, dir);
-    this.mix.restore(j.mix, model);
     this.counts = CountModel.fromJSON(j.counts, this.counts.opts);
     this.open = new Map(j.open.map(([h, s]) => [h, { window: s.window, events: s.events, t: new Map(s.t) }]));
     this.watermark = j.watermark ?? Number.NEGATIVE_INFINITY;
-    this.rng = new Rng(j.rng);
     this.windows = j.windows;
     this.anomalies = j.anomalies;
     this.late = j.late;
@@ -512,16 +449,12 @@ export class AnomalyLearner implements Learner {
     };
   }
 
-  dispose(): void {
-    this.mix.dispose();
-  }
+  dispose(): void {}
 }
 
 export async function createAnomalyLearner(
-  ctx: LearnerContext,
+  _ctx: LearnerContext,
   opts: Record<string, unknown> = {},
 ): Promise<Learner> {
-  const tf = requireTf(ctx.tf, 'anomaly');
-  const o = opts as AnomalyOptions;
-  return new AnomalyLearner(tf, AnomalyLearner.buildModel(tf, o), o);
+  return new AnomalyLearner(opts as AnomalyOptions);
 }

@@ -193,7 +193,7 @@ export function checkPin(
 
 export async function createLearnerHost(opts: LearnerHostOptions): Promise<LearnerHost> {
   const names = learnerNames(opts.learners);
-  const needsTf = names.some((n) => n !== 'ufw' && n !== 'drone');
+  const needsTf = names.some((n) => n !== 'ufw' && n !== 'drone' && n !== 'anomaly');
   const backend = needsTf ? await loadBackend() : undefined;
   const now = opts.now ?? Date.now;
   const clock =

@@ -37,7 +37,6 @@ describe('anomaly evaluation', () => {
       anomalousHostWindows: 10,
       fleetMinutes: 60,
       late: 0,
-      backend: expect.stringMatching(/^(tensorflow|wasm|cpu)$/),
     });
     expect(Object.keys(r.methods).sort()).toEqual([...METHODS].sort());
     // judged in time order, each once
@@ -46,9 +45,13 @@ describe('anomaly evaluation', () => {
     expect(new Set(starts).size).toBe(60);
     const mine = r.methods['learner (gate, emitted)'].hostWindows;
     expect(mine.tp + mine.fn).toBe(10);
-    expect(mine.f1).toBeGreaterThanOrEqual(0.8);
+    // the figures (measured 1.000 at every unit; severity+words ties it, the others far below)
+    expect(mine.f1).toBeGreaterThanOrEqual(0.9);
+    expect(r.methods['learner (gate, emitted)'].lines.f1).toBeGreaterThanOrEqual(0.9);
+    expect(r.methods['learner (gate, emitted)'].fleetMinutes.f1).toBeGreaterThanOrEqual(0.9);
     for (const b of ['baseline flag-all', 'baseline first-occurrence', 'baseline PCA (SPE)'] as const)
-      expect(mine.f1).toBeGreaterThan(r.methods[b].hostWindows.f1);
+      expect(mine.f1).toBeGreaterThan(r.methods[b].hostWindows.f1 + 0.3);
+    expect(mine.f1).toBeGreaterThanOrEqual(r.methods['baseline severity+words'].hostWindows.f1);
     // the label tags never reached the parser or the miner
     expect(r.windows.some((w) => /ATAERR|EXT4ERR|KERNBUG|OOM /.test(w.why))).toBe(false);
   });
@@ -91,6 +94,14 @@ describe('anomaly evaluation', () => {
     expect(r.hosts).toBe(new Set(bgl.map((l) => l.split(' ')[3])).size);
     expect(r.anomalousLines).toBe(bgl.filter((l) => !l.startsWith('- ')).length);
     expect(r.methods['baseline severity-only'].lines.recall).toBe(1);
+    // every alert caught, and the FATAL register-dump lines (context) not taken for alerts: the
+    // learner's precision above severity-only's (measured F1 0.769 against 0.625)
+    const mine = r.methods['learner (gate, emitted)'].hostWindows;
+    const sev = r.methods['baseline severity-only'].hostWindows;
+    expect(mine.recall).toBe(1);
+    expect(mine.fp).toBeLessThanOrEqual(sev.fp - 3);
+    expect(mine.f1).toBeGreaterThanOrEqual(sev.f1 + 0.1);
+    expect(r.windows.filter((w) => /context line/.test(w.why)).length).toBeGreaterThanOrEqual(3);
   });
 
   it('refuses a log whose lines carry no time the parser can read', async () => {
@@ -100,13 +111,15 @@ describe('anomaly evaluation', () => {
     );
   });
 
-  it('on a generated fleet the learner beats every baseline by 1.3x', async () => {
+  it('on a generated fleet the learner beats every baseline by 2x', async () => {
     const g = generateAnomalyLog({ seed: 8, hosts: 4, hours: 8, perKind: 1 });
     const r = await evaluateAnomaly({ lines: g.lines, stripLabel: true, now: g.end + 60_000 });
     expect(r.hosts).toBe(4);
     expect(r.formats).toEqual({ rfc5424: expect.any(Number), rfc3164: expect.any(Number) });
-    expect(r.ratio).toBeGreaterThanOrEqual(1.3);
-    expect(r.methods['learner (gate, emitted)'].hostWindows.recall).toBeGreaterThan(0.6);
+    // measured: F1 0.684 = 3.04 x severity-only (0.225), recall 0.78
+    expect(r.ratio).toBeGreaterThanOrEqual(2);
+    expect(r.methods['learner (gate, emitted)'].hostWindows.f1).toBeGreaterThan(0.55);
+    expect(r.methods['learner (gate, emitted)'].hostWindows.recall).toBeGreaterThan(0.65);
   });
 
   it('npm run eval -- anomaly prints the dataset, the windows judged and every method', async () => {
