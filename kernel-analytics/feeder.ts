@@ -143,6 +143,12 @@ interface ClientState {
   held: boolean;
 }
 
+/** A variable's line prefix, encoded once: `host/key=` (the every-host view) and its `key=` tail. */
+interface Wire {
+  all: Uint8Array;
+  bare: Uint8Array;
+}
+
 const ALL = '\0all';
 /** longest a restarted feeder holds its clients back while it re-reads the topic */
 const CATCH_UP_LIMIT_MS = 30_000;
@@ -172,6 +178,12 @@ class FeederImpl implements Feeder {
   private readonly pendingByHost = new Map<string, LineBatch>();
   /** hosts some client selected, with how many clients */
   private readonly selected = new Map<string, number>();
+  /** clients of the every-host view: without any, its lines are not encoded */
+  private allViewers = 0;
+  /** host → key → its encoded prefix, for every variable held: such a host and key are valid */
+  private readonly wire = new Map<string, Map<string, Wire>>();
+  private wireHost: string | undefined;
+  private wireKeys: Map<string, Wire> | undefined;
   private flushScheduled = false;
   private gen = 0;
   private catchUpTimer: NodeJS.Timeout | undefined;
@@ -207,6 +219,8 @@ class FeederImpl implements Feeder {
     // Snapshot pieces: big enough to be few, small enough to leave room for live updates.
     this.chunk = Math.max(MAX_LINE_BYTES + 1, Math.floor(this.maxBuf / 2));
     this.table = new VariableTable({ name: this.name, maxVariables: opts.maxVariables ?? 50_000 });
+    // However a variable goes (remove(), or the table's own delete), its prefix goes with it.
+    this.table.on('delete', (d) => this.forget(d.host, d.key));
     this.ready = new Promise((r) => {
       this.readyResolve = r;
     });
@@ -322,14 +336,20 @@ class FeederImpl implements Feeder {
       this.reportSoon();
       return 'filtered';
     }
-    if (!isValidHost(host) || !isValidKey(v.key) || !isValidValue(v.value)) {
-      const bad = hostProblem(host) ?? keyProblem(v.key) ?? valueProblem(v.value);
+    const { key, value } = v;
+    let keys = host === this.wireHost ? this.wireKeys : this.wire.get(host);
+    let w = keys === undefined ? undefined : keys.get(key);
+    // A variable the feeder holds has a valid host and key: only its value is new.
+    const ok =
+      w === undefined ? isValidHost(host) && isValidKey(key) && isValidValue(value) : isValidValue(value);
+    if (!ok) {
+      const bad = hostProblem(host) ?? keyProblem(key) ?? valueProblem(value);
       this.counts.invalid++;
       feederRejects.inc({ feeder: this.name, reason: bad?.reason ?? 'invalid-value' });
       if ((this.counts.invalid & (this.counts.invalid - 1)) === 0) {
         log.warn('variable refused', {
           host,
-          key: String(v.key).slice(0, 140),
+          key: String(key).slice(0, 140),
           reason: bad?.message ?? 'invalid value',
           count: this.counts.invalid,
         });
@@ -338,20 +358,33 @@ class FeederImpl implements Feeder {
     }
     // One clock read per tick: the entries' timestamps need ms, not a syscall per update.
     if (!this.flushScheduled) this.now = Date.now();
-    const r = this.table.setValidated(v.key, v.value, host, undefined, this.now);
+    const r = this.table.setValidated(key, value, host, undefined, this.now);
     if (r === 'unchanged') this.counts.unchanged++;
     else if (r === 'refused') this.counts.refused++;
     else {
       this.counts.changed++;
-      this.pendingAll.add(v.key, v.value, host);
+      if (w === undefined) {
+        if (keys === undefined) {
+          keys = new Map();
+          this.wire.set(host, keys);
+        }
+        const all = LineBatch.prefix(key, host);
+        w = { all, bare: all.subarray(host.length + 1) };
+        keys.set(key, w);
+      }
+      if (this.allViewers > 0) this.pendingAll.addPrefixed(w.all, value);
       if (this.selected.size > 0 && this.selected.has(host)) {
         let p = this.pendingByHost.get(host);
         if (!p) {
           p = new LineBatch(1024);
           this.pendingByHost.set(host, p);
         }
-        p.add(v.key, v.value);
+        p.addPrefixed(w.bare, value);
       }
+    }
+    if (keys !== undefined) {
+      this.wireHost = host;
+      this.wireKeys = keys;
     }
     this.reportSoon();
     return r;
@@ -361,27 +394,41 @@ class FeederImpl implements Feeder {
     return this.table.delete(key, host || this.defaultHost);
   }
 
+  private forget(host: string, key: string): void {
+    const keys = this.wire.get(host);
+    if (!keys?.delete(key) || keys.size > 0) return;
+    this.wire.delete(host);
+    if (this.wireHost === host) {
+      this.wireHost = undefined;
+      this.wireKeys = undefined;
+    }
+  }
+
   private reportSoon(): void {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
-    setImmediate(() => this.flush());
+    // A microtask, not a timer or setImmediate: a synchronous burst of updates (a bus batch, a
+    // learner's window) is still one write, and it goes out before this turn of the event loop
+    // does anything else (no wait behind other I/O callbacks: the latency path, docs/design.md §5.4).
+    queueMicrotask(() => this.flush());
   }
 
-  /** Once per tick: every change since the last tick, as one write per client. */
+  /** Once per burst: every change since the last flush, as one write per client. */
   private flush(): void {
+    if (!this.flushScheduled) return;
     this.flushScheduled = false;
     const all = this.pendingAll;
-    // The sockets keep the written bytes: the next tick gets a new batch, sized like this one.
-    this.pendingAll = new LineBatch(Math.max(16 * 1024, all.length + (all.length >> 2)));
+    // The sockets keep the written bytes: a batch that was written is replaced (sized like it).
+    if (all.lines > 0) this.pendingAll = new LineBatch(Math.max(1024, all.length + (all.length >> 2)));
     const gen = this.gen++;
     const byHost = this.pendingByHost.size > 0 ? new Map(this.pendingByHost) : undefined;
     this.pendingByHost.clear();
-    if (all.lines > 0) {
+    if (all.lines > 0 || byHost !== undefined) {
       const allBytes = all.bytes();
       for (const [c, st] of this.clients) {
         if (st.due || st.catchUp || st.held || c.closed) continue;
         const p = st.host === undefined ? all : byHost?.get(st.host);
-        if (p === undefined) continue;
+        if (p === undefined || p.lines === 0) continue;
         if (st.gen === gen && st.skip > 0) {
           // Got its snapshot during this tick: that snapshot holds the first `skip` bytes already.
           if (p.length > st.skip && c.write(p.bytes(st.skip)))
@@ -430,7 +477,7 @@ class FeederImpl implements Feeder {
       held: false,
     };
     this.clients.set(c, st);
-    if (host !== undefined) this.select(host, +1);
+    this.select(host, +1);
     // A client that selects a host says so in its first lines; wait briefly for them so it does not
     // get every host's snapshot first. A silent `nc` gets its snapshot after the grace time.
     this.snapshotIn(c, st, this.opts.snapshotDelayMs ?? 50);
@@ -450,7 +497,7 @@ class FeederImpl implements Feeder {
     const st = this.clients.get(c);
     if (!st) return;
     this.clients.delete(c);
-    if (st.host !== undefined) this.select(st.host, -1);
+    this.select(st.host, -1);
     if (st.catchUp) this.catchingUp--;
     if (st.due) clearTimeout(st.due);
     log.debug('client gone', { remote: c.remote, reason });
@@ -502,9 +549,9 @@ class FeederImpl implements Feeder {
     // the snapshot's notice says why: falling back to every host would hand the client lines of a
     // form it did not ask for.
     const want = m[1] === undefined || m[1] === '*' ? this.opts.hostFilter : m[1];
-    if (st.host !== undefined) this.select(st.host, -1);
+    this.select(st.host, -1);
     st.host = want;
-    if (want !== undefined) this.select(want, +1);
+    this.select(want, +1);
     if (st.catchUp) {
       st.catchUp = undefined;
       this.catchingUp--;
@@ -513,7 +560,12 @@ class FeederImpl implements Feeder {
     this.snapshotIn(c, st, 0);
   }
 
-  private select(host: string, d: number): void {
+  /** A client enters (+1) or leaves (-1) a view: one host's, or every host's (undefined). */
+  private select(host: string | undefined, d: number): void {
+    if (host === undefined) {
+      this.allViewers += d;
+      return;
+    }
     const n = (this.selected.get(host) ?? 0) + d;
     if (n <= 0) this.selected.delete(host);
     else this.selected.set(host, n);
