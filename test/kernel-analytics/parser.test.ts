@@ -121,6 +121,16 @@ describe('KvLineParser: lines, not chunks', () => {
         .map(([h, k]) => `${h}/${k}=v`),
       fc.string({ maxLength: 40 }),
       fc.uint8Array({ maxLength: 30 }).map((a) => Buffer.from(a).toString('latin1')),
+      // Few hosts and keys, some the prefix of another: runs of one host (the parser's same-host
+      // shortcut) and repeated keys (its key cache), broken by near misses.
+      fc
+        .tuple(
+          fc.constantFrom('h', 'h2', 'edge-1', 'edge-10', 'a.b:c', 'h2/x', ''),
+          fc.constantFrom('/', '', '//', '=', ' /'),
+          fc.constantFrom('k', 'k/1', 'MaxNetworkBandwidth', 'kernel_analytics12', 'x', ''),
+          fc.string({ unit: fc.constantFrom('1', 'a', '.', 'é', '\u0085', ' '), maxLength: 12 }),
+        )
+        .map(([h, sep, k, v]) => `${h}${sep}${k}=${v}`),
     );
     fc.assert(
       fc.property(
