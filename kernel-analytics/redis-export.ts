@@ -8,10 +8,15 @@
 // and logged, not written under some default name where it could overwrite a real host's value.
 // (The feeder and the consumer name the host of every variable they take in.)
 //
-// Writes are pipelined: changes coalesce per host/key while one pipeline is in flight, so a burst
-// becomes one HSET per host. Redis down: ioredis reconnects in the background, nothing queues
-// inside ioredis (enableOfflineQueue off), our pending map (bounded by the table) is retried with
-// backoff, and errors are counted.
+// Writes are pipelined: a synchronous burst of changes (one read from the feeder) becomes one
+// pipeline, one HSET per host, sent in the same turn of the event loop (a microtask, no timer).
+// Pipelines do not wait for the one before to be answered: Redis runs one connection's commands in
+// order, so a later pipeline's newer value lands after an earlier one's. At most `maxInFlight`
+// are outstanding; past that, changes coalesce per host/key until one is answered (memory stays
+// bounded by the table). A failed pipeline puts back the LATEST value of each of its variables
+// (a later pipeline may have written a newer one already; writing the latest again is harmless).
+// Redis down: ioredis reconnects in the background, nothing queues inside ioredis
+// (enableOfflineQueue off), our pending map is retried with backoff, and errors are counted.
 import { EventEmitter } from 'node:events';
 import type { Redis } from 'ioredis';
 import { createLogger } from '../runtime/log.ts';
@@ -30,6 +35,8 @@ export interface RedisExporterOptions {
   prefix?: string;
   /** PUBLISH changes (default true) */
   publish?: boolean;
+  /** pipelines sent and not yet answered, at most (default 16); changes coalesce beyond it */
+  maxInFlight?: number;
   name?: string;
 }
 
@@ -56,7 +63,9 @@ export class RedisExporter extends EventEmitter<{ written: [WrittenBatch] }> imp
   private pendingCount = 0;
   /** performance.now() of the first change now pending */
   private pendingSince = 0;
-  private running: Promise<void> | undefined;
+  /** pipelines sent and not yet answered */
+  private readonly flights = new Set<Promise<void>>();
+  private readonly maxInFlight: number;
   private scheduled = false;
   private retryTimer: NodeJS.Timeout | undefined;
   private failures = 0;
@@ -113,6 +122,7 @@ export class RedisExporter extends EventEmitter<{ written: [WrittenBatch] }> imp
     this.prefix = opts.prefix ?? 'virgo:analytics';
     this.name = opts.name ?? 'redis';
     this.publishChanges = opts.publish !== false;
+    this.maxInFlight = Math.max(1, opts.maxInFlight ?? 16);
     // A Redis that comes back may have lost everything (no persistence, a failover to an empty
     // replica): after every reconnect the whole export is written again, not only later changes.
     this.connectedOnce = redis.status === 'ready';
@@ -206,20 +216,21 @@ export class RedisExporter extends EventEmitter<{ written: [WrittenBatch] }> imp
     this.kick();
   }
 
-  /** Starts a write soon unless one is running (it picks up what arrives meanwhile when done). */
+  /** Starts a write at the end of this burst, unless too many are in flight (one answered kicks again). */
   private kick(): void {
-    if (this.scheduled || this.running || this.retryTimer || this.pendingCount === 0) return;
+    if (this.scheduled || this.retryTimer || this.pendingCount === 0) return;
+    if (this.flights.size >= this.maxInFlight) return;
     this.scheduled = true;
     // A microtask, not setImmediate: changes of one synchronous burst still share a pipeline,
     // and a lone change goes out without waiting for the event loop to turn.
     queueMicrotask(() => {
       this.scheduled = false;
-      void this.write();
+      if (this.flights.size < this.maxInFlight && !this.retryTimer) this.write();
     });
   }
 
+  /** Sends what is pending as one pipeline; resolves when Redis answered it (or it failed, counted). */
   private write(): Promise<void> {
-    if (this.running) return this.running;
     if (this.pendingCount === 0) return Promise.resolve();
     const batch = this.pending;
     const n = this.pendingCount;
@@ -252,7 +263,7 @@ export class RedisExporter extends EventEmitter<{ written: [WrittenBatch] }> imp
       if (del.length > 0) p.hdel(key, ...del);
       if (lines) p.publish(this.channel(host), lines);
     }
-    this.running = p
+    const flight: Promise<void> = p
       .exec()
       .then((results) => {
         const err =
@@ -280,7 +291,8 @@ export class RedisExporter extends EventEmitter<{ written: [WrittenBatch] }> imp
             pending: n,
           });
         }
-        // Put the batch back under anything newer that arrived meanwhile.
+        // Put the batch back as the latest values (undefined: removed), under anything pending:
+        // a later pipeline may have written newer values than this batch held.
         if (this.pendingCount === 0) this.pendingSince = since;
         for (const [host, m] of batch) {
           let cur = this.pending.get(host);
@@ -288,17 +300,19 @@ export class RedisExporter extends EventEmitter<{ written: [WrittenBatch] }> imp
             cur = new Map();
             this.pending.set(host, cur);
           }
-          for (const [k, v] of m) {
+          const known = this.latest.get(host);
+          for (const k of m.keys()) {
             if (!cur.has(k)) {
-              cur.set(k, v);
+              cur.set(k, known?.get(k));
               this.pendingCount++;
             }
           }
         }
       })
       .finally(() => {
-        this.running = undefined;
+        this.flights.delete(flight);
         if (this.pendingCount === 0 || this.closed) return;
+        if (this.retryTimer) return;
         if (this.failures > 0) {
           const ms = Math.min(5_000, 20 * 2 ** Math.min(this.failures, 8));
           this.retryTimer = setTimeout(() => {
@@ -307,17 +321,24 @@ export class RedisExporter extends EventEmitter<{ written: [WrittenBatch] }> imp
           }, ms);
         } else this.kick();
       });
-    return this.running;
+    this.flights.add(flight);
+    return flight;
   }
 
-  /** Writes what is pending now (one attempt); resolves when Redis confirmed it or it failed (counted). */
+  /**
+   * Writes what is pending now (one attempt) and waits for every pipeline in flight; resolves when
+   * Redis confirmed them or they failed (counted).
+   */
   async flush(): Promise<void> {
-    if (this.running) await this.running;
+    // Those in flight first: a failed one puts its variables back, and they go in the write below.
+    await Promise.all([...this.flights]);
     if (this.retryTimer) {
       clearTimeout(this.retryTimer);
       this.retryTimer = undefined;
     }
-    await this.write();
+    void this.write();
+    // Ours, and any an answer kicked off meanwhile with changes offered before this call.
+    await Promise.all([...this.flights]);
   }
 
   async close(): Promise<void> {

@@ -15,6 +15,7 @@ import {
   VariableTable,
 } from '../../kernel-analytics/index.ts';
 import { REDIS_URL, run, unique, waitFor } from '../helpers/services.ts';
+import { startPrivateRedis } from '../reliability/lib/private-redis.ts';
 import { freePort } from './helpers.ts';
 
 const cleanups: (() => unknown)[] = [];
@@ -252,6 +253,43 @@ describe('Redis export', () => {
     }
     expect(ex.stats()).toMatchObject({ written: 3, rejected: 1, errors: 0, pending: 0 });
     expect(ex.stats().lastError).toMatch(/no host/);
+  });
+
+  it('pipelines do not wait for each other: a stalled Redis holds at most maxInFlight, the rest coalesces, the last value lands last', async () => {
+    // CLIENT PAUSE stalls every client's writes: a private server, not the shared Redis.
+    const redis = await startPrivateRedis();
+    cleanups.push(() => redis.stop());
+    const cli = (...args: string[]) => run('redis-cli', ['-p', String(redis.port), ...args]);
+    const prefix = unique('virgo-test:analytics');
+    const sub = spawn('redis-cli', ['-p', String(redis.port), '--csv', 'SUBSCRIBE', `${prefix}:changes:h`]);
+    let subOut = '';
+    sub.stdout.on('data', (d: Buffer) => {
+      subOut += d.toString();
+    });
+    cleanups.push(() => sub.kill());
+    await waitFor(() => subOut.includes('subscribe'), 'redis-cli subscribed');
+    const ex = await RedisExporter.create({ url: redis.url, prefix, maxInFlight: 4 });
+    const table = new VariableTable();
+    const exp = exportTable(table, [ex]);
+    cleanups.push(() => exp.close());
+
+    // Writes stall until UNPAUSE (a deadline far away: a loaded machine may take its time).
+    expect((await cli('CLIENT', 'PAUSE', '60000', 'WRITE')).stdout).toMatch(/OK/);
+    // 100 bursts, each its own turn of the event loop: one pipeline each while fewer than 4 wait.
+    for (let i = 0; i < 100; i++) {
+      table.set('k', String(i), { host: 'h' });
+      await new Promise((r) => setImmediate(r));
+      expect(ex.stats().pending).toBeLessThanOrEqual(1); // coalesced per host/key, never queued
+    }
+    expect(ex.stats().written).toBe(0); // Redis is paused: nothing answered yet, the table never waited
+    expect((await cli('CLIENT', 'UNPAUSE')).stdout).toMatch(/OK/);
+    await exp.flush();
+    expect((await cli('HGET', `${prefix}:h`, 'k')).stdout.trim()).toBe('99');
+    // The first 4 went out at once, the other 96 coalesced into one write: 5 writes, in order.
+    expect(ex.stats()).toMatchObject({ written: 5, errors: 0, pending: 0 });
+    await waitFor(() => subOut.includes('k=99'), 'the last change published');
+    const published = [...subOut.matchAll(/k=(\d+)/g)].map((m) => Number(m[1]));
+    expect(published).toEqual([0, 1, 2, 3, 99]);
   });
 
   it('Redis goes away: errors counted, the table never waits, pending stays bounded, writes land when it is back', async () => {
