@@ -204,8 +204,9 @@ export class VariableTable extends EventEmitter<TableEvents> {
     this.counts.changes++;
     if (this.watchers > 0 || this.iterators.size > 0) {
       const ch: VariableChange = { host, key, value, previous, seq: s, ts: e.ts };
-      for (const it of this.iterators) it.push(ch);
-      this.emit('change', ch);
+      // No Set iterator (an allocation) per change when no `changes()` reader is open.
+      if (this.iterators.size > 0) for (const it of this.iterators) it.push(ch);
+      if (this.watchers > 0) this.emit('change', ch);
     }
     return entry !== undefined ? 'changed' : 'added';
   }
