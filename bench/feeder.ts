@@ -1,19 +1,24 @@
-// npm run bench -- feeder [--lines N] [--latency-seconds S] [--redis-changes N]
+// npm run bench -- feeder [--lines N] [--rounds R] [--latency-seconds S] [--burners B]
+//                         [--redis-changes N] [--parts throughput,latency,redis]
 //
 // 1. Throughput, the same N `key=value` lines through:
 //      raw nc → nc (the baseline: what netcat alone moves over loopback),
 //      nc -l (as a hand-made feeder) → our RingConsumer → ring + table,
 //      our feeder (its own process, as deployed) → our RingConsumer → ring + table,
-//      our feeder → consumer in one process (for reference).
+//      our feeder → consumer in one process (for reference);
+//    R rounds (default 3) alternating ours and the baseline, medians, CPU µs per line per side.
 // 2. Latency at 10k updates/s: feeder.update() → consumer table change event (in-process export),
-//    and → Redis confirming the write (RedisExporter), p50/p99.
+//    and → Redis confirming the write (RedisExporter), p50/p99; quiet and under load (B CPU
+//    burner processes, default 1), R rounds each, beside same-run floors probed on every tick:
+//    a loopback TCP hop in this process, a Redis PING round trip.
 // 3. Redis export rate (table changes absorbed, fields written) next to `redis-benchmark -P 64 -t hset`.
 // The machine is shared: every number has its baseline from the same run; the load average is recorded.
+// Profiling: `node --cpu-prof --import tsx bench/run.ts feeder …` profiles the feeder child too.
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { connect, createServer, type Socket } from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -73,6 +78,8 @@ async function rawNc(file: string): Promise<number> {
 
 /** `nc -l` serving the file as a feeder; our consumer reads it all into ring and table. */
 interface Run {
+  /** 1-minute load average when the run started */
+  load: number;
   seconds: number;
   /** CPU seconds of this process (user + system) during the run */
   cpu: number;
@@ -86,6 +93,7 @@ const cpuSince = (c0: NodeJS.CpuUsage) => {
 };
 
 async function ncToConsumer(file: string, n: number): Promise<Run> {
+  const load = loadavg()[0]!;
   const port = await freePort();
   const nc = spawn('sh', ['-c', `exec nc -N -l 127.0.0.1 ${port} < ${file}`], { stdio: 'ignore' });
   const consumer = new RingConsumer({ port, backoff: { initialMs: 5, maxMs: 20 }, autoStart: false });
@@ -101,7 +109,7 @@ async function ncToConsumer(file: string, n: number): Promise<Run> {
   });
   consumer.start();
   await done;
-  const r = { seconds: secondsSince(t0), cpu: cpuSince(c0) };
+  const r = { load, seconds: secondsSince(t0), cpu: cpuSince(c0) };
   await consumer.close();
   nc.kill();
   return r;
@@ -145,8 +153,13 @@ async function produce(f: Feeder, n: number): Promise<void> {
 }
 
 async function feederProcessToConsumer(n: number): Promise<Run> {
+  const load = loadavg()[0]!;
   const self = fileURLToPath(import.meta.url);
-  const child = spawn(process.execPath, ['--import', 'tsx', self, '--child-feeder', String(n)], {
+  // The parent's node flags (--import tsx, and --cpu-prof when profiling) apply to the child too.
+  const flags = process.execArgv.includes('tsx')
+    ? process.execArgv
+    : ['--import', 'tsx', ...process.execArgv];
+  const child = spawn(process.execPath, [...flags, self, '--child-feeder', String(n)], {
     stdio: ['pipe', 'pipe', 'inherit'],
   });
   // One line listener for the child's whole life (a for-await loop would close the reader).
@@ -188,10 +201,11 @@ async function feederProcessToConsumer(n: number): Promise<Run> {
   const childCpu = Number((await nextMatch(/^CPU ([\d.]+)$/))[1]);
   await once(child, 'close');
   await consumer.close();
-  return { seconds, cpu, childCpu };
+  return { load, seconds, cpu, childCpu };
 }
 
 async function feederInProcessToConsumer(n: number): Promise<Run> {
+  const load = loadavg()[0]!;
   const f = await startFeeder({ listen: { port: 0 }, maxClientBuffer: 256 << 20, snapshotDelayMs: 0 });
   f.update({ key: 'ready', value: '1' });
   const consumer = new RingConsumer({ port: f.port, maxVariables: KEYS + 10 });
@@ -207,7 +221,7 @@ async function feederInProcessToConsumer(n: number): Promise<Run> {
   });
   await produce(f, n);
   await finished;
-  const r = { seconds: secondsSince(t0), cpu: cpuSince(c0) };
+  const r = { load, seconds: secondsSince(t0), cpu: cpuSince(c0) };
   await consumer.close();
   await f.close();
   return r;
@@ -215,17 +229,111 @@ async function feederInProcessToConsumer(n: number): Promise<Run> {
 
 // ---- latency ----
 
+/** Latency samples of one run, in ms. */
+interface Summary {
+  p50: number;
+  p99: number;
+  max: number;
+  n: number;
+}
+
+/**
+ * Same-run floors, probed on every pacing tick of the run itself (so under the same load):
+ * `loopbackHop`, a few bytes written on a loopback TCP socket of this process until its 'data'
+ * callback runs (the least one feeder → consumer hop can take); `redisPing`, a PING on a raw socket
+ * to Redis until its +PONG arrives (the least a confirmed Redis write can take: another process
+ * must be scheduled, twice).
+ */
+async function startProbes(redisToo: boolean) {
+  const hop: number[] = [];
+  const ping: number[] = [];
+  const hopSent: number[] = [];
+  const pingSent: number[] = [];
+  const server = createServer((s) => {
+    s.on('data', (d: Buffer) => {
+      const now = performance.now();
+      for (let k = d.indexOf(10); k >= 0; k = d.indexOf(10, k + 1)) hop.push(now - hopSent.shift()!);
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const client = connect({
+    port: (server.address() as { port: number }).port,
+    host: '127.0.0.1',
+    noDelay: true,
+  });
+  await once(client, 'connect');
+  let redisSock: Socket | undefined;
+  if (redisToo) {
+    const u = new URL(REDIS_URL);
+    redisSock = connect({ host: u.hostname, port: Number(u.port || 6379), noDelay: true });
+    await once(redisSock, 'connect');
+    let text = '';
+    redisSock.on('data', (d: Buffer) => {
+      const now = performance.now();
+      text += d.toString('latin1');
+      let k = text.indexOf('\r\n');
+      while (k >= 0) {
+        ping.push(now - pingSent.shift()!);
+        text = text.slice(k + 2);
+        k = text.indexOf('\r\n');
+      }
+    });
+  }
+  return {
+    tick() {
+      hopSent.push(performance.now());
+      client.write('probe\n');
+      if (redisSock) {
+        pingSent.push(performance.now());
+        redisSock.write('PING\r\n');
+      }
+    },
+    async close() {
+      client.destroy();
+      redisSock?.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
+      return {
+        loopbackHopMs: round(summarise(hop)),
+        ...(redisToo ? { redisPingMs: round(summarise(ping)) } : {}),
+      };
+    },
+  };
+}
+
+/**
+ * CPU burners: busy loops in their own session (as another user's job would be, not in this
+ * process's scheduling group), the "under load" condition of the latency runs.
+ */
+function startBurners(n: number): () => void {
+  const kids = Array.from({ length: n }, () =>
+    spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore', detached: true }),
+  );
+  return () => {
+    for (const k of kids) k.kill('SIGKILL');
+  };
+}
+
 /**
  * feeder.update() → TCP → consumer → table change (the in-process export) and, with `redis`,
  * → RedisExporter confirmed by Redis. Everything in one process, so one clock.
  */
-async function latency(seconds: number, rate: number, redisToo: boolean) {
+async function latency(seconds: number, rate: number, redisToo: boolean, burners: number) {
+  const stopBurners = startBurners(burners);
+  try {
+    return await latencyRun(seconds, rate, redisToo, burners);
+  } finally {
+    stopBurners();
+  }
+}
+
+async function latencyRun(seconds: number, rate: number, redisToo: boolean, burners: number) {
   const f = await startFeeder({ listen: { port: 0 }, snapshotDelayMs: 0, defaultHost: 'bench' });
   const consumer = new RingConsumer({ port: f.port, maxVariables: 1000 });
   await consumer.whenConnected();
   const prefix = `virgo-bench:${randomUUID().slice(0, 8)}`;
   const redis = redisToo ? await RedisExporter.create({ url: REDIS_URL, prefix }) : undefined;
   const exp = redis ? exportTable(consumer.table, [redis]) : undefined;
+  const probes = await startProbes(redisToo);
   const total = Math.round(seconds * rate);
   const emitted = new Float64Array(total);
   const toTable: number[] = [];
@@ -241,40 +349,46 @@ async function latency(seconds: number, rate: number, redisToo: boolean) {
       if (e.key.startsWith('lat') && i < total) toRedis.push(now - emitted[i]!);
     }
   });
+  // Warm-up, not measured: half a second at the same rate (a running pipeline is JIT-compiled and
+  // connected; a cold start's first ticks would otherwise be a third of the p99 samples).
+  await pace(500, rate, (j) => f.update({ key: `lat${j % 100}`, value: `warm${j}` }));
   // Baseline for the same seconds: how late this process's own event loop runs (scheduling on a
-  // shared machine, GC). Our latency cannot be better than that.
+  // shared machine, GC).
   const loopDelay = monitorEventLoopDelay({ resolution: 1 });
   loopDelay.enable();
-  // Paced on the clock: every update due by now goes out, checked every millisecond (a learner
-  // emits in small bursts; spinning the loop instead would steal the CPU the pipeline needs).
+  const load1m = loadavg()[0]!;
+  const c0 = process.cpuUsage();
   const start = performance.now();
-  const interval = 1000 / rate;
-  let i = 0;
-  await new Promise<void>((resolve) => {
-    const tick = () => {
-      const due = Math.min(total, Math.floor((performance.now() - start) / interval) + 1);
-      for (; i < due; i++) {
-        emitted[i] = performance.now();
-        f.update({ key: `lat${i % 100}`, value: String(i) });
-      }
-      if (i >= total) resolve();
-      else setTimeout(tick, 1);
-    };
-    tick();
-  });
-  const actualRate = total / ((performance.now() - start) / 1000);
+  await pace(
+    seconds * 1000,
+    rate,
+    (i) => {
+      emitted[i] = performance.now();
+      f.update({ key: `lat${i % 100}`, value: String(i) });
+    },
+    () => probes.tick(),
+  );
+  const elapsed = performance.now() - start;
+  const actualRate = total / (elapsed / 1000);
+  const cpu = cpuSince(c0) / (elapsed / 1000);
   loopDelay.disable();
   const deadline = Date.now() + 10_000;
   while ((toTable.length < total || (redis?.stats().pending ?? 0) > 0) && Date.now() < deadline) {
     await new Promise((r) => setTimeout(r, 10));
   }
   await exp?.flush();
+  const floors = await probes.close();
   const result = {
+    burners,
+    loadAverage1m: +load1m.toFixed(2),
     updates: total,
     rate: Math.round(actualRate),
+    /** CPU of this process (feeder, consumer, exporter, pacing, probes) as a fraction of one core */
+    cpuCores: +cpu.toFixed(3),
     emitToTableMs: round(summarise(toTable)),
-    // Redis coalesces per key while a write is in flight: fewer confirmations than updates.
+    // Redis coalesces per key past maxInFlight: a few confirmations fewer than updates.
     ...(redis ? { emitToRedisMs: round(summarise(toRedis)), redisConfirmed: toRedis.length } : {}),
+    ...floors,
     eventLoopDelayMs: {
       p50: +(loopDelay.percentile(50) / 1e6).toFixed(3),
       p99: +(loopDelay.percentile(99) / 1e6).toFixed(3),
@@ -288,7 +402,60 @@ async function latency(seconds: number, rate: number, redisToo: boolean) {
   return result;
 }
 
-function round(s: { p50: number; p99: number; max: number; n: number }) {
+/**
+ * Paced on the clock: every update due by now goes out, checked every millisecond (a learner
+ * emits in small bursts; spinning the loop instead would steal the CPU the pipeline needs).
+ */
+function pace(ms: number, rate: number, emit: (i: number) => void, everyTick?: () => void): Promise<void> {
+  const total = Math.round((ms / 1000) * rate);
+  const start = performance.now();
+  const interval = 1000 / rate;
+  let i = 0;
+  return new Promise<void>((resolve) => {
+    const tick = () => {
+      const due = Math.min(total, Math.floor((performance.now() - start) / interval) + 1);
+      for (; i < due; i++) emit(i);
+      everyTick?.();
+      if (i >= total) resolve();
+      else setTimeout(tick, 1);
+    };
+    tick();
+  });
+}
+
+type LatencyResult = Awaited<ReturnType<typeof latencyRun>>;
+
+/** Medians over the runs of one condition, and the ratios to the same runs' floors. */
+function latencySummary(runs: LatencyResult[]) {
+  const mid = (xs: number[]) => +[...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!.toFixed(3);
+  const pick = (f: (r: LatencyResult) => Summary | undefined) => {
+    const xs = runs.map(f).filter((x): x is Summary => x !== undefined);
+    return xs.length === 0 ? undefined : { p50: mid(xs.map((x) => x.p50)), p99: mid(xs.map((x) => x.p99)) };
+  };
+  const table = pick((r) => r.emitToTableMs)!;
+  const hop = pick((r) => r.loopbackHopMs)!;
+  const toRedis = pick((r) => r.emitToRedisMs);
+  const ping = pick((r) => r.redisPingMs);
+  return {
+    runs: runs.length,
+    loadAverage1m: runs.map((r) => r.loadAverage1m),
+    medianEmitToTableMs: table,
+    medianLoopbackHopMs: hop,
+    p99TableVsLoopbackHop: +(table.p99 / hop.p99).toFixed(2),
+    ...(toRedis && ping
+      ? {
+          medianEmitToRedisMs: toRedis,
+          medianRedisPingMs: ping,
+          p99RedisVsPing: +(toRedis.p99 / ping.p99).toFixed(2),
+        }
+      : {}),
+    medianCpuCores: mid(runs.map((r) => r.cpuCores)),
+    p99TableUnder1ms: runs.map((r) => r.emitToTableMs.p99 < 1),
+    ...(toRedis ? { p99RedisUnder3ms: runs.map((r) => (r.emitToRedisMs?.p99 ?? Number.NaN) < 3) } : {}),
+  };
+}
+
+function round(s: Summary): Summary {
   const r = (x: number) => Math.round(x * 1000) / 1000;
   return { p50: r(s.p50), p99: r(s.p99), max: r(s.max), n: s.n };
 }
@@ -370,6 +537,7 @@ export default async function bench(args: string[]): Promise<Record<string, unkn
   const latencySeconds = arg(args, 'latency-seconds', 3);
   const redisChanges = arg(args, 'redis-changes', 500_000);
   const rounds = arg(args, 'rounds', 3);
+  const burners = arg(args, 'burners', 1);
   const partsIdx = args.indexOf('--parts');
   const parts = new Set((partsIdx >= 0 ? (args[partsIdx + 1] ?? '') : 'throughput,latency,redis').split(','));
   const dir = mkdtempSync(join(tmpdir(), 'virgo-bench-feeder-'));
@@ -408,6 +576,7 @@ export default async function bench(args: string[]): Promise<Record<string, unkn
         feeder: usPerLine(feederProc.map((x) => x.childCpu ?? Number.NaN)),
         feederPlusConsumerOneProcess: usPerLine(feederSame.map((x) => x.cpu)),
       },
+      loadAverage1mPerRound: feederProc.map((x) => +x.load.toFixed(2)),
       samplesLinesPerSec: {
         raw: raw.map(Math.round),
         ncToConsumer: ncOurs.map((x) => Math.round(n / x.seconds)),
@@ -418,10 +587,29 @@ export default async function bench(args: string[]): Promise<Record<string, unkn
       ratioNcToConsumerVsRawNc: +(rate(ncOurs) / rawRate).toFixed(3),
       targetLinesPerSec: 2_000_000,
     };
-    const lat = parts.has('latency')
+    // Quiet (only what others run: the load average says how much) and under load (CPU burners),
+    // alternated round by round so both see the same stretch of the machine's day.
+    const lat = { quietTable: [], quietRedis: [], loadedTable: [], loadedRedis: [] } as Record<
+      'quietTable' | 'quietRedis' | 'loadedTable' | 'loadedRedis',
+      LatencyResult[]
+    >;
+    for (let r = 0; r < (parts.has('latency') ? rounds : 0); r++) {
+      lat.quietTable.push(await latency(latencySeconds, 10_000, false, 0));
+      lat.loadedTable.push(await latency(latencySeconds, 10_000, false, burners));
+      lat.quietRedis.push(await latency(latencySeconds, 10_000, true, 0));
+      lat.loadedRedis.push(await latency(latencySeconds, 10_000, true, burners));
+    }
+    const latencyAt10kPerSec = parts.has('latency')
       ? {
-          tableOnly: await latency(latencySeconds, 10_000, false),
-          withRedis: await latency(latencySeconds, 10_000, true),
+          targetP99Ms: { table: 1, redis: 3 },
+          burners,
+          summary: {
+            quietTableOnly: latencySummary(lat.quietTable),
+            quietWithRedis: latencySummary(lat.quietRedis),
+            loadedTableOnly: latencySummary(lat.loadedTable),
+            loadedWithRedis: latencySummary(lat.loadedRedis),
+          },
+          runs: lat,
         }
       : undefined;
     const ex = parts.has('redis') ? await redisExport(redisChanges, 50_000) : undefined;
@@ -429,7 +617,7 @@ export default async function bench(args: string[]): Promise<Record<string, unkn
     return {
       loadAverage1m: load,
       throughput,
-      latencyAt10kPerSec: lat && { ...lat, targetP99Ms: 1 },
+      latencyAt10kPerSec,
       redis: ex && {
         ours: ex,
         redisBenchmarkP64HsetPerSec: Math.round(rb),
