@@ -14,7 +14,7 @@
 // 3. Redis export rate (table changes absorbed, fields written) next to `redis-benchmark -P 64 -t hset`.
 // The machine is shared: every number has its baseline from the same run; the load average is recorded.
 // Profiling: `node --cpu-prof --import tsx bench/run.ts feeder …` profiles the feeder child too.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -526,6 +526,18 @@ async function redisBenchmark(n: number): Promise<number> {
   return Number(m[1]);
 }
 
+/** Which code was measured: the commit, and whether the checkout had changes (before/after runs). */
+function codeVersion(): string {
+  try {
+    const opts = { cwd: fileURLToPath(new URL('.', import.meta.url)), encoding: 'utf8' as const };
+    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], opts).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', '..'], opts).trim() !== '';
+    return dirty ? `${head}+changes` : head;
+  } catch {
+    return 'unknown (not a git checkout)';
+  }
+}
+
 function arg(args: string[], name: string, dflt: number): number {
   const i = args.indexOf(`--${name}`);
   return i >= 0 && args[i + 1] ? Number(args[i + 1]) : dflt;
@@ -615,6 +627,9 @@ export default async function bench(args: string[]): Promise<Record<string, unkn
     const ex = parts.has('redis') ? await redisExport(redisChanges, 50_000) : undefined;
     const rb = parts.has('redis') ? await redisBenchmark(1_000_000) : Number.NaN;
     return {
+      code: codeVersion(),
+      // e.g. "before: main at <commit>" when an older tree is measured with this bench
+      ...(process.env.VIRGO_BENCH_LABEL ? { label: process.env.VIRGO_BENCH_LABEL } : {}),
       loadAverage1m: load,
       throughput,
       latencyAt10kPerSec,
