@@ -150,6 +150,8 @@ interface Wire {
 }
 
 const ALL = '\0all';
+/** Prometheus metrics are brought up to date at most this often (stats() is always exact) */
+const METRICS_MS = 100;
 /** longest a restarted feeder holds its clients back while it re-reads the topic */
 const CATCH_UP_LIMIT_MS = 30_000;
 
@@ -195,6 +197,8 @@ class FeederImpl implements Feeder {
   /** false while the feeder is still reading what the topic held at start: its table is older than the topic */
   private caughtUp: boolean;
   private heldTimer: NodeJS.Timeout | undefined;
+  private metricsTimer: NodeJS.Timeout | undefined;
+  private reportedAt = 0;
   private maxQueued = 0;
   private now = 0;
   private readonly counts = {
@@ -333,7 +337,7 @@ class FeederImpl implements Feeder {
     const host = v.host || this.defaultHost;
     if (this.opts.hostFilter !== undefined && host !== this.opts.hostFilter) {
       this.counts.filtered++;
-      this.reportSoon();
+      this.flushSoon();
       return 'filtered';
     }
     const { key, value } = v;
@@ -386,7 +390,7 @@ class FeederImpl implements Feeder {
       this.wireHost = host;
       this.wireKeys = keys;
     }
-    this.reportSoon();
+    this.flushSoon();
     return r;
   }
 
@@ -404,7 +408,7 @@ class FeederImpl implements Feeder {
     }
   }
 
-  private reportSoon(): void {
+  private flushSoon(): void {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
     // A microtask, not a timer or setImmediate: a synchronous burst of updates (a bus batch, a
@@ -438,10 +442,32 @@ class FeederImpl implements Feeder {
         }
       }
     }
-    this.report();
+    // The peak of what clients have not taken is right after a write: measured every flush.
+    const q = this.queuedBytes();
+    if (q > this.maxQueued) this.maxQueued = q;
+    this.metricsSoon();
+  }
+
+  /**
+   * Prometheus at most every METRICS_MS: a labelled prom-client update costs microseconds (label
+   * hashing), a flush may come every 100 µs, and a scrape comes every few seconds. stats() is exact.
+   */
+  private metricsSoon(): void {
+    if (this.metricsTimer || this.closed) return;
+    const wait = this.reportedAt + METRICS_MS - performance.now();
+    if (wait <= 0) {
+      this.report();
+      return;
+    }
+    this.metricsTimer = setTimeout(() => {
+      this.metricsTimer = undefined;
+      this.report();
+    }, wait);
+    this.metricsTimer.unref();
   }
 
   private report(): void {
+    this.reportedAt = performance.now();
     const c = this.counts;
     const r = this.reported;
     const label = { feeder: this.name };
@@ -728,6 +754,8 @@ class FeederImpl implements Feeder {
     await this.sub?.close();
     // Changes already accepted go out before the sockets end.
     if (this.flushScheduled) this.flush();
+    clearTimeout(this.metricsTimer);
+    this.report();
     await this.server.close();
     this.readyResolve();
   }

@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
 import { MemoryBus } from '../../bus/index.ts';
 import { type Feeder, startFeeder } from '../../kernel-analytics/index.ts';
+import { registry } from '../../runtime/metrics.ts';
 import { type AnalyticsVariable, codecFor } from '../../schemas/index.ts';
 import { BROKERS, unique, waitFor } from '../helpers/services.ts';
 import { LineClient, Nc } from './helpers.ts';
@@ -52,6 +53,34 @@ describe('feeder', () => {
     await waitFor(() => f.stats().linesSent >= 2, 'stats');
     expect(nc.lines().slice(2)).toEqual(['local/k2=v2', 'local/k1=v1b']);
     expect(f.stats()).toMatchObject({ clients: 1, variables: 3, updates: { changed: 4, unchanged: 1 } });
+  });
+
+  it('Prometheus counters follow the updates without more traffic (reported at most every 100 ms, the last report not lost)', async () => {
+    const name = unique('feeder-metrics');
+    const f = await feeder({ name, snapshotDelayMs: 0 });
+    f.update({ key: 'k', value: 'start' });
+    const value = async (metric: string, labels: Record<string, string>) => {
+      const m = (await registry.getSingleMetric(metric)?.get())?.values ?? [];
+      return m.find((v) => Object.entries(labels).every(([k, l]) => v.labels[k] === l))?.value ?? 0;
+    };
+    const c = new LineClient(f.port);
+    cleanups.push(() => c.close());
+    await c.until(() => c.lines.length === 1, 'snapshot');
+    // Three separate bursts within a few ms: at most one report goes at once, the rest trail.
+    for (let i = 0; i < 3; i++) {
+      f.update({ key: 'k', value: String(i) });
+      await new Promise((r) => setImmediate(r));
+    }
+    await waitFor(
+      async () => (await value('virgo_feeder_updates_total', { feeder: name, outcome: 'changed' })) === 4,
+      'the last change counted',
+    );
+    await c.until(() => c.lines.length === 4, 'lines');
+    await waitFor(
+      async () => (await value('virgo_feeder_lines_sent_total', { feeder: name })) === 3,
+      'lines sent',
+    );
+    expect(await value('virgo_feeder_variables', { feeder: name })).toBe(1);
   });
 
   it('refuses invalid variables, counted, and keeps serving', async () => {
@@ -143,8 +172,8 @@ describe('feeder', () => {
     const f = await feeder();
     const N = 600;
     const clients: LineClient[] = [];
-    // Three updates per loop turn; a client joins every 40 turns, so joins land between an
-    // update and its flush (accept runs in the poll phase, flushes in the check phase).
+    // Three updates per loop turn, each turn's one write; a client joins every 40 turns, so its
+    // snapshot is taken between two writes while the stream goes on.
     for (let i = 1; i <= N; i += 3) {
       for (let j = i; j < i + 3 && j <= N; j++) f.update({ key: 'n', value: String(j) });
       if (i % 120 === 1) {
