@@ -55,7 +55,9 @@ export function exportTable(
   const wanted = (host: string) => opts.host === undefined || host === opts.host;
   const onChange = (ch: VariableChange) => {
     if (!wanted(ch.host)) return;
-    for (const s of sinks) {
+    // Indexed, not for-of: with the try inside, V8 keeps an iterator object per change.
+    for (let i = 0; i < sinks.length; i++) {
+      const s = sinks[i]!;
       try {
         s.offer(ch);
       } catch (err) {
