@@ -238,21 +238,61 @@ interface Summary {
 }
 
 /**
+ * Latency samples in a preallocated Float64Array: growing JS arrays would fill the young
+ * generation with the measurement itself and lengthen the GC pauses being measured.
+ */
+class Samples {
+  private a: Float64Array;
+  n = 0;
+  constructor(capacity: number) {
+    this.a = new Float64Array(Math.max(16, capacity));
+  }
+  push(x: number): void {
+    if (this.n === this.a.length) {
+      const b = new Float64Array(this.a.length * 2);
+      b.set(this.a);
+      this.a = b;
+    }
+    this.a[this.n++] = x;
+  }
+  values(): number[] {
+    return Array.from(this.a.subarray(0, this.n));
+  }
+}
+
+/** Send times of probes in flight, first in first out, without allocating per probe. */
+class Fifo {
+  private readonly a: Float64Array;
+  private head = 0;
+  private tail = 0;
+  constructor(capacity: number) {
+    this.a = new Float64Array(capacity);
+  }
+  push(x: number): void {
+    this.a[this.tail++ % this.a.length] = x;
+  }
+  shift(): number {
+    return this.a[this.head++ % this.a.length]!;
+  }
+}
+
+/**
  * Same-run floors, probed on every pacing tick of the run itself (so under the same load):
  * `loopbackHop`, a few bytes written on a loopback TCP socket of this process until its 'data'
  * callback runs (the least one feeder → consumer hop can take); `redisPing`, a PING on a raw socket
  * to Redis until its +PONG arrives (the least a confirmed Redis write can take: another process
  * must be scheduled, twice).
  */
-async function startProbes(redisToo: boolean) {
-  const hop: number[] = [];
-  const ping: number[] = [];
-  const hopSent: number[] = [];
-  const pingSent: number[] = [];
+async function startProbes(redisToo: boolean, ticks: number) {
+  const hop = new Samples(ticks);
+  const ping = new Samples(ticks);
+  // a probe is answered long before 4096 more are sent
+  const hopSent = new Fifo(4096);
+  const pingSent = new Fifo(4096);
   const server = createServer((s) => {
     s.on('data', (d: Buffer) => {
       const now = performance.now();
-      for (let k = d.indexOf(10); k >= 0; k = d.indexOf(10, k + 1)) hop.push(now - hopSent.shift()!);
+      for (let k = d.indexOf(10); k >= 0; k = d.indexOf(10, k + 1)) hop.push(now - hopSent.shift());
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
@@ -267,16 +307,10 @@ async function startProbes(redisToo: boolean) {
     const u = new URL(REDIS_URL);
     redisSock = connect({ host: u.hostname, port: Number(u.port || 6379), noDelay: true });
     await once(redisSock, 'connect');
-    let text = '';
+    // Every reply is +PONG\r\n: one per newline byte, however the reads cut them.
     redisSock.on('data', (d: Buffer) => {
       const now = performance.now();
-      text += d.toString('latin1');
-      let k = text.indexOf('\r\n');
-      while (k >= 0) {
-        ping.push(now - pingSent.shift()!);
-        text = text.slice(k + 2);
-        k = text.indexOf('\r\n');
-      }
+      for (let k = d.indexOf(10); k >= 0; k = d.indexOf(10, k + 1)) ping.push(now - pingSent.shift());
     });
   }
   return {
@@ -293,8 +327,8 @@ async function startProbes(redisToo: boolean) {
       redisSock?.destroy();
       await new Promise<void>((r) => server.close(() => r()));
       return {
-        loopbackHopMs: round(summarise(hop)),
-        ...(redisToo ? { redisPingMs: round(summarise(ping)) } : {}),
+        loopbackHopMs: round(summarise(hop.values())),
+        ...(redisToo ? { redisPingMs: round(summarise(ping.values())) } : {}),
       };
     },
   };
@@ -333,11 +367,11 @@ async function latencyRun(seconds: number, rate: number, redisToo: boolean, burn
   const prefix = `virgo-bench:${randomUUID().slice(0, 8)}`;
   const redis = redisToo ? await RedisExporter.create({ url: REDIS_URL, prefix }) : undefined;
   const exp = redis ? exportTable(consumer.table, [redis]) : undefined;
-  const probes = await startProbes(redisToo);
   const total = Math.round(seconds * rate);
+  const probes = await startProbes(redisToo, Math.ceil(seconds * 1000));
   const emitted = new Float64Array(total);
-  const toTable: number[] = [];
-  const toRedis: number[] = [];
+  const toTable = new Samples(total);
+  const toRedis = new Samples(total);
   consumer.table.on('change', (ch) => {
     const i = Number(ch.value);
     if (ch.key.startsWith('lat') && i < total) toTable.push(performance.now() - emitted[i]!);
@@ -373,7 +407,7 @@ async function latencyRun(seconds: number, rate: number, redisToo: boolean, burn
   const cpu = cpuSince(c0) / (elapsed / 1000);
   loopDelay.disable();
   const deadline = Date.now() + 10_000;
-  while ((toTable.length < total || (redis?.stats().pending ?? 0) > 0) && Date.now() < deadline) {
+  while ((toTable.n < total || (redis?.stats().pending ?? 0) > 0) && Date.now() < deadline) {
     await new Promise((r) => setTimeout(r, 10));
   }
   await exp?.flush();
@@ -385,9 +419,9 @@ async function latencyRun(seconds: number, rate: number, redisToo: boolean, burn
     rate: Math.round(actualRate),
     /** CPU of this process (feeder, consumer, exporter, pacing, probes) as a fraction of one core */
     cpuCores: +cpu.toFixed(3),
-    emitToTableMs: round(summarise(toTable)),
+    emitToTableMs: round(summarise(toTable.values())),
     // Redis coalesces per key past maxInFlight: a few confirmations fewer than updates.
-    ...(redis ? { emitToRedisMs: round(summarise(toRedis)), redisConfirmed: toRedis.length } : {}),
+    ...(redis ? { emitToRedisMs: round(summarise(toRedis.values())), redisConfirmed: toRedis.n } : {}),
     ...floors,
     eventLoopDelayMs: {
       p50: +(loopDelay.percentile(50) / 1e6).toFixed(3),
