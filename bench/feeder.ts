@@ -565,7 +565,8 @@ function codeVersion(): string {
   try {
     const opts = { cwd: fileURLToPath(new URL('.', import.meta.url)), encoding: 'utf8' as const };
     const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], opts).trim();
-    const dirty = execFileSync('git', ['status', '--porcelain', '--', '..'], opts).trim() !== '';
+    const dirty =
+      execFileSync('git', ['status', '--porcelain', '--untracked-files=no', '--', '..'], opts).trim() !== '';
     return dirty ? `${head}+changes` : head;
   } catch {
     return 'unknown (not a git checkout)';
