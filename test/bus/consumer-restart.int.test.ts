@@ -6,8 +6,8 @@
 // On a PRIVATE broker: the shared one serves every other test and is never stopped.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BusError, KafkaBus } from '../../bus/index.ts';
+import { type PrivateKafka, startPrivateKafka } from '../helpers/private-kafka.ts';
 import { unique, waitFor } from '../helpers/services.ts';
-import { type PrivateKafka, startPrivateKafka } from '../reliability/lib/private-kafka.ts';
 
 let kafka: PrivateKafka;
 const cleanup: (() => Promise<unknown>)[] = [];

@@ -6,7 +6,7 @@ import { expect, it } from 'vitest';
 import { KafkaBus } from '../../bus/index.ts';
 import { installFastPath } from '../../bus/kafka-fastpath.ts';
 import { BROKERS } from '../helpers/services.ts';
-import { busContract } from './contract.ts';
+import { busContract } from './lib/contract.ts';
 
 process.env.VIRGO_KAFKAJS_CODEC = 'kafkajs';
 

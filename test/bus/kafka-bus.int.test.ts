@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { BusError, brokerUnreachable, KafkaBus } from '../../bus/index.ts';
+import { freePort } from '../helpers/private-kafka.ts';
 import { BROKERS, unique, waitFor } from '../helpers/services.ts';
-import { freePort } from '../reliability/lib/private-kafka.ts';
-import { busContract } from './contract.ts';
+import { busContract } from './lib/contract.ts';
 
 busContract('Kafka (real broker)', () => new KafkaBus({ brokers: BROKERS, clientId: 'virgo-test' }));
 

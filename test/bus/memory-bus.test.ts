@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { BusError, MemoryBus, namespaced } from '../../bus/index.ts';
 import { waitFor } from '../helpers/services.ts';
-import { busContract } from './contract.ts';
+import { busContract } from './lib/contract.ts';
 
 busContract('in-process', () => new MemoryBus());
 

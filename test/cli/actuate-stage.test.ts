@@ -21,7 +21,7 @@ import {
 } from '../../cli/topology/index.ts';
 import { type OptionDefs, parseOptions, UsageError } from '../../runtime/config.ts';
 import { codecFor } from '../../schemas/index.ts';
-import { anomalySysctlRule, HOST, policyJson, tcRule } from '../actuators/kernel/fixtures.ts';
+import { anomalySysctlRule, HOST, policyJson, tcRule } from '../helpers/kernel-policy.ts';
 import { createNetns, type Netns, rootQdisc, sysctlValue } from '../helpers/netns.ts';
 import { spawnVirgo, waitFor } from '../helpers/services.ts';
 

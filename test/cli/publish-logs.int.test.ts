@@ -8,9 +8,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type BusMessage, KafkaBus } from '../../bus/index.ts';
+import { Child } from '../helpers/child.ts';
+import { testScope } from '../helpers/scope.ts';
 import { BROKERS, run, unique, waitFor } from '../helpers/services.ts';
-import { Child } from '../reliability/lib/child.ts';
-import { testScope } from '../reliability/lib/scope.ts';
 
 const { cleanup, tempDir, track } = testScope();
 const B = BROKERS.join(',');

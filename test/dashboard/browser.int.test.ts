@@ -9,9 +9,9 @@ import { type BrowserContext, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createBus, TOPICS } from '../../bus/index.ts';
 import { type AnalyticsVariable, codecFor } from '../../schemas/index.ts';
+import { Child } from '../helpers/child.ts';
+import { testScope } from '../helpers/scope.ts';
 import { BROKERS, unique } from '../helpers/services.ts';
-import { Child } from '../reliability/lib/child.ts';
-import { testScope } from '../reliability/lib/scope.ts';
 
 // What the functions run in the page use of its globals (the project compiles without the DOM lib).
 interface PageElement {

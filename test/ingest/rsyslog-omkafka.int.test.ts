@@ -8,10 +8,10 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { TOPICS } from '../../bus/index.ts';
 import { startPipeline } from '../../cli/pipeline.ts';
+import { Child } from '../helpers/child.ts';
 import { UFW_SAMPLES } from '../helpers/fixtures.ts';
+import { testScope } from '../helpers/scope.ts';
 import { BROKERS, run, unique, waitFor } from '../helpers/services.ts';
-import { Child } from '../reliability/lib/child.ts';
-import { testScope } from '../reliability/lib/scope.ts';
 
 const { tempDir, track, cleanup } = testScope();
 const RSYSLOGD = '/usr/sbin/rsyslogd';

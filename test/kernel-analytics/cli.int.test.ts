@@ -6,7 +6,7 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { REDIS_URL, run, spawnVirgo, unique, virgo, waitFor } from '../helpers/services.ts';
-import { Nc } from './helpers.ts';
+import { Nc } from './lib/clients.ts';
 
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { RingConsumer, startFeeder } from '../../kernel-analytics/index.ts';
 import { parseBool, parseNumber } from '../../schemas/variable.ts';
 import { waitFor } from '../helpers/services.ts';
-import { freePort, Nc } from './helpers.ts';
+import { freePort, Nc } from './lib/clients.ts';
 
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {

@@ -16,7 +16,7 @@ import {
 } from '../../kernel-analytics/index.ts';
 import { REDIS_URL, run, unique, waitFor } from '../helpers/services.ts';
 import { startPrivateRedis } from '../reliability/lib/private-redis.ts';
-import { freePort } from './helpers.ts';
+import { freePort } from './lib/clients.ts';
 
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {

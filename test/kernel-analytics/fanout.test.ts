@@ -5,7 +5,7 @@ import { connect, type Socket } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type Feeder, startFeeder } from '../../kernel-analytics/index.ts';
 import { waitFor } from '../helpers/services.ts';
-import { LineClient, Nc } from './helpers.ts';
+import { LineClient, Nc } from './lib/clients.ts';
 
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {

@@ -6,7 +6,7 @@ import { type Feeder, startFeeder } from '../../kernel-analytics/index.ts';
 import { registry } from '../../runtime/metrics.ts';
 import { type AnalyticsVariable, codecFor } from '../../schemas/index.ts';
 import { BROKERS, unique, waitFor } from '../helpers/services.ts';
-import { LineClient, Nc } from './helpers.ts';
+import { LineClient, Nc } from './lib/clients.ts';
 
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {

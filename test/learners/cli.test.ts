@@ -9,7 +9,7 @@ import { createLearnerHost } from '../../learners/host.ts';
 import { currentSnapshot } from '../../learners/snapshot.ts';
 import { type AnalyticsVariable, codecFor } from '../../schemas/index.ts';
 import { virgo, waitFor } from '../helpers/services.ts';
-import { UFW_SAMPLES, ufwEvent } from './events.ts';
+import { UFW_SAMPLES, ufwEvent } from './lib/events.ts';
 
 describe('virgo pin / unpin', () => {
   it('pins a variable of a running learner from another process, lists it, and unpins it', async () => {

@@ -19,7 +19,7 @@ import {
   type WebcamFrame,
 } from '../../schemas/index.ts';
 import { waitFor } from '../helpers/services.ts';
-import { ev, ufwEvent } from './events.ts';
+import { ev, ufwEvent } from './lib/events.ts';
 
 const codec = codecFor('AnalyticsVariable');
 const cleanup: (() => Promise<void>)[] = [];

@@ -18,7 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listSegments, openSegmentLog, scanSegment } from '../../queue-bridge/index.ts';
 import { getLogLevel, setLogLevel } from '../../runtime/log.ts';
 import type { KingCobraMessage } from '../../schemas/index.ts';
-import { msg } from './helpers.ts';
+import { msg } from './lib/queue.ts';
 
 // Recovery logic, not the disk, is under test: tmpfs keeps the ~2,000 reopen cycles fast.
 const base = mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'virgo-kc-crash-'));

@@ -13,7 +13,7 @@ import {
   startQueueService,
 } from '../../queue-bridge/index.ts';
 import { codecFor } from '../../schemas/index.ts';
-import { cleanupDirs, LineClient, msg, tempDir } from './helpers.ts';
+import { cleanupDirs, LineClient, msg, tempDir } from './lib/queue.ts';
 
 afterAll(cleanupDirs);
 

@@ -13,7 +13,7 @@ import {
 } from '../../queue-bridge/index.ts';
 import { LEGACY_QUEUE as LEGACY } from '../helpers/fixtures.ts';
 import { virgo } from '../helpers/services.ts';
-import { cleanupDirs, msg, tempDir } from './helpers.ts';
+import { cleanupDirs, msg, tempDir } from './lib/queue.ts';
 
 afterAll(cleanupDirs);
 

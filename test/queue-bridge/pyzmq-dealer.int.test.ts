@@ -7,8 +7,8 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { openSegmentLog, startQueueService } from '../../queue-bridge/index.ts';
+import { testScope } from '../helpers/scope.ts';
 import { run, unique } from '../helpers/services.ts';
-import { testScope } from '../reliability/lib/scope.ts';
 
 const { tempDir, cleanup } = testScope();
 

@@ -16,7 +16,7 @@ import {
 import { salvage } from '../../queue-bridge/salvage.ts';
 import { getLogLevel, setLogLevel } from '../../runtime/log.ts';
 import { codecFor } from '../../schemas/index.ts';
-import { cleanupDirs, msg, tempDir } from './helpers.ts';
+import { cleanupDirs, msg, tempDir } from './lib/queue.ts';
 
 const level = getLogLevel();
 beforeAll(() => setLogLevel('error'));

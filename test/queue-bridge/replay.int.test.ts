@@ -15,7 +15,7 @@ import {
 import { codecFor, type KingCobraMessage } from '../../schemas/index.ts';
 import { LEGACY_QUEUE as LEGACY } from '../helpers/fixtures.ts';
 import { BROKERS, run, unique, virgo, waitFor } from '../helpers/services.ts';
-import { cleanupDirs, msg, tempDir } from './helpers.ts';
+import { cleanupDirs, msg, tempDir } from './lib/queue.ts';
 
 afterAll(cleanupDirs);
 

@@ -13,7 +13,7 @@ import {
   SegmentLog,
 } from '../../queue-bridge/index.ts';
 import { codecFor } from '../../schemas/index.ts';
-import { cleanupDirs, msg, tempDir } from './helpers.ts';
+import { cleanupDirs, msg, tempDir } from './lib/queue.ts';
 
 afterAll(cleanupDirs);
 

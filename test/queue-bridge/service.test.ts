@@ -11,7 +11,7 @@ import {
   startQueueService,
 } from '../../queue-bridge/index.ts';
 import { run, waitFor } from '../helpers/services.ts';
-import { cleanupDirs, LineClient, msg, tempDir } from './helpers.ts';
+import { cleanupDirs, LineClient, msg, tempDir } from './lib/queue.ts';
 
 afterAll(cleanupDirs);
 

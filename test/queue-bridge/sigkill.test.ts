@@ -7,7 +7,7 @@ import { connect } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openSegmentLog } from '../../queue-bridge/index.ts';
 import { waitFor } from '../helpers/services.ts';
-import { cleanupDirs, tempDir } from './helpers.ts';
+import { cleanupDirs, tempDir } from './lib/queue.ts';
 
 afterAll(cleanupDirs);
 

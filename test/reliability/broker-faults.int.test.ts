@@ -11,9 +11,9 @@ import { type Bus, BusError, KafkaBus, namespaced, TOPICS } from '../../bus/inde
 import { type Pipeline, startPipeline } from '../../cli/pipeline.ts';
 import { replay } from '../../queue-bridge/index.ts';
 import { codecFor } from '../../schemas/index.ts';
+import { type PrivateKafka, startPrivateKafka } from '../helpers/private-kafka.ts';
 import { unique, waitFor } from '../helpers/services.ts';
 import { type HostAnswer, hostAnswer, ufwMessages } from './lib/lines.ts';
-import { type PrivateKafka, startPrivateKafka } from './lib/private-kafka.ts';
 import { Report } from './lib/summary.ts';
 import { duplicatesByKey, readTopic } from './lib/topic.ts';
 

@@ -19,9 +19,9 @@ import {
   startInProcess,
 } from '../../cli/topology/index.ts';
 import { PortInUseError } from '../../runtime/port-in-use.ts';
-import { Child } from './lib/child.ts';
-import { freePort } from './lib/private-kafka.ts';
-import { testScope } from './lib/scope.ts';
+import { Child } from '../helpers/child.ts';
+import { freePort } from '../helpers/private-kafka.ts';
+import { testScope } from '../helpers/scope.ts';
 import { Report } from './lib/summary.ts';
 
 const report = new Report(import.meta.url);

@@ -15,9 +15,9 @@ import { KvLineParser } from '../../kernel-analytics/kv-parser.ts';
 import { VariableTable } from '../../kernel-analytics/table.ts';
 import { openSegmentLog, startQueueService } from '../../queue-bridge/index.ts';
 import type { LineServer, RejectReason } from '../../runtime/line-server.ts';
+import { LineConn } from '../helpers/line-client.ts';
 import { waitFor } from '../helpers/services.ts';
 import { callLines, hostileBytes, hostileText, SEED, sample, Tally, validKey } from './lib/arb.ts';
-import { LineConn } from './lib/line-client.ts';
 import { Report } from './lib/summary.ts';
 
 const N = Number(process.env.VIRGO_FUZZ_CASES ?? 10_000);

@@ -11,9 +11,9 @@ import { describe, expect, it } from 'vitest';
 import { listSegments, openSegmentLog, SegmentLog } from '../../queue-bridge/index.ts';
 import { Rng } from '../../runtime/rng.ts';
 import type { KingCobraMessage } from '../../schemas/index.ts';
-import { Child } from './lib/child.ts';
-import { LineConn } from './lib/line-client.ts';
-import { testScope } from './lib/scope.ts';
+import { Child } from '../helpers/child.ts';
+import { LineConn } from '../helpers/line-client.ts';
+import { testScope } from '../helpers/scope.ts';
 import { Report } from './lib/summary.ts';
 
 const report = new Report(import.meta.url);

@@ -21,13 +21,13 @@ import { RingConsumer } from '../../kernel-analytics/consumer.ts';
 import { startFeeder } from '../../kernel-analytics/feeder.ts';
 import { openSegmentLog } from '../../queue-bridge/index.ts';
 import { type AnalyticsVariable, codecFor } from '../../schemas/index.ts';
+import { Child } from '../helpers/child.ts';
+import { LineConn } from '../helpers/line-client.ts';
+import { freePort } from '../helpers/private-kafka.ts';
+import { testScope } from '../helpers/scope.ts';
 import { BROKERS, unique, waitFor } from '../helpers/services.ts';
-import { Child } from './lib/child.ts';
-import { LineConn } from './lib/line-client.ts';
 import { hostAnswer, ufwMessages } from './lib/lines.ts';
-import { freePort } from './lib/private-kafka.ts';
 import { startPrivateRedis } from './lib/private-redis.ts';
-import { testScope } from './lib/scope.ts';
 import { Report } from './lib/summary.ts';
 import { readTopic } from './lib/topic.ts';
 

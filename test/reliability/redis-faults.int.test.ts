@@ -3,8 +3,8 @@
 // empty; the exporter must bring back every variable, not only those that change afterwards.
 import { afterAll, describe, expect, it } from 'vitest';
 import { startFeeder } from '../../kernel-analytics/feeder.ts';
+import { Child } from '../helpers/child.ts';
 import { run, unique, waitFor } from '../helpers/services.ts';
-import { Child } from './lib/child.ts';
 import { startPrivateRedis } from './lib/private-redis.ts';
 import { Report } from './lib/summary.ts';
 

@@ -9,13 +9,13 @@ import { describe, expect, it } from 'vitest';
 import { CloudFs, CpuPooling } from '../../actuators/drivers/index.ts';
 import { VariableTable } from '../../kernel-analytics/table.ts';
 import { openSegmentLog } from '../../queue-bridge/index.ts';
+import { Child } from '../helpers/child.ts';
+import { LineConn } from '../helpers/line-client.ts';
+import { freePort } from '../helpers/private-kafka.ts';
+import { testScope } from '../helpers/scope.ts';
 import { BROKERS } from '../helpers/services.ts';
-import { Child } from './lib/child.ts';
-import { LineConn } from './lib/line-client.ts';
 import { listeningSockets } from './lib/listeners.ts';
-import { freePort } from './lib/private-kafka.ts';
 import { startPrivateRedis } from './lib/private-redis.ts';
-import { testScope } from './lib/scope.ts';
 import { Report } from './lib/summary.ts';
 
 const report = new Report(import.meta.url);

@@ -18,9 +18,9 @@ import { checkPin, createLearnerHost, PinValueError } from '../../learners/index
 import { LineServer } from '../../runtime/line-server.ts';
 import { registry } from '../../runtime/metrics.ts';
 import { AvroDecodeError, codecFor } from '../../schemas/index.ts';
+import { LineConn } from '../helpers/line-client.ts';
+import { freePort } from '../helpers/private-kafka.ts';
 import { BROKERS, unique, waitFor } from '../helpers/services.ts';
-import { LineConn } from './lib/line-client.ts';
-import { freePort } from './lib/private-kafka.ts';
 
 const EMBEDDED = {
   feederPort: 0,

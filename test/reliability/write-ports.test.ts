@@ -13,11 +13,11 @@ import { VariableTable } from '../../kernel-analytics/table.ts';
 import { openSegmentLog, startQueueService } from '../../queue-bridge/index.ts';
 import { LineServer } from '../../runtime/line-server.ts';
 import { registry } from '../../runtime/metrics.ts';
+import { Child } from '../helpers/child.ts';
+import { LineConn } from '../helpers/line-client.ts';
+import { freePort } from '../helpers/private-kafka.ts';
+import { testScope } from '../helpers/scope.ts';
 import { unique, waitFor } from '../helpers/services.ts';
-import { Child } from './lib/child.ts';
-import { LineConn } from './lib/line-client.ts';
-import { freePort } from './lib/private-kafka.ts';
-import { testScope } from './lib/scope.ts';
 import { Report } from './lib/summary.ts';
 
 const report = new Report(import.meta.url);

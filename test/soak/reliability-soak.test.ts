@@ -14,11 +14,11 @@ import { type Pipeline, startPipeline } from '../../cli/pipeline.ts';
 import { startFeeder } from '../../kernel-analytics/feeder.ts';
 import { openSegmentLog } from '../../queue-bridge/index.ts';
 import { codecFor } from '../../schemas/index.ts';
+import { Child } from '../helpers/child.ts';
+import { LineConn } from '../helpers/line-client.ts';
+import { startPrivateKafka } from '../helpers/private-kafka.ts';
 import { unique, waitFor } from '../helpers/services.ts';
-import { Child } from '../reliability/lib/child.ts';
-import { LineConn } from '../reliability/lib/line-client.ts';
 import { type HostAnswer, hostAnswer, ufwMessages } from '../reliability/lib/lines.ts';
-import { startPrivateKafka } from '../reliability/lib/private-kafka.ts';
 import { Report } from '../reliability/lib/summary.ts';
 import { readTopic } from '../reliability/lib/topic.ts';
 

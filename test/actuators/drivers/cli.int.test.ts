@@ -9,7 +9,7 @@ import { Readable, Writable } from 'node:stream';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { REDIS_URL, spawnVirgo, unique, waitFor } from '../../helpers/services.ts';
-import { oneShot } from './telnet.ts';
+import { oneShot } from './lib/telnet.ts';
 
 const procs: ChildProcess[] = [];
 const dirs: string[] = [];

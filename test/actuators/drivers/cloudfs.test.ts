@@ -6,8 +6,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { CloudFs, escapeBytes, TokenBucket, unescapeBytes } from '../../../actuators/drivers/index.ts';
 import { VariableTable } from '../../../kernel-analytics/index.ts';
 import { run, waitFor } from '../../helpers/services.ts';
-import { expectRobust } from './robust.ts';
-import { TelnetClient } from './telnet.ts';
+import { expectRobust } from './lib/robust.ts';
+import { TelnetClient } from './lib/telnet.ts';
 
 let base: string;
 let root: string;

@@ -3,8 +3,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { CpuPooling, nodeId, parseCloneRequest } from '../../../actuators/drivers/index.ts';
 import { VariableTable } from '../../../kernel-analytics/index.ts';
 import { run } from '../../helpers/services.ts';
-import { expectRobust } from './robust.ts';
-import { oneShot, TelnetClient } from './telnet.ts';
+import { expectRobust } from './lib/robust.ts';
+import { oneShot, TelnetClient } from './lib/telnet.ts';
 
 const open: CpuPooling[] = [];
 afterEach(async () => {

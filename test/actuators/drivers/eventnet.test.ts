@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { EventNet, parseEventNetMessage } from '../../../actuators/drivers/index.ts';
 import { run } from '../../helpers/services.ts';
-import { expectRobust } from './robust.ts';
-import { TelnetClient } from './telnet.ts';
+import { expectRobust } from './lib/robust.ts';
+import { TelnetClient } from './lib/telnet.ts';
 
 const dirs: string[] = [];
 afterAll(() => {

@@ -8,8 +8,8 @@ import {
 } from '../../../actuators/drivers/index.ts';
 import { VariableTable } from '../../../kernel-analytics/index.ts';
 import { REDIS_URL, run, unique } from '../../helpers/services.ts';
-import { expectRobust } from './robust.ts';
-import { TelnetClient } from './telnet.ts';
+import { expectRobust } from './lib/robust.ts';
+import { TelnetClient } from './lib/telnet.ts';
 
 let redis: Redis;
 const prefixes: string[] = [];

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryPooling, RedisVariables } from '../../../actuators/drivers/index.ts';
 import { exportTable, RedisExporter, VariableTable } from '../../../kernel-analytics/index.ts';
 import { REDIS_URL, run, unique, waitFor } from '../../helpers/services.ts';
-import { TelnetClient } from './telnet.ts';
+import { TelnetClient } from './lib/telnet.ts';
 
 let redis: Redis;
 const prefixes: string[] = [];

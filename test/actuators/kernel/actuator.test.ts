@@ -12,6 +12,7 @@ import { CommandRunner } from '../../../actuators/kernel/commands.ts';
 import { PolicyError, parsePolicy } from '../../../actuators/kernel/policy.ts';
 import { VariableTable } from '../../../kernel-analytics/table.ts';
 import { PinStore } from '../../../learners/pins.ts';
+import { anomalySysctlRule, banRule, HOST, policyJson, TABLE, tcRule } from '../../helpers/kernel-policy.ts';
 import {
   createNetns,
   type Netns,
@@ -21,7 +22,6 @@ import {
   sysctlValue,
 } from '../../helpers/netns.ts';
 import { waitFor } from '../../helpers/services.ts';
-import { anomalySysctlRule, banRule, HOST, policyJson, TABLE, tcRule } from './fixtures.ts';
 
 let ns: Netns;
 let dir: string;

@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { netnsProblems, PolicyError, parsePolicy } from '../../../actuators/kernel/policy.ts';
 import { RateLimiter } from '../../../actuators/kernel/rate-limit.ts';
-import { anomalySysctlRule, banRule, policyJson, tcRule } from './fixtures.ts';
+import { anomalySysctlRule, banRule, policyJson, tcRule } from '../../helpers/kernel-policy.ts';
 
 function refusal(text: string): PolicyError {
   try {

@@ -3,7 +3,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 
-const BIN = new URL('../../../bin/virgo.js', import.meta.url).pathname;
+const BIN = new URL('../../bin/virgo.js', import.meta.url).pathname;
 
 export class Child {
   readonly stdout: string[] = [];

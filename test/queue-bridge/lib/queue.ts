@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { KingCobraMessage } from '../../schemas/index.ts';
+import type { KingCobraMessage } from '../../../schemas/index.ts';
 
 const dirs: string[] = [];
 

@@ -1,8 +1,8 @@
 // The contract every Bus implementation passes (docs/design.md §2.3): run by memory-bus.test.ts
 // and kafka-bus.int.test.ts with their own factory.
 import { afterEach, describe, expect, it } from 'vitest';
-import type { Bus, BusMessage, Subscription } from '../../bus/index.ts';
-import { unique, waitFor } from '../helpers/services.ts';
+import type { Bus, BusMessage, Subscription } from '../../../bus/index.ts';
+import { unique, waitFor } from '../../helpers/services.ts';
 
 export function busContract(name: string, makeBus: () => Bus): void {
   describe(`Bus contract: ${name}`, () => {
