@@ -6,9 +6,9 @@
 import { execFileSync } from 'node:child_process';
 import { accessSync, appendFileSync, constants } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { Child } from '../helpers/child.ts';
-import { testScope } from '../helpers/scope.ts';
-import { unique, waitFor } from '../helpers/services.ts';
+import { Child } from '../../helpers/child.ts';
+import { testScope } from '../../helpers/scope.ts';
+import { unique, waitFor } from '../../helpers/services.ts';
 
 const { tempDir, track } = testScope();
 const LINES = 4;

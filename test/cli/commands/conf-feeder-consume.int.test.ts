@@ -5,8 +5,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { REDIS_URL, run, spawnVirgo, unique, virgo, waitFor } from '../helpers/services.ts';
-import { Nc } from './lib/clients.ts';
+import { REDIS_URL, run, spawnVirgo, unique, virgo, waitFor } from '../../helpers/services.ts';
+import { Nc } from '../../kernel-analytics/lib/clients.ts';
 
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {

@@ -7,9 +7,9 @@ import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { CONTENT_TYPES, HEADERS, TOPICS } from '../../bus/index.ts';
-import { actuateStage } from '../../cli/topology/actuate.ts';
-import { feederStage } from '../../cli/topology/feeder.ts';
+import { CONTENT_TYPES, HEADERS, TOPICS } from '../../../bus/index.ts';
+import { actuateStage } from '../../../cli/topology/actuate.ts';
+import { feederStage } from '../../../cli/topology/feeder.ts';
 import {
   inProcessOrder,
   PIPELINE,
@@ -18,12 +18,12 @@ import {
   splitChildren,
   stageOptions,
   startInProcess,
-} from '../../cli/topology/index.ts';
-import { type OptionDefs, parseOptions, UsageError } from '../../runtime/config.ts';
-import { codecFor } from '../../schemas/index.ts';
-import { anomalySysctlRule, HOST, policyJson, tcRule } from '../helpers/kernel-policy.ts';
-import { createNetns, type Netns, rootQdisc, sysctlValue } from '../helpers/netns.ts';
-import { spawnVirgo, waitFor } from '../helpers/services.ts';
+} from '../../../cli/topology/index.ts';
+import { type OptionDefs, parseOptions, UsageError } from '../../../runtime/config.ts';
+import { codecFor } from '../../../schemas/index.ts';
+import { anomalySysctlRule, HOST, policyJson, tcRule } from '../../helpers/kernel-policy.ts';
+import { createNetns, type Netns, rootQdisc, sysctlValue } from '../../helpers/netns.ts';
+import { spawnVirgo, waitFor } from '../../helpers/services.ts';
 
 function upOptions(argv: string[]) {
   const defs: OptionDefs = { ...SHARED_OPTIONS, ...stageOptions(PIPELINE) };

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterEach, expect, it } from 'vitest';
-import { BROKERS, unique, waitFor } from '../helpers/services.ts';
+import { BROKERS, unique, waitFor } from '../../helpers/services.ts';
 
 const cleanup: (() => void)[] = [];
 afterEach(() => {

@@ -7,10 +7,10 @@ import { accessSync, constants, mkdtempSync, readdirSync, rmSync, writeFileSync 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { type BusMessage, KafkaBus } from '../../bus/index.ts';
-import { Child } from '../helpers/child.ts';
-import { testScope } from '../helpers/scope.ts';
-import { BROKERS, run, unique, waitFor } from '../helpers/services.ts';
+import { type BusMessage, KafkaBus } from '../../../bus/index.ts';
+import { Child } from '../../helpers/child.ts';
+import { testScope } from '../../helpers/scope.ts';
+import { BROKERS, run, unique, waitFor } from '../../helpers/services.ts';
 
 const { cleanup, tempDir, track } = testScope();
 const B = BROKERS.join(',');

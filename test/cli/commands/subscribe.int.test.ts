@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { HEADERS, KafkaBus } from '../../bus/index.ts';
-import { BROKERS, run, unique } from '../helpers/services.ts';
+import { HEADERS, KafkaBus } from '../../../bus/index.ts';
+import { BROKERS, run, unique } from '../../helpers/services.ts';
 
 describe('virgo subscribe', () => {
   it('ends quietly when its pipe closes (| head), as a Unix filter does', async () => {

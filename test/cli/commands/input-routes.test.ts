@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { virgo } from '../helpers/services.ts';
+import { virgo } from '../../helpers/services.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'virgo-routes-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -11,7 +11,7 @@ import {
   actuatorsConfig,
   DRIVERS_UP_OPTIONS,
   parseDriversReady,
-} from '../../cli/topology/actuators-config.ts';
+} from '../../../cli/topology/actuators-config.ts';
 import {
   inProcessOrder,
   PIPELINE,
@@ -23,8 +23,8 @@ import {
   stageOptions,
   startInProcess,
   startPipeline,
-} from '../../cli/topology/index.ts';
-import { type OptionDefs, parseOptions } from '../../runtime/config.ts';
+} from '../../../cli/topology/index.ts';
+import { type OptionDefs, parseOptions } from '../../../runtime/config.ts';
 
 /** `virgo up ARGV` as the command parses it, into the pipeline's options. */
 function upOptions(argv: string[], stages: readonly PipelineStage[] = PIPELINE) {

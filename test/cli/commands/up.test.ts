@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { expect, it } from 'vitest';
-import { virgo } from '../helpers/services.ts';
+import { virgo } from '../../helpers/services.ts';
 
 it('virgo up (embedded, demo stream) shows analytics and stops cleanly on SIGINT', async () => {
   const stateDir = mkdtempSync(join(tmpdir(), 'virgo-up-'));

@@ -8,8 +8,8 @@ import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { oneShot } from '../../actuators/drivers/lib/telnet.ts';
 import { REDIS_URL, spawnVirgo, unique, waitFor } from '../../helpers/services.ts';
-import { oneShot } from './lib/telnet.ts';
 
 const procs: ChildProcess[] = [];
 const dirs: string[] = [];

@@ -4,12 +4,12 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { MemoryBus, TOPICS } from '../../bus/index.ts';
-import { createLearnerHost } from '../../learners/host.ts';
-import { currentSnapshot } from '../../learners/snapshot.ts';
-import { type AnalyticsVariable, codecFor } from '../../schemas/index.ts';
-import { virgo, waitFor } from '../helpers/services.ts';
-import { UFW_SAMPLES, ufwEvent } from './lib/events.ts';
+import { MemoryBus, TOPICS } from '../../../bus/index.ts';
+import { createLearnerHost } from '../../../learners/host.ts';
+import { currentSnapshot } from '../../../learners/snapshot.ts';
+import { type AnalyticsVariable, codecFor } from '../../../schemas/index.ts';
+import { virgo, waitFor } from '../../helpers/services.ts';
+import { UFW_SAMPLES, ufwEvent } from '../../learners/lib/events.ts';
 
 describe('virgo pin / unpin', () => {
   it('pins a variable of a running learner from another process, lists it, and unpins it', async () => {

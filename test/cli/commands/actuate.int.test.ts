@@ -8,10 +8,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { AuditRecord } from '../../actuators/kernel/audit.ts';
-import { anomalySysctlRule, banRule, HOST, policyJson, TABLE, tcRule } from '../helpers/kernel-policy.ts';
-import { createNetns, type Netns, nftSet, nftTableExists, rootQdisc, sysctlValue } from '../helpers/netns.ts';
-import { REDIS_URL, spawnVirgo, unique, virgo, waitFor } from '../helpers/services.ts';
+import type { AuditRecord } from '../../../actuators/kernel/audit.ts';
+import { anomalySysctlRule, banRule, HOST, policyJson, TABLE, tcRule } from '../../helpers/kernel-policy.ts';
+import {
+  createNetns,
+  type Netns,
+  nftSet,
+  nftTableExists,
+  rootQdisc,
+  sysctlValue,
+} from '../../helpers/netns.ts';
+import { REDIS_URL, spawnVirgo, unique, virgo, waitFor } from '../../helpers/services.ts';
 
 let redis: Redis;
 let ns: Netns;

@@ -5,11 +5,11 @@ import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { testScope } from '../helpers/scope.ts';
-import { unique, waitFor } from '../helpers/services.ts';
+import { testScope } from '../../helpers/scope.ts';
+import { unique, waitFor } from '../../helpers/services.ts';
 
 const { tempDir, cleanup } = testScope();
-const REPO = new URL('../../', import.meta.url).pathname;
+const REPO = new URL('../../../', import.meta.url).pathname;
 const SOCKET = unique('virgo-screen');
 
 function tmux(...args: string[]): string {
