@@ -13,7 +13,7 @@ import { AnomalyLearner, type AnomalyOptions, type ScoredWindow } from '../../le
 import type { Proposal } from '../../learners/types.ts';
 import { Rng } from '../../learners/window.ts';
 import type { KernelEvent } from '../../schemas/index.ts';
-import { ev, parseLines } from './lib/events.ts';
+import { ev, parseLines } from '../helpers/events.ts';
 
 const MIN = 60_000;
 const T0 = Date.UTC(2024, 2, 1);

@@ -18,8 +18,8 @@ import {
   type KernelEvent,
   type WebcamFrame,
 } from '../../schemas/index.ts';
+import { ev, ufwEvent } from '../helpers/events.ts';
 import { waitFor } from '../helpers/services.ts';
-import { ev, ufwEvent } from './lib/events.ts';
 
 const codec = codecFor('AnalyticsVariable');
 const cleanup: (() => Promise<void>)[] = [];

@@ -9,8 +9,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { KafkaBus } from '../../bus/index.ts';
 import { currentSnapshot } from '../../learners/snapshot.ts';
 import { codecFor } from '../../schemas/index.ts';
+import { UFW_SAMPLES } from '../helpers/events.ts';
 import { BROKERS, run, spawnVirgo, unique, virgo, waitFor } from '../helpers/services.ts';
-import { UFW_SAMPLES } from './lib/events.ts';
 
 // What the original Spark job and our window make of the 20 lines (one line per host/key): the
 // window and the whole history agree on a sample this small. The file holds linode's three blocks
@@ -202,7 +202,7 @@ describe('pins through Kafka', () => {
       ]);
       expect(r).toMatchObject({ code: 0, stdout: 'pinned gw-1/ufw.top_src_ip=192.0.2.66\n' });
       await waitFor(() => h.stats().pins === 1, 'the pin through the topic');
-      const { ufwEvent } = await import('./lib/events.ts');
+      const { ufwEvent } = await import('../helpers/events.ts');
       await h.handleEvents([ufwEvent('gw-1', Date.now(), '198.51.100.3', 22)]);
       // the value on the analytics topic is the operator's, published once (by the CLI)
       const listed = await run('kcat', [

@@ -6,7 +6,7 @@ import { CLUSTER_HOST, LOAD_HEURISTIC, LoadLearner, parseLoadLine } from '../../
 import type { Tf } from '../../learners/types.ts';
 import { Rng } from '../../learners/window.ts';
 import type { KernelEvent } from '../../schemas/index.ts';
-import { ev } from './lib/events.ts';
+import { ev } from '../helpers/events.ts';
 
 let tf: Tf;
 beforeAll(async () => {

@@ -7,7 +7,7 @@ import { classifyNetEvent, f1Threshold, NetbwLearner } from '../../learners/netb
 import type { Tf } from '../../learners/types.ts';
 import { Rng } from '../../learners/window.ts';
 import type { KernelEvent } from '../../schemas/index.ts';
-import { ev, ufwEvent } from './lib/events.ts';
+import { ev, ufwEvent } from '../helpers/events.ts';
 
 let tf: Tf;
 beforeAll(async () => {

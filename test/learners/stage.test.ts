@@ -9,8 +9,8 @@ import { MemoryBus, TOPICS } from '../../bus/index.ts';
 import { currentSnapshot } from '../../learners/snapshot.ts';
 import { startLearnStage } from '../../learners/stage.ts';
 import { type AnalyticsVariable, codecFor } from '../../schemas/index.ts';
+import { ufwSampleLines } from '../helpers/events.ts';
 import { waitFor } from '../helpers/services.ts';
-import { ufwSampleLines } from './lib/events.ts';
 
 describe('learn stage (in-process bus)', () => {
   it('turns log lines and device records into variables, and snapshots on close', async () => {

@@ -10,7 +10,7 @@ import {
   normalSurprise,
   poissonSurprise,
 } from '../../learners/tail.ts';
-import { ev } from './lib/events.ts';
+import { ev } from '../helpers/events.ts';
 
 const p = (nats: number) => Math.exp(-nats);
 

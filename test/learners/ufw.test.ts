@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { UfwLearner } from '../../learners/ufw.ts';
 import { Rng, SlidingCounter } from '../../learners/window.ts';
 import type { KernelEvent } from '../../schemas/index.ts';
-import { ev, parseLines, ufwEvent, ufwSampleLines } from './lib/events.ts';
+import { ev, parseLines, ufwEvent, ufwSampleLines } from '../helpers/events.ts';
 
 describe('SlidingCounter', () => {
   it('property: counts equal brute force over the window of whole buckets', () => {

@@ -8,8 +8,8 @@ import { MemoryBus, TOPICS } from '../../../bus/index.ts';
 import { createLearnerHost } from '../../../learners/host.ts';
 import { currentSnapshot } from '../../../learners/snapshot.ts';
 import { type AnalyticsVariable, codecFor } from '../../../schemas/index.ts';
+import { UFW_SAMPLES, ufwEvent } from '../../helpers/events.ts';
 import { virgo, waitFor } from '../../helpers/services.ts';
-import { UFW_SAMPLES, ufwEvent } from '../../learners/lib/events.ts';
 
 describe('virgo pin / unpin', () => {
   it('pins a variable of a running learner from another process, lists it, and unpins it', async () => {

@@ -1,9 +1,9 @@
-// KernelEvents for the learner tests: built directly, or parsed from real lines with ingest's
+// KernelEvents for the learner and CLI tests: built directly, or parsed from real lines with ingest's
 // parser and miner (what the consumer stage hands the learners).
 import { readFileSync } from 'node:fs';
-import { parseLine, TemplateMiner, toKernelEvent } from '../../../ingest/index.ts';
-import type { KernelEvent } from '../../../schemas/index.ts';
-import { UFW_SAMPLES } from '../../helpers/fixtures.ts';
+import { parseLine, TemplateMiner, toKernelEvent } from '../../ingest/index.ts';
+import type { KernelEvent } from '../../schemas/index.ts';
+import { UFW_SAMPLES } from './fixtures.ts';
 
 export function ev(host: string, ts: number, message: string, over: Partial<KernelEvent> = {}): KernelEvent {
   return {
@@ -45,7 +45,7 @@ export function parseLines(
     });
 }
 
-export { UFW_SAMPLES } from '../../helpers/fixtures.ts';
+export { UFW_SAMPLES } from './fixtures.ts';
 
 export function ufwSampleLines(): string[] {
   return readFileSync(UFW_SAMPLES, 'utf8').split('\n').filter(Boolean);
