@@ -143,3 +143,61 @@ describe('single-object codec', () => {
     );
   });
 });
+
+// A regression the reliability suite found (test/reliability).
+describe('hostile single-object messages', () => {
+  it('an Avro message whose array or map claims more items than it has bytes is refused, not decoded out of memory', () => {
+    // zigzag varint
+    const varint = (n: bigint) => {
+      const out: number[] = [];
+      let z = n << 1n;
+      while (z >= 0x80n) {
+        out.push(Number((z & 0x7fn) | 0x80n));
+        z >>= 7n;
+      }
+      out.push(Number(z));
+      return Buffer.from(out);
+    };
+    const drone = codecFor('DroneSensorFrame');
+    const good = drone.encode({
+      deviceId: 'd',
+      seq: 1,
+      ts: 1,
+      distances: [1, 2],
+      speed: 0,
+      heading: 0,
+      goalBearing: null,
+      goalDistance: null,
+    });
+    // header, deviceId "d", seq, ts, then a block count of 2^28 doubles in a few bytes: avsc
+    // allocated the whole array and the process died of heap exhaustion
+    const bomb = Buffer.concat([good.subarray(0, 14), varint(1n << 28n)]);
+    expect(() => drone.decode(bomb)).toThrow(AvroDecodeError);
+    expect(() => drone.decode(bomb)).toThrow(/corrupt/);
+    // a map (KernelEvent.fields) with a huge count and no bytes behind it: a CPU spin before
+    const ev = codecFor('KernelEvent');
+    const okEvent = ev.encode({
+      host: 'h',
+      ts: 1,
+      mono: null,
+      program: null,
+      pid: null,
+      severity: null,
+      message: 'm',
+      family: 'other',
+      fields: {},
+      templateId: '',
+      template: '',
+      params: [],
+      flags: [],
+    });
+    const fieldsAt = okEvent.length - 4; // fields, templateId, template, params, flags: 0 0 0 0 0
+    const mapBomb = Buffer.concat([okEvent.subarray(0, fieldsAt - 1), varint(1n << 40n)]);
+    const t0 = performance.now();
+    expect(() => ev.decode(mapBomb)).toThrow(AvroDecodeError);
+    expect(performance.now() - t0).toBeLessThan(1_000);
+    // well-formed messages still decode
+    expect(drone.decode(good).distances).toEqual([1, 2]);
+    expect(ev.decode(okEvent).message).toBe('m');
+  });
+});
