@@ -12,7 +12,7 @@ const log = createLogger('secret');
 export const SECRET_ENV = {
   queue: 'VIRGO_QUEUE_SECRET',
   drivers: 'VIRGO_DRIVERS_SECRET',
-  /** pins through the web dashboard (Authorization: Bearer, dashboard/guard.ts) */
+  /** pins through the web dashboard (Authorization: Bearer, cli/dashboard/guard.ts) */
   dashboard: 'VIRGO_DASHBOARD_SECRET',
 } as const;
 export type SecretService = keyof typeof SECRET_ENV;

@@ -70,7 +70,7 @@ examples:
       if (metricsAddr) {
         enableProcessMetrics();
         const m = metricsAddr;
-        const { startDashboard } = await import('../dashboard.ts');
+        const { startDashboard } = await import('../dashboard/start.ts');
         const { stageFigures } = await import('../figures.ts');
         const srv = await serveMetrics({
           host: m.host,

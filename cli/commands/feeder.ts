@@ -112,7 +112,7 @@ examples:
     if (opts.metrics) {
       enableProcessMetrics();
       const m = parseHostPort(opts.metrics as string);
-      const { startDashboard } = await import('../dashboard.ts');
+      const { startDashboard } = await import('../dashboard/start.ts');
       const { stageFigures } = await import('../figures.ts');
       const srv = await serveMetrics({
         host: m.host,

@@ -251,7 +251,7 @@ async function learnDashboard(
   analyticsTopic: string | undefined,
   secret: string | undefined,
 ): Promise<HttpRoutes> {
-  const { startDashboard } = await import('../dashboard.ts');
+  const { startDashboard } = await import('../dashboard/start.ts');
   const { stageFigures } = await import('../figures.ts');
   return startDashboard({
     bus,

@@ -58,7 +58,7 @@ export const metricsStage: PipelineStage<MetricsServer> = {
 
 /** The dashboard of `virgo up`: every stage of this process feeds it. */
 async function pipelineDashboard(ctx: InProcess) {
-  const { startDashboard } = await import('../dashboard.ts');
+  const { startDashboard } = await import('../dashboard/start.ts');
   const { stageFigures } = await import('../figures.ts');
   const learn = ctx.peer(learnStage);
   const handles = {

@@ -7,11 +7,11 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { type BrowserContext, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createBus, TOPICS } from '../../bus/index.ts';
-import { type AnalyticsVariable, codecFor } from '../../schemas/index.ts';
-import { Child } from '../helpers/child.ts';
-import { testScope } from '../helpers/scope.ts';
-import { BROKERS, unique } from '../helpers/services.ts';
+import { createBus, TOPICS } from '../../../bus/index.ts';
+import { type AnalyticsVariable, codecFor } from '../../../schemas/index.ts';
+import { Child } from '../../helpers/child.ts';
+import { testScope } from '../../helpers/scope.ts';
+import { BROKERS, unique } from '../../helpers/services.ts';
 
 // What the functions run in the page use of its globals (the project compiles without the DOM lib).
 interface PageElement {
@@ -27,7 +27,7 @@ declare const document: {
 declare const window: { __pwned?: number };
 
 const { tempDir, track, cleanup } = testScope(90_000);
-const RESULTS = new URL('../results/dashboard/', import.meta.url).pathname;
+const RESULTS = new URL('../../results/dashboard/', import.meta.url).pathname;
 const CHROMIUM = '/usr/bin/chromium';
 // this closed network refuses much of what chromium reaches for by itself
 const CHROMIUM_ARGS = [

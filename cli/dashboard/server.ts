@@ -1,5 +1,5 @@
 // The live web dashboard, served beside /metrics and /health (runtime/metrics.ts serveMetrics):
-//   GET  /               the page (dashboard/page/: plain HTML, CSS, JS; nothing fetched elsewhere)
+//   GET  /               the page (page/: plain HTML, CSS, JS; nothing fetched elsewhere)
 //   GET  /events         Server-Sent Events: `snapshot` on connect, then `vars` (changed variables,
 //                        every 250 ms at most), `stats` (rates, panels: every second), `flags` (what
 //                        the gate says: pinned, clamped, held; when it changes)
@@ -11,8 +11,8 @@
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Registry } from 'prom-client';
-import { createLogger } from '../runtime/log.ts';
-import { counter, gauge, type HttpRoutes } from '../runtime/metrics.ts';
+import { createLogger } from '../../runtime/log.ts';
+import { counter, gauge, type HttpRoutes } from '../../runtime/metrics.ts';
 import { type Refusal, RequestGuard } from './guard.ts';
 import type { DashboardModel, VariableRow } from './model.ts';
 import { type Rate, RateSampler } from './rates.ts';

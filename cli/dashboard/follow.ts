@@ -3,10 +3,10 @@
 // The topic is compacted, so reading it from the start is the current snapshot, then each change.
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { type Bus, type Subscription, TOPICS, topicSpecs } from '../bus/index.ts';
-import { createLogger } from '../runtime/log.ts';
-import { counter } from '../runtime/metrics.ts';
-import { AvroDecodeError, codecFor } from '../schemas/index.ts';
+import { type Bus, type Subscription, TOPICS, topicSpecs } from '../../bus/index.ts';
+import { createLogger } from '../../runtime/log.ts';
+import { counter } from '../../runtime/metrics.ts';
+import { AvroDecodeError, codecFor } from '../../schemas/index.ts';
 import type { DashboardModel } from './model.ts';
 
 const log = createLogger('dashboard');

@@ -2,9 +2,9 @@
 // not fit is counted, and the changes pushed to browsers are the newest per variable.
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
-import { DashboardModel, type DashVariable, plotValue } from '../../dashboard/model.ts';
-import { RateSampler } from '../../dashboard/rates.ts';
-import { counter } from '../../runtime/metrics.ts';
+import { DashboardModel, type DashVariable, plotValue } from '../../../cli/dashboard/model.ts';
+import { RateSampler } from '../../../cli/dashboard/rates.ts';
+import { counter } from '../../../runtime/metrics.ts';
 
 const v = (host: string, key: string, value: string): DashVariable => ({
   host,

@@ -5,12 +5,12 @@
 import { request } from 'node:http';
 import { Registry } from 'prom-client';
 import { afterEach, describe, expect, it } from 'vitest';
-import { MemoryBus, TOPICS } from '../../bus/index.ts';
-import { followAnalytics } from '../../dashboard/follow.ts';
-import { DashboardModel } from '../../dashboard/model.ts';
-import { Dashboard, type DashboardSources } from '../../dashboard/server.ts';
-import { type MetricsServer, serveMetrics } from '../../runtime/metrics.ts';
-import { type AnalyticsVariable, codecFor } from '../../schemas/index.ts';
+import { MemoryBus, TOPICS } from '../../../bus/index.ts';
+import { followAnalytics } from '../../../cli/dashboard/follow.ts';
+import { DashboardModel } from '../../../cli/dashboard/model.ts';
+import { Dashboard, type DashboardSources } from '../../../cli/dashboard/server.ts';
+import { type MetricsServer, serveMetrics } from '../../../runtime/metrics.ts';
+import { type AnalyticsVariable, codecFor } from '../../../schemas/index.ts';
 
 interface Reply {
   status: number;

@@ -1,12 +1,12 @@
-// The web dashboard of a `virgo` process (dashboard/): built from what that process has. `virgo up`
+// The web dashboard of a `virgo` process (this folder): built from what that process has. `virgo up`
 // has every stage; a --split child or `virgo feeder --metrics` only its own, and its page shows
 // only that (each part of DashboardSources is optional). Variables come from the analytics topic
 // on the process's bus when it has one, else from a variable table (no `why` then).
-import type { Bus } from '../bus/index.ts';
-import { DashboardModel } from '../dashboard/model.ts';
-import { Dashboard, type DashboardSources } from '../dashboard/server.ts';
-import type { VariableTable } from '../kernel-analytics/index.ts';
-import { type HttpRoutes, registry } from '../runtime/metrics.ts';
+import type { Bus } from '../../bus/index.ts';
+import type { VariableTable } from '../../kernel-analytics/index.ts';
+import { type HttpRoutes, registry } from '../../runtime/metrics.ts';
+import { DashboardModel } from './model.ts';
+import { Dashboard, type DashboardSources } from './server.ts';
 
 export interface DashboardInputs {
   /** follow this bus's analytics topic (the variables with their evidence) */
@@ -30,7 +30,7 @@ export async function startDashboard(inputs: DashboardInputs): Promise<HttpRoute
   });
   let stop: () => Promise<void> = async () => {};
   if (inputs.bus) {
-    const { followAnalytics } = await import('../dashboard/follow.ts');
+    const { followAnalytics } = await import('./follow.ts');
     const sub = await followAnalytics(inputs.bus, model, {
       ...(inputs.analyticsTopic ? { topic: inputs.analyticsTopic } : {}),
     });

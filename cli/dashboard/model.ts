@@ -2,7 +2,7 @@
 // short history of its numeric values (the sparkline), and the changes not yet pushed to the
 // browsers. Time: `seen` and the history's times are processing time (this process's wall clock,
 // when the record arrived); `ts` is the stamp the variable carries, shown as it is.
-import { counter } from '../runtime/metrics.ts';
+import { counter } from '../../runtime/metrics.ts';
 
 /** One analytics variable as the dashboard receives it (an AnalyticsVariable, or less). */
 export interface DashVariable {

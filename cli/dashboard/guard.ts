@@ -9,7 +9,7 @@
 //   the secret never travels in a URL. Failed secrets are rate-limited.
 import type { IncomingMessage } from 'node:http';
 import { hostname } from 'node:os';
-import { secretDigest, secretMatches } from '../runtime/secret.ts';
+import { secretDigest, secretMatches } from '../../runtime/secret.ts';
 
 export interface Refusal {
   status: number;
