@@ -3,7 +3,8 @@
 // key lands on, and transactional data (control records to step over, aborted records to drop).
 import { afterEach, describe, expect, it } from 'vitest';
 import { type BusMessage, KafkaBus, type Subscription } from '../../bus/index.ts';
-import { BROKERS, run, unique, waitFor } from '../helpers/services.ts';
+import { kcatConsume, kcatProduce } from '../helpers/kcat.ts';
+import { BROKERS, unique, waitFor } from '../helpers/services.ts';
 
 const open: (KafkaBus | Subscription)[] = [];
 const track = <T extends KafkaBus | Subscription>(x: T): T => {
@@ -54,19 +55,7 @@ describe('Kafka bus record codec (real broker)', () => {
       last.set(k, i);
     }
     // kcat (librdkafka) reads our gzip batches too
-    const r = await run('kcat', [
-      '-C',
-      '-b',
-      BROKERS.join(','),
-      '-t',
-      topic,
-      '-o',
-      'beginning',
-      '-e',
-      '-q',
-      '-f',
-      '%k\n',
-    ]);
+    const r = await kcatConsume(topic, '%k\n');
     expect(r.stdout.trim().split('\n')).toHaveLength(n);
   });
 
@@ -75,11 +64,14 @@ describe('Kafka bus record codec (real broker)', () => {
     const topic = unique('fast-kcat-gzip');
     await bus.ensureTopics([{ topic, partitions: 1 }]);
     const lines = Array.from({ length: 5_000 }, (_, i) => `edge-${i % 3}:line ${i}`);
-    const r = await run(
-      'kcat',
-      ['-P', '-b', BROKERS.join(','), '-t', topic, '-K', ':', '-z', 'gzip', '-H', 'content-type=text/plain'],
-      `${lines.join('\n')}\n`,
-    );
+    const r = await kcatProduce(topic, `${lines.join('\n')}\n`, [
+      '-K',
+      ':',
+      '-z',
+      'gzip',
+      '-H',
+      'content-type=text/plain',
+    ]);
     expect(r.code).toBe(0);
     const got = await readAll(bus, topic, lines.length);
     expect(got.map((m) => `${m.key}:${m.value}`)).toEqual(lines);

@@ -2,7 +2,8 @@
 import { describe, expect, it } from 'vitest';
 import { type BusMessage, KafkaBus } from '../../bus/index.ts';
 import { codecFor } from '../../schemas/index.ts';
-import { BROKERS, run, unique, waitFor } from '../helpers/services.ts';
+import { kcatConsume, kcatProduce, kcatValues } from '../helpers/kcat.ts';
+import { BROKERS, unique, waitFor } from '../helpers/services.ts';
 
 describe('kcat interop (real broker)', () => {
   it('a message written by our Bus is read by kcat, keys and headers included', async () => {
@@ -17,19 +18,7 @@ describe('kcat interop (real broker)', () => {
       },
       { key: 'edge-2', value: 'second line' },
     ]);
-    const r = await run('kcat', [
-      '-C',
-      '-b',
-      BROKERS.join(','),
-      '-t',
-      topic,
-      '-o',
-      'beginning',
-      '-e',
-      '-q',
-      '-f',
-      '%k|%h|%s\n',
-    ]);
+    const r = await kcatConsume(topic, '%k|%h|%s\n');
     expect(r.code).toBe(0);
     expect(r.stdout.trim().split('\n')).toEqual([
       'edge-1|content-type=text/plain|Dec 13 12:44:14 edge-1 kernel: [  415.5] eth0: link up',
@@ -57,16 +46,7 @@ describe('kcat interop (real broker)', () => {
     };
     await bus.publish(topic, [{ key: 'h/match', value: c.encode(v) }]);
     // -D '' -f %s writes the raw value bytes with no separator
-    const r = await new Promise<Buffer>((resolve, reject) => {
-      import('node:child_process').then(({ execFile }) =>
-        execFile(
-          'kcat',
-          ['-C', '-b', BROKERS.join(','), '-t', topic, '-o', 'beginning', '-e', '-q', '-f', '%s'],
-          { encoding: 'buffer' },
-          (err, out) => (err ? reject(err) : resolve(out)),
-        ),
-      );
-    });
+    const r = await kcatValues(topic);
     expect(c.decode(r)).toEqual(v);
     await bus.close();
   });
@@ -76,11 +56,7 @@ describe('kcat interop (real broker)', () => {
     const topic = unique('interop-in');
     await bus.ensureTopics([{ topic, partitions: 1 }]);
     const lines = ['host-a:first kernel line', 'host-b:second kernel line'];
-    const r = await run(
-      'kcat',
-      ['-P', '-b', BROKERS.join(','), '-t', topic, '-K', ':', '-H', 'content-type=text/plain'],
-      `${lines.join('\n')}\n`,
-    );
+    const r = await kcatProduce(topic, `${lines.join('\n')}\n`, ['-K', ':', '-H', 'content-type=text/plain']);
     expect(r.code).toBe(0);
     const got: BusMessage[] = [];
     const sub = await bus.subscribe({

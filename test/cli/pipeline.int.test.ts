@@ -12,6 +12,7 @@ import { type Pipeline, startPipeline } from '../../cli/pipeline.ts';
 import { openSegmentLog } from '../../queue-bridge/index.ts';
 import { codecFor } from '../../schemas/index.ts';
 import { UFW_SAMPLES } from '../helpers/fixtures.ts';
+import { kcatConsume, kcatProduce, kcatProduceFile, kcatRecords } from '../helpers/kcat.ts';
 import { BROKERS, REDIS_URL, run, unique, waitFor } from '../helpers/services.ts';
 
 /** The most frequent SRC= per host in the file: the oracle for ufw.top_src_ip. */
@@ -88,19 +89,7 @@ describe('the whole pipeline, end to end', () => {
       topic,
     ]);
     expect(r.code, r.stderr).toBe(0);
-    const k = await run('kcat', [
-      '-C',
-      '-b',
-      BROKERS.join(','),
-      '-t',
-      topic,
-      '-o',
-      'beginning',
-      '-e',
-      '-q',
-      '-f',
-      '%k\n',
-    ]);
+    const k = await kcatConsume(topic, '%k\n');
     expect(k.code).toBe(0);
     expect(k.stdout.trim().split('\n')).toEqual(records.map((x) => x.id));
   }
@@ -121,15 +110,7 @@ describe('the whole pipeline, end to end', () => {
     });
     cleanup.push(() => p.close());
 
-    const k = await run('kcat', [
-      '-P',
-      '-b',
-      BROKERS.join(','),
-      '-t',
-      `${ns}.${TOPICS.kernelLogs}`,
-      '-l',
-      UFW_SAMPLES,
-    ]);
+    const k = await kcatProduceFile(`${ns}.${TOPICS.kernelLogs}`, UFW_SAMPLES);
     expect(k.code, k.stderr).toBe(0);
 
     const nc = ncUntil(p.feeder.port, host, `ufw.top_src_ip=${top}`);
@@ -232,42 +213,12 @@ describe('the whole pipeline, end to end', () => {
           `${h}:Nov 23 19:37:32 ${h} kernel: [ 1.000000] [UFW BLOCK] IN=eth0 OUT= SRC=10.0.${i}.9 DST=10.1.0.1 LEN=40 TTL=41 PROTO=TCP SPT=4242 DPT=22 SYN URGP=0`,
       ),
     );
-    const k = await run(
-      'kcat',
-      ['-P', '-b', BROKERS.join(','), '-t', `${ns}.${TOPICS.kernelLogs}`, '-K', ':'],
-      `${lines.join('\n')}\n`,
-    );
+    const k = await kcatProduce(`${ns}.${TOPICS.kernelLogs}`, `${lines.join('\n')}\n`, ['-K', ':']);
     expect(k.code, k.stderr).toBe(0);
 
     const analyticsTopic = `${ns}.${TOPICS.kernelAnalytics}`;
     const codec = codecFor('AnalyticsVariable');
-    const readAll = async () => {
-      const r = await new Promise<Buffer>((resolve, reject) => {
-        const c = spawn(
-          'kcat',
-          ['-C', '-b', BROKERS.join(','), '-t', analyticsTopic, '-o', 'beginning', '-e', '-q', '-f', '%S %s'],
-          {
-            stdio: ['ignore', 'pipe', 'ignore'],
-          },
-        );
-        const chunks: Buffer[] = [];
-        c.stdout!.on('data', (d: Buffer) => chunks.push(d));
-        c.on('exit', (code) =>
-          code === 0 ? resolve(Buffer.concat(chunks)) : reject(new Error(`kcat exit ${code}`)),
-        );
-      });
-      // "%S %s": value size, a space, the raw value; values are binary, so walk by size
-      const out: { host: string; key: string; value: string }[] = [];
-      let pos = 0;
-      while (pos < r.length) {
-        const sp = r.indexOf(0x20, pos);
-        const size = Number(r.subarray(pos, sp).toString());
-        const v = codec.decode(r.subarray(sp + 1, sp + 1 + size));
-        out.push(v);
-        pos = sp + 1 + size;
-      }
-      return out;
-    };
+    const readAll = async () => (await kcatRecords(analyticsTopic)).map((r) => codec.decode(r.value));
     const vars = await waitFor(
       async () => {
         const all = await readAll();

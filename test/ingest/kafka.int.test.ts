@@ -9,26 +9,14 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { KafkaBus } from '../../bus/index.ts';
 import { startIngestStage } from '../../ingest/index.ts';
 import type { KernelEvent } from '../../schemas/index.ts';
-import { BROKERS, run, unique, virgo, waitFor } from '../helpers/services.ts';
+import { kcatConsume, kcatProduce } from '../helpers/kcat.ts';
+import { BROKERS, unique, virgo, waitFor } from '../helpers/services.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'virgo-ingest-kafka-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const kcatRead = async (topic: string, n: number): Promise<string[]> => {
-  const r = await run('kcat', [
-    '-C',
-    '-b',
-    BROKERS.join(','),
-    '-t',
-    topic,
-    '-o',
-    'beginning',
-    '-c',
-    String(n),
-    '-q',
-    '-f',
-    '%k|%h|%s\n',
-  ]);
+  const r = await kcatConsume(topic, '%k|%h|%s\n', { count: n, untilEnd: false });
   expect(r.code).toBe(0);
   return r.stdout.split('\n').filter(Boolean);
 };
@@ -55,11 +43,7 @@ describe('ingest on Kafka (real broker)', () => {
       Buffer.from('edge-4|bad \xc3\x28 utf8\n', 'latin1'),
       Buffer.from('edge-4|\x00\x01\x02\x03\x04binary\n', 'latin1'),
     ]);
-    const kc = await run(
-      'kcat',
-      ['-P', '-b', BROKERS.join(','), '-t', topic, '-K', '|', '-H', 'content-type=text/plain'],
-      input,
-    );
+    const kc = await kcatProduce(topic, input, ['-K', '|', '-H', 'content-type=text/plain']);
     expect(kc.code, kc.stderr).toBe(0);
 
     const events: KernelEvent[] = [];

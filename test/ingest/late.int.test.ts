@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { KafkaBus } from '../../bus/index.ts';
-import { BROKERS, run, spawnVirgo, unique, waitFor } from '../helpers/services.ts';
+import { kcatConsume, kcatProduce } from '../helpers/kcat.ts';
+import { BROKERS, spawnVirgo, unique, waitFor } from '../helpers/services.ts';
 
 const kids: ChildProcess[] = [];
 afterAll(() => {
@@ -23,11 +24,7 @@ function line(host: string, t: number): string {
 }
 
 async function produce(topic: string, host: string, lines: string[]): Promise<void> {
-  const r = await run(
-    'kcat',
-    ['-P', '-b', BROKERS.join(','), '-t', topic, '-K', '|'],
-    `${lines.map((l) => `${host}|${l}`).join('\n')}\n`,
-  );
+  const r = await kcatProduce(topic, `${lines.map((l) => `${host}|${l}`).join('\n')}\n`, ['-K', '|']);
   expect(r.code, r.stderr).toBe(0);
 }
 
@@ -97,21 +94,7 @@ describe('late lines', () => {
     );
 
     // dead-lettered with the reason and the original bytes
-    const dlq = await run('kcat', [
-      '-C',
-      '-b',
-      BROKERS.join(','),
-      '-t',
-      `${topic}.dlq`,
-      '-o',
-      'beginning',
-      '-c',
-      '3',
-      '-e',
-      '-q',
-      '-f',
-      '%k\t%h\t%s\n',
-    ]);
+    const dlq = await kcatConsume(`${topic}.dlq`, '%k\t%h\t%s\n', { count: 3 });
     const rows = dlq.stdout
       .trim()
       .split('\n')

@@ -10,6 +10,7 @@ import { TOPICS } from '../../bus/index.ts';
 import { startPipeline } from '../../cli/pipeline.ts';
 import { Child } from '../helpers/child.ts';
 import { UFW_SAMPLES } from '../helpers/fixtures.ts';
+import { kcatConsume } from '../helpers/kcat.ts';
 import { testScope } from '../helpers/scope.ts';
 import { BROKERS, run, unique, waitFor } from '../helpers/services.ts';
 
@@ -76,19 +77,7 @@ describe('rsyslog omkafka → virgo.kernel-logs', () => {
     expect(srcs).toContain(p.feeder.table.get('ufw.top_src_ip', host));
     expect(Number(p.feeder.table.get('ufw.block_rate', host))).toBeGreaterThan(0);
     // every line arrived once, keyed by its host (kcat reads the topic back)
-    const k = await run('kcat', [
-      '-C',
-      '-b',
-      BROKERS.join(','),
-      '-t',
-      topic,
-      '-o',
-      'beginning',
-      '-e',
-      '-q',
-      '-f',
-      '%k|%s\n',
-    ]);
+    const k = await kcatConsume(topic, '%k|%s\n');
     const got = k.stdout.trimEnd().split('\n').sort();
     expect(got).toEqual(lines.map((l) => `${l.split(/\s+/)[3]}|${l}`).sort());
     expect(p.health().ingest).toMatchObject({ deadLettered: 0 });

@@ -1,7 +1,7 @@
 // End to end on the real broker: the 20 real UFW lines published with `kcat -P` become analytics
 // variables from `virgo learn` (a child process, as an operator runs it), which `virgo subscribe`
 // prints and `kcat -C` reads raw (Avro single-object, key host/key, the contract headers).
-import { type ChildProcess, execFile } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,7 +10,8 @@ import { KafkaBus } from '../../bus/index.ts';
 import { currentSnapshot } from '../../learners/snapshot.ts';
 import { codecFor } from '../../schemas/index.ts';
 import { UFW_SAMPLES } from '../helpers/events.ts';
-import { BROKERS, run, spawnVirgo, unique, virgo, waitFor } from '../helpers/services.ts';
+import { kcatConsume, kcatProduce, kcatValues } from '../helpers/kcat.ts';
+import { BROKERS, spawnVirgo, unique, virgo, waitFor } from '../helpers/services.ts';
 
 // What the original Spark job and our window make of the 20 lines (one line per host/key): the
 // window and the whole history agree on a sample this small. The file holds linode's three blocks
@@ -53,33 +54,6 @@ afterAll(() => {
   learn?.kill('SIGKILL');
 });
 
-function rawValue(topic: string, partition: number, offset: string): Promise<Buffer> {
-  return new Promise((resolve, reject) =>
-    execFile(
-      'kcat',
-      [
-        '-C',
-        '-b',
-        BROKERS.join(','),
-        '-t',
-        topic,
-        '-p',
-        String(partition),
-        '-o',
-        offset,
-        '-c',
-        '1',
-        '-e',
-        '-q',
-        '-f',
-        '%s',
-      ],
-      { encoding: 'buffer' },
-      (err, out) => (err ? reject(err) : resolve(out)),
-    ),
-  );
-}
-
 describe('learners on the real broker', () => {
   it('kcat -P lines become variables seen by virgo subscribe and by kcat -C', async () => {
     const logs = unique('e2e-logs');
@@ -93,11 +67,7 @@ describe('learners on the real broker', () => {
     await admin.ensureTopics([{ topic: logs, partitions: 1 }]);
     await admin.close();
     const lines = readFileSync(UFW_SAMPLES, 'utf8');
-    const p = await run(
-      'kcat',
-      ['-P', '-b', BROKERS.join(','), '-t', logs, '-H', 'content-type=text/plain'],
-      lines,
-    );
+    const p = await kcatProduce(logs, lines, ['-H', 'content-type=text/plain']);
     expect(p.code).toBe(0);
 
     learn = spawnVirgo([
@@ -142,19 +112,7 @@ describe('learners on the real broker', () => {
     expect(sub.stdout.trim().split('\n').sort()).toEqual(EXPECTED);
 
     // kcat sees the same messages: keys host/key, Avro headers, raw single-object values
-    const listed = await run('kcat', [
-      '-C',
-      '-b',
-      BROKERS.join(','),
-      '-t',
-      analytics,
-      '-o',
-      'beginning',
-      '-e',
-      '-q',
-      '-f',
-      '%k\t%p\t%o\t%h\n',
-    ]);
+    const listed = await kcatConsume(analytics, '%k\t%p\t%o\t%h\n');
     const rows = listed.stdout
       .trim()
       .split('\n')
@@ -163,7 +121,9 @@ describe('learners on the real broker', () => {
     const codec = codecFor('AnalyticsVariable');
     for (const r of rows) expect(r[3]).toBe(`content-type=avro/binary,virgo-schema=${codec.fingerprintHex}`);
     const top = rows.find((r) => r[0] === 'ip-172-30-0-64/ufw.top_src_ip')!;
-    const v = codec.decode(await rawValue(analytics, Number(top[1]), top[2]!));
+    const v = codec.decode(
+      await kcatValues(analytics, { partition: Number(top[1]), offset: top[2]!, count: 1 }),
+    );
     expect(v).toMatchObject({
       host: 'ip-172-30-0-64',
       key: 'ufw.top_src_ip',
@@ -205,19 +165,7 @@ describe('pins through Kafka', () => {
       const { ufwEvent } = await import('../helpers/events.ts');
       await h.handleEvents([ufwEvent('gw-1', Date.now(), '198.51.100.3', 22)]);
       // the value on the analytics topic is the operator's, published once (by the CLI)
-      const listed = await run('kcat', [
-        '-C',
-        '-b',
-        BROKERS.join(','),
-        '-t',
-        analytics,
-        '-o',
-        'beginning',
-        '-e',
-        '-q',
-        '-f',
-        '%k\n',
-      ]);
+      const listed = await kcatConsume(analytics, '%k\n');
       const keys = listed.stdout.trim().split('\n');
       expect(keys.filter((k) => k === 'gw-1/ufw.top_src_ip')).toHaveLength(1);
       expect(keys).toContain('gw-1/ufw.block_rate');

@@ -5,7 +5,8 @@
 // Real services: the Kafka broker, kcat, the virgo CLI as child processes.
 import { afterAll, describe, expect, it } from 'vitest';
 import { KafkaBus } from '../../bus/index.ts';
-import { BROKERS, run, spawnVirgo, unique, virgo, waitFor } from '../helpers/services.ts';
+import { kcatProduceFile } from '../helpers/kcat.ts';
+import { BROKERS, spawnVirgo, unique, virgo, waitFor } from '../helpers/services.ts';
 import { finals, replayFixture, ufwOnly } from '../helpers/ufw-batch.ts';
 
 const fx = replayFixture('kafka');
@@ -140,7 +141,7 @@ describe('replay equals batch (3-day multi-host kern.log, Kafka)', () => {
     for (let attempt = 0; attempt < 5 && spread < 2; attempt++) {
       topic = unique('replay-unkeyed');
       await admin.ensureTopics([{ topic, partitions: 4 }]);
-      const r = await run('kcat', ['-P', '-b', BROKERS.join(','), '-t', topic, '-l', file]);
+      const r = await kcatProduceFile(topic, file);
       expect(r.code, r.stderr).toBe(0);
       spread = (await admin.topicOffsets(topic)).filter((o) => BigInt(o.high) > 0n).length;
     }

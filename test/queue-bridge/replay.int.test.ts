@@ -1,6 +1,5 @@
 // Replay of the segment log into the bus: in order, keyed by id, resumable, idempotent for a
 // consumer that dedupes by key, in virtual time with --tdf; into the real broker, read by kcat.
-import { execFile } from 'node:child_process';
 import { readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type Bus, type BusMessage, CONTENT_TYPES, HEADERS, KafkaBus, MemoryBus } from '../../bus/index.ts';
@@ -14,7 +13,8 @@ import {
 } from '../../queue-bridge/index.ts';
 import { codecFor, type KingCobraMessage } from '../../schemas/index.ts';
 import { LEGACY_QUEUE as LEGACY } from '../helpers/fixtures.ts';
-import { BROKERS, run, unique, virgo, waitFor } from '../helpers/services.ts';
+import { kcatConsume, kcatValues } from '../helpers/kcat.ts';
+import { BROKERS, unique, virgo, waitFor } from '../helpers/services.ts';
 import { cleanupDirs, msg, tempDir } from './lib/queue.ts';
 
 afterAll(cleanupDirs);
@@ -209,19 +209,14 @@ describe('replay into the bus', () => {
     const r = await replay({ log: dir, bus, topic });
     expect(r.published).toBe(37);
     await bus.close();
-    const kcat = ['-C', '-b', BROKERS.join(','), '-t', topic, '-o', 'beginning', '-e', '-q'];
-    const listed = await run('kcat', [...kcat, '-f', '%p %o %k|%h\n']);
+    const listed = await kcatConsume(topic, '%p %o %k|%h\n');
     expect(listed.code).toBe(0);
     const lines = listed.stdout.trim().split('\n');
     expect(lines.map((l) => l.split('|')[0])).toEqual(records.map((m, i) => `0 ${i} ${m.id}`));
     expect(new Set(lines.map((l) => l.split('|')[1]))).toEqual(
       new Set([`content-type=avro/binary,virgo-schema=${codec.fingerprintHex}`]),
     );
-    const raw = await new Promise<Buffer>((resolve, reject) =>
-      execFile('kcat', [...kcat, '-o', '34', '-c', '1', '-f', '%s'], { encoding: 'buffer' }, (err, out) =>
-        err ? reject(err) : resolve(out),
-      ),
-    );
+    const raw = await kcatValues(topic, { offset: '34', count: 1 });
     expect(codec.decode(raw)).toEqual(records[34]);
 
     // the CLI: a second run finds the checkpoint and publishes nothing
@@ -230,7 +225,7 @@ describe('replay into the bus', () => {
     expect(again.stdout).toMatch(/^replayed 37 records to .* \(offsets 0-36, 0 skipped\)/);
     const third = await virgo(['replay', '--queue', dir, '--brokers', BROKERS.join(','), '--topic', topic]);
     expect(third.stdout).toMatch(/^replayed 0 records .*nothing new, 37 skipped/);
-    const count = await run('kcat', [...kcat, '-f', '%k\n']);
+    const count = await kcatConsume(topic, '%k\n');
     // the library run and the CLI run have separate checkpoints (different targets): two copies,
     // same keys in the same order
     expect(count.stdout.trim().split('\n')).toEqual([...records, ...records].map((m) => m.id));

@@ -11,11 +11,12 @@ import { type Bus, BusError, KafkaBus, namespaced, TOPICS } from '../../bus/inde
 import { type Pipeline, startPipeline } from '../../cli/pipeline.ts';
 import { replay } from '../../queue-bridge/index.ts';
 import { codecFor } from '../../schemas/index.ts';
+import { kcatRecords } from '../helpers/kcat.ts';
 import { type PrivateKafka, startPrivateKafka } from '../helpers/private-kafka.ts';
 import { unique, waitFor } from '../helpers/services.ts';
 import { type HostAnswer, hostAnswer, ufwMessages } from './lib/lines.ts';
 import { Report } from './lib/summary.ts';
-import { duplicatesByKey, readTopic } from './lib/topic.ts';
+import { duplicatesByKey } from './lib/topic.ts';
 
 const report = new Report(import.meta.url);
 let kafka: PrivateKafka;
@@ -143,14 +144,14 @@ describe('broker faults (private Kafka stopped and restarted mid-stream)', () =>
 
     // The queue: the replay resumes from its checkpoint after the broker is back.
     await replay({ log: p.queue.log, bus: replayBus, topic: kcTopic, batchSize: 8 });
-    const kc = await readTopic(kafka.brokers, kcTopic);
+    const kc = await kcatRecords(kcTopic, kafka.brokers);
     const kcKeys = new Set(kc.map((r) => r.key));
     const queueLost = acked.filter((id) => !kcKeys.has(id));
     const queueDup = duplicatesByKey(kc);
 
     // The analytics topic, read back with kcat: every host's variables once or more (never lost).
     const codec = codecFor('AnalyticsVariable');
-    const analytics = (await readTopic(kafka.brokers, `${ns}.${TOPICS.kernelAnalytics}`))
+    const analytics = (await kcatRecords(`${ns}.${TOPICS.kernelAnalytics}`, kafka.brokers))
       .filter((r) => r.value.length > 0)
       .map((r) => codec.decode(r.value));
     const want = all.flatMap((a) => [

@@ -22,6 +22,7 @@ import { startFeeder } from '../../kernel-analytics/feeder.ts';
 import { openSegmentLog } from '../../queue-bridge/index.ts';
 import { type AnalyticsVariable, codecFor } from '../../schemas/index.ts';
 import { Child } from '../helpers/child.ts';
+import { kcatRecords } from '../helpers/kcat.ts';
 import { LineConn } from '../helpers/line-client.ts';
 import { freePort } from '../helpers/private-kafka.ts';
 import { testScope } from '../helpers/scope.ts';
@@ -29,7 +30,6 @@ import { BROKERS, unique, waitFor } from '../helpers/services.ts';
 import { hostAnswer, ufwMessages } from './lib/lines.ts';
 import { startPrivateRedis } from './lib/private-redis.ts';
 import { Report } from './lib/summary.ts';
-import { readTopic } from './lib/topic.ts';
 
 const report = new Report(import.meta.url);
 const { cleanup, tempDir, track } = testScope();
@@ -516,7 +516,7 @@ describe('process faults: SIGKILL each stage under load, restart, count', () => 
     await waitFor(() => offset() === size(), 'the restarted shipper to catch up', 30_000);
     recovery.push(Date.now() - t);
     const tally = async () => {
-      const records = await readTopic(BROKERS, `${ns}.${TOPICS.kernelLogs}`);
+      const records = await kcatRecords(`${ns}.${TOPICS.kernelLogs}`);
       const counts = new Map<string, number>();
       for (const l of records) counts.set(l.value.toString(), (counts.get(l.value.toString()) ?? 0) + 1);
       return {

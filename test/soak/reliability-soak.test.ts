@@ -15,12 +15,12 @@ import { startFeeder } from '../../kernel-analytics/feeder.ts';
 import { openSegmentLog } from '../../queue-bridge/index.ts';
 import { codecFor } from '../../schemas/index.ts';
 import { Child } from '../helpers/child.ts';
+import { kcatRecords } from '../helpers/kcat.ts';
 import { LineConn } from '../helpers/line-client.ts';
 import { startPrivateKafka } from '../helpers/private-kafka.ts';
 import { unique, waitFor } from '../helpers/services.ts';
 import { type HostAnswer, hostAnswer, ufwMessages } from '../reliability/lib/lines.ts';
 import { Report } from '../reliability/lib/summary.ts';
-import { readTopic } from '../reliability/lib/topic.ts';
 
 const CYCLES = Number(process.env.VIRGO_SOAK_CYCLES ?? 6);
 const KILLS = Number(process.env.VIRGO_SOAK_KILLS ?? 8);
@@ -111,7 +111,7 @@ describe('soak: the reliability faults, repeated', () => {
     await stream;
     await waitFor(() => acked.every((a) => has(p, a)), 'every acknowledged host', 180_000, 100);
     const codec = codecFor('AnalyticsVariable');
-    const out = (await readTopic(kafka.brokers, `${ns}.${TOPICS.kernelAnalytics}`))
+    const out = (await kcatRecords(`${ns}.${TOPICS.kernelAnalytics}`, kafka.brokers))
       .filter((r) => r.value.length > 0)
       .map((r) => codec.decode(r.value))
       .filter((v) => v.key === 'ufw.top_src_ip');
