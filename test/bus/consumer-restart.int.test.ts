@@ -6,6 +6,7 @@
 // On a PRIVATE broker: the shared one serves every other test and is never stopped.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BusError, KafkaBus } from '../../bus/index.ts';
+import { collectValues } from '../helpers/bus.ts';
 import { type PrivateKafka, startPrivateKafka } from '../helpers/private-kafka.ts';
 import { unique, waitFor } from '../helpers/services.ts';
 
@@ -34,13 +35,8 @@ describe('Kafka bus: a consumer kafkajs gave up on', () => {
     const topic = unique('restart');
     const group = unique('g');
     await producer.ensureTopics([{ topic, partitions: 1 }]);
-    const got: string[] = [];
-    const sub = await bus.subscribe({
-      topics: [topic],
-      groupId: group,
-      fromBeginning: true,
-      onBatch: async (b) => void got.push(...b.map((m) => m.value!.toString())),
-    });
+    const sub = await collectValues(bus, topic, group);
+    const got = sub.values;
     await sub.ready;
     await producer.publish(topic, [{ key: 'k', value: 'before' }]);
     await waitFor(() => got.includes('before'), 'the message published before the outage');

@@ -1,30 +1,17 @@
 // The Bus's own record codec (bus/kafka-fastpath.ts) on the real broker, where it differs from
 // kafkajs's: compressed batches both ways, many batches per call and partition, the partition a
 // key lands on, and transactional data (control records to step over, aborted records to drop).
-import { afterEach, describe, expect, it } from 'vitest';
-import { type BusMessage, KafkaBus, type Subscription } from '../../bus/index.ts';
+import { describe, expect, it } from 'vitest';
+import { type BusMessage, KafkaBus } from '../../bus/index.ts';
+import { collect, collectValues } from '../helpers/bus.ts';
+import { closeAfterEach } from '../helpers/cleanup.ts';
 import { kcatConsume, kcatProduce } from '../helpers/kcat.ts';
 import { BROKERS, unique, waitFor } from '../helpers/services.ts';
 
-const open: (KafkaBus | Subscription)[] = [];
-const track = <T extends KafkaBus | Subscription>(x: T): T => {
-  open.push(x);
-  return x;
-};
-afterEach(async () => {
-  for (const x of open.splice(0).reverse()) await x.close();
-});
+const track = closeAfterEach();
 
 async function readAll(bus: KafkaBus, topic: string, count: number): Promise<BusMessage[]> {
-  const got: BusMessage[] = [];
-  track(
-    await bus.subscribe({
-      topics: [topic],
-      groupId: unique('g'),
-      fromBeginning: true,
-      onBatch: async (b) => void got.push(...b),
-    }),
-  );
+  const { got } = track(await collect(bus, topic));
   await waitFor(() => got.length >= count, `${count} messages`, 60_000);
   return got;
 }
@@ -130,13 +117,8 @@ describe('Kafka bus record codec (real broker)', () => {
     };
     const consume = async (topic: string, expected: string[]) => {
       const group = unique('g');
-      const got: string[] = [];
-      const sub = await bus.subscribe({
-        topics: [topic],
-        groupId: group,
-        fromBeginning: true,
-        onBatch: async (b) => void got.push(...b.map((m) => m.value!.toString())),
-      });
+      const sub = await collectValues(bus, topic, group);
+      const got = sub.values;
       await waitFor(() => got.length >= expected.length, expected.join(','), 60_000);
       const high = (await bus.topicOffsets(topic))[0]!.high;
       // the marker after the last record is stepped over too: the group commits the end

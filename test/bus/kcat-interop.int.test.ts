@@ -1,7 +1,8 @@
 // Our Bus and a real third-party client (kcat, librdkafka) see the same topic.
 import { describe, expect, it } from 'vitest';
-import { type BusMessage, KafkaBus } from '../../bus/index.ts';
+import { KafkaBus } from '../../bus/index.ts';
 import { codecFor } from '../../schemas/index.ts';
+import { collect } from '../helpers/bus.ts';
 import { kcatConsume, kcatProduce, kcatValues } from '../helpers/kcat.ts';
 import { BROKERS, unique, waitFor } from '../helpers/services.ts';
 
@@ -58,13 +59,8 @@ describe('kcat interop (real broker)', () => {
     const lines = ['host-a:first kernel line', 'host-b:second kernel line'];
     const r = await kcatProduce(topic, `${lines.join('\n')}\n`, ['-K', ':', '-H', 'content-type=text/plain']);
     expect(r.code).toBe(0);
-    const got: BusMessage[] = [];
-    const sub = await bus.subscribe({
-      topics: [topic],
-      groupId: unique('g'),
-      fromBeginning: true,
-      onBatch: async (b) => void got.push(...b),
-    });
+    const sub = await collect(bus, topic);
+    const got = sub.got;
     await waitFor(() => got.length === 2, 'two kcat messages');
     expect(got.map((m) => [m.key!.toString(), m.value!.toString(), m.headers['content-type']])).toEqual([
       ['host-a', 'first kernel line', 'text/plain'],

@@ -6,11 +6,12 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { KafkaBus, namespaced, TOPICS, topicSpecs } from '../../bus/index.ts';
 import { type Pipeline, startPipeline } from '../../cli/pipeline.ts';
 import { openSegmentLog } from '../../queue-bridge/index.ts';
 import { codecFor } from '../../schemas/index.ts';
+import { cleanupAfterEach } from '../helpers/cleanup.ts';
 import { UFW_SAMPLES } from '../helpers/fixtures.ts';
 import { kcatConsume, kcatProduce, kcatProduceFile, kcatRecords } from '../helpers/kcat.ts';
 import { BROKERS, REDIS_URL, run, unique, waitFor } from '../helpers/services.ts';
@@ -59,10 +60,7 @@ const ANY_PORTS = {
 };
 
 describe('the whole pipeline, end to end', () => {
-  const cleanup: (() => Promise<void> | void)[] = [];
-  afterEach(async () => {
-    for (const c of cleanup.splice(0).reverse()) await c();
-  });
+  const cleanup = cleanupAfterEach();
 
   const expected = topSrcByHost(readFileSync(UFW_SAMPLES, 'utf8'));
   const [host, top] = [...expected].sort((a, b) => a[0].localeCompare(b[0]))[0]!;

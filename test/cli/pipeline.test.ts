@@ -3,8 +3,9 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { startPipeline } from '../../cli/pipeline.ts';
+import { cleanupAfterEach } from '../helpers/cleanup.ts';
 
 const EMBEDDED = {
   feederPort: 0,
@@ -17,10 +18,7 @@ const EMBEDDED = {
 };
 
 describe('startPipeline, embedded', () => {
-  const cleanup: (() => Promise<void> | void)[] = [];
-  afterEach(async () => {
-    for (const c of cleanup.splice(0).reverse()) await c();
-  });
+  const cleanup = cleanupAfterEach();
 
   it("startPipeline({input: 'none'}) runs without a log source (others publish) and stays healthy", async () => {
     const stateDir = mkdtempSync(join(tmpdir(), 'virgo-rel-fix-'));

@@ -2,15 +2,13 @@
 // queue passes maxClientBuffer, and the feeder's queued bytes stay bounded. Assertions are on
 // counters and bytes, not on timing.
 import { connect, type Socket } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { type Feeder, startFeeder } from '../../kernel-analytics/index.ts';
+import { cleanupAfterEach } from '../helpers/cleanup.ts';
 import { waitFor } from '../helpers/services.ts';
 import { LineClient, Nc } from './lib/clients.ts';
 
-const cleanups: (() => unknown)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
+const cleanups = cleanupAfterEach();
 
 /** A cheap reader: remembers only the last complete line and counts bytes. */
 class TailClient {

@@ -1,19 +1,17 @@
 // A feeder (re)started on a topic that still holds older rounds of its variables (compaction has
 // not run yet) serves its clients only once it has read the topic to its end. On the real broker.
 // A regression the reliability suite found (test/reliability).
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { CONTENT_TYPES, HEADERS, KafkaBus, namespaced, TOPICS, topicSpecs } from '../../bus/index.ts';
 import { startFeeder } from '../../kernel-analytics/feeder.ts';
 import { codecFor } from '../../schemas/index.ts';
+import { cleanupAfterEach } from '../helpers/cleanup.ts';
 import { LineConn } from '../helpers/line-client.ts';
 import { freePort } from '../helpers/private-kafka.ts';
 import { BROKERS, unique, waitFor } from '../helpers/services.ts';
 
 describe('feeder catch-up', () => {
-  const cleanup: (() => Promise<void> | void)[] = [];
-  afterEach(async () => {
-    for (const c of cleanup.splice(0).reverse()) await c();
-  });
+  const cleanup = cleanupAfterEach();
 
   it('a (re)started feeder serves nothing older than its topic: clients wait until it has caught up', async () => {
     // The topic holds several rounds of every variable (compaction has not run yet): a feeder that

@@ -1,16 +1,14 @@
 // Pins are checked like the learners' own values: a pin read from the pins topic (anything a
 // producer writes there) and a value refused by the feeder's rules are never emitted.
 // Regressions the reliability suite found (test/reliability).
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { MemoryBus } from '../../bus/index.ts';
 import { checkPin, createLearnerHost, PinValueError } from '../../learners/index.ts';
 import { registry } from '../../runtime/metrics.ts';
+import { cleanupAfterEach } from '../helpers/cleanup.ts';
 
 describe('pin checks', () => {
-  const cleanup: (() => Promise<void> | void)[] = [];
-  afterEach(async () => {
-    for (const c of cleanup.splice(0).reverse()) await c();
-  });
+  const cleanup = cleanupAfterEach();
 
   it('a pin from the pins topic is checked like one from the API: anything a producer writes there is not emitted', async () => {
     const bus = new MemoryBus();

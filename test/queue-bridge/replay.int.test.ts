@@ -12,6 +12,7 @@ import {
   type SegmentLog,
 } from '../../queue-bridge/index.ts';
 import { codecFor, type KingCobraMessage } from '../../schemas/index.ts';
+import { collect } from '../helpers/bus.ts';
 import { LEGACY_QUEUE as LEGACY } from '../helpers/fixtures.ts';
 import { kcatConsume, kcatValues } from '../helpers/kcat.ts';
 import { BROKERS, unique, virgo, waitFor } from '../helpers/services.ts';
@@ -29,13 +30,8 @@ async function logWith(records: KingCobraMessage[], dir = tempDir()): Promise<Se
 
 /** Every message of a MemoryBus topic, from the beginning. */
 async function drain(bus: Bus, topic: string, expected: number): Promise<BusMessage[]> {
-  const got: BusMessage[] = [];
-  const sub = await bus.subscribe({
-    topics: [topic],
-    groupId: unique('g'),
-    fromBeginning: true,
-    onBatch: async (b) => void got.push(...b),
-  });
+  const sub = await collect(bus, topic);
+  const got = sub.got;
   await waitFor(() => got.length >= expected, `${expected} messages on ${topic}`);
   await sub.close();
   return got;

@@ -1,24 +1,16 @@
 // Redis faults: a PRIVATE redis-server (no persistence) stopped and started again while
 // `virgo consume` exports the ring-buffer consumer's table to it. After the restart Redis is
 // empty; the exporter must bring back every variable, not only those that change afterwards.
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { startFeeder } from '../../kernel-analytics/feeder.ts';
 import { Child } from '../helpers/child.ts';
+import { testScope } from '../helpers/scope.ts';
 import { run, unique, waitFor } from '../helpers/services.ts';
 import { startPrivateRedis } from './lib/private-redis.ts';
 import { Report } from './lib/summary.ts';
 
 const report = new Report(import.meta.url);
-const cleanup: (() => Promise<unknown> | unknown)[] = [];
-afterAll(async () => {
-  for (const c of cleanup.splice(0).reverse()) {
-    try {
-      await c();
-    } catch {
-      // already gone
-    }
-  }
-}, 60_000);
+const { cleanup } = testScope();
 
 async function hgetall(port: number, key: string): Promise<Map<string, string>> {
   const r = await run('redis-cli', ['-p', String(port), '--raw', 'HGETALL', key]);

@@ -1,16 +1,14 @@
 // The bounded TCP line server (runtime/line-server.ts), which the feeder, the drivers and the
 // queue are built on: their own tests cover it through them, test/reliability fuzzes every port.
 // Here, a regression the reliability suite found.
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { LineServer } from '../../runtime/line-server.ts';
+import { cleanupAfterEach } from '../helpers/cleanup.ts';
 import { LineConn } from '../helpers/line-client.ts';
 import { waitFor } from '../helpers/services.ts';
 
 describe('LineServer', () => {
-  const cleanup: (() => Promise<void> | void)[] = [];
-  afterEach(async () => {
-    for (const c of cleanup.splice(0).reverse()) await c();
-  });
+  const cleanup = cleanupAfterEach();
 
   it('a client dropped for an overlong line is counted once (overlong), not again as a partial line when it hangs up', async () => {
     const srv = new LineServer({ name: 'rel-once', port: 0, maxLineBytes: 100, onLine: () => {} });

@@ -3,12 +3,9 @@
 // test/reliability/results/latest/soak.json (git-ignored; `npm run reliability:record -- --soak`
 // records a run as the committed soak.json). Scale with VIRGO_SOAK_CYCLES (broker faults, default 6),
 // VIRGO_SOAK_KILLS (process kills, default 8) and VIRGO_SOAK_SECONDS (load, default 120).
-import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { setImmediate as tick } from 'node:timers/promises';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { BusError, KafkaBus, namespaced, TOPICS } from '../../bus/index.ts';
 import { type Pipeline, startPipeline } from '../../cli/pipeline.ts';
 import { startFeeder } from '../../kernel-analytics/feeder.ts';
@@ -18,6 +15,7 @@ import { Child } from '../helpers/child.ts';
 import { kcatRecords } from '../helpers/kcat.ts';
 import { LineConn } from '../helpers/line-client.ts';
 import { startPrivateKafka } from '../helpers/private-kafka.ts';
+import { testScope } from '../helpers/scope.ts';
 import { unique, waitFor } from '../helpers/services.ts';
 import { type HostAnswer, hostAnswer, ufwMessages } from '../reliability/lib/lines.ts';
 import { Report } from '../reliability/lib/summary.ts';
@@ -26,22 +24,7 @@ const CYCLES = Number(process.env.VIRGO_SOAK_CYCLES ?? 6);
 const KILLS = Number(process.env.VIRGO_SOAK_KILLS ?? 8);
 const SECONDS = Number(process.env.VIRGO_SOAK_SECONDS ?? 120);
 const report = new Report(import.meta.url, 'soak.json');
-const cleanup: (() => Promise<unknown> | unknown)[] = [];
-afterAll(async () => {
-  for (const c of cleanup.splice(0).reverse()) {
-    try {
-      await c();
-    } catch {
-      // already gone
-    }
-  }
-}, 120_000);
-
-function tempDir(prefix: string): string {
-  const d = mkdtempSync(join(tmpdir(), `virgo-soak-${prefix}-`));
-  cleanup.push(() => rmSync(d, { recursive: true, force: true }));
-  return d;
-}
+const { cleanup, tempDir } = testScope(120_000);
 
 const has = (p: Pipeline, a: HostAnswer) =>
   p.feeder.table.get('ufw.top_src_ip', a.host) === a.ip &&

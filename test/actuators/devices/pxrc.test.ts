@@ -1,20 +1,18 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { PxrcDrone, readControls } from '../../../actuators/devices/index.ts';
 import { hostView } from '../../../actuators/drivers/index.ts';
 import { MemoryBus, TOPICS } from '../../../bus/index.ts';
 import { VariableTable } from '../../../kernel-analytics/index.ts';
 import { type QueueService, startQueueService } from '../../../queue-bridge/index.ts';
 import { codecFor, type KingCobraMessage } from '../../../schemas/index.ts';
+import { closeAfterEach } from '../../helpers/cleanup.ts';
 import { waitFor } from '../../helpers/services.ts';
 
 const dirs: string[] = [];
-const queues: QueueService[] = [];
-afterEach(async () => {
-  await Promise.all(queues.splice(0).map((q) => q.close()));
-});
+const track = closeAfterEach();
 afterAll(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
@@ -23,7 +21,7 @@ async function queue(): Promise<QueueService> {
   const dir = mkdtempSync(join(tmpdir(), 'virgo-pxrc-queue-'));
   dirs.push(dir);
   const q = await startQueueService({ dir, listen: false });
-  queues.push(q);
+  track(q);
   return q;
 }
 

@@ -2,9 +2,10 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CloudFs, escapeBytes, TokenBucket, unescapeBytes } from '../../../actuators/drivers/index.ts';
 import { VariableTable } from '../../../kernel-analytics/index.ts';
+import { closeAfterEach } from '../../helpers/cleanup.ts';
 import { run, waitFor } from '../../helpers/services.ts';
 import { expectRobust } from './lib/robust.ts';
 import { TelnetClient } from './lib/telnet.ts';
@@ -26,10 +27,7 @@ beforeAll(() => {
 });
 afterAll(() => rmSync(base, { recursive: true, force: true }));
 
-const open: CloudFs[] = [];
-afterEach(async () => {
-  await Promise.all(open.splice(0).map((s) => s.close()));
-});
+const track = closeAfterEach();
 
 async function start(
   table = new VariableTable(),
@@ -37,7 +35,7 @@ async function start(
 ) {
   const s = new CloudFs({ variables: table, root, port: 0, ...extra });
   await s.start();
-  open.push(s);
+  track(s);
   return s;
 }
 

@@ -1,20 +1,18 @@
 import { type AddressInfo, createServer } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { CpuPooling, nodeId, parseCloneRequest } from '../../../actuators/drivers/index.ts';
 import { VariableTable } from '../../../kernel-analytics/index.ts';
+import { closeAfterEach } from '../../helpers/cleanup.ts';
 import { run } from '../../helpers/services.ts';
 import { expectRobust } from './lib/robust.ts';
 import { oneShot, TelnetClient } from './lib/telnet.ts';
 
-const open: CpuPooling[] = [];
-afterEach(async () => {
-  await Promise.all(open.splice(0).map((s) => s.close()));
-});
+const track = closeAfterEach();
 
 async function start(opts: Partial<ConstructorParameters<typeof CpuPooling>[0]> = {}): Promise<CpuPooling> {
   const s = new CpuPooling({ variables: new VariableTable(), port: 0, ...opts });
   await s.start();
-  open.push(s);
+  track(s);
   return s;
 }
 
@@ -96,7 +94,7 @@ describe('cpupooling :10000', () => {
     let i = 0;
     const seq = new CpuPooling({ variables: new VariableTable(), port: 0, nodes, rand: (n) => i++ % n });
     await seq.start();
-    open.push(seq);
+    track(seq);
     const c = await TelnetClient.connect(seq.port);
     const seen: string[] = [];
     for (let k = 0; k < 6; k++) {

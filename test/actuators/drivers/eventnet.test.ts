@@ -1,8 +1,9 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { EventNet, parseEventNetMessage } from '../../../actuators/drivers/index.ts';
+import { closeAfterEach } from '../../helpers/cleanup.ts';
 import { run } from '../../helpers/services.ts';
 import { expectRobust } from './lib/robust.ts';
 import { TelnetClient } from './lib/telnet.ts';
@@ -11,17 +12,14 @@ const dirs: string[] = [];
 afterAll(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
-const open: EventNet[] = [];
-afterEach(async () => {
-  await Promise.all(open.splice(0).map((s) => s.close()));
-});
+const track = closeAfterEach();
 
 async function start(): Promise<EventNet> {
   const dir = mkdtempSync(join(tmpdir(), 'virgo-eventnet-'));
   dirs.push(dir);
   const s = new EventNet({ dir: join(dir, 'eventnet'), port: 0 });
   await s.start();
-  open.push(s);
+  track(s);
   return s;
 }
 

@@ -1,5 +1,5 @@
 import { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   InProcessMemoryStore,
   MemoryPooling,
@@ -7,6 +7,7 @@ import {
   RedisMemoryStore,
 } from '../../../actuators/drivers/index.ts';
 import { VariableTable } from '../../../kernel-analytics/index.ts';
+import { closeAfterEach } from '../../helpers/cleanup.ts';
 import { REDIS_URL, run, unique } from '../../helpers/services.ts';
 import { expectRobust } from './lib/robust.ts';
 import { TelnetClient } from './lib/telnet.ts';
@@ -24,15 +25,12 @@ afterAll(async () => {
   await redis.quit();
 });
 
-const open: MemoryPooling[] = [];
-afterEach(async () => {
-  await Promise.all(open.splice(0).map((s) => s.close()));
-});
+const track = closeAfterEach();
 
 async function start(table: VariableTable, store: MemoryStore, extra: { defaultMaxBytes?: number } = {}) {
   const s = new MemoryPooling({ variables: table, store, port: 0, ...extra });
   await s.start();
-  open.push(s);
+  track(s);
   return s;
 }
 

@@ -1,19 +1,14 @@
 // The contract every Bus implementation passes (docs/design.md §2.3): run by memory-bus.test.ts
 // and kafka-bus.int.test.ts with their own factory.
-import { afterEach, describe, expect, it } from 'vitest';
-import type { Bus, BusMessage, Subscription } from '../../../bus/index.ts';
+import { describe, expect, it } from 'vitest';
+import type { Bus, BusMessage } from '../../../bus/index.ts';
+import { collect, collectValues } from '../../helpers/bus.ts';
+import { closeAfterEach } from '../../helpers/cleanup.ts';
 import { unique, waitFor } from '../../helpers/services.ts';
 
 export function busContract(name: string, makeBus: () => Bus): void {
   describe(`Bus contract: ${name}`, () => {
-    const open: (Bus | Subscription)[] = [];
-    const track = <T extends Bus | Subscription>(x: T): T => {
-      open.push(x);
-      return x;
-    };
-    afterEach(async () => {
-      for (const x of open.splice(0).reverse()) await x.close();
-    });
+    const track = closeAfterEach();
 
     it('publishes a batch with keys and headers and delivers it in order per partition', async () => {
       const bus = track(makeBus());
@@ -27,17 +22,7 @@ export function busContract(name: string, makeBus: () => Bus): void {
       const res = await bus.publish(topic, msgs);
       expect(res.count).toBe(300);
       expect(res.partitions.length).toBeGreaterThan(1);
-      const got: BusMessage[] = [];
-      track(
-        await bus.subscribe({
-          topics: [topic],
-          groupId: unique('g'),
-          fromBeginning: true,
-          onBatch: async (b) => {
-            got.push(...b);
-          },
-        }),
-      );
+      const { got } = track(await collect(bus, topic));
       await waitFor(() => got.length >= 300, '300 messages');
       expect(got.length).toBe(300);
       // same key, same partition; per key the order is the publish order
@@ -61,15 +46,7 @@ export function busContract(name: string, makeBus: () => Bus): void {
       await bus.ensureTopics([{ topic, partitions: 1 }]);
       const value = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
       await bus.publish(topic, [{ key: Buffer.from([0, 255]), value }]);
-      const got: BusMessage[] = [];
-      track(
-        await bus.subscribe({
-          topics: [topic],
-          groupId: unique('g'),
-          fromBeginning: true,
-          onBatch: async (b) => void got.push(...b),
-        }),
-      );
+      const { got } = track(await collect(bus, topic));
       await waitFor(() => got.length === 1, 'the binary message');
       expect(got[0]!.value!.equals(value)).toBe(true);
       expect([...got[0]!.key!]).toEqual([0, 255]);
@@ -84,13 +61,8 @@ export function busContract(name: string, makeBus: () => Bus): void {
         topic,
         [1, 2, 3].map((i) => ({ value: `m${i}` })),
       );
-      const first: string[] = [];
-      const s1 = await bus.subscribe({
-        topics: [topic],
-        groupId: group,
-        fromBeginning: true,
-        onBatch: async (b) => void first.push(...b.map((m) => m.value!.toString())),
-      });
+      const s1 = await collectValues(bus, topic, group);
+      const first = s1.values;
       await waitFor(() => first.length === 3, 'first three');
       await s1.commit();
       await s1.close();
@@ -99,27 +71,11 @@ export function busContract(name: string, makeBus: () => Bus): void {
         topic,
         [4, 5].map((i) => ({ value: `m${i}` })),
       );
-      const second: string[] = [];
-      track(
-        await bus.subscribe({
-          topics: [topic],
-          groupId: group,
-          fromBeginning: true,
-          onBatch: async (b) => void second.push(...b.map((m) => m.value!.toString())),
-        }),
-      );
+      const { values: second } = track(await collectValues(bus, topic, group));
       await waitFor(() => second.length >= 2, 'the two new messages');
       expect(second).toEqual(['m4', 'm5']);
 
-      const fresh: string[] = [];
-      track(
-        await bus.subscribe({
-          topics: [topic],
-          groupId: unique('g'),
-          fromBeginning: true,
-          onBatch: async (b) => void fresh.push(...b.map((m) => m.value!.toString())),
-        }),
-      );
+      const { values: fresh } = track(await collectValues(bus, topic));
       await waitFor(() => fresh.length >= 5, 'all five for a new group');
       expect(fresh).toEqual(['m1', 'm2', 'm3', 'm4', 'm5']);
     });
@@ -154,15 +110,7 @@ export function busContract(name: string, makeBus: () => Bus): void {
       expect(hwms.at(-1)).toBe('4');
       await s1.commit();
       await s1.close();
-      const again: string[] = [];
-      track(
-        await bus.subscribe({
-          topics: [topic],
-          groupId: group,
-          fromBeginning: true,
-          onBatch: async (b) => void again.push(...b.map((m) => m.value!.toString())),
-        }),
-      );
+      const { values: again } = track(await collectValues(bus, topic, group));
       await waitFor(() => again.length >= 2, 'the held two again');
       expect(again).toEqual(['m3', 'm4']);
     });

@@ -4,14 +4,12 @@ import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { cleanupAfterEach } from '../../helpers/cleanup.ts';
 import { REDIS_URL, run, spawnVirgo, unique, virgo, waitFor } from '../../helpers/services.ts';
 import { Nc } from '../../kernel-analytics/lib/clients.ts';
 
-const cleanups: (() => unknown)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
+const cleanups = cleanupAfterEach();
 
 function tmp(): string {
   const d = mkdtempSync(join(tmpdir(), 'virgo-cli-'));
