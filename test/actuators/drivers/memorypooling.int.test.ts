@@ -1,5 +1,4 @@
-import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   InProcessMemoryStore,
   MemoryPooling,
@@ -8,22 +7,12 @@ import {
 } from '../../../actuators/drivers/index.ts';
 import { VariableTable } from '../../../kernel-analytics/index.ts';
 import { closeAfterEach } from '../../helpers/cleanup.ts';
-import { REDIS_URL, run, unique } from '../../helpers/services.ts';
+import { testRedis } from '../../helpers/redis.ts';
+import { run } from '../../helpers/services.ts';
 import { expectRobust } from './lib/robust.ts';
 import { TelnetClient } from './lib/telnet.ts';
 
-let redis: Redis;
-const prefixes: string[] = [];
-beforeAll(() => {
-  redis = new Redis(REDIS_URL);
-});
-afterAll(async () => {
-  for (const p of prefixes) {
-    const keys = await redis.keys(`${p}:*`);
-    if (keys.length > 0) await redis.del(...keys);
-  }
-  await redis.quit();
-});
+const { redis, prefix } = testRedis();
 
 const track = closeAfterEach();
 
@@ -39,9 +28,7 @@ const stores: [string, () => MemoryStore][] = [
   [
     'redis',
     () => {
-      const p = unique('test-mempool');
-      prefixes.push(p);
-      return new RedisMemoryStore(redis, p);
+      return new RedisMemoryStore(redis, prefix('test-mempool'));
     },
   ],
 ];

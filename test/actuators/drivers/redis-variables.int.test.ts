@@ -1,30 +1,14 @@
 // A driver in another process: the table is exported to Redis by the real RedisExporter, the
 // driver imports it with RedisVariables, and a change on one side changes the driver's behaviour.
-import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { MemoryPooling, RedisVariables } from '../../../actuators/drivers/index.ts';
 import { exportTable, RedisExporter, VariableTable } from '../../../kernel-analytics/index.ts';
-import { REDIS_URL, run, unique, waitFor } from '../../helpers/services.ts';
+import { testRedis } from '../../helpers/redis.ts';
+import { REDIS_URL, run, waitFor } from '../../helpers/services.ts';
 import { TelnetClient } from './lib/telnet.ts';
 
-let redis: Redis;
-const prefixes: string[] = [];
-beforeAll(() => {
-  redis = new Redis(REDIS_URL);
-});
-afterAll(async () => {
-  for (const p of prefixes) {
-    const keys = await redis.keys(`${p}:*`);
-    if (keys.length > 0) await redis.del(...keys);
-  }
-  await redis.quit();
-});
-
-function prefix(): string {
-  const p = unique('test-analytics');
-  prefixes.push(p);
-  return p;
-}
+const { redis, prefix: uniquePrefix } = testRedis();
+const prefix = () => uniquePrefix('test-analytics');
 
 describe('RedisVariables', () => {
   it('loads the exporter snapshot, follows its changes and drives a driver', async () => {
