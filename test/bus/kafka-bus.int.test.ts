@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { BusError, brokerUnreachable, KafkaBus } from '../../bus/index.ts';
-import { freePort } from '../helpers/private-kafka.ts';
+import { freePort } from '../helpers/ports.ts';
 import { BROKERS, unique, waitFor } from '../helpers/services.ts';
 import { busContract } from './lib/contract.ts';
 

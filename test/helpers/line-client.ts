@@ -1,4 +1,7 @@
-// A telnet-style client: send lines, read reply lines in order, notice the server hanging up.
+// TCP line clients for the tests. LineConn is telnet-style: send a request line, read its reply
+// line, notice the server hanging up. LineClient collects every line it reads, as a user's `nc`
+// prints them, for the services that stream (the feeder) or answer many requests at once.
+import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
 
 export class LineConn {
@@ -80,6 +83,91 @@ export class LineConn {
   }
 
   destroy(): void {
+    this.sock.destroy();
+  }
+}
+
+/** A TCP client that collects the lines it reads (what a user's `nc` would print). */
+export class LineClient {
+  readonly sock: Socket;
+  readonly lines: string[] = [];
+  closed = false;
+  private rest = '';
+  private readonly waiters: { pred: () => boolean; resolve: () => void }[] = [];
+
+  constructor(port: number, host = '127.0.0.1') {
+    this.sock = connect({ port, host });
+    this.sock.setEncoding('utf8');
+    this.sock.on('data', (d: string) => {
+      const parts = (this.rest + d).split('\n');
+      this.rest = parts.pop() ?? '';
+      for (const p of parts) this.lines.push(p);
+      this.check();
+    });
+    this.sock.on('error', () => {});
+    this.sock.on('close', () => {
+      this.closed = true;
+      this.check();
+    });
+  }
+
+  connected(): Promise<void> {
+    return this.sock.connecting ? once(this.sock, 'connect').then(() => {}) : Promise.resolve();
+  }
+
+  send(line: string): void {
+    this.sock.write(`${line}\n`);
+  }
+
+  write(data: string | Buffer): void {
+    this.sock.write(data);
+  }
+
+  /** the latest value of each key received so far */
+  table(): Map<string, string> {
+    const m = new Map<string, string>();
+    for (const l of this.lines) {
+      const eq = l.indexOf('=');
+      if (eq > 0) m.set(l.slice(0, eq), l.slice(eq + 1));
+    }
+    return m;
+  }
+
+  /** resolves when `pred` holds (checked on every read and on close); rejects after `ms` */
+  until(pred: () => boolean, what: string, ms = 20_000): Promise<void> {
+    if (pred()) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(
+        () => reject(new Error(`timed out waiting for ${what}; got ${JSON.stringify(this.lines.slice(-5))}`)),
+        ms,
+      );
+      this.waiters.push({
+        pred,
+        resolve: () => {
+          clearTimeout(t);
+          resolve();
+        },
+      });
+    });
+  }
+
+  private check(): void {
+    for (let i = this.waiters.length - 1; i >= 0; i--) {
+      const w = this.waiters[i]!;
+      if (w.pred()) {
+        this.waiters.splice(i, 1);
+        w.resolve();
+      }
+    }
+  }
+
+  /** half-closes (FIN): the server still answers what it was sent */
+  end(): void {
+    this.sock.end();
+  }
+
+  /** drops the connection at once */
+  close(): void {
     this.sock.destroy();
   }
 }

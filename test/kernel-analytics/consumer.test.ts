@@ -1,8 +1,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { RingConsumer, startFeeder } from '../../kernel-analytics/index.ts';
 import { parseBool, parseNumber } from '../../schemas/variable.ts';
+import { Nc } from '../helpers/nc.ts';
+import { freePort } from '../helpers/ports.ts';
 import { waitFor } from '../helpers/services.ts';
-import { freePort, Nc } from './lib/clients.ts';
 
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {

@@ -14,9 +14,9 @@ import {
   RedisExporter,
   VariableTable,
 } from '../../kernel-analytics/index.ts';
+import { freePort } from '../helpers/ports.ts';
 import { REDIS_URL, run, unique, waitFor } from '../helpers/services.ts';
 import { startPrivateRedis } from '../reliability/lib/private-redis.ts';
-import { freePort } from './lib/clients.ts';
 
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {

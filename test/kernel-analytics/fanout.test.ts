@@ -5,8 +5,9 @@ import { connect, type Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { type Feeder, startFeeder } from '../../kernel-analytics/index.ts';
 import { cleanupAfterEach } from '../helpers/cleanup.ts';
+import { LineClient } from '../helpers/line-client.ts';
+import { Nc } from '../helpers/nc.ts';
 import { waitFor } from '../helpers/services.ts';
-import { LineClient, Nc } from './lib/clients.ts';
 
 const cleanups = cleanupAfterEach();
 

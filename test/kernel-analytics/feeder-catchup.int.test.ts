@@ -7,7 +7,7 @@ import { startFeeder } from '../../kernel-analytics/feeder.ts';
 import { codecFor } from '../../schemas/index.ts';
 import { cleanupAfterEach } from '../helpers/cleanup.ts';
 import { LineConn } from '../helpers/line-client.ts';
-import { freePort } from '../helpers/private-kafka.ts';
+import { freePort } from '../helpers/ports.ts';
 import { BROKERS, unique, waitFor } from '../helpers/services.ts';
 
 describe('feeder catch-up', () => {

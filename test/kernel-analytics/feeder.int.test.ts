@@ -5,8 +5,9 @@ import { MemoryBus } from '../../bus/index.ts';
 import { type Feeder, startFeeder } from '../../kernel-analytics/index.ts';
 import { registry } from '../../runtime/metrics.ts';
 import { type AnalyticsVariable, codecFor } from '../../schemas/index.ts';
+import { LineClient } from '../helpers/line-client.ts';
+import { Nc } from '../helpers/nc.ts';
 import { BROKERS, unique, waitFor } from '../helpers/services.ts';
-import { LineClient, Nc } from './lib/clients.ts';
 
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {

@@ -13,7 +13,8 @@ import {
   startQueueService,
 } from '../../queue-bridge/index.ts';
 import { codecFor } from '../../schemas/index.ts';
-import { cleanupDirs, LineClient, msg, tempDir } from './lib/queue.ts';
+import { LineClient } from '../helpers/line-client.ts';
+import { cleanupDirs, msg, tempDir } from './lib/queue.ts';
 
 afterAll(cleanupDirs);
 
@@ -139,7 +140,7 @@ describe('a failing disk', () => {
     c.send('third');
     await c.until(() => c.lines.length === 3, 'third reply');
     expect(c.lines[2]).toMatch(/^REPLY#/);
-    c.close();
+    c.end();
     await svc.close();
     const log = await openSegmentLog(dir, { readOnly: true });
     const payloads: string[] = [];

@@ -10,8 +10,9 @@ import {
   type QueueService,
   startQueueService,
 } from '../../queue-bridge/index.ts';
+import { LineClient } from '../helpers/line-client.ts';
 import { run, waitFor } from '../helpers/services.ts';
-import { cleanupDirs, LineClient, msg, tempDir } from './lib/queue.ts';
+import { cleanupDirs, msg, tempDir } from './lib/queue.ts';
 
 afterAll(cleanupDirs);
 
@@ -53,7 +54,7 @@ describe('VIRGO queue service', () => {
     const parsed = c.lines.map((l) => REPLY.exec(l));
     expect(parsed.every((m) => m !== null)).toBe(true);
     expect(parsed[0]![4]).toBe(':--- from kingcobra_servicerequest_kernelspace() to client');
-    c.close();
+    c.end();
     await svc.close();
     const recs = await records(dir);
     const reqs = recs.filter((r) => r.message.kind === 'REQUEST');
@@ -180,7 +181,7 @@ describe('VIRGO queue service', () => {
     c.send('after the rush');
     await c.until(() => c.lines.length === 2, 'reply after busy');
     expect(c.lines[1]).toMatch(/^REPLY#/);
-    c.close();
+    c.end();
     d.close();
     await svc.close();
     const payloads = (await records(dir))
@@ -205,7 +206,7 @@ describe('VIRGO queue service', () => {
     expect(binary.lines).toEqual(['error: binary data (NUL or invalid UTF-8) is not a text line']);
     const half = new LineClient(svc.port);
     half.write('a half line with no newline');
-    half.close();
+    half.end();
     await half.until(() => half.closed, 'half-line client closed');
     expect(half.lines).toEqual([]);
     good.send('');
@@ -214,7 +215,7 @@ describe('VIRGO queue service', () => {
     expect(good.lines[1]).toBe('ERROR empty request; send one payload per line');
     expect(REPLY.exec(good.lines[2]!)?.[4]).toBe('echo:after');
     await expect(svc.submit('two\nlines', 'drone-1')).rejects.toThrow(/one line/);
-    good.close();
+    good.end();
     await svc.close();
     const payloads = (await records(dir))
       .filter((r) => r.message.kind === 'REQUEST')

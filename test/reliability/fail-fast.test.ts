@@ -20,7 +20,7 @@ import {
 } from '../../cli/topology/index.ts';
 import { PortInUseError } from '../../runtime/port-in-use.ts';
 import { Child } from '../helpers/child.ts';
-import { freePort } from '../helpers/private-kafka.ts';
+import { freePort } from '../helpers/ports.ts';
 import { testScope } from '../helpers/scope.ts';
 import { Report } from './lib/summary.ts';
 

@@ -24,7 +24,7 @@ import { type AnalyticsVariable, codecFor } from '../../schemas/index.ts';
 import { Child } from '../helpers/child.ts';
 import { kcatRecords } from '../helpers/kcat.ts';
 import { LineConn } from '../helpers/line-client.ts';
-import { freePort } from '../helpers/private-kafka.ts';
+import { freePort } from '../helpers/ports.ts';
 import { testScope } from '../helpers/scope.ts';
 import { BROKERS, unique, waitFor } from '../helpers/services.ts';
 import { hostAnswer, ufwMessages } from './lib/lines.ts';

@@ -11,7 +11,7 @@ import { VariableTable } from '../../kernel-analytics/table.ts';
 import { openSegmentLog } from '../../queue-bridge/index.ts';
 import { Child } from '../helpers/child.ts';
 import { LineConn } from '../helpers/line-client.ts';
-import { freePort } from '../helpers/private-kafka.ts';
+import { freePort } from '../helpers/ports.ts';
 import { testScope } from '../helpers/scope.ts';
 import { BROKERS } from '../helpers/services.ts';
 import { listeningSockets } from './lib/listeners.ts';

@@ -15,7 +15,7 @@ import { LineServer } from '../../runtime/line-server.ts';
 import { registry } from '../../runtime/metrics.ts';
 import { Child } from '../helpers/child.ts';
 import { LineConn } from '../helpers/line-client.ts';
-import { freePort } from '../helpers/private-kafka.ts';
+import { freePort } from '../helpers/ports.ts';
 import { testScope } from '../helpers/scope.ts';
 import { unique, waitFor } from '../helpers/services.ts';
 import { Report } from './lib/summary.ts';

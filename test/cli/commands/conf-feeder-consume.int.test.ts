@@ -6,8 +6,8 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { cleanupAfterEach } from '../../helpers/cleanup.ts';
+import { Nc } from '../../helpers/nc.ts';
 import { REDIS_URL, run, spawnVirgo, unique, virgo, waitFor } from '../../helpers/services.ts';
-import { Nc } from '../../kernel-analytics/lib/clients.ts';
 
 const cleanups = cleanupAfterEach();
 

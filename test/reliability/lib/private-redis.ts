@@ -2,7 +2,7 @@
 // share the machine's Redis must not see each other's keys, and a fault may stop it.
 import { connect } from 'node:net';
 import { Child } from '../../helpers/child.ts';
-import { freePort } from '../../helpers/private-kafka.ts';
+import { freePort } from '../../helpers/ports.ts';
 import { waitFor } from '../../helpers/services.ts';
 
 export interface PrivateRedis {
