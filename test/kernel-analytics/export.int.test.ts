@@ -15,8 +15,8 @@ import {
   VariableTable,
 } from '../../kernel-analytics/index.ts';
 import { freePort } from '../helpers/ports.ts';
+import { startPrivateRedis } from '../helpers/private-redis.ts';
 import { REDIS_URL, run, unique, waitFor } from '../helpers/services.ts';
-import { startPrivateRedis } from '../reliability/lib/private-redis.ts';
 
 const cleanups: (() => unknown)[] = [];
 afterEach(async () => {

@@ -25,10 +25,10 @@ import { Child } from '../helpers/child.ts';
 import { kcatRecords } from '../helpers/kcat.ts';
 import { LineConn } from '../helpers/line-client.ts';
 import { freePort } from '../helpers/ports.ts';
+import { startPrivateRedis } from '../helpers/private-redis.ts';
 import { testScope } from '../helpers/scope.ts';
 import { BROKERS, unique, waitFor } from '../helpers/services.ts';
 import { hostAnswer, ufwMessages } from './lib/lines.ts';
-import { startPrivateRedis } from './lib/private-redis.ts';
 import { Report } from './lib/summary.ts';
 
 const report = new Report(import.meta.url);

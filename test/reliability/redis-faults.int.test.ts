@@ -4,9 +4,9 @@
 import { describe, expect, it } from 'vitest';
 import { startFeeder } from '../../kernel-analytics/feeder.ts';
 import { Child } from '../helpers/child.ts';
+import { startPrivateRedis } from '../helpers/private-redis.ts';
 import { testScope } from '../helpers/scope.ts';
 import { run, unique, waitFor } from '../helpers/services.ts';
-import { startPrivateRedis } from './lib/private-redis.ts';
 import { Report } from './lib/summary.ts';
 
 const report = new Report(import.meta.url);

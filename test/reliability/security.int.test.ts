@@ -12,10 +12,10 @@ import { openSegmentLog } from '../../queue-bridge/index.ts';
 import { Child } from '../helpers/child.ts';
 import { LineConn } from '../helpers/line-client.ts';
 import { freePort } from '../helpers/ports.ts';
+import { startPrivateRedis } from '../helpers/private-redis.ts';
 import { testScope } from '../helpers/scope.ts';
 import { BROKERS } from '../helpers/services.ts';
 import { listeningSockets } from './lib/listeners.ts';
-import { startPrivateRedis } from './lib/private-redis.ts';
 import { Report } from './lib/summary.ts';
 
 const report = new Report(import.meta.url);

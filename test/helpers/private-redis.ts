@@ -1,9 +1,9 @@
 // A redis-server owned by one test (a child process on a free port, no persistence): tests that
 // share the machine's Redis must not see each other's keys, and a fault may stop it.
 import { connect } from 'node:net';
-import { Child } from '../../helpers/child.ts';
-import { freePort } from '../../helpers/ports.ts';
-import { waitFor } from '../../helpers/services.ts';
+import { Child } from './child.ts';
+import { freePort } from './ports.ts';
+import { waitFor } from './services.ts';
 
 export interface PrivateRedis {
   port: number;
