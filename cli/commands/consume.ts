@@ -1,7 +1,6 @@
 import { hostname } from 'node:os';
 import { FEEDER_PORT } from '../../kernel-analytics/ports.ts';
 import { CONNECTION_OPTIONS, parseHostPort, UsageError } from '../../runtime/config.ts';
-import { enableProcessMetrics, serveMetrics } from '../../runtime/metrics.ts';
 import { exitOnSignals, onShutdown, shutdown } from '../../runtime/shutdown.ts';
 import { hostProblem } from '../../schemas/variable.ts';
 import { defineCommand } from '../command.ts';
@@ -137,26 +136,17 @@ examples:
       });
     }
     if (opts.metrics) {
-      enableProcessMetrics();
       const m = parseHostPort(opts.metrics as string);
-      const { startDashboard } = await import('../dashboard/start.ts');
-      const { stageFigures } = await import('../figures.ts');
-      const srv = await serveMetrics({
-        host: m.host,
-        port: m.port,
+      const { serveStageMetrics } = await import('../dashboard/start.ts');
+      const srv = await serveStageMetrics(m, {
+        command: 'virgo consume',
         health: () => {
           const s = consumer.stats();
           return { ok: s.connected, ...s, sinks: sinks.map((k) => ({ name: k.name, ...k.stats() })) };
         },
-        routes: await startDashboard({
-          table: consumer.table,
-          sources: {
-            meta: () => ({ command: 'virgo consume' }),
-            panels: () => stageFigures({ consumers: [consumer] }),
-          },
-        }),
+        handles: { consumers: [consumer] },
+        variables: { table: consumer.table },
       });
-      onShutdown('metrics', () => srv.close());
       io.stderr.write(`metrics on http://${m.host}:${srv.port}/metrics\n`);
     }
     await exitOnSignals();

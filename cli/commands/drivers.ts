@@ -1,6 +1,5 @@
 import { once } from 'node:events';
 import { parseHostPort, UsageError } from '../../runtime/config.ts';
-import { enableProcessMetrics, serveMetrics } from '../../runtime/metrics.ts';
 import { stateDir } from '../../runtime/paths.ts';
 import { exitOnSignals, onShutdown, shutdown } from '../../runtime/shutdown.ts';
 import { startStages } from '../../runtime/topology.ts';
@@ -68,27 +67,18 @@ examples:
 
     async function serve(actuators: ActuatorsHandle): Promise<number> {
       if (metricsAddr) {
-        enableProcessMetrics();
-        const m = metricsAddr;
-        const { startDashboard } = await import('../dashboard/start.ts');
-        const { stageFigures } = await import('../figures.ts');
-        const srv = await serveMetrics({
-          host: m.host,
-          port: m.port,
+        const { serveStageMetrics } = await import('../dashboard/start.ts');
+        await serveStageMetrics(metricsAddr, {
+          command: 'virgo drivers up',
+          meta: { variables: actuators.source },
           health: () => ({
             ok: true,
             ports: actuators.drivers.ports,
             variables: actuators.table.size,
             source: actuators.source,
           }),
-          routes: await startDashboard({
-            sources: {
-              meta: () => ({ command: 'virgo drivers up', variables: actuators.source }),
-              panels: () => stageFigures({ actuators }),
-            },
-          }),
+          handles: { actuators },
         });
-        onShutdown('metrics', () => srv.close());
       }
 
       const listening = Object.entries(actuators.drivers.ports)

@@ -2,7 +2,6 @@ import { createInterface } from 'node:readline';
 import { FEEDER_PORT } from '../../kernel-analytics/ports.ts';
 import { CONNECTION_OPTIONS, parseHostPort, UsageError } from '../../runtime/config.ts';
 import { createLogger } from '../../runtime/log.ts';
-import { enableProcessMetrics, serveMetrics } from '../../runtime/metrics.ts';
 import { exitOnSignals, onShutdown, shutdown } from '../../runtime/shutdown.ts';
 import { hostProblem } from '../../schemas/variable.ts';
 import { busFromOptions, defineCommand } from '../command.ts';
@@ -110,21 +109,15 @@ examples:
       await bus?.close();
     });
     if (opts.metrics) {
-      enableProcessMetrics();
       const m = parseHostPort(opts.metrics as string);
-      const { startDashboard } = await import('../dashboard/start.ts');
-      const { stageFigures } = await import('../figures.ts');
-      const srv = await serveMetrics({
-        host: m.host,
-        port: m.port,
+      const { serveStageMetrics } = await import('../dashboard/start.ts');
+      const srv = await serveStageMetrics(m, {
+        command: 'virgo feeder',
         health: () => ({ ok: true, ...feeder.stats() }),
+        handles: { feeder },
         // the variables with their evidence from the bus, else what the feeder was fed
-        routes: await startDashboard({
-          ...(bus ? { bus } : { table: feeder.table }),
-          sources: { meta: () => ({ command: 'virgo feeder' }), panels: () => stageFigures({ feeder }) },
-        }),
+        variables: bus ? { bus } : { table: feeder.table },
       });
-      onShutdown('metrics', () => srv.close());
       io.stderr.write(`metrics on http://${m.host}:${srv.port}/metrics\n`);
     }
     if (io.stderr.isTTY)

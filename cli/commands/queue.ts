@@ -4,7 +4,6 @@ import type { LogRecord, ReadDamage, SegmentLog } from '../../queue-bridge/index
 import { QUEUE_PORT, QUEUE_ZMQ_ENDPOINT } from '../../queue-bridge/ports.ts';
 import { type OptionDefs, parseAllowList, parseHostPort, UsageError } from '../../runtime/config.ts';
 import { createLogger } from '../../runtime/log.ts';
-import { enableProcessMetrics, serveMetrics } from '../../runtime/metrics.ts';
 import { stateDir } from '../../runtime/paths.ts';
 import {
   HANDSHAKE_TIMEOUT_OPTION,
@@ -199,25 +198,15 @@ async function runQueue({ opts, args, io }: RunContext<typeof OPTIONS>): Promise
     if (secret) log.info('write ports require the secret', { source: secret.source });
     onShutdown('queue', () => svc.close());
     if (opts.metrics) {
-      enableProcessMetrics();
-      const m = parseHostPort(opts.metrics as string);
-      const { startDashboard } = await import('../dashboard/start.ts');
-      const { stageFigures } = await import('../figures.ts');
-      const srv = await serveMetrics({
-        host: m.host,
-        port: m.port,
+      const { serveStageMetrics } = await import('../dashboard/start.ts');
+      await serveStageMetrics(parseHostPort(opts.metrics as string), {
+        command: 'virgo queue serve',
         health: () => {
           const s = svc.stats();
           return { ok: s.log.failed === null, ...s };
         },
-        routes: await startDashboard({
-          sources: {
-            meta: () => ({ command: 'virgo queue serve' }),
-            panels: () => stageFigures({ queue: svc }),
-          },
-        }),
+        handles: { queue: svc },
       });
-      onShutdown('metrics', () => srv.close());
     }
     const s = svc.stats().log;
     await write(

@@ -4,7 +4,15 @@
 // on the process's bus when it has one, else from a variable table (no `why` then).
 import type { Bus } from '../../bus/index.ts';
 import type { VariableTable } from '../../kernel-analytics/index.ts';
-import { type HttpRoutes, registry } from '../../runtime/metrics.ts';
+import {
+  enableProcessMetrics,
+  type HttpRoutes,
+  type MetricsServer,
+  registry,
+  serveMetrics,
+} from '../../runtime/metrics.ts';
+import { onShutdown } from '../../runtime/shutdown.ts';
+import { type StageHandles, stageFigures } from '../figures.ts';
 import { DashboardModel } from './model.ts';
 import { Dashboard, type DashboardSources } from './server.ts';
 
@@ -72,4 +80,39 @@ function fromTable(host: string, key: string, value: string, ts: number) {
     type: 'string',
     unit: null,
   };
+}
+
+export interface StageMetricsOptions {
+  /** what the page's header names (`virgo feeder`, …) */
+  command: string;
+  /** more header fields */
+  meta?: Record<string, string>;
+  health: () => { ok: boolean; [k: string]: unknown };
+  /** the stage's handles, whose figures make the dashboard's panels */
+  handles: StageHandles;
+  /** where the dashboard reads the variables (a bus, else a table; neither: none) */
+  variables?: Pick<DashboardInputs, 'bus' | 'table'>;
+}
+
+/**
+ * /metrics, /health and the dashboard of a command that runs one stage on its own (`virgo feeder`,
+ * `consume`, `queue serve`, `drivers up` with `--metrics`): process metrics on, the page built from
+ * what this process has, the server stopped at shutdown.
+ */
+export async function serveStageMetrics(
+  at: { host: string; port: number },
+  o: StageMetricsOptions,
+): Promise<MetricsServer> {
+  enableProcessMetrics();
+  const srv = await serveMetrics({
+    host: at.host,
+    port: at.port,
+    health: o.health,
+    routes: await startDashboard({
+      ...o.variables,
+      sources: { meta: () => ({ command: o.command, ...o.meta }), panels: () => stageFigures(o.handles) },
+    }),
+  });
+  onShutdown('metrics', () => srv.close());
+  return srv;
 }
