@@ -1,20 +1,10 @@
 // The VIRGO queue's telnet-compatible port (:60000 by default): one request per line, one reply
 // line per request, in order. The runtime LineServer bounds line length, clients and output and
 // drops a client that sends an overlong or binary line (the server and other clients go on).
-import { LineServer } from '../runtime/line-server.ts';
+import { LineServer, type ListenOptions } from '../runtime/line-server.ts';
 import type { KingCobra } from './kingcobra.ts';
 
-export interface TcpFrontOptions {
-  host?: string;
-  port: number;
-  maxLineBytes?: number;
-  maxClients?: number;
-  idleTimeoutMs?: number;
-  allow?: string[];
-  secret?: string;
-  handshakeTimeoutMs?: number;
-  maxPending?: number;
-}
+export type TcpFrontOptions = ListenOptions;
 
 export interface TcpFront {
   readonly server: LineServer;

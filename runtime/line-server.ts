@@ -66,6 +66,23 @@ export interface LineServerOptions {
   onClose?: (client: LineClient, reason: string) => void;
 }
 
+/**
+ * Where a LineServer listens, to whom, and its bounds: what a service built on one (the pooling
+ * drivers, the VIRGO queue) takes from its caller and hands over unchanged.
+ */
+export type ListenOptions = Pick<
+  LineServerOptions,
+  | 'host'
+  | 'port'
+  | 'maxLineBytes'
+  | 'maxClients'
+  | 'idleTimeoutMs'
+  | 'allow'
+  | 'secret'
+  | 'handshakeTimeoutMs'
+  | 'maxPending'
+>;
+
 export interface LineClient {
   readonly id: number;
   readonly remote: string;

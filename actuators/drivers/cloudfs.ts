@@ -16,7 +16,7 @@
 import { constants, type FileHandle, open, readlink, realpath } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, sep } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { LineClient, LineServer } from '../../runtime/line-server.ts';
+import type { LineClient } from '../../runtime/line-server.ts';
 import { createLogger } from '../../runtime/log.ts';
 import { counter, gauge } from '../../runtime/metrics.ts';
 import { expectCall, parseCount, splitFirst, splitLast } from './call-syntax.ts';
@@ -24,9 +24,8 @@ import { EscapeError, escapeBytes, unescapeBytes } from './data-escape.ts';
 import {
   type CommonServerOptions,
   commonServerOptions,
-  createDriverServer,
   DriverError,
-  type DriverStats,
+  DriverService,
   quote,
 } from './driver-server.ts';
 import { CLOUDFS_PORT } from './ports.ts';
@@ -77,9 +76,7 @@ interface OpenFile {
   lastUsed: number;
 }
 
-export class CloudFs {
-  readonly server: LineServer;
-  readonly stats: DriverStats;
+export class CloudFs extends DriverService {
   readonly bucket: TokenBucket;
   private rootReal = '';
   /** each connection's descriptors, by connection id */
@@ -88,26 +85,22 @@ export class CloudFs {
   private sweeper: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: CloudFsOptions) {
-    this.bucket = new TokenBucket(opts.defaultWriteBytesPerS ?? 0, opts.maxWriteWaitMs ?? 5_000);
-    const { server, stats } = createDriverServer(
+    super(
       {
         name: 'cloudfs',
         port: opts.port ?? CLOUDFS_PORT,
         help: HELP,
-        handle: (line, client) => this.handle(line, client),
-        onClose: (client) => void this.closeAll(client.id),
         ...commonServerOptions(opts),
         // a write line carries its data: room for 64 KiB plus the call around it
         maxLineBytes: opts.maxLineBytes ?? 65_536 + 256,
       },
       log,
     );
-    this.server = server;
-    this.stats = stats;
+    this.bucket = new TokenBucket(opts.defaultWriteBytesPerS ?? 0, opts.maxWriteWaitMs ?? 5_000);
   }
 
-  get port(): number {
-    return this.server.port;
+  protected override onClientClose(client: LineClient): void {
+    void this.closeAll(client.id);
   }
 
   /** descriptors open now, all connections together */
@@ -165,7 +158,7 @@ export class CloudFs {
     return t;
   }
 
-  private async handle(line: string, client: LineClient): Promise<string> {
+  protected async handle(line: string, client: LineClient): Promise<string> {
     const files = this.table(client);
     const call = expectCall(line, COMMANDS);
     switch (call.name) {

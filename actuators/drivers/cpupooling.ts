@@ -9,7 +9,6 @@
 // time limit per call (`cpupooling.timeout_ms`), so a heavy clone never holds up this port's other
 // clients or any other port of the process; a full pool or a call over its time gets an error line.
 import { networkInterfaces } from 'node:os';
-import type { LineServer } from '../../runtime/line-server.ts';
 import { createLogger } from '../../runtime/log.ts';
 import { counter } from '../../runtime/metrics.ts';
 import { PoolBusyError, TaskError, TaskTimeoutError, WorkerPool } from '../../runtime/worker-pool.ts';
@@ -20,10 +19,9 @@ import type { CloneTask } from './clone-worker.ts';
 import {
   type CommonServerOptions,
   commonServerOptions,
-  createDriverServer,
   DriverError,
   type DriverErrorCode,
-  type DriverStats,
+  DriverService,
   quote,
 } from './driver-server.ts';
 import { NodeClient } from './node-client.ts';
@@ -77,9 +75,7 @@ export interface Pick {
 const HELP =
   'cpupooling: virgo_clone(<fn>,<arg>,…) | <fn>(<arg>,…) | <fn> <arg> …  runs a registered function on a node of virgo_cloud.conf; reply node=<node> rule=<rule> result=<result>';
 
-export class CpuPooling {
-  readonly server: LineServer;
-  readonly stats: DriverStats;
+export class CpuPooling extends DriverService {
   /** requests run per node id, local and forwarded */
   readonly perNode = new Map<string, number>();
   private nodes: CloudNode[];
@@ -91,7 +87,17 @@ export class CpuPooling {
   readonly pool: WorkerPool | undefined;
 
   constructor(private readonly opts: CpuPoolingOptions) {
-    this.registry = opts.registry ?? defaultRegistry();
+    const registry = opts.registry ?? defaultRegistry();
+    super(
+      {
+        name: 'cpupooling',
+        port: opts.port ?? CPUPOOLING_PORT,
+        help: `${HELP}; functions: ${registry.names().join(', ')}`,
+        ...commonServerOptions(opts),
+      },
+      log,
+    );
+    this.registry = registry;
     this.nodes = opts.nodes ?? [];
     if (opts.workers !== false) {
       this.pool = new WorkerPool({
@@ -102,22 +108,6 @@ export class CpuPooling {
         ...(opts.workers?.timeoutMs !== undefined ? { timeoutMs: opts.workers.timeoutMs } : {}),
       });
     }
-    const { server, stats } = createDriverServer(
-      {
-        name: 'cpupooling',
-        port: opts.port ?? CPUPOOLING_PORT,
-        help: `${HELP}; functions: ${this.registry.names().join(', ')}`,
-        handle: (line) => this.handle(line),
-        ...commonServerOptions(opts),
-      },
-      log,
-    );
-    this.server = server;
-    this.stats = stats;
-  }
-
-  get port(): number {
-    return this.server.port;
   }
 
   async start(): Promise<number> {
@@ -190,7 +180,7 @@ export class CpuPooling {
     return node.port === this.port && isLocalHost(node.host, this.server.host);
   }
 
-  private async handle(line: string): Promise<string> {
+  protected async handle(line: string): Promise<string> {
     const req = parseCloneRequest(line);
     const fn = this.registry.require(req.fn);
     if (req.local) return this.runLocal(fn.name, req.args);

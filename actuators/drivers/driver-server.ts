@@ -2,7 +2,7 @@
 // LineServer (bounded lines, clients and output; binary or overlong input closes that client only).
 // Expected failures are DriverErrors and become `error: <message>` lines; anything else is a bug,
 // logged, and answered with `error: internal error` so the client is never left waiting.
-import { type LineClient, LineServer } from '../../runtime/line-server.ts';
+import { type LineClient, LineServer, type ListenOptions } from '../../runtime/line-server.ts';
 import type { Logger } from '../../runtime/log.ts';
 import { counter, histogram } from '../../runtime/metrics.ts';
 
@@ -41,17 +41,9 @@ const seconds = histogram(
   [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
 );
 
-export interface DriverServerOptions {
+/** The listener's options as the LineServer takes them (a driver keeps its default pending bound). */
+export interface DriverServerOptions extends Omit<ListenOptions, 'maxPending'> {
   name: string;
-  host?: string;
-  port: number;
-  maxLineBytes?: number;
-  maxClients?: number;
-  idleTimeoutMs?: number;
-  allow?: string[];
-  secret?: string;
-  /** with a secret: time a connection has to authenticate (default 5 s) */
-  handshakeTimeoutMs?: number;
   /** one request line in, the reply line out (without newline) */
   handle: (line: string, client: LineClient) => string | Promise<string>;
   /** what `help` answers: one line naming the requests */
@@ -135,6 +127,38 @@ export function createDriverServer(
     },
   });
   return { server, stats };
+}
+
+/**
+ * A pooling driver: its server (one request line in, one reply line out) and tally. A driver
+ * answers requests in `handle` and may let go of a client's resources in `onClientClose`.
+ */
+export abstract class DriverService {
+  readonly server: LineServer;
+  readonly stats: DriverStats;
+
+  protected constructor(opts: Omit<DriverServerOptions, 'handle' | 'onClose'>, log: Logger) {
+    const { server, stats } = createDriverServer(
+      {
+        ...opts,
+        handle: (line, client) => this.handle(line, client),
+        onClose: (client) => this.onClientClose(client),
+      },
+      log,
+    );
+    this.server = server;
+    this.stats = stats;
+  }
+
+  get port(): number {
+    return this.server.port;
+  }
+
+  /** the reply line to one request (a DriverError for a request refused) */
+  protected abstract handle(line: string, client: LineClient): string | Promise<string>;
+
+  /** a client went away */
+  protected onClientClose(_client: LineClient): void {}
 }
 
 /** Quotes a piece of client input for an error line, shortened so errors stay one short line. */

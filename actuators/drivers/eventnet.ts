@@ -8,14 +8,12 @@
 // previous write is in flight.
 import { type FileHandle, mkdir, open } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { LineServer } from '../../runtime/line-server.ts';
 import { createLogger } from '../../runtime/log.ts';
 import {
   type CommonServerOptions,
   commonServerOptions,
-  createDriverServer,
   DriverError,
-  type DriverStats,
+  DriverService,
   quote,
 } from './driver-server.ts';
 import { EVENTNET_PORT } from './ports.ts';
@@ -99,29 +97,15 @@ interface AppendFile {
   writing: boolean;
 }
 
-export class EventNet {
-  readonly server: LineServer;
-  readonly stats: DriverStats;
+export class EventNet extends DriverService {
   private edges: AppendFile | undefined;
   private vertices: AppendFile | undefined;
 
   constructor(private readonly opts: EventNetOptions) {
-    const { server, stats } = createDriverServer(
-      {
-        name: 'eventnet',
-        port: opts.port ?? EVENTNET_PORT,
-        help: HELP,
-        handle: (line) => this.handle(line),
-        ...commonServerOptions(opts),
-      },
+    super(
+      { name: 'eventnet', port: opts.port ?? EVENTNET_PORT, help: HELP, ...commonServerOptions(opts) },
       log,
     );
-    this.server = server;
-    this.stats = stats;
-  }
-
-  get port(): number {
-    return this.server.port;
   }
 
   get edgesPath(): string {
@@ -149,7 +133,7 @@ export class EventNet {
     return this.server.listen();
   }
 
-  private handle(line: string): Promise<string> {
+  protected handle(line: string): Promise<string> {
     const msg = parseEventNetMessage(line);
     const file = msg.kind === 'edge' ? this.edges : this.vertices;
     if (!file) throw new DriverError('unavailable', 'eventnet is not started');

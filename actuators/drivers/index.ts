@@ -30,7 +30,13 @@ export {
   parseCloneRequest,
 } from './cpupooling.ts';
 export { escapeBytes, unescapeBytes } from './data-escape.ts';
-export { createDriverServer, DriverError, type DriverErrorCode, type DriverStats } from './driver-server.ts';
+export {
+  createDriverServer,
+  DriverError,
+  type DriverErrorCode,
+  DriverService,
+  type DriverStats,
+} from './driver-server.ts';
 export {
   EDGES_FILE,
   EventNet,

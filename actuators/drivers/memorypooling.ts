@@ -9,16 +9,15 @@
 // `memorypooling.client_blocks` (what one client, told apart by its address, may hold). Lowering
 // them never touches existing blocks. A block counts against the client that allocated it until
 // it is freed, from whichever connection.
-import type { LineClient, LineServer } from '../../runtime/line-server.ts';
+import type { LineClient } from '../../runtime/line-server.ts';
 import { createLogger } from '../../runtime/log.ts';
 import { gauge } from '../../runtime/metrics.ts';
 import { expectCall, parseCount, parseU64, splitFirst } from './call-syntax.ts';
 import {
   type CommonServerOptions,
   commonServerOptions,
-  createDriverServer,
   DriverError,
-  type DriverStats,
+  DriverService,
 } from './driver-server.ts';
 import { InProcessMemoryStore, type MemoryStore, type PoolLimits } from './memory-store.ts';
 import { MEMORYPOOLING_PORT } from './ports.ts';
@@ -64,29 +63,20 @@ export interface MemoryLimits extends PoolLimits {
   maxBytes: number;
 }
 
-export class MemoryPooling {
-  readonly server: LineServer;
-  readonly stats: DriverStats;
+export class MemoryPooling extends DriverService {
   readonly store: MemoryStore;
 
   constructor(private readonly opts: MemoryPoolingOptions) {
-    this.store = opts.store ?? new InProcessMemoryStore();
-    const { server, stats } = createDriverServer(
+    super(
       {
         name: 'memorypooling',
         port: opts.port ?? MEMORYPOOLING_PORT,
         help: HELP,
-        handle: (line, client) => this.handle(line, client),
         ...commonServerOptions(opts),
       },
       log,
     );
-    this.server = server;
-    this.stats = stats;
-  }
-
-  get port(): number {
-    return this.server.port;
+    this.store = opts.store ?? new InProcessMemoryStore();
   }
 
   start(): Promise<number> {
@@ -106,7 +96,7 @@ export class MemoryPooling {
     };
   }
 
-  private async handle(line: string, client: LineClient): Promise<string> {
+  protected async handle(line: string, client: LineClient): Promise<string> {
     const call = expectCall(line, COMMANDS);
     switch (call.name) {
       case 'virgo_cloud_malloc': {
