@@ -4,14 +4,15 @@
 // virgo.drone-sensors (the drone learner's input) and, asynchronously, sends telemetry and
 // events (arrival, collision, failsafe) to the VIRGO queue. A missing or unreadable control
 // variable puts the drone in failsafe: no throttle, full brake, no yaw.
-import { type Bus, CONTENT_TYPES, HEADERS, TOPICS } from '../../bus/index.ts';
+import { type Bus, TOPICS } from '../../bus/index.ts';
 import { createLogger } from '../../runtime/log.ts';
 import { counter } from '../../runtime/metrics.ts';
 import { codecFor, type DroneSensorFrame } from '../../schemas/index.ts';
 import { parseNumber } from '../../schemas/variable.ts';
 import type { VariableSource } from '../drivers/variables.ts';
+import { DeviceModel } from './device.ts';
 import { type Course, type DroneControls, type DroneParams, DroneSim, generateCourse } from './drone-sim.ts';
-import { OrderedSender, type ReplySink } from './reply-sink.ts';
+import type { ReplySink } from './reply-sink.ts';
 
 const log = createLogger('devices.pxrc');
 const framesTotal = counter('virgo_pxrc_frames_total', 'drone sensor frames by outcome', [
@@ -93,8 +94,7 @@ export interface PxrcStats {
   failsafeTicks: number;
 }
 
-export class PxrcDrone {
-  readonly deviceId: string;
+export class PxrcDrone extends DeviceModel<DroneSensorFrame> {
   readonly sim: DroneSim;
   readonly stats: PxrcStats = {
     ticks: 0,
@@ -103,30 +103,26 @@ export class PxrcDrone {
     publishErrors: 0,
     failsafeTicks: 0,
   };
-  readonly sender: OrderedSender | undefined;
   /** the controls applied at the last tick */
   lastControls: DroneControls = { ...FAILSAFE };
   private failsafe: string | undefined = 'not armed yet';
-  private pubTail: Promise<void> = Promise.resolve();
-  private pubPending = 0;
-  private timer: NodeJS.Timeout | undefined;
-  private readonly codec = codecFor('DroneSensorFrame');
 
   constructor(private readonly opts: PxrcDroneOptions) {
-    this.deviceId = opts.deviceId;
+    super({
+      deviceId: opts.deviceId,
+      kind: 'pxrc',
+      replies: opts.replies,
+      clientAddr: opts.clientAddr,
+      bus: opts.bus,
+      topic: opts.topic ?? TOPICS.droneSensors,
+      codec: codecFor('DroneSensorFrame'),
+    });
     this.sim =
       opts.sim ??
       new DroneSim(
         typeof opts.course === 'object' ? opts.course : generateCourse({ seed: opts.course ?? 1 }),
         opts.params,
       );
-    if (opts.replies) {
-      this.sender = new OrderedSender(
-        opts.replies,
-        opts.clientAddr ?? `pxrc:${opts.deviceId}`,
-        `pxrc:${opts.deviceId}`,
-      );
-    }
   }
 
   /** The frame the sensors give now, without stepping. */
@@ -198,59 +194,33 @@ export class PxrcDrone {
   }
 
   private publish(f: DroneSensorFrame): void {
-    const bus = this.opts.bus;
-    if (!bus) return;
-    if (this.pubPending >= (this.opts.maxPendingFrames ?? 64)) {
+    if (!this.publishes) return;
+    if (this.framesPending >= (this.opts.maxPendingFrames ?? 64)) {
       // a stale frame is worth less than a fresh one: drop, count, go on
       this.stats.framesDropped++;
       framesTotal.inc({ device: this.deviceId, outcome: 'dropped' });
       return;
     }
-    this.pubPending++;
-    const value = this.codec.encode(f);
-    const topic = this.opts.topic ?? TOPICS.droneSensors;
-    this.pubTail = this.pubTail.then(async () => {
-      try {
-        await bus.publish(topic, [
-          {
-            key: this.deviceId,
-            value,
-            headers: {
-              [HEADERS.contentType]: CONTENT_TYPES.avro,
-              [HEADERS.schema]: this.codec.fingerprintHex,
-            },
-          },
-        ]);
+    this.publishFrame(
+      f,
+      () => {
         this.stats.framesPublished++;
         framesTotal.inc({ device: this.deviceId, outcome: 'published' });
-      } catch (err) {
+      },
+      (err) => {
         this.stats.publishErrors++;
         framesTotal.inc({ device: this.deviceId, outcome: 'error' });
         if (this.stats.publishErrors === 1)
           log.warn('sensor frame not published', { device: this.deviceId, err });
-      } finally {
-        this.pubPending--;
-      }
-    });
+      },
+    );
   }
 
   /** Ticks on a timer every dtMs of wall time (the simulation itself stays clock-free). */
   start(): void {
-    if (this.timer) return;
-    this.timer = setInterval(() => {
+    this.every(this.sim.params.dtMs, () => {
       this.tick();
       if (this.sim.done) this.stop();
-    }, this.sim.params.dtMs);
-  }
-
-  stop(): void {
-    clearInterval(this.timer);
-    this.timer = undefined;
-  }
-
-  /** resolves when every frame and reply queued so far is out */
-  async idle(): Promise<void> {
-    await this.pubTail;
-    await this.sender?.idle();
+    });
   }
 }

@@ -7,14 +7,15 @@
 // queue. The camera side produces WebcamFrames (face embeddings, not pixels) on
 // virgo.webcam-frames for the webcam learner, from seeded identities: the enrolled owner and
 // strangers, so a run is reproducible.
-import { type Bus, CONTENT_TYPES, HEADERS, TOPICS } from '../../bus/index.ts';
+import { type Bus, TOPICS } from '../../bus/index.ts';
 import { createLogger } from '../../runtime/log.ts';
 import { counter } from '../../runtime/metrics.ts';
 import { gaussian, seededRandom } from '../../runtime/rng.ts';
 import { codecFor, type WebcamFrame } from '../../schemas/index.ts';
 import { parseBool } from '../../schemas/variable.ts';
 import type { SourceChange, VariableSource } from '../drivers/variables.ts';
-import { OrderedSender, type ReplySink } from './reply-sink.ts';
+import { DeviceModel } from './device.ts';
+import type { ReplySink } from './reply-sink.ts';
 
 const log = createLogger('devices.uvcvideo');
 const actionsTotal = counter('virgo_uvc_actions_total', 'webcam actions taken on the match variable', [
@@ -63,13 +64,11 @@ function normalise(v: number[]): number[] {
   return v.map((x) => x / n);
 }
 
-export class UvcWebcam {
-  readonly deviceId: string;
+export class UvcWebcam extends DeviceModel<WebcamFrame> {
   /** the enrolled identity's embedding (unit length) */
   readonly owner: number[];
   readonly actions: WebcamActionEvent[] = [];
   readonly traces: string[] = [];
-  readonly sender: OrderedSender | undefined;
   locked = true;
   recording = false;
   framesPublished = 0;
@@ -77,23 +76,21 @@ export class UvcWebcam {
   private lastMatch: boolean | undefined;
   private readonly rand: () => number;
   private readonly dim: number;
-  private readonly codec = codecFor('WebcamFrame');
-  private pubTail: Promise<void> = Promise.resolve();
   private readonly listener: (c: SourceChange) => void;
-  private timer: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: UvcWebcamOptions) {
-    this.deviceId = opts.deviceId;
+    super({
+      deviceId: opts.deviceId,
+      kind: 'uvc',
+      replies: opts.replies,
+      clientAddr: opts.clientAddr,
+      bus: opts.bus,
+      topic: opts.topic ?? TOPICS.webcamFrames,
+      codec: codecFor('WebcamFrame'),
+    });
     this.rand = seededRandom(opts.seed ?? 7);
     this.dim = opts.dim ?? 128;
     this.owner = this.identity();
-    if (opts.replies) {
-      this.sender = new OrderedSender(
-        opts.replies,
-        opts.clientAddr ?? `uvc:${opts.deviceId}`,
-        `uvc:${opts.deviceId}`,
-      );
-    }
     this.listener = (c) => {
       if (c.key === UVC_VARS.match) this.onMatch(c.value);
     };
@@ -163,50 +160,22 @@ export class UvcWebcam {
     this.trace(
       `uvc_video_decode_start(): frame ${seq}, kernel_analytics variable match=${this.opts.variables.get(UVC_VARS.match) ?? '(unset)'}`,
     );
-    const bus = this.opts.bus;
-    if (bus) {
-      const value = this.codec.encode(frame);
-      this.pubTail = this.pubTail.then(() =>
-        bus
-          .publish(this.opts.topic ?? TOPICS.webcamFrames, [
-            {
-              key: this.deviceId,
-              value,
-              headers: {
-                [HEADERS.contentType]: CONTENT_TYPES.avro,
-                [HEADERS.schema]: this.codec.fingerprintHex,
-              },
-            },
-          ])
-          .then(
-            () => {
-              this.framesPublished++;
-            },
-            (err: Error) =>
-              log.warn('webcam frame not published', { device: this.deviceId, err: err.message }),
-          ),
-      );
-    }
+    this.publishFrame(
+      frame,
+      () => {
+        this.framesPublished++;
+      },
+      (err) => log.warn('webcam frame not published', { device: this.deviceId, err: (err as Error).message }),
+    );
     return frame;
   }
 
   /** Captures on a timer: the owner, then now and then a stranger (seeded), for live runs. */
   start(intervalMs = 500, strangerEvery = 10): void {
-    if (this.timer) return;
-    this.timer = setInterval(() => {
+    this.every(intervalMs, () => {
       const n = this.seq;
       this.capture(n % strangerEvery === strangerEvery - 1 ? 'stranger' : 'owner');
-    }, intervalMs);
-  }
-
-  stop(): void {
-    clearInterval(this.timer);
-    this.timer = undefined;
-  }
-
-  async idle(): Promise<void> {
-    await this.pubTail;
-    await this.sender?.idle();
+    });
   }
 
   close(): void {
