@@ -370,11 +370,7 @@ export class KernelActuator {
       const raw = values.get(w.variable)!;
       const held = conditionHolds(w, raw);
       if (held === undefined) {
-        return {
-          act: false,
-          reason: 'invalid-value',
-          detail: `${host}/${w.variable}=${JSON.stringify(raw)} is not a ${w.is === undefined ? 'number' : 'boolean'}`,
-        };
+        return invalidValue(`${host}/${w.variable}`, raw, `a ${w.is === undefined ? 'number' : 'boolean'}`);
       }
       const test =
         w.is !== undefined ? `is ${w.is}` : w.above !== undefined ? `above ${w.above}` : `below ${w.below}`;
@@ -402,12 +398,7 @@ export class KernelActuator {
     wait: number,
   ): Decision {
     const n = parseNumber(value);
-    if (n === undefined)
-      return {
-        act: false,
-        reason: 'invalid-value',
-        detail: `${variable}=${JSON.stringify(value)} is not a number`,
-      };
+    if (n === undefined) return invalidValue(variable, value, 'a number');
     const bounds = this.policy.allow.interfaces.get(rule.interface)!;
     const wanted = Math.round(n * rule.mbitPerUnit);
     const desired = clamp(wanted, bounds.minMbit, bounds.maxMbit);
@@ -441,14 +432,7 @@ export class KernelActuator {
         return seen;
       },
     };
-    return {
-      act: true,
-      steps: [step],
-      variable,
-      value,
-      why,
-      ...(next !== desired ? { retryMs: rule.minIntervalMs } : {}),
-    };
+    return oneStep(step, variable, value, why, next !== desired ? rule.minIntervalMs : undefined);
   }
 
   private decideSysctl(
@@ -464,23 +448,13 @@ export class KernelActuator {
     let desired: number;
     if (rule.ifTrue !== undefined) {
       const b = parseBool(value);
-      if (b === undefined)
-        return {
-          act: false,
-          reason: 'invalid-value',
-          detail: `${variable}=${JSON.stringify(value)} is not a boolean`,
-        };
+      if (b === undefined) return invalidValue(variable, value, 'a boolean');
       const t = b ? rule.ifTrue : rule.ifFalse!;
       desired = t === 'original' ? original : t;
       if (t === 'original') why += ` → the original ${original}`;
     } else {
       const n = parseNumber(value);
-      if (n === undefined)
-        return {
-          act: false,
-          reason: 'invalid-value',
-          detail: `${variable}=${JSON.stringify(value)} is not a number`,
-        };
+      if (n === undefined) return invalidValue(variable, value, 'a number');
       const wanted = Math.round(n * (rule.scale ?? 1) + (rule.offset ?? 0));
       desired = clamp(wanted, bounds.min, bounds.max);
       if (desired !== wanted)
@@ -503,14 +477,7 @@ export class KernelActuator {
         return { kind: 'sysctl', value: seen };
       },
     };
-    return {
-      act: true,
-      steps: [step],
-      variable,
-      value,
-      why,
-      ...(next !== desired ? { retryMs: rule.minIntervalMs } : {}),
-    };
+    return oneStep(step, variable, value, why, next !== desired ? rule.minIntervalMs : undefined);
   }
 
   private decideBan(
@@ -524,12 +491,7 @@ export class KernelActuator {
   ): Decision {
     const ip = value.trim();
     const v = isIP(ip);
-    if (v === 0)
-      return {
-        act: false,
-        reason: 'invalid-value',
-        detail: `${variable}=${JSON.stringify(value)} is not an IP address`,
-      };
+    if (v === 0) return invalidValue(variable, value, 'an IP address');
     if (this.neverBan?.check(ip, v === 4 ? 'ipv4' : 'ipv6')) {
       return { act: false, reason: 'never-ban', detail: `${ip} is loopback or in allow.nftables.neverBan` };
     }
@@ -782,6 +744,26 @@ export async function restoreAudited(
  * The shared path of a numeric setting at `cur` that should be `desired`: unchanged, rate-limited
  * (retried when the interval ends), or the next step, at most maxStep away.
  */
+/** A value the rule cannot read: nothing is done, and the detail says what it should have been. */
+function invalidValue(variable: string, value: string, what: string): Decision {
+  return {
+    act: false,
+    reason: 'invalid-value',
+    detail: `${variable}=${JSON.stringify(value)} is not ${what}`,
+  };
+}
+
+/** One step; `retryMs` when it stops short of the wanted setting (the rule's bounded step), to go on. */
+function oneStep(
+  step: Step,
+  variable: string,
+  value: string,
+  why: string,
+  retryMs: number | undefined,
+): Decision {
+  return { act: true, steps: [step], variable, value, why, ...(retryMs !== undefined ? { retryMs } : {}) };
+}
+
 function moveToward(
   r: RuleState,
   what: string,

@@ -49,6 +49,11 @@ export function defaultBurst(mbit: number): number {
 }
 
 export function tbfArgv(dev: string, mbit: number, burstBytes: number, latencyMs: number): string[] {
+  return replaceTbf(dev, `${mbit}mbit`, burstBytes, ['latency', `${latencyMs}ms`]);
+}
+
+/** `tc qdisc replace dev DEV root tbf rate RATE burst BYTES` and what bounds its queue (`tail`). */
+function replaceTbf(dev: string, rate: string, burstBytes: number, tail: string[]): string[] {
   return [
     'tc',
     'qdisc',
@@ -58,11 +63,10 @@ export function tbfArgv(dev: string, mbit: number, burstBytes: number, latencyMs
     'root',
     'tbf',
     'rate',
-    `${mbit}mbit`,
+    rate,
     'burst',
     String(burstBytes),
-    'latency',
-    `${latencyMs}ms`,
+    ...tail,
   ];
 }
 
@@ -77,20 +81,7 @@ export function restoreArgv(dev: string, original: RootQdisc, current: RootQdisc
       original.latencyUs !== undefined
         ? ['latency', `${original.latencyUs}us`]
         : ['limit', String(original.limitBytes ?? original.burstBytes)];
-    return [
-      'tc',
-      'qdisc',
-      'replace',
-      'dev',
-      dev,
-      'root',
-      'tbf',
-      'rate',
-      `${original.rateBytes * 8}bit`,
-      'burst',
-      String(original.burstBytes),
-      ...tail,
-    ];
+    return replaceTbf(dev, `${original.rateBytes * 8}bit`, original.burstBytes, tail);
   }
   throw new Error(`cannot restore a ${original.qdisc} qdisc on ${dev}: it was not the actuator's to replace`);
 }
