@@ -7,6 +7,7 @@
 // The tfjs learners run once per backend that starts here (cpu, wasm, and tensorflow when
 // tfjs-node is installed), on the same records, and the ratio of each to cpu is reported.
 import { MemoryBus } from '../bus/index.ts';
+import { kernelEvent } from '../ingest/event.ts';
 import { AnomalyLearner } from '../learners/anomaly.ts';
 import { type BackendName, selectBackend } from '../learners/backend.ts';
 import { DroneLearner, decide } from '../learners/drone.ts';
@@ -24,24 +25,7 @@ import { summarise } from './util.ts';
 const BATCH = 1000;
 const T0 = Date.UTC(2024, 0, 1);
 
-function ev(host: string, ts: number, message: string, over: Partial<KernelEvent> = {}): KernelEvent {
-  return {
-    host,
-    ts,
-    mono: null,
-    program: 'kernel',
-    pid: null,
-    severity: null,
-    message,
-    family: 'other',
-    fields: {},
-    templateId: '',
-    template: '',
-    params: [],
-    flags: [],
-    ...over,
-  };
-}
+const ev = kernelEvent;
 
 function ufwEvents(n: number, rng: Rng): KernelEvent[] {
   const out: KernelEvent[] = [];

@@ -21,7 +21,7 @@ export {
   rejection,
 } from './decode.ts';
 export { type DedupeJson, LineDedupe, type LineId, lineId } from './dedupe.ts';
-export { toKernelEvent } from './event.ts';
+export { kernelEvent, toKernelEvent } from './event.ts';
 export { EventTimeMerger, HostWatermarks, type MergerStats, type Timed } from './event-order.ts';
 export { type Classified, classify } from './families.ts';
 export {

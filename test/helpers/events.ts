@@ -1,28 +1,12 @@
 // KernelEvents for the learner and CLI tests: built directly, or parsed from real lines with ingest's
 // parser and miner (what the consumer stage hands the learners).
 import { readFileSync } from 'node:fs';
-import { parseLine, TemplateMiner, toKernelEvent } from '../../ingest/index.ts';
+import { kernelEvent, parseLine, TemplateMiner, toKernelEvent } from '../../ingest/index.ts';
 import type { KernelEvent } from '../../schemas/index.ts';
 import { UFW_SAMPLES } from './fixtures.ts';
 
-export function ev(host: string, ts: number, message: string, over: Partial<KernelEvent> = {}): KernelEvent {
-  return {
-    host,
-    ts,
-    mono: null,
-    program: 'kernel',
-    pid: null,
-    severity: null,
-    message,
-    family: 'other',
-    fields: {},
-    templateId: '',
-    template: '',
-    params: [],
-    flags: [],
-    ...over,
-  };
-}
+/** A KernelEvent built directly (ingest's kernelEvent). */
+export const ev = kernelEvent;
 
 export function ufwEvent(host: string, ts: number, src: string, dpt: number, action = 'BLOCK'): KernelEvent {
   return ev(host, ts, `[UFW ${action}] IN=eth0 OUT= SRC=${src} DST=10.0.0.1 PROTO=TCP SPT=4000 DPT=${dpt}`, {

@@ -1,6 +1,7 @@
 import type avro from 'avsc';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { kernelEvent } from '../../ingest/event.ts';
 import {
   type AnalyticsVariable,
   AvroDecodeError,
@@ -176,21 +177,7 @@ describe('hostile single-object messages', () => {
     expect(() => drone.decode(bomb)).toThrow(/corrupt/);
     // a map (KernelEvent.fields) with a huge count and no bytes behind it: a CPU spin before
     const ev = codecFor('KernelEvent');
-    const okEvent = ev.encode({
-      host: 'h',
-      ts: 1,
-      mono: null,
-      program: null,
-      pid: null,
-      severity: null,
-      message: 'm',
-      family: 'other',
-      fields: {},
-      templateId: '',
-      template: '',
-      params: [],
-      flags: [],
-    });
+    const okEvent = ev.encode(kernelEvent('h', 1, 'm', { program: null }));
     const fieldsAt = okEvent.length - 4; // fields, templateId, template, params, flags: 0 0 0 0 0
     const mapBomb = Buffer.concat([okEvent.subarray(0, fieldsAt - 1), varint(1n << 40n)]);
     const t0 = performance.now();
