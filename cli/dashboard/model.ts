@@ -3,20 +3,10 @@
 // browsers. Time: `seen` and the history's times are processing time (this process's wall clock,
 // when the record arrived); `ts` is the stamp the variable carries, shown as it is.
 import { counter } from '../../runtime/metrics.ts';
+import type { AnalyticsVariable } from '../../schemas/index.ts';
 
-/** One analytics variable as the dashboard receives it (an AnalyticsVariable, or less). */
-export interface DashVariable {
-  host: string;
-  key: string;
-  value: string;
-  why: string;
-  learner: string;
-  model: string;
-  confidence: number;
-  ts: number;
-  type: string;
-  unit: string | null;
-}
+/** One analytics variable as the dashboard receives it: the record on the analytics topic. */
+export type DashVariable = AnalyticsVariable;
 
 /** A variable as sent to the browser: the record, when it arrived, its numeric history. */
 export interface VariableRow extends DashVariable {
