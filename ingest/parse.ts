@@ -573,6 +573,25 @@ function messageResult(
   return result(format, ts, hasTime, mono, host, program, pid, pri, rest(s, i));
 }
 
+/**
+ * The message after the `prog[pid]:` tag tagAt found at `tag` (its program and pid), or, with no tag
+ * (`tag` < 0), the text from `at` with neither.
+ */
+function taggedResult(
+  format: LineFormat,
+  s: string,
+  tag: number,
+  at: number,
+  ts: number,
+  hasTime: boolean,
+  host: string,
+  pri: number,
+): ParsedLine {
+  return tag >= 0
+    ? messageResult(format, s, tag, ts, hasTime, host, programSlice(s, tagProgA, tagProgB), tagPid, pri)
+    : messageResult(format, s, at, ts, hasTime, host, null, null, pri);
+}
+
 /** A stamped syslog line: the header after the stamp (headerAt) into a result. */
 function headerResult(format: LineFormat, s: string, i: number, ts: number, pri: number, host: string) {
   headerAt(s, i, false);
@@ -719,20 +738,8 @@ function parseTrimmed(s: string, opts: ParseOptions): ParsedLine {
   // `prog[pid]: msg` and `kernel: msg`; after a PRI any RFC 3164 tag (`<15> openvpn[2499]: …`)
   const b = tokenEnd(s, i);
   const m = tagAt(s, i, b, false);
-  if (m >= 0 && (pri >= 0 || tagPid !== null || (b - i === 7 && s.startsWith('kernel:', i)))) {
-    return messageResult(
-      'bare',
-      s,
-      m,
-      now,
-      false,
-      defaultHost,
-      programSlice(s, tagProgA, tagProgB),
-      tagPid,
-      pri,
-    );
-  }
-  return messageResult('bare', s, i, now, false, defaultHost, null, null, pri);
+  const tagged = m >= 0 && (pri >= 0 || tagPid !== null || (b - i === 7 && s.startsWith('kernel:', i)));
+  return taggedResult('bare', s, tagged ? m : -1, i, now, false, defaultHost, pri);
 }
 
 /** syslog facility names as dmesg -x (util-linux) writes them, in facility-number order */
@@ -827,22 +834,17 @@ function hpcLine(s: string, h: HpcHeader, pri: number): ParsedLine {
     return p;
   }
   // Thunderbird: `prog[pid]: msg`, `usbcore: msg`, or untagged kernel text after the source
-  const ts = h.ts;
   const next = h.next;
-  const m = tagAt(s, next, tokenEnd(s, next), false);
-  if (m >= 0)
-    return messageResult(
-      'thunderbird',
-      s,
-      m,
-      ts,
-      true,
-      host,
-      programSlice(s, tagProgA, tagProgB),
-      tagPid,
-      pri,
-    );
-  return messageResult('thunderbird', s, next, ts, true, host, null, null, pri);
+  return taggedResult(
+    'thunderbird',
+    s,
+    tagAt(s, next, tokenEnd(s, next), false),
+    next,
+    h.ts,
+    true,
+    host,
+    pri,
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
