@@ -21,13 +21,7 @@ import { createLogger } from '../../runtime/log.ts';
 import { counter, gauge } from '../../runtime/metrics.ts';
 import { expectCall, parseCount, splitFirst, splitLast } from './call-syntax.ts';
 import { EscapeError, escapeBytes, unescapeBytes } from './data-escape.ts';
-import {
-  type CommonServerOptions,
-  commonServerOptions,
-  DriverError,
-  DriverService,
-  quote,
-} from './driver-server.ts';
+import { type CommonServerOptions, DriverError, DriverService, quote } from './driver-server.ts';
 import { CLOUDFS_PORT } from './ports.ts';
 import { TokenBucket } from './token-bucket.ts';
 import { readNumber, type VariableSource } from './variables.ts';
@@ -90,10 +84,10 @@ export class CloudFs extends DriverService {
         name: 'cloudfs',
         port: opts.port ?? CLOUDFS_PORT,
         help: HELP,
-        ...commonServerOptions(opts),
         // a write line carries its data: room for 64 KiB plus the call around it
         maxLineBytes: opts.maxLineBytes ?? 65_536 + 256,
       },
+      opts,
       log,
     );
     this.bucket = new TokenBucket(opts.defaultWriteBytesPerS ?? 0, opts.maxWriteWaitMs ?? 5_000);

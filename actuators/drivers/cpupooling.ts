@@ -18,7 +18,6 @@ import { type CloneFunction, defaultRegistry, type FunctionRegistry, isBuiltin }
 import type { CloneTask } from './clone-worker.ts';
 import {
   type CommonServerOptions,
-  commonServerOptions,
   DriverError,
   type DriverErrorCode,
   DriverService,
@@ -93,8 +92,8 @@ export class CpuPooling extends DriverService {
         name: 'cpupooling',
         port: opts.port ?? CPUPOOLING_PORT,
         help: `${HELP}; functions: ${registry.names().join(', ')}`,
-        ...commonServerOptions(opts),
       },
+      opts,
       log,
     );
     this.registry = registry;

@@ -137,10 +137,16 @@ export abstract class DriverService {
   readonly server: LineServer;
   readonly stats: DriverStats;
 
-  protected constructor(opts: Omit<DriverServerOptions, 'handle' | 'onClose'>, log: Logger) {
+  /** `service`: its name, port and help (and any option of its own); `opts`: what its caller set of the listener options */
+  protected constructor(
+    service: Omit<DriverServerOptions, 'handle' | 'onClose'>,
+    opts: CommonServerOptions,
+    log: Logger,
+  ) {
     const { server, stats } = createDriverServer(
       {
-        ...opts,
+        ...commonServerOptions(opts),
+        ...service,
         handle: (line, client) => this.handle(line, client),
         onClose: (client) => this.onClientClose(client),
       },

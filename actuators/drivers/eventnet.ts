@@ -9,13 +9,7 @@
 import { type FileHandle, mkdir, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createLogger } from '../../runtime/log.ts';
-import {
-  type CommonServerOptions,
-  commonServerOptions,
-  DriverError,
-  DriverService,
-  quote,
-} from './driver-server.ts';
+import { type CommonServerOptions, DriverError, DriverService, quote } from './driver-server.ts';
 import { EVENTNET_PORT } from './ports.ts';
 
 const log = createLogger('drivers.eventnet');
@@ -102,10 +96,7 @@ export class EventNet extends DriverService {
   private vertices: AppendFile | undefined;
 
   constructor(private readonly opts: EventNetOptions) {
-    super(
-      { name: 'eventnet', port: opts.port ?? EVENTNET_PORT, help: HELP, ...commonServerOptions(opts) },
-      log,
-    );
+    super({ name: 'eventnet', port: opts.port ?? EVENTNET_PORT, help: HELP }, opts, log);
   }
 
   get edgesPath(): string {

@@ -13,12 +13,7 @@ import type { LineClient } from '../../runtime/line-server.ts';
 import { createLogger } from '../../runtime/log.ts';
 import { gauge } from '../../runtime/metrics.ts';
 import { expectCall, parseCount, parseU64, splitFirst } from './call-syntax.ts';
-import {
-  type CommonServerOptions,
-  commonServerOptions,
-  DriverError,
-  DriverService,
-} from './driver-server.ts';
+import { type CommonServerOptions, DriverError, DriverService } from './driver-server.ts';
 import { InProcessMemoryStore, type MemoryStore, type PoolLimits } from './memory-store.ts';
 import { MEMORYPOOLING_PORT } from './ports.ts';
 import { readNumber, type VariableSource } from './variables.ts';
@@ -72,8 +67,8 @@ export class MemoryPooling extends DriverService {
         name: 'memorypooling',
         port: opts.port ?? MEMORYPOOLING_PORT,
         help: HELP,
-        ...commonServerOptions(opts),
       },
+      opts,
       log,
     );
     this.store = opts.store ?? new InProcessMemoryStore();
