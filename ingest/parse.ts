@@ -427,6 +427,15 @@ let hdrProgB = -1;
 let hdrPid: number | null = null;
 let hdrMsg = 0;
 
+/** The header's program and pid are the tag tagAt just read; its message starts at m. */
+function headerTag(m: number): true {
+  hdrProgA = tagProgA;
+  hdrProgB = tagProgB;
+  hdrPid = tagPid;
+  hdrMsg = m;
+  return true;
+}
+
 const FORWARDED = 'Message forwarded from ';
 
 /**
@@ -460,13 +469,7 @@ function headerAt(s: string, i: number, strict: boolean): boolean {
   }
   if (!strict) {
     const m = tagAt(s, i, b1, false);
-    if (m >= 0) {
-      hdrProgA = tagProgA;
-      hdrProgB = tagProgB;
-      hdrPid = tagPid;
-      hdrMsg = m;
-      return true;
-    }
+    if (m >= 0) return headerTag(m);
   }
   if (!isHostToken(s, i, b1) || s.charCodeAt(b1 - 1) === COLON) return !strict;
   hdrHostA = i;
@@ -482,13 +485,7 @@ function afterHost(s: string, i2: number, strict: boolean): boolean {
   // after a kernel stamp, journalctl writes `kernel:` or `ident[pid]:`; `usb 1-1:` is dmesg text
   if (m >= 0 && strict && tagPid === null && !(b2 - i2 === 7 && s.startsWith('kernel:', i2))) m = -1;
   if (m < 0 && !strict) m = multiWordTagAt(s, i2);
-  if (m >= 0) {
-    hdrProgA = tagProgA;
-    hdrProgB = tagProgB;
-    hdrPid = tagPid;
-    hdrMsg = m;
-    return true;
-  }
+  if (m >= 0) return headerTag(m);
   if (strict) return false;
   // sysklogd's `syslogd 1.4.1: restart.`: a program and its version as the tag
   if (b2 > i2 && isDigit(s.charCodeAt(b2 + 1))) {
