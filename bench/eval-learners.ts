@@ -38,18 +38,6 @@ import {
 
 const T0 = Date.UTC(2024, 0, 1);
 
-function poisson(rng: Rng, lambda: number): number {
-  // Knuth: fine for the small rates used here
-  const l = Math.exp(-lambda);
-  let k = 0;
-  let p = 1;
-  do {
-    k++;
-    p *= rng.next();
-  } while (p > l);
-  return k - 1;
-}
-
 const uni = (rng: Rng, lo: number, hi: number) => lo + (hi - lo) * rng.next();
 
 /** Kernel lines through ingest's parser and miner, as the consumer stage does. */
@@ -153,8 +141,8 @@ function netbwWorld(seed: number): NetWorld {
       const push = (msg: string, n = 1) => {
         for (let k = 0; k < n; k++) lines.push({ ts: at(), host: h, msg });
       };
-      for (let k = poisson(rng, lambda[i]!); k > 0; k--) push(BG[rng.int(BG.length)]!);
-      for (let k = poisson(rng, ufw[i]!); k > 0; k--)
+      for (let k = rng.poisson(lambda[i]!); k > 0; k--) push(BG[rng.int(BG.length)]!);
+      for (let k = rng.poisson(ufw[i]!); k > 0; k--)
         push(
           `[UFW BLOCK] IN=eth0 OUT= SRC=203.0.113.${rng.int(200)} DST=10.0.0.${i} PROTO=TCP SPT=4${rng.int(999)} DPT=${[22, 23, 3389][rng.int(3)]}`,
         );
@@ -169,7 +157,7 @@ function netbwWorld(seed: number): NetWorld {
         if (rng.next() < 0.6) push(hang);
         if (rng.next() < 0.3) push(drop);
       } else {
-        if (rng.next() < 0.9) push(drop, Math.max(1, poisson(rng, 4)));
+        if (rng.next() < 0.9) push(drop, Math.max(1, rng.poisson(4)));
         if (rng.next() < 0.6) push(tx);
         if (rng.next() < 0.15) {
           push('e1000e: eth0 NIC Link is Down');
@@ -263,9 +251,9 @@ function loadWorld(seed: number): Step<LoadX>[] {
     const runq: number[] = [];
     nodes.forEach((n, i) => {
       load[i] = Math.max(0, mu[i]! + 0.8 * (load[i]! - mu[i]!) + 0.4 * rng.normal());
-      runq.push(poisson(rng, 1.5 * load[i]!));
+      runq.push(rng.poisson(1.5 * load[i]!));
       hung[i] = hung[i]! * 0.5 ** (LD.stepMs / 300_000);
-      for (let k = poisson(rng, sick[i] ? 0.3 : 0.01); k > 0; k--) {
+      for (let k = rng.poisson(sick[i] ? 0.3 : 0.01); k > 0; k--) {
         hung[i] = hung[i]! + 1;
         lines.push({
           ts: at - 1_000,

@@ -426,21 +426,10 @@ export function generateAnomalyLog(o: GenOptions = {}): GeneratedLog {
   });
   const emit = (h: (typeof hosts)[number], ts: number, t: Template, label: string) =>
     out.push({ ts, label, text: render(h.fmt, ts, h.name, t, t.make(r), h.boot, r) });
-  const poisson = (mean: number) => {
-    // Knuth: fine for the small means here
-    const L = Math.exp(-mean);
-    let k = 0;
-    let p = 1;
-    do {
-      k++;
-      p *= r.next();
-    } while (p > L);
-    return k - 1;
-  };
   for (const h of hosts) {
     for (let m = 0; m < minutes; m++) {
       const base = t0 + m * 60_000;
-      for (let i = 0, n = poisson(h.rate); i < n; i++) {
+      for (let i = 0, n = r.poisson(h.rate); i < n; i++) {
         const x = r.next();
         const t = h.own[h.cdf.findIndex((c) => x <= c)] ?? h.own[0]!;
         emit(h, base + r.int(60_000), t, '-');

@@ -20,6 +20,17 @@ export class Rng {
     const u = Math.max(1e-12, this.next());
     return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * this.next());
   }
+  /** A Poisson draw (Knuth's method: one uniform per event, fine for the small means of generated worlds). */
+  poisson(mean: number): number {
+    const l = Math.exp(-mean);
+    let k = 0;
+    let p = 1;
+    do {
+      k++;
+      p *= this.next();
+    } while (p > l);
+    return k - 1;
+  }
 }
 
 /** The generator as a function, for code that takes any `() => number`. */
