@@ -11,6 +11,7 @@ import { VariableTable } from '../../kernel-analytics/table.ts';
 import { parseKvLine } from '../../kernel-analytics/validate.ts';
 import { createLogger } from '../../runtime/log.ts';
 import { counter } from '../../runtime/metrics.ts';
+import { redactRedisUrl } from '../../runtime/redis-probe.ts';
 import type { ChangeListener, VariableSource } from './variables.ts';
 
 const log = createLogger('drivers.redis-variables');
@@ -86,7 +87,7 @@ export class RedisVariables implements VariableSource {
       cmd.disconnect();
       sub.disconnect();
       throw new Error(
-        `cannot read variables from Redis at ${url.replace(/\/\/[^@/]*@/, '//***@')}: ${(err as Error).message}`,
+        `cannot read variables from Redis at ${redactRedisUrl(url)}: ${(err as Error).message}`,
       );
     }
     return rv;

@@ -12,6 +12,7 @@ import type { VariableTable } from '../../kernel-analytics/index.ts';
 import { FEEDER_PORT } from '../../kernel-analytics/ports.ts';
 import { parseHostPort, UsageError } from '../../runtime/config.ts';
 import { createLogger } from '../../runtime/log.ts';
+import { redactRedisUrl } from '../../runtime/redis-probe.ts';
 import { feederStage } from './feeder.ts';
 import { type Built, connectHost, type PipelineOptions, type PipelineStage, reach } from './stage.ts';
 
@@ -107,7 +108,7 @@ export async function startActuate(
       });
       closers.push(() => rv.close());
       table = rv.table;
-      source = `redis ${c.redis.url.replace(/\/\/[^@/]*@/, '//***@')} ${c.redis.prefix}:${policy.host}`;
+      source = `redis ${redactRedisUrl(c.redis.url)} ${c.redis.prefix}:${policy.host}`;
     } else {
       const { RingConsumer } = await import('../../kernel-analytics/consumer.ts');
       const consumer = new RingConsumer({

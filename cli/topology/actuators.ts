@@ -12,6 +12,7 @@ import type { Bus } from '../../bus/index.ts';
 import type { VariableTable } from '../../kernel-analytics/index.ts';
 import { FEEDER_PORT } from '../../kernel-analytics/ports.ts';
 import { parseHostPort, parseNameList, UsageError } from '../../runtime/config.ts';
+import { redactRedisUrl } from '../../runtime/redis-probe.ts';
 import type { Endpoints } from '../../runtime/topology.ts';
 import { type ActuatorsConfig, actuatorsArgs, parseDriversReady } from './actuators-config.ts';
 import { consumerStage } from './consumer.ts';
@@ -98,7 +99,7 @@ export async function startActuatorsStage(
       const rv = await drivers.RedisVariables.connect({ url: c.redis.url, prefix: c.redis.prefix });
       closers.push(() => rv.close());
       table = rv.table;
-      source = `redis ${c.redis.url.replace(/\/\/[^@/]*@/, '//***@')}`;
+      source = `redis ${redactRedisUrl(c.redis.url)}`;
     } else {
       const fed = tableFromFeeder({
         host: c.feeder.host,
