@@ -702,9 +702,7 @@ export async function restoreAudited(
   report: (line: string) => void,
 ): Promise<RestoreOutcome> {
   const id = targetId(ref);
-  try {
-    const r = await restoreTarget(run, ref, original);
-    const argv = r.argv ? run.argv(r.argv) : null;
+  const record = (argv: string[] | null, outcome: { ok: true } | { ok: false; error: string }) =>
     audit.append({
       type: 'rollback',
       session,
@@ -712,9 +710,13 @@ export async function restoreAudited(
       target: ref,
       original,
       argv,
-      ok: true,
+      ...outcome,
       by: process.pid,
     });
+  try {
+    const r = await restoreTarget(run, ref, original);
+    const argv = r.argv ? run.argv(r.argv) : null;
+    record(argv, { ok: true });
     report(
       argv
         ? `restored ${id} to ${describeSetting(original)}\n${showArgv(argv)}`
@@ -723,17 +725,7 @@ export async function restoreAudited(
     return { target: id, ok: true, ...(argv ? { argv } : {}) };
   } catch (err) {
     const msg = (err as Error).message;
-    audit.append({
-      type: 'rollback',
-      session,
-      time: wallTime(),
-      target: ref,
-      original,
-      argv: null,
-      ok: false,
-      error: msg,
-      by: process.pid,
-    });
+    record(null, { ok: false, error: msg });
     log.error('restoring a kernel setting failed', { target: id, err: msg });
     report(`cannot restore ${id}: ${msg}`);
     return { target: id, ok: false, error: msg };
