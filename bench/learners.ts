@@ -222,13 +222,17 @@ function tfFloor(tf: Tf): Latency {
 /** The three tfjs learners on `tf`'s current backend, each on the same seeded records. */
 async function tfLearners(tf: Tf, n: (x: number) => number, rec: Recorder): Promise<void> {
   const stats = (l: Learner) => l.stats();
-  {
-    const events = kernelEvents(n(100_000), new Rng(2));
-    const l = new NetbwLearner(tf, NetbwLearner.buildModel(tf, 0.05, 7), {});
+  /** a learner of kernel events: its rate over `events`, then one inference timed */
+  const onKernelEvents = async (
+    name: string,
+    l: Learner & Required<Pick<Learner, 'onEvents'>>,
+    events: KernelEvent[],
+    infer: () => unknown,
+  ) => {
     const run = await through(events, (b) => l.onEvents(b));
-    const inf = timeEach(500, () => l.risk([[1, 0, 2, 3, 0, 25, 0, 40]]));
+    const inf = timeEach(500, infer);
     rec.record(
-      'netbw',
+      name,
       run,
       baselinePass(events, (e) => e.host),
       inf,
@@ -236,21 +240,16 @@ async function tfLearners(tf: Tf, n: (x: number) => number, rec: Recorder): Prom
       true,
     );
     l.dispose();
+  };
+  {
+    const events = kernelEvents(n(100_000), new Rng(2));
+    const l = new NetbwLearner(tf, NetbwLearner.buildModel(tf, 0.05, 7), {});
+    await onKernelEvents('netbw', l, events, () => l.risk([[1, 0, 2, 3, 0, 25, 0, 40]]));
   }
   {
     const events = loadEvents(n(50_000), new Rng(4));
     const l = new LoadLearner(tf, LoadLearner.buildModel(tf, 0.05, 13), {});
-    const run = await through(events, (b) => l.onEvents(b));
-    const inf = timeEach(500, () => l.predict());
-    rec.record(
-      'load',
-      run,
-      baselinePass(events, (e) => e.host),
-      inf,
-      stats(l),
-      true,
-    );
-    l.dispose();
+    await onKernelEvents('load', l, events, () => l.predict());
   }
   {
     const rng = new Rng(5);
