@@ -12,9 +12,9 @@ import type { VariableTable } from '../../kernel-analytics/index.ts';
 import { FEEDER_PORT } from '../../kernel-analytics/ports.ts';
 import { parseHostPort, UsageError } from '../../runtime/config.ts';
 import { createLogger } from '../../runtime/log.ts';
-import { redactRedisUrl } from '../../runtime/redis-probe.ts';
 import { feederStage } from './feeder.ts';
 import { type Built, connectHost, type PipelineOptions, type PipelineStage, reach } from './stage.ts';
+import { variableInput } from './variables.ts';
 
 const log = createLogger('actuate');
 
@@ -93,36 +93,29 @@ export async function startActuate(
       }
     }
 
-    let table: VariableTable;
-    let source: string;
-    let connect = () => {};
-    if (peers.table) {
-      table = peers.table;
-      source = 'in-process';
-    } else if (c.redis) {
-      const { RedisVariables } = await import('../../actuators/drivers/redis-variables.ts');
-      const rv = await RedisVariables.connect({
-        url: c.redis.url,
-        prefix: c.redis.prefix,
-        hosts: [policy.host],
-      });
-      closers.push(() => rv.close());
-      table = rv.table;
-      source = `redis ${redactRedisUrl(c.redis.url)} ${c.redis.prefix}:${policy.host}`;
-    } else {
-      const { RingConsumer } = await import('../../kernel-analytics/consumer.ts');
-      const consumer = new RingConsumer({
-        host: c.feeder.host,
-        port: c.feeder.port,
-        selectHost: policy.host,
-        name: 'actuate',
-        autoStart: false,
-      });
-      closers.push(() => consumer.close());
-      table = consumer.table;
-      connect = () => void consumer.start();
-      source = `feeder ${c.feeder.host}:${c.feeder.port} (HOST ${policy.host})`;
-    }
+    const { table, source, connect, close } = await variableInput({
+      inProcess: peers.table,
+      redis: c.redis,
+      hosts: [policy.host],
+      feeder: async () => {
+        // the policy's host only: bare key=value lines, as that machine's kernel module reads them
+        const { RingConsumer } = await import('../../kernel-analytics/consumer.ts');
+        const consumer = new RingConsumer({
+          host: c.feeder.host,
+          port: c.feeder.port,
+          selectHost: policy.host,
+          name: 'actuate',
+          autoStart: false,
+        });
+        return {
+          table: consumer.table,
+          source: `feeder ${c.feeder.host}:${c.feeder.port} (HOST ${policy.host})`,
+          connect: () => void consumer.start(),
+          close: () => consumer.close(),
+        };
+      },
+    });
+    closers.push(close);
 
     // Pins as `virgo pin` writes them; a pin or an unpin makes every rule decide again.
     const pins = new PinStore();

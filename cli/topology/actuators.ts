@@ -12,12 +12,12 @@ import type { Bus } from '../../bus/index.ts';
 import type { VariableTable } from '../../kernel-analytics/index.ts';
 import { FEEDER_PORT } from '../../kernel-analytics/ports.ts';
 import { parseHostPort, parseNameList, UsageError } from '../../runtime/config.ts';
-import { redactRedisUrl } from '../../runtime/redis-probe.ts';
 import type { Endpoints } from '../../runtime/topology.ts';
 import { type ActuatorsConfig, actuatorsArgs, parseDriversReady } from './actuators-config.ts';
 import { consumerStage } from './consumer.ts';
 import { queueStage } from './queue.ts';
 import { type Built, connectHost, type PipelineOptions, type PipelineStage, reach } from './stage.ts';
+import { variableInput } from './variables.ts';
 
 /** The configuration `virgo up` gives this stage, with the endpoints of the feeder and queue. */
 export function actuatorsFromPipeline(o: PipelineOptions, endpoints: Readonly<Endpoints>): ActuatorsConfig {
@@ -89,30 +89,28 @@ export async function startActuatorsStage(
   };
   try {
     // Where variables come from: this process's consumer, Redis, or feeder consumers of our own.
-    let table: VariableTable;
-    let source: string;
-    let connect = () => {};
-    if (peers.variables) {
-      table = peers.variables;
-      source = 'in-process';
-    } else if (c.redis) {
-      const rv = await drivers.RedisVariables.connect({ url: c.redis.url, prefix: c.redis.prefix });
-      closers.push(() => rv.close());
-      table = rv.table;
-      source = `redis ${redactRedisUrl(c.redis.url)}`;
-    } else {
-      const fed = tableFromFeeder({
-        host: c.feeder.host,
-        port: c.feeder.port,
-        deviceHosts: c.devices.map((d) => c.deviceIds[d]),
-        name: 'drivers',
-        autoStart: false,
-      });
-      closers.push(() => fed.close());
-      connect = fed.start;
-      table = fed.table;
-      source = `feeder ${c.feeder.host}:${c.feeder.port}`;
-    }
+    const { table, source, connect, close } = await variableInput({
+      inProcess: peers.variables,
+      redis: c.redis,
+      feeder: () => {
+        const fed = tableFromFeeder({
+          host: c.feeder.host,
+          port: c.feeder.port,
+          deviceHosts: c.devices.map((d) => c.deviceIds[d]),
+          name: 'drivers',
+          autoStart: false,
+        });
+        return {
+          table: fed.table,
+          source: `feeder ${c.feeder.host}:${c.feeder.port}`,
+          connect: fed.start,
+          close: fed.close,
+        };
+      },
+    });
+    closers.push(async () => {
+      await close();
+    });
     // operator overrides sit in front of the learnt variables (a resync from Redis keeps them)
     const fixed = new VariableTable({ name: 'drivers-set' });
     for (const s of c.sets) {
