@@ -70,6 +70,14 @@ export class LineConn {
     return this.next(timeoutMs);
   }
 
+  /** one request, its reply line; throws when the server closed the connection instead */
+  async ask(line: string, timeoutMs?: number): Promise<string> {
+    const r = await this.request(line, timeoutMs);
+    if (r === undefined)
+      throw new Error(`connection closed before a reply to ${JSON.stringify(line.slice(0, 80))}`);
+    return r;
+  }
+
   /** sends every line at once (pipelined) and reads as many replies; undefined for those never answered */
   async batch(lines: string[], timeoutMs = 30_000): Promise<(string | undefined)[]> {
     this.write(`${lines.join('\n')}\n`);
@@ -84,6 +92,16 @@ export class LineConn {
 
   destroy(): void {
     this.sock.destroy();
+  }
+}
+
+/** One request on a connection of its own, its reply line. */
+export async function oneShot(port: number, line: string): Promise<string> {
+  const c = await LineConn.open(port);
+  try {
+    return await c.ask(line);
+  } finally {
+    c.close();
   }
 }
 

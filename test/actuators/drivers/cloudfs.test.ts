@@ -6,9 +6,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CloudFs, escapeBytes, TokenBucket, unescapeBytes } from '../../../actuators/drivers/index.ts';
 import { VariableTable } from '../../../kernel-analytics/index.ts';
 import { closeAfterEach } from '../../helpers/cleanup.ts';
+import { LineConn } from '../../helpers/line-client.ts';
 import { run, waitFor } from '../../helpers/services.ts';
 import { expectRobust } from './lib/robust.ts';
-import { TelnetClient } from './lib/telnet.ts';
 
 let base: string;
 let root: string;
@@ -42,29 +42,29 @@ async function start(
 describe('cloudfs :50000', () => {
   it('opens (fds from 3), reads, writes and closes inside the root', async () => {
     const s = await start();
-    const c = await TelnetClient.connect(s.port);
-    expect(await c.request('virgo_cloud_open(hello.txt)')).toBe('3');
-    expect(await c.request('virgo_cloud_open(sub/new.txt)')).toBe('4');
-    expect(await c.request('virgo_cloud_read(3,none,5,0)')).toBe('hello');
+    const c = await LineConn.open(s.port);
+    expect(await c.ask('virgo_cloud_open(hello.txt)')).toBe('3');
+    expect(await c.ask('virgo_cloud_open(sub/new.txt)')).toBe('4');
+    expect(await c.ask('virgo_cloud_read(3,none,5,0)')).toBe('hello');
     // newlines come back escaped: one reply is one line
-    expect(await c.request('virgo_cloud_read(3,none,100,6)')).toBe('cloud\\nline two\\n');
-    expect(await c.request('virgo_cloud_read(3,none,10,1000)')).toBe('');
+    expect(await c.ask('virgo_cloud_read(3,none,100,6)')).toBe('cloud\\nline two\\n');
+    expect(await c.ask('virgo_cloud_read(3,none,10,1000)')).toBe('');
     // data may hold commas; escapes are decoded
-    expect(await c.request('virgo_cloud_write(4,a,b\\tc\\n\\x00\\xff,8,0)')).toBe('8');
+    expect(await c.ask('virgo_cloud_write(4,a,b\\tc\\n\\x00\\xff,8,0)')).toBe('8');
     expect(readFileSync(join(root, 'sub/new.txt'))).toEqual(
       Buffer.concat([Buffer.from('a,b\tc\n'), Buffer.from([0, 0xff])]),
     );
-    expect(await c.request('virgo_cloud_read(4,none,64,0)')).toBe('a,b\\tc\\n\\x00\\xff');
+    expect(await c.ask('virgo_cloud_read(4,none,64,0)')).toBe('a,b\\tc\\n\\x00\\xff');
     // count below the data length writes a prefix; pos writes in place
-    expect(await c.request('virgo_cloud_write(4,XYZ,2,1)')).toBe('2');
+    expect(await c.ask('virgo_cloud_write(4,XYZ,2,1)')).toBe('2');
     expect(readFileSync(join(root, 'sub/new.txt')).subarray(0, 4).toString()).toBe('aXY\t');
-    expect(await c.request('virgo_cloud_close(3)')).toBe('ok');
-    expect(await c.request('virgo_cloud_read(3,none,5,0)')).toBe(
+    expect(await c.ask('virgo_cloud_close(3)')).toBe('ok');
+    expect(await c.ask('virgo_cloud_read(3,none,5,0)')).toBe(
       'error: fd 3 is not open; virgo_cloud_open(<path>) returns one',
     );
     // the lowest free descriptor is reused, as POSIX does
-    expect(await c.request('virgo_cloud_open(./hello.txt)')).toBe('3');
-    expect(await c.request('virgo_cloud_open(link-in)')).toMatch(
+    expect(await c.ask('virgo_cloud_open(./hello.txt)')).toBe('3');
+    expect(await c.ask('virgo_cloud_open(link-in)')).toMatch(
       /is a symbolic link; cloudfs does not follow links/,
     );
     c.close();
@@ -73,15 +73,15 @@ describe('cloudfs :50000', () => {
 
   it("descriptors belong to their connection: numbered per connection, closed with it, never another's", async () => {
     const s = await start();
-    const a = await TelnetClient.connect(s.port);
-    const b = await TelnetClient.connect(s.port);
-    expect(await a.request('virgo_cloud_open(hello.txt)')).toBe('3');
-    expect(await b.request('virgo_cloud_read(3,none,5,0)')).toBe(
+    const a = await LineConn.open(s.port);
+    const b = await LineConn.open(s.port);
+    expect(await a.ask('virgo_cloud_open(hello.txt)')).toBe('3');
+    expect(await b.ask('virgo_cloud_read(3,none,5,0)')).toBe(
       'error: fd 3 is not open; virgo_cloud_open(<path>) returns one',
     );
     // each connection numbers its own from 3, as processes do
-    expect(await b.request('virgo_cloud_open(sub/b.txt)')).toBe('3');
-    expect(await a.request('virgo_cloud_read(3,none,5,0)')).toBe('hello');
+    expect(await b.ask('virgo_cloud_open(sub/b.txt)')).toBe('3');
+    expect(await a.ask('virgo_cloud_read(3,none,5,0)')).toBe('hello');
     expect(s.openFiles).toBe(2);
     a.close();
     await a.closed;
@@ -104,8 +104,8 @@ describe('cloudfs :50000', () => {
     ['', /expected virgo_cloud_open\(<path>\)/],
   ])('refuses %j', async (path, says) => {
     const s = await start();
-    const c = await TelnetClient.connect(s.port);
-    const r = await c.request(`virgo_cloud_open(${path})`);
+    const c = await LineConn.open(s.port);
+    const r = await c.ask(`virgo_cloud_open(${path})`);
     expect(r).toMatch(/^error: /);
     expect(r).toMatch(says);
     c.close();
@@ -122,24 +122,24 @@ describe('cloudfs :50000', () => {
     const mk = await run('mkfifo', [fifo]);
     expect(mk.code).toBe(0);
     const s = await start();
-    const c = await TelnetClient.connect(s.port);
-    expect(await c.request('virgo_cloud_open(pipe)')).toMatch(/is not a regular file/);
-    expect(await c.request('virgo_cloud_open(hello.txt)')).toBe('3');
+    const c = await LineConn.open(s.port);
+    expect(await c.ask('virgo_cloud_open(pipe)')).toMatch(/is not a regular file/);
+    expect(await c.ask('virgo_cloud_open(hello.txt)')).toBe('3');
     c.close();
     rmSync(fifo);
   });
 
   it('limits open descriptors per connection and in all', async () => {
     const s = await start(new VariableTable(), { maxOpenFilesPerClient: 2, maxOpenFiles: 3 });
-    const c = await TelnetClient.connect(s.port);
-    expect(await c.request('virgo_cloud_open(hello.txt)')).toBe('3');
-    expect(await c.request('virgo_cloud_open(hello.txt)')).toBe('4');
-    expect(await c.request('virgo_cloud_open(hello.txt)')).toBe(
+    const c = await LineConn.open(s.port);
+    expect(await c.ask('virgo_cloud_open(hello.txt)')).toBe('3');
+    expect(await c.ask('virgo_cloud_open(hello.txt)')).toBe('4');
+    expect(await c.ask('virgo_cloud_open(hello.txt)')).toBe(
       'error: too many open files on this connection (2); virgo_cloud_close(<fd>) some first',
     );
-    const d = await TelnetClient.connect(s.port);
-    expect(await d.request('virgo_cloud_open(hello.txt)')).toBe('3');
-    expect(await d.request('virgo_cloud_open(hello.txt)')).toBe(
+    const d = await LineConn.open(s.port);
+    expect(await d.ask('virgo_cloud_open(hello.txt)')).toBe('3');
+    expect(await d.ask('virgo_cloud_open(hello.txt)')).toBe(
       'error: too many open files on this server (3); try again later',
     );
     c.close();
@@ -149,26 +149,24 @@ describe('cloudfs :50000', () => {
   it('follows cloudfs.write_bytes_per_s: refuses, delays, then lets through as the variable changes', async () => {
     const table = new VariableTable();
     const s = await start(table, { maxWriteWaitMs: 1_000 });
-    const c = await TelnetClient.connect(s.port);
-    const fd = await c.request('virgo_cloud_open(sub/rate.txt)');
+    const c = await LineConn.open(s.port);
+    const fd = await c.ask('virgo_cloud_open(sub/rate.txt)');
     const data = 'x'.repeat(2000);
     // unlimited by default
-    expect(await c.request(`virgo_cloud_write(${fd},${data},2000,0)`)).toBe('2000');
+    expect(await c.ask(`virgo_cloud_write(${fd},${data},2000,0)`)).toBe('2000');
     table.set('cloudfs.write_bytes_per_s', '100');
     // 2000 bytes at 100 B/s with a 100-byte bucket: ~19 s, more than the 1 s the server will wait
-    expect(await c.request(`virgo_cloud_write(${fd},${data},2000,0)`)).toMatch(
+    expect(await c.ask(`virgo_cloud_write(${fd},${data},2000,0)`)).toMatch(
       /^error: virgo_cloud_write: 2000 bytes would wait \d+\.\d s at cloudfs\.write_bytes_per_s=100; retry later or write less$/,
     );
     // 20 kB/s: three 2000-byte writes must take about 0.3 s between them
     table.set('cloudfs.write_bytes_per_s', '20000');
     const t0 = performance.now();
-    for (let i = 0; i < 3; i++)
-      expect(await c.request(`virgo_cloud_write(${fd},${data},2000,0)`)).toBe('2000');
+    for (let i = 0; i < 3; i++) expect(await c.ask(`virgo_cloud_write(${fd},${data},2000,0)`)).toBe('2000');
     expect(performance.now() - t0).toBeGreaterThan(250);
     table.delete('cloudfs.write_bytes_per_s');
     const t1 = performance.now();
-    for (let i = 0; i < 5; i++)
-      expect(await c.request(`virgo_cloud_write(${fd},${data},2000,0)`)).toBe('2000');
+    for (let i = 0; i < 5; i++) expect(await c.ask(`virgo_cloud_write(${fd},${data},2000,0)`)).toBe('2000');
     // unlimited again: at 20 kB/s these 10 kB would have taken 0.5 s
     expect(performance.now() - t1).toBeLessThan(400);
     c.close();
@@ -206,12 +204,12 @@ describe('cloudfs :50000', () => {
     });
     // a read-only cloudfs refuses writes
     const ro = await start(new VariableTable(), { readOnly: true });
-    const r = await TelnetClient.connect(ro.port);
-    expect(await r.request('virgo_cloud_open(hello.txt)')).toBe('3');
-    expect(await r.request('virgo_cloud_write(3,abc,3,0)')).toBe(
+    const r = await LineConn.open(ro.port);
+    expect(await r.ask('virgo_cloud_open(hello.txt)')).toBe('3');
+    expect(await r.ask('virgo_cloud_write(3,abc,3,0)')).toBe(
       'error: virgo_cloud_write: cloudfs is read-only',
     );
-    expect(await r.request('virgo_cloud_open(brand-new.txt)')).toMatch(/does not exist/);
+    expect(await r.ask('virgo_cloud_open(brand-new.txt)')).toMatch(/does not exist/);
     r.close();
   });
 

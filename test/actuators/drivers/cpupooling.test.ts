@@ -3,9 +3,9 @@ import { describe, expect, it } from 'vitest';
 import { CpuPooling, nodeId, parseCloneRequest } from '../../../actuators/drivers/index.ts';
 import { VariableTable } from '../../../kernel-analytics/index.ts';
 import { closeAfterEach } from '../../helpers/cleanup.ts';
+import { LineConn, oneShot } from '../../helpers/line-client.ts';
 import { run } from '../../helpers/services.ts';
 import { expectRobust } from './lib/robust.ts';
-import { oneShot, TelnetClient } from './lib/telnet.ts';
 
 const track = closeAfterEach();
 
@@ -45,19 +45,19 @@ describe('cpupooling request syntax', () => {
 describe('cpupooling :10000', () => {
   it('runs registered functions and says which node and rule', async () => {
     const s = await start();
-    const c = await TelnetClient.connect(s.port);
+    const c = await LineConn.open(s.port);
     const self = nodeId('127.0.0.1', s.port);
-    expect(parseReply(await c.request('virgo_clone(fib,30)'))).toEqual({
+    expect(parseReply(await c.ask('virgo_clone(fib,30)'))).toEqual({
       node: self,
       rule: 'prg',
       result: '832040',
     });
-    expect(parseReply(await c.request('fib 90')).result).toBe('2880067194370816120');
-    expect(parseReply(await c.request('sum(1,2,3.5)')).result).toBe('6.5');
-    expect(parseReply(await c.request('echo hello pool')).result).toBe('hello pool');
-    expect(parseReply(await c.request('primes 100')).result).toBe('25');
-    expect(parseReply(await c.request('sleep_ms 5')).result).toBe('slept 5 ms');
-    expect(await c.request('help')).toMatch(/functions: echo, fib, loadavg, primes, sleep_ms, sum/);
+    expect(parseReply(await c.ask('fib 90')).result).toBe('2880067194370816120');
+    expect(parseReply(await c.ask('sum(1,2,3.5)')).result).toBe('6.5');
+    expect(parseReply(await c.ask('echo hello pool')).result).toBe('hello pool');
+    expect(parseReply(await c.ask('primes 100')).result).toBe('25');
+    expect(parseReply(await c.ask('sleep_ms 5')).result).toBe('slept 5 ms');
+    expect(await c.ask('help')).toMatch(/functions: echo, fib, loadavg, primes, sleep_ms, sum/);
     c.close();
     expect(s.stats.ok).toBe(6);
   });
@@ -95,10 +95,10 @@ describe('cpupooling :10000', () => {
     const seq = new CpuPooling({ variables: new VariableTable(), port: 0, nodes, rand: (n) => i++ % n });
     await seq.start();
     track(seq);
-    const c = await TelnetClient.connect(seq.port);
+    const c = await LineConn.open(seq.port);
     const seen: string[] = [];
     for (let k = 0; k < 6; k++) {
-      const r = parseReply(await c.request(`fib ${k + 10}`));
+      const r = parseReply(await c.ask(`fib ${k + 10}`));
       seen.push(r.node);
       expect(r.rule).toBe('prg');
     }
@@ -122,23 +122,23 @@ describe('cpupooling :10000', () => {
     const b = await start({ variables: new VariableTable() });
     const nodes = [a, b].map((x) => ({ host: '127.0.0.1', port: x.port, id: nodeId('127.0.0.1', x.port) }));
     const front = await start({ variables: table, nodes });
-    const c = await TelnetClient.connect(front.port);
+    const c = await LineConn.open(front.port);
     // predicted loads say b is the lighter node
     table.set('cpupooling.predicted_exec_ms', '250', { host: nodes[0]!.id });
     table.set('cpupooling.predicted_exec_ms', '40', { host: nodes[1]!.id });
     const prg = new Set<string>();
     for (let k = 0; k < 40; k++) {
-      const r = parseReply(await c.request('echo x'));
+      const r = parseReply(await c.ask('echo x'));
       expect(r.rule).toBe('prg');
       prg.add(r.node);
     }
     expect(prg.size).toBe(2); // 2^-39 chance of a false failure
     table.set('cpupooling.balancer', 'analytics');
     for (let k = 0; k < 10; k++)
-      expect(parseReply(await c.request('echo x'))).toMatchObject({ node: nodes[1]!.id, rule: 'analytics' });
+      expect(parseReply(await c.ask('echo x'))).toMatchObject({ node: nodes[1]!.id, rule: 'analytics' });
     // the learner's view changes: a is lighter now
     table.set('cpupooling.predicted_exec_ms', '10', { host: nodes[0]!.id });
-    expect(parseReply(await c.request('echo x')).node).toBe(nodes[0]!.id);
+    expect(parseReply(await c.ask('echo x')).node).toBe(nodes[0]!.id);
     // no per-node predictions for these hosts: the learner's least_loaded_node
     const t2 = new VariableTable();
     const front2 = await start({ variables: t2, nodes });
@@ -170,16 +170,16 @@ describe('cpupooling :10000', () => {
   it('runs the functions that compute in worker threads: bounded in time (cpupooling.timeout_ms) and in number', async () => {
     const table = new VariableTable();
     const s = await start({ variables: table, workers: { size: 1, maxQueued: 1 } });
-    const c = await TelnetClient.connect(s.port);
+    const c = await LineConn.open(s.port);
     table.set('cpupooling.timeout_ms', '5');
-    expect(await c.request('virgo_clone(primes,2000000)')).toMatch(
+    expect(await c.ask('virgo_clone(primes,2000000)')).toMatch(
       /^error: primes: stopped after 5 ms \(cpupooling\.timeout_ms\); ask for less work$/,
     );
     table.delete('cpupooling.timeout_ms');
     // a fresh worker took the terminated one's place
-    expect(parseReply(await c.request('virgo_clone(primes,2000000)')).result).toBe('148933');
+    expect(parseReply(await c.ask('virgo_clone(primes,2000000)')).result).toBe('148933');
     // one running, one waiting: a third at the same time is refused at once, not queued
-    const clients = await Promise.all([1, 2, 3].map(() => TelnetClient.connect(s.port)));
+    const clients = await Promise.all([1, 2, 3].map(() => LineConn.open(s.port)));
     for (const k of clients) k.write('virgo_clone(primes,2000000)\n');
     const answers = await Promise.all(clients.map((k) => k.next()));
     expect(answers.filter((a) => a?.endsWith('result=148933'))).toHaveLength(2);
@@ -187,11 +187,11 @@ describe('cpupooling :10000', () => {
       'error: primes: every worker is busy and 1 calls wait already; try again later',
     ]);
     // an argument error thrown in the worker comes back as the same error line
-    expect(await c.request('primes 2000001')).toBe(
+    expect(await c.ask('primes 2000001')).toBe(
       'error: primes: n 2000001 is more than 2000000; usage: primes <n>  (n <= 2000000)',
     );
     // functions that do not compute stay on the event loop
-    expect(parseReply(await c.request('echo in place')).result).toBe('in place');
+    expect(parseReply(await c.ask('echo in place')).result).toBe('in place');
     expect(s.pool?.stats().workers).toBe(1);
     for (const k of [c, ...clients]) k.close();
   });

@@ -4,9 +4,9 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { EventNet, parseEventNetMessage } from '../../../actuators/drivers/index.ts';
 import { closeAfterEach } from '../../helpers/cleanup.ts';
+import { LineConn } from '../../helpers/line-client.ts';
 import { run } from '../../helpers/services.ts';
 import { expectRobust } from './lib/robust.ts';
-import { TelnetClient } from './lib/telnet.ts';
 
 const dirs: string[] = [];
 afterAll(() => {
@@ -26,12 +26,12 @@ async function start(): Promise<EventNet> {
 describe('eventnet :20000', () => {
   it('appends edge and vertex messages to the two text files, replying ok', async () => {
     const s = await start();
-    const c = await TelnetClient.connect(s.port);
-    expect(await c.request('eventnet_edgemsg#e1#e2#')).toBe('ok');
-    expect(await c.request('eventnet_edgemsg#e2#e3')).toBe('ok');
-    expect(await c.request('eventnet_vertexmsg#e1#alice,bob#hello,hi')).toBe('ok');
+    const c = await LineConn.open(s.port);
+    expect(await c.ask('eventnet_edgemsg#e1#e2#')).toBe('ok');
+    expect(await c.ask('eventnet_edgemsg#e2#e3')).toBe('ok');
+    expect(await c.ask('eventnet_vertexmsg#e1#alice,bob#hello,hi')).toBe('ok');
     // the original's spelling
-    expect(await c.request('eventnet_vertextmsg#e2#carol#bye#')).toBe('ok');
+    expect(await c.ask('eventnet_vertextmsg#e2#carol#bye#')).toBe('ok');
     c.close();
     expect(readFileSync(s.edgesPath, 'utf8')).toBe('e1 - e2\ne2 - e3\n');
     expect(readFileSync(s.verticesPath, 'utf8')).toBe('e1 - alice,bob - hello,hi\ne2 - carol - bye\n');
@@ -39,11 +39,11 @@ describe('eventnet :20000', () => {
 
   it('keeps lines whole and in order with many clients at once', async () => {
     const s = await start();
-    const clients = await Promise.all(Array.from({ length: 20 }, () => TelnetClient.connect(s.port)));
+    const clients = await Promise.all(Array.from({ length: 20 }, () => LineConn.open(s.port)));
     await Promise.all(
       clients.map(async (c, i) => {
         for (let k = 0; k < 25; k++)
-          expect(await c.request(`eventnet_edgemsg#c${i}-${k}#c${i}-${k + 1}#`)).toBe('ok');
+          expect(await c.ask(`eventnet_edgemsg#c${i}-${k}#c${i}-${k + 1}#`)).toBe('ok');
         c.close();
       }),
     );

@@ -3,9 +3,9 @@
 import { describe, expect, it } from 'vitest';
 import { MemoryPooling, RedisVariables } from '../../../actuators/drivers/index.ts';
 import { exportTable, RedisExporter, VariableTable } from '../../../kernel-analytics/index.ts';
+import { LineConn } from '../../helpers/line-client.ts';
 import { testRedis } from '../../helpers/redis.ts';
 import { REDIS_URL, run, waitFor } from '../../helpers/services.ts';
-import { TelnetClient } from './lib/telnet.ts';
 
 const { redis, prefix: uniquePrefix } = testRedis();
 const prefix = () => uniquePrefix('test-analytics');
@@ -29,11 +29,11 @@ describe('RedisVariables', () => {
 
       const mem = new MemoryPooling({ variables: vars, port: 0 });
       await mem.start();
-      const c = await TelnetClient.connect(mem.port);
-      expect(await c.request('virgo_cloud_malloc(800)')).toMatch(/^\d+$/);
+      const c = await LineConn.open(mem.port);
+      expect(await c.ask('virgo_cloud_malloc(800)')).toMatch(/^\d+$/);
       source.set('memorypooling.max_bytes', '500', { host: 'node-a' });
       await waitFor(() => vars.get('memorypooling.max_bytes') === '500', 'the change through Redis');
-      expect(await c.request('virgo_cloud_malloc(800)')).toMatch(/more than the 500-byte limit/);
+      expect(await c.ask('virgo_cloud_malloc(800)')).toMatch(/more than the 500-byte limit/);
       c.close();
       await mem.close();
 

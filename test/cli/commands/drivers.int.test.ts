@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { oneShot } from '../../actuators/drivers/lib/telnet.ts';
+import { oneShot } from '../../helpers/line-client.ts';
 import { REDIS_URL, spawnVirgo, unique, waitFor } from '../../helpers/services.ts';
 
 const procs: ChildProcess[] = [];

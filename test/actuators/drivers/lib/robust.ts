@@ -1,7 +1,7 @@
 // Bad input on a driver port: every bad line gets a clear error line and the service keeps
 // serving (the same client for a bad request, a new client after an overlong or binary line).
 import { expect } from 'vitest';
-import { TelnetClient } from './telnet.ts';
+import { LineConn } from '../../../helpers/line-client.ts';
 
 export interface RobustCase {
   line: string;
@@ -20,17 +20,17 @@ export async function expectRobust(
   },
 ): Promise<void> {
   const connect = async () => {
-    const t = await TelnetClient.connect(port);
-    for (const l of opts.setup ?? []) expect(await t.request(l), `setup ${l}`).not.toMatch(/^error: /);
+    const t = await LineConn.open(port);
+    for (const l of opts.setup ?? []) expect(await t.ask(l), `setup ${l}`).not.toMatch(/^error: /);
     return t;
   };
   const c = await connect();
   for (const b of opts.bad) {
-    const r = await c.request(b.line);
+    const r = await c.ask(b.line);
     expect(r, `reply to ${JSON.stringify(b.line.slice(0, 60))}`).toMatch(/^error: /);
     expect(r).toMatch(b.says);
     // same connection still served
-    expect(await c.request(opts.good.line)).toMatch(opts.good.reply);
+    expect(await c.ask(opts.good.line)).toMatch(opts.good.reply);
   }
   // an overlong line: an error line, then that client (only) is closed
   c.write(`${'x'.repeat(opts.maxLineBytes + 10)}\n`);
@@ -38,12 +38,12 @@ export async function expectRobust(
   expect(await c.next()).toBeUndefined();
   await c.closed;
   // binary
-  const b = await TelnetClient.connect(port);
+  const b = await LineConn.open(port);
   b.write(Buffer.from([0x66, 0x00, 0xff, 0xfe, 0x0a]));
   expect(await b.next()).toMatch(/^error: binary data/);
   await b.closed;
   // the service is still up for everyone else
   const d = await connect();
-  expect(await d.request(opts.good.line)).toMatch(opts.good.reply);
+  expect(await d.ask(opts.good.line)).toMatch(opts.good.reply);
   d.close();
 }
