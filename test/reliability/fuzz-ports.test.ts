@@ -13,11 +13,12 @@ import { RingConsumer } from '../../kernel-analytics/consumer.ts';
 import { startFeeder } from '../../kernel-analytics/feeder.ts';
 import { KvLineParser } from '../../kernel-analytics/kv-parser.ts';
 import { VariableTable } from '../../kernel-analytics/table.ts';
-import { openSegmentLog, startQueueService } from '../../queue-bridge/index.ts';
+import { startQueueService } from '../../queue-bridge/index.ts';
 import type { LineServer, RejectReason } from '../../runtime/line-server.ts';
 import { LineConn } from '../helpers/line-client.ts';
 import { waitFor } from '../helpers/services.ts';
 import { callLines, hostileBytes, hostileText, SEED, sample, Tally, validKey } from './lib/arb.ts';
+import { storedRequests } from './lib/queue-log.ts';
 import { Report } from './lib/summary.ts';
 
 const N = Number(process.env.VIRGO_FUZZ_CASES ?? 10_000);
@@ -257,13 +258,7 @@ describe('hostile input: every port (10k fuzzed lines each, over a few connectio
     good.close();
     const stats = q.stats();
     await q.close();
-    const log = await openSegmentLog(dir, { readOnly: true });
-    const stored = new Map<string, number>();
-    for await (const r of log.read()) {
-      if (r.message.kind === 'REQUEST')
-        stored.set(r.message.payload, (stored.get(r.message.payload) ?? 0) + 1);
-    }
-    await log.close();
+    const stored = await storedRequests(dir);
     const lostPayloads = acked.filter((p) => {
       const n = stored.get(p) ?? 0;
       if (n > 0) stored.set(p, n - 1);

@@ -19,7 +19,6 @@ import { type Checkpoint, checkpointPath } from '../../ingest/checkpoint.ts';
 import { parseConf } from '../../kernel-analytics/conf-file.ts';
 import { RingConsumer } from '../../kernel-analytics/consumer.ts';
 import { startFeeder } from '../../kernel-analytics/feeder.ts';
-import { openSegmentLog } from '../../queue-bridge/index.ts';
 import { type AnalyticsVariable, codecFor } from '../../schemas/index.ts';
 import { Child } from '../helpers/child.ts';
 import { kcatRecords } from '../helpers/kcat.ts';
@@ -29,6 +28,7 @@ import { startPrivateRedis } from '../helpers/private-redis.ts';
 import { testScope } from '../helpers/scope.ts';
 import { BROKERS, unique, waitFor } from '../helpers/services.ts';
 import { hostAnswer, ufwMessages } from './lib/lines.ts';
+import { storedRequests } from './lib/queue-log.ts';
 import { Report } from './lib/summary.ts';
 
 const report = new Report(import.meta.url);
@@ -342,13 +342,7 @@ describe('process faults: SIGKILL each stage under load, restart, count', () => 
         recovery.push(Date.now() - t);
       }
     }
-    const log = await openSegmentLog(dir, { readOnly: true });
-    const stored = new Map<string, number>();
-    for await (const r of log.read()) {
-      if (r.message.kind === 'REQUEST')
-        stored.set(r.message.payload, (stored.get(r.message.payload) ?? 0) + 1);
-    }
-    await log.close();
+    const stored = await storedRequests(dir);
     const lost = [...acked].filter((p) => !stored.has(p)).length;
     const duplicates = [...stored.values()].reduce((n, c) => n + (c - 1), 0);
     report.fault({

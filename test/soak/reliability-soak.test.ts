@@ -9,7 +9,6 @@ import { describe, expect, it } from 'vitest';
 import { BusError, KafkaBus, namespaced, TOPICS } from '../../bus/index.ts';
 import { type Pipeline, startPipeline } from '../../cli/pipeline.ts';
 import { startFeeder } from '../../kernel-analytics/feeder.ts';
-import { openSegmentLog } from '../../queue-bridge/index.ts';
 import { codecFor } from '../../schemas/index.ts';
 import { Child } from '../helpers/child.ts';
 import { kcatRecords } from '../helpers/kcat.ts';
@@ -18,6 +17,7 @@ import { startPrivateKafka } from '../helpers/private-kafka.ts';
 import { testScope } from '../helpers/scope.ts';
 import { unique, waitFor } from '../helpers/services.ts';
 import { type HostAnswer, hostAnswer, ufwMessages } from '../reliability/lib/lines.ts';
+import { storedRequests } from '../reliability/lib/queue-log.ts';
 import { Report } from '../reliability/lib/summary.ts';
 
 const CYCLES = Number(process.env.VIRGO_SOAK_CYCLES ?? 6);
@@ -139,13 +139,7 @@ describe('soak: the reliability faults, repeated', () => {
       else await c.kill9();
       await Promise.all(writers);
     }
-    const log = await openSegmentLog(dir, { readOnly: true });
-    const stored = new Map<string, number>();
-    for await (const r of log.read()) {
-      if (r.message.kind === 'REQUEST')
-        stored.set(r.message.payload, (stored.get(r.message.payload) ?? 0) + 1);
-    }
-    await log.close();
+    const stored = await storedRequests(dir);
     const lost = [...acked].filter((p) => !stored.has(p)).length;
     const duplicates = [...stored.values()].reduce((a, c) => a + c - 1, 0);
     report.fault({
