@@ -3,34 +3,31 @@
 import type { Bus, BusMessage, Subscription } from '../../bus/index.ts';
 import { unique } from './services.ts';
 
-/** Every message of `topic` as it arrives (`got`), from the beginning, in group `groupId` (default: a new one). */
-export async function collect(
+/**
+ * Every message of `topic` as it arrives (`got`, each as `as` makes it), from the beginning, in
+ * group `groupId` (default: a new one).
+ */
+export async function collect<T = BusMessage>(
   bus: Bus,
   topic: string,
   groupId = unique('g'),
-): Promise<Subscription & { got: BusMessage[] }> {
-  const got: BusMessage[] = [];
+  as: (m: BusMessage) => T = (m) => m as T,
+): Promise<Subscription & { got: T[] }> {
+  const got: T[] = [];
   const sub = await bus.subscribe({
     topics: [topic],
     groupId,
     fromBeginning: true,
-    onBatch: async (b) => void got.push(...b),
+    onBatch: async (b) => void got.push(...b.map(as)),
   });
   return Object.assign(sub, { got });
 }
 
-/** The same, keeping each message's value as text (`values`). */
-export async function collectValues(
+/** The same, keeping each message's value as text. */
+export function collectValues(
   bus: Bus,
   topic: string,
-  groupId = unique('g'),
-): Promise<Subscription & { values: string[] }> {
-  const values: string[] = [];
-  const sub = await bus.subscribe({
-    topics: [topic],
-    groupId,
-    fromBeginning: true,
-    onBatch: async (b) => void values.push(...b.map((m) => m.value!.toString())),
-  });
-  return Object.assign(sub, { values });
+  groupId?: string,
+): Promise<Subscription & { got: string[] }> {
+  return collect(bus, topic, groupId, (m) => m.value!.toString());
 }

@@ -62,7 +62,7 @@ export function busContract(name: string, makeBus: () => Bus): void {
         [1, 2, 3].map((i) => ({ value: `m${i}` })),
       );
       const s1 = await collectValues(bus, topic, group);
-      const first = s1.values;
+      const first = s1.got;
       await waitFor(() => first.length === 3, 'first three');
       await s1.commit();
       await s1.close();
@@ -71,11 +71,11 @@ export function busContract(name: string, makeBus: () => Bus): void {
         topic,
         [4, 5].map((i) => ({ value: `m${i}` })),
       );
-      const { values: second } = track(await collectValues(bus, topic, group));
+      const { got: second } = track(await collectValues(bus, topic, group));
       await waitFor(() => second.length >= 2, 'the two new messages');
       expect(second).toEqual(['m4', 'm5']);
 
-      const { values: fresh } = track(await collectValues(bus, topic));
+      const { got: fresh } = track(await collectValues(bus, topic));
       await waitFor(() => fresh.length >= 5, 'all five for a new group');
       expect(fresh).toEqual(['m1', 'm2', 'm3', 'm4', 'm5']);
     });
@@ -110,7 +110,7 @@ export function busContract(name: string, makeBus: () => Bus): void {
       expect(hwms.at(-1)).toBe('4');
       await s1.commit();
       await s1.close();
-      const { values: again } = track(await collectValues(bus, topic, group));
+      const { got: again } = track(await collectValues(bus, topic, group));
       await waitFor(() => again.length >= 2, 'the held two again');
       expect(again).toEqual(['m3', 'm4']);
     });
