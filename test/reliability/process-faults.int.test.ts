@@ -21,6 +21,7 @@ import { RingConsumer } from '../../kernel-analytics/consumer.ts';
 import { startFeeder } from '../../kernel-analytics/feeder.ts';
 import { type AnalyticsVariable, codecFor } from '../../schemas/index.ts';
 import { Child } from '../helpers/child.ts';
+import { driversUpArgs } from '../helpers/drivers.ts';
 import { kcatRecords } from '../helpers/kcat.ts';
 import { LineConn } from '../helpers/line-client.ts';
 import { freePort } from '../helpers/ports.ts';
@@ -366,24 +367,11 @@ describe('process faults: SIGKILL each stage under load, restart, count', () => 
     const start = async () => {
       const c = track(
         Child.virgo(
-          [
-            'drivers',
-            'up',
-            '--redis',
-            redis.url,
-            '--redis-prefix',
-            unique('rel'),
-            '--mempool',
-            'redis',
-            '--only',
-            'memorypooling,cloudfs',
-            '--devices',
-            'none',
-            '--ports',
-            'memorypooling=0,cloudfs=0',
-            '--cloudfs-root',
-            root,
-          ],
+          await driversUpArgs({
+            only: 'memorypooling,cloudfs',
+            redis: redis.url,
+            extra: ['--redis-prefix', unique('rel'), '--mempool', 'redis', '--cloudfs-root', root],
+          }),
           LOGS,
         ),
       );

@@ -10,6 +10,7 @@ import { CloudFs, CpuPooling } from '../../actuators/drivers/index.ts';
 import { VariableTable } from '../../kernel-analytics/table.ts';
 import { openSegmentLog } from '../../queue-bridge/index.ts';
 import { Child } from '../helpers/child.ts';
+import { driversUpArgs } from '../helpers/drivers.ts';
 import { LineConn } from '../helpers/line-client.ts';
 import { freePort } from '../helpers/ports.ts';
 import { startPrivateRedis } from '../helpers/private-redis.ts';
@@ -46,22 +47,14 @@ async function queueServe(
 async function driversUp(extra: string[], env: NodeJS.ProcessEnv = {}): Promise<{ c: Child; cpu: number }> {
   const c = started(
     Child.virgo(
-      [
-        'drivers',
-        'up',
-        '--feeder',
-        `127.0.0.1:${await freePort()}`,
-        '--only',
-        'cpupooling',
-        '--devices',
-        'none',
-        '--ports',
-        'cpupooling=0',
-        '--cloudfs-root',
-        tempDir('sec-cloudfs'),
-        ...extra,
-      ],
-      { ...LOUD, ...env },
+      await driversUpArgs({
+        only: 'cpupooling',
+        extra: ['--cloudfs-root', tempDir('sec-cloudfs'), ...extra],
+      }),
+      {
+        ...LOUD,
+        ...env,
+      },
     ),
   );
   const m = await c.waitLine(/^listening cpupooling=127\.0\.0\.1:(\d+)/);
@@ -350,20 +343,7 @@ describe('security', () => {
     // drivers up reads its variables from Redis with the right password …
     const d = started(
       Child.virgo(
-        [
-          'drivers',
-          'up',
-          '--redis',
-          good,
-          '--only',
-          'cpupooling',
-          '--devices',
-          'none',
-          '--ports',
-          'cpupooling=0',
-          '--metrics',
-          '127.0.0.1:0',
-        ],
+        await driversUpArgs({ only: 'cpupooling', redis: good, extra: ['--metrics', '127.0.0.1:0'] }),
         LOUD,
       ),
     );

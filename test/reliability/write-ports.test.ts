@@ -14,6 +14,7 @@ import { openSegmentLog, startQueueService } from '../../queue-bridge/index.ts';
 import { LineServer } from '../../runtime/line-server.ts';
 import { registry } from '../../runtime/metrics.ts';
 import { Child } from '../helpers/child.ts';
+import { driversUpArgs } from '../helpers/drivers.ts';
 import { LineConn } from '../helpers/line-client.ts';
 import { freePort } from '../helpers/ports.ts';
 import { testScope } from '../helpers/scope.ts';
@@ -245,22 +246,11 @@ describe('write ports: authenticated and bounded (issue #15)', () => {
     const node = async (port: number) => {
       const c = started(
         Child.virgo(
-          [
-            'drivers',
-            'up',
-            '--feeder',
-            `127.0.0.1:${await freePort()}`,
-            '--only',
-            'cpupooling',
-            '--devices',
-            'none',
-            '--ports',
-            `cpupooling=${port}`,
-            '--nodes',
-            nodes,
-            '--cloudfs-root',
-            tempDir('wp-fs'),
-          ],
+          await driversUpArgs({
+            only: 'cpupooling',
+            ports: `cpupooling=${port}`,
+            extra: ['--nodes', nodes, '--cloudfs-root', tempDir('wp-fs')],
+          }),
           { ...LOUD, VIRGO_DRIVERS_SECRET: pw },
         ),
       );
@@ -282,20 +272,11 @@ describe('write ports: authenticated and bounded (issue #15)', () => {
     const q = await queueServe([], { VIRGO_QUEUE_SECRET: qpw });
     const dev = started(
       Child.virgo(
-        [
-          'drivers',
-          'up',
-          '--feeder',
-          `127.0.0.1:${await freePort()}`,
-          '--only',
-          'none',
-          '--devices',
-          'drone',
-          '--queue',
-          `127.0.0.1:${q.port}`,
-          '--cloudfs-root',
-          tempDir('wp-fs'),
-        ],
+        await driversUpArgs({
+          only: 'none',
+          devices: 'drone',
+          extra: ['--queue', `127.0.0.1:${q.port}`, '--cloudfs-root', tempDir('wp-fs')],
+        }),
         { ...LOUD, VIRGO_QUEUE_SECRET: qpw },
       ),
     );
@@ -576,23 +557,7 @@ describe('write ports: authenticated and bounded (issue #15)', () => {
   }, 60_000);
 
   it('memorypooling bounds blocks, not only bytes, and per client: 300,000 one-byte mallocs cannot take the pool', async () => {
-    const c = started(
-      Child.virgo(
-        [
-          'drivers',
-          'up',
-          '--feeder',
-          `127.0.0.1:${await freePort()}`,
-          '--only',
-          'memorypooling',
-          '--devices',
-          'none',
-          '--ports',
-          'memorypooling=0',
-        ],
-        QUIET,
-      ),
-    );
+    const c = started(Child.virgo(await driversUpArgs({ only: 'memorypooling' }), QUIET));
     const port = Number((await c.waitLine(/^listening memorypooling=127\.0\.0\.1:(\d+)/))[1]);
     const a = await LineConn.open(port);
     // warm up (code paths, buffers) before the baseline
