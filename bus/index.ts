@@ -6,6 +6,7 @@ import { MemoryBus } from './memory.ts';
 import { namespaced } from './namespace.ts';
 import type { Bus } from './types.ts';
 
+export { type Followed, type FollowOptions, followFromStart } from './follow.ts';
 export { namespaced } from './namespace.ts';
 export * from './topics.ts';
 export * from './types.ts';

@@ -437,6 +437,15 @@ export class KafkaBus implements Bus {
       }, delay);
       restartTimer.unref();
     };
+    // A fetch that held only transaction markers or aborted records never reaches eachBatch on
+    // kafkajs's own codec: kafkajs steps over it by itself and says so with an empty batch event.
+    if (opts.onProgress) {
+      consumer.on(consumer.events.END_BATCH_PROCESS, (e) => {
+        const b = e.payload as { topic: string; partition: number; batchSize: number; lastOffset: string };
+        if (b.batchSize === 0 && running)
+          opts.onProgress!(b.topic, b.partition, (BigInt(b.lastOffset) + 1n).toString());
+      });
+    }
     consumer.on(consumer.events.CRASH, (e) => {
       const { error, restart } = e.payload as { error: Error; restart: boolean };
       log.error('consumer crashed', { group: opts.groupId, err: error, restart });
@@ -535,6 +544,7 @@ export class KafkaBus implements Bus {
           // a subscriber that still holds some of the batch commits no further than its first
           offset: opts.commitOffset ? opts.commitOffset(batch.topic, batch.partition, next) : next,
         });
+        opts.onProgress?.(batch.topic, batch.partition, next);
       };
       for (let i = 0; i < all.length; i += maxBatch) {
         if (!running || !isRunning() || isStale()) return;

@@ -329,6 +329,7 @@ export class MemoryBus implements Bus {
               slot(topic, p),
               opts.commitOffset ? Number(opts.commitOffset(topic, p, String(next))) : next,
             );
+            opts.onProgress?.(topic, p, String(next));
             delivered = true;
           }
         }

@@ -43,6 +43,12 @@ export function namespaced(bus: Bus, prefix: string): Bus {
                 opts.commitOffset!(t.startsWith(p) ? t.slice(p.length) : t, partition, next),
             }
           : {}),
+        ...(opts.onProgress
+          ? {
+              onProgress: (t: string, partition: number, next: string) =>
+                opts.onProgress!(t.startsWith(p) ? t.slice(p.length) : t, partition, next),
+            }
+          : {}),
         onBatch: (batch, ctx) =>
           opts.onBatch(batch.map(back), {
             ...ctx,

@@ -80,6 +80,12 @@ export interface SubscribeOptions {
    * returns the first one it still holds, so after a crash or rebalance they come again.
    */
   commitOffset?: (topic: string, partition: number, next: string) => string;
+  /**
+   * Called whenever this member's position in a partition moves: after a handled batch, and past
+   * records it never sees (transaction markers, aborted records), so a reader can tell that it
+   * reached an end offset even when the partition ends with a commit marker.
+   */
+  onProgress?: (topic: string, partition: number, next: string) => void;
 }
 
 export interface Subscription {

@@ -18,7 +18,14 @@
 // the connection: a one-shot dump.
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { type Bus, type BusMessage, type Subscription, TOPICS, topicSpecs } from '../bus/index.ts';
+import {
+  type Bus,
+  type BusMessage,
+  followFromStart,
+  type Subscription,
+  TOPICS,
+  topicSpecs,
+} from '../bus/index.ts';
 import { type LineClient, LineServer } from '../runtime/line-server.ts';
 import { createLogger } from '../runtime/log.ts';
 import { type AnalyticsVariable, AvroDecodeError, type Codec, codecFor } from '../schemas/index.ts';
@@ -196,7 +203,6 @@ class FeederImpl implements Feeder {
   private closed = false;
   /** false while the feeder is still reading what the topic held at start: its table is older than the topic */
   private caughtUp: boolean;
-  private heldTimer: NodeJS.Timeout | undefined;
   private metricsTimer: NodeJS.Timeout | undefined;
   private reportedAt = 0;
   private maxQueued = 0;
@@ -267,33 +273,19 @@ class FeederImpl implements Feeder {
     const codec = codecFor('AnalyticsVariable');
     // A (re)started feeder re-reads the topic from its start, older values first (compaction lags):
     // serving meanwhile would hand clients old values as current. Clients wait for their snapshot
-    // until every partition is read up to where it ended now.
-    const ends = new Map<number, bigint>();
-    for (const o of await bus.topicOffsets(topic)) {
-      if (BigInt(o.high) > BigInt(o.low)) ends.set(o.partition, BigInt(o.high));
-    }
-    if (ends.size === 0) this.serveHeld();
-    else {
-      // The record at a partition's end may be gone (a tombstone compacted away): never hold forever.
-      this.heldTimer = setTimeout(() => {
-        if (this.caughtUp) return;
-        log.warn('serving before the end of the analytics topic was read', { partitions: [...ends.keys()] });
-        this.serveHeld();
-      }, CATCH_UP_LIMIT_MS);
-      this.heldTimer.unref();
-    }
-    this.sub = await bus.subscribe({
+    // until every partition is read up to where it ended now (at most CATCH_UP_LIMIT_MS: the
+    // record at a partition's end may be gone, a tombstone compacted away).
+    const followed = await followFromStart(bus, {
       topics: [topic],
       groupId: this.opts.groupId ?? `virgo-feeder-${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`,
-      fromBeginning: true,
+      timeoutMs: CATCH_UP_LIMIT_MS,
       onBatch: async (batch) => {
         for (const m of batch) this.fromBus(m, codec);
-        if (this.caughtUp) return;
-        const last = batch[batch.length - 1]!;
-        const end = ends.get(last.partition);
-        if (end !== undefined && BigInt(last.offset) + 1n >= end) ends.delete(last.partition);
-        if (ends.size === 0) this.serveHeld();
       },
+    });
+    this.sub = followed.sub;
+    void followed.caughtUp.then(() => {
+      if (!this.closed) this.serveHeld();
     });
     void this.sub.ready.then(() => this.readyResolve());
     log.info('following analytics topic', { topic, bus: bus.kind });
@@ -302,7 +294,6 @@ class FeederImpl implements Feeder {
   /** Caught up with the topic: the clients that connected meanwhile get their snapshot now. */
   private serveHeld(): void {
     this.caughtUp = true;
-    clearTimeout(this.heldTimer);
     log.info('caught up with the analytics topic', { variables: this.table.size });
     for (const [c, st] of this.clients) {
       if (!st.held) continue;
@@ -750,7 +741,6 @@ class FeederImpl implements Feeder {
     this.closed = true;
     if (this.catchUpTimer) clearInterval(this.catchUpTimer);
     this.catchUpTimer = undefined;
-    clearTimeout(this.heldTimer);
     await this.sub?.close();
     // Changes already accepted go out before the sockets end.
     if (this.flushScheduled) this.flush();

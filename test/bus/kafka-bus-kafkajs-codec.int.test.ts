@@ -7,12 +7,22 @@ import { KafkaBus } from '../../bus/index.ts';
 import { installFastPath } from '../../bus/kafka-fastpath.ts';
 import { BROKERS } from '../helpers/services.ts';
 import { busContract } from './lib/contract.ts';
+import { followsPastMarkers } from './lib/follow-markers.ts';
 
 process.env.VIRGO_KAFKAJS_CODEC = 'kafkajs';
 
 it('runs on kafkajs own codec', () => {
   expect(installFastPath()).toBe(false);
 });
+
+it('followFromStart reads to the end of partitions that end with a transaction marker', async () => {
+  const bus = new KafkaBus({ brokers: BROKERS, clientId: 'virgo-test' });
+  try {
+    await followsPastMarkers(bus);
+  } finally {
+    await bus.close();
+  }
+}, 60_000);
 
 busContract(
   'Kafka, kafkajs codec (real broker)',

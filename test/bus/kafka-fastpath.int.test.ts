@@ -7,6 +7,7 @@ import { collect, collectValues } from '../helpers/bus.ts';
 import { closeAfterEach } from '../helpers/cleanup.ts';
 import { kcatConsume, kcatProduce } from '../helpers/kcat.ts';
 import { BROKERS, unique, waitFor } from '../helpers/services.ts';
+import { followsPastMarkers } from './lib/follow-markers.ts';
 
 const track = closeAfterEach();
 
@@ -150,5 +151,9 @@ describe('Kafka bus record codec (real broker)', () => {
     await producer.disconnect();
     await consume(committedOnly, ['c1', 'c2', 'c3']);
     await consume(withAborted, ['c1', 'c2', 'c3']);
+  });
+
+  it('followFromStart reads to the end of partitions that end with a transaction marker', async () => {
+    await followsPastMarkers(track(new KafkaBus({ brokers: BROKERS })));
   });
 });

@@ -1,7 +1,7 @@
 // The contract every Bus implementation passes (docs/design.md §2.3): run by memory-bus.test.ts
 // and kafka-bus.int.test.ts with their own factory.
 import { describe, expect, it } from 'vitest';
-import type { Bus, BusMessage } from '../../../bus/index.ts';
+import { type Bus, type BusMessage, followFromStart } from '../../../bus/index.ts';
 import { collect, collectValues } from '../../helpers/bus.ts';
 import { closeAfterEach } from '../../helpers/cleanup.ts';
 import { unique, waitFor } from '../../helpers/services.ts';
@@ -113,6 +113,41 @@ export function busContract(name: string, makeBus: () => Bus): void {
       const { got: again } = track(await collectValues(bus, topic, group));
       await waitFor(() => again.length >= 2, 'the held two again');
       expect(again).toEqual(['m3', 'm4']);
+    });
+
+    it('followFromStart reads every partition to the end it had, then keeps following', async () => {
+      const bus = track(makeBus());
+      const topic = unique('contract-follow');
+      await bus.ensureTopics([{ topic, partitions: 3 }]);
+      await bus.publish(
+        topic,
+        Array.from({ length: 30 }, (_, i) => ({ key: `k${i % 4}`, value: `v${i}` })),
+      );
+      const got: string[] = [];
+      let atEnd = -1;
+      let laterIn = -1;
+      const f = await followFromStart(bus, {
+        topics: [topic],
+        groupId: unique('g'),
+        onBatch: async (b) => {
+          for (const m of b) {
+            got.push(m.value!.toString());
+            if (m.value!.toString() === 'later') laterIn = m.partition;
+          }
+        },
+      });
+      track(f.sub);
+      void f.caughtUp.then(() => {
+        atEnd = got.length;
+      });
+      expect(await f.caughtUp).toBe(true);
+      // everything there was at start was handed over before caughtUp resolved
+      expect(atEnd).toBe(30);
+      await bus.publish(topic, [{ key: 'k9', value: 'later' }]);
+      await waitFor(() => got.includes('later'), 'a later message');
+      const high = (await bus.topicOffsets(topic)).find((o) => o.partition === laterIn)!.high;
+      expect(await f.readTo(topic, [laterIn], 20_000)).toBe(true);
+      expect(f.position(topic, laterIn)).toBe(BigInt(high));
     });
 
     it('redelivers a batch whose handler failed (at-least-once, nothing lost)', async () => {
