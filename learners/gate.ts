@@ -13,6 +13,30 @@ export type Verdict = 'emit' | 'unchanged' | 'hysteresis' | 'dwell' | 'pinned' |
 export const OPERATOR = 'operator';
 const MAX_WHY = 900;
 
+/** An operator's value as it goes out (learner and model `operator`, full confidence): the one
+ * place it is built, for the gate, the learner host and `virgo pin`. */
+export function operatorVariable(
+  host: string,
+  key: string,
+  value: string,
+  decl: Pick<VariableDecl, 'type' | 'unit'> | undefined,
+  why: string,
+  ts: number,
+): AnalyticsVariable {
+  return {
+    host,
+    key,
+    value,
+    why: clip(why),
+    learner: OPERATOR,
+    model: OPERATOR,
+    confidence: 1,
+    ts,
+    type: decl?.type ?? 'string',
+    unit: decl?.unit ?? null,
+  };
+}
+
 interface Pending {
   n: Normalised;
   p: Proposal;
@@ -251,18 +275,7 @@ export class EmissionGate {
       return undefined;
     }
     const d = this.declared.get(key)?.decl;
-    const v: AnalyticsVariable = {
-      host,
-      key,
-      value,
-      why: clip(why),
-      learner: OPERATOR,
-      model: OPERATOR,
-      confidence: 1,
-      ts,
-      type: d?.type ?? 'string',
-      unit: d?.unit ?? null,
-    };
+    const v = operatorVariable(host, key, value, d, why, ts);
     this.slots.set(id, {
       value,
       changedAt: now,

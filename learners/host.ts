@@ -6,49 +6,27 @@
 // the records handed over; at start the current value of every variable is announced again, so a
 // restart on a saved state reaches whoever listens now (the in-process bus starts empty).
 
-import { randomUUID } from 'node:crypto';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import {
-  type Bus,
-  CONTENT_TYPES,
-  HEADERS,
-  type OutgoingMessage,
-  type Subscription,
-  TOPICS,
-  topicSpecs,
-} from '../bus/index.ts';
+import { type Bus, TOPICS, topicSpecs } from '../bus/index.ts';
 import { createLogger } from '../runtime/log.ts';
 import { counter, histogram } from '../runtime/metrics.ts';
-import {
-  type AnalyticsVariable,
-  codecFor,
-  type DroneSensorFrame,
-  type KernelEvent,
-  type WebcamFrame,
-} from '../schemas/index.ts';
+import type { AnalyticsVariable, DroneSensorFrame, KernelEvent, WebcamFrame } from '../schemas/index.ts';
 import { loadBackend } from './backend.ts';
 import { PipelineClock, type PipelineClockJson, type PipelineClockOptions } from './clock.ts';
 import {
   type DeclaredVariable,
   EmissionGate,
   type GateSnapshot,
+  operatorVariable,
   type VariableState,
   type Verdict,
 } from './gate.ts';
-import {
-  decodePinMessage,
-  encodePinMessage,
-  PINS_TOPIC,
-  type PinEntry,
-  PinFile,
-  PinStore,
-  whoAmI,
-} from './pins.ts';
+import { checkPin, PINS_TOPIC, type PinDiff, Pins } from './pins.ts';
 import { declarationsOf, FACTORIES, type LearnerName, learnerNames } from './registry.ts';
 import { currentSnapshot, readJson, writeJsonAtomic, writeSnapshot } from './snapshot.ts';
 import type { Learner, LearnerStats, Proposal } from './types.ts';
-import { HOST_RE, KEY_RE, normalise, undeclared, ValueError } from './variables.ts';
+import { variableMessage } from './variables.ts';
 
 const log = createLogger('learners');
 
@@ -150,10 +128,6 @@ export interface LearnerHost {
   close(opts?: { save?: boolean }): Promise<void>;
 }
 
-export class PinValueError extends Error {
-  override readonly name = 'PinValueError';
-}
-
 interface GateFileJson {
   gate: GateSnapshot;
   outbox: AnalyticsVariable[];
@@ -168,28 +142,6 @@ const ZERO_VERDICTS: Record<Verdict, number> = {
   pinned: 0,
   invalid: 0,
 };
-
-/** Checks and canonicalises an operator's pin against the declared variables. */
-export function checkPin(
-  variables: ReadonlyMap<string, DeclaredVariable>,
-  host: string,
-  key: string,
-  value: string,
-): { value: string; learner: string | undefined; type: string; unit: string | null } {
-  if (!HOST_RE.test(host))
-    throw new PinValueError(`host ${JSON.stringify(host)} must match [A-Za-z0-9_.:-]{1,128}`);
-  if (!KEY_RE.test(key))
-    throw new PinValueError(`key ${JSON.stringify(key)} must match [A-Za-z0-9_.:/-]{1,128}`);
-  const dv = variables.get(key);
-  const decl = dv?.decl ?? undeclared(key);
-  try {
-    const n = normalise(decl, value, false);
-    return { value: n.value, learner: dv?.learner, type: decl.type, unit: decl.unit };
-  } catch (err) {
-    if (err instanceof ValueError) throw new PinValueError(`cannot pin ${host}/${key}: ${err.message}`);
-    throw err;
-  }
-}
 
 export async function createLearnerHost(opts: LearnerHostOptions): Promise<LearnerHost> {
   const names = learnerNames(opts.learners);
@@ -213,15 +165,10 @@ export async function createLearnerHost(opts: LearnerHostOptions): Promise<Learn
 class Host implements LearnerHost {
   readonly variables: Map<string, DeclaredVariable>;
   private readonly gate: EmissionGate;
-  private readonly pins = new PinStore();
-  private readonly pinFile: PinFile | undefined;
+  private readonly pins: Pins;
   private readonly outbox = new Map<string, AnalyticsVariable>();
   private readonly analyticsTopic: string;
-  private readonly pinsTopic: string | undefined;
-  private readonly codec = codecFor('AnalyticsVariable');
   private chain: Promise<unknown> = Promise.resolve();
-  private stopWatch: (() => void) | undefined;
-  private pinsSub: Subscription | undefined;
   private readonly perLearner = new Map<string, { batches: number; seconds: number }>();
   private readonly verdicts: Record<Verdict, number> = { ...ZERO_VERDICTS };
   private readonly inputs = { kernel: 0, drone: 0, webcam: 0 };
@@ -240,15 +187,25 @@ class Host implements LearnerHost {
     readonly clock: PipelineClock,
   ) {
     this.variables = declarationsOf([...learners.values()]);
+    // The gate asks the pins in force; they exist before the first proposal reaches it.
     this.gate = new EmissionGate(this.variables, (h, k) => this.pins.get(h, k));
     this.analyticsTopic = opts.analyticsTopic ?? TOPICS.kernelAnalytics;
-    const pt = opts.pinsTopic ?? (opts.bus.kind === 'kafka' ? PINS_TOPIC : false);
-    this.pinsTopic = pt === false ? undefined : pt;
-    if (opts.stateDir) {
-      const dir = join(opts.stateDir, 'pins');
-      mkdirSync(dir, { recursive: true });
-      this.pinFile = new PinFile(dir);
-    }
+    const pinsTopic = opts.pinsTopic ?? (opts.bus.kind === 'kafka' ? PINS_TOPIC : false);
+    this.pins = new Pins({
+      bus: opts.bus,
+      variables: this.variables,
+      ...(opts.stateDir ? { stateDir: opts.stateDir } : {}),
+      ...(pinsTopic !== false ? { topic: pinsTopic } : {}),
+      now,
+      apply: (diff, force) => this.applyPins(diff, force),
+      run: (fn) =>
+        this.run(async () => {
+          const r = await fn();
+          await this.flush();
+          return r;
+        }),
+      rejected: () => mRejected.inc({ input: 'pins', reason: 'malformed' }),
+    });
     for (const n of names) this.perLearner.set(n, { batches: 0, seconds: 0 });
   }
 
@@ -267,21 +224,12 @@ class Host implements LearnerHost {
       this.reannounced++;
     }
     mAnnounced.inc(this.reannounced);
-    if (this.pinFile) {
-      this.applyPins(this.pins.setSource('file', this.pinFile.read()));
-      this.stopWatch = this.pinFile.watch((pins) => {
-        void this.run(async () => {
-          this.applyPins(this.pins.setSource('file', pins));
-          await this.flush();
-        });
-      });
-    }
-    if (this.pinsTopic) await this.followPinsTopic(this.pinsTopic);
+    await this.pins.start();
     await this.run(() => this.flush());
     log.info('learners ready', {
       learners: this.names.join(','),
       backend: this.backend,
-      pins: this.pins.all().length,
+      pins: this.pins.count,
       reannounced: this.reannounced,
       clock: this.clock.mode,
       ...(this.clock.tdf !== 1 ? { tdf: this.clock.tdf } : {}),
@@ -367,11 +315,7 @@ class Host implements LearnerHost {
   private async flush(): Promise<void> {
     if (this.outbox.size === 0) return;
     const batch = [...this.outbox];
-    const msgs: OutgoingMessage[] = batch.map(([id, v]) => ({
-      key: id,
-      value: this.codec.encode(v),
-      headers: { [HEADERS.contentType]: CONTENT_TYPES.avro, [HEADERS.schema]: this.codec.fingerprintHex },
-    }));
+    const msgs = batch.map(([, v]) => variableMessage(v));
     try {
       await this.opts.bus.publish(this.analyticsTopic, msgs);
     } catch (err) {
@@ -409,7 +353,7 @@ class Host implements LearnerHost {
     });
   }
 
-  private applyPins(diff: { pinned: PinEntry[]; unpinned: PinEntry[] }, force?: string): void {
+  private applyPins(diff: PinDiff, force?: string): void {
     for (const e of diff.pinned) {
       // An operator acts in processing time; the dwell after an unpin is the host's own clock.
       const v = this.gate.pin(
@@ -432,110 +376,15 @@ class Host implements LearnerHost {
   async pin(host: string, key: string, value: string): Promise<AnalyticsVariable> {
     const c = checkPin(this.variables, host, key, value);
     return this.run(async () => {
-      const id = `${host}/${key}`;
-      const entry: PinEntry = { host, key, value: c.value, ts: this.now(), by: whoAmI(), announced: true };
-      if (this.pinFile) {
-        const pins = await this.pinFile.update((m) => void m.set(id, entry));
-        this.applyPins(this.pins.setSource('file', pins), id);
-      } else {
-        this.applyPins(this.pins.setOne('api', id, entry), id);
-      }
-      if (this.pinsTopic) {
-        await this.opts.bus.publish(this.pinsTopic, [{ key: id, value: encodePinMessage(entry) }]);
-      }
-      const announced = this.outbox.get(id);
+      const entry = await this.pins.pin(host, key, c.value);
+      const announced = this.outbox.get(`${host}/${key}`);
       await this.flush();
-      return (
-        announced ?? {
-          host,
-          key,
-          value: c.value,
-          why: 'already pinned at this value',
-          learner: 'operator',
-          model: 'operator',
-          confidence: 1,
-          ts: entry.ts,
-          type: c.type,
-          unit: c.unit,
-        }
-      );
+      return announced ?? operatorVariable(host, key, c.value, c, 'already pinned at this value', entry.ts);
     });
   }
 
   unpin(host: string, key: string): Promise<boolean> {
-    return this.run(async () => {
-      const id = `${host}/${key}`;
-      const had = this.pins.get(host, key) !== undefined;
-      if (this.pinFile) {
-        const pins = await this.pinFile.update((m) => void m.delete(id));
-        this.applyPins(this.pins.setSource('file', pins));
-      }
-      this.applyPins(this.pins.setOne('api', id, undefined));
-      if (this.pinsTopic) {
-        this.applyPins(this.pins.setOne('topic', id, undefined));
-        await this.opts.bus.publish(this.pinsTopic, [{ key: id, value: null }]);
-      }
-      return had;
-    });
-  }
-
-  /** Reads the pins topic from the start (it is compacted: the latest pin per host/key). */
-  private async followPinsTopic(topic: string): Promise<void> {
-    const bus = this.opts.bus;
-    await bus.ensureTopics([{ topic, partitions: 1, configs: { 'cleanup.policy': 'compact' } }]);
-    const offsets = await bus.topicOffsets(topic);
-    const want = new Map(
-      offsets.filter((o) => BigInt(o.high) > BigInt(o.low)).map((o) => [o.partition, BigInt(o.high) - 1n]),
-    );
-    const seen = new Map<number, bigint>();
-    let caughtUp!: () => void;
-    const done = new Promise<void>((r) => {
-      caughtUp = r;
-    });
-    const check = () => {
-      for (const [p, off] of want) if ((seen.get(p) ?? -1n) < off) return;
-      caughtUp();
-    };
-    check();
-    this.pinsSub = await bus.subscribe({
-      topics: [topic],
-      // Every instance reads every pin: its own group, from the beginning.
-      groupId: `virgo-learner-pins-${randomUUID()}`,
-      fromBeginning: true,
-      onBatch: async (batch) => {
-        await this.run(async () => {
-          for (const m of batch) {
-            const id = m.key?.toString('utf8') ?? '';
-            try {
-              const e = decodePinMessage(id, m.value);
-              // Any producer can write the topic: a pin from it is checked like one from the API.
-              if (e) e.value = checkPin(this.variables, e.host, e.key, e.value).value;
-              this.applyPins(this.pins.setOne('topic', id, e));
-            } catch (err) {
-              mRejected.inc({ input: 'pins', reason: 'malformed' });
-              log.warn('ignoring a malformed pin message', { topic, offset: m.offset, err });
-            }
-          }
-          await this.flush();
-        });
-        for (const m of batch) seen.set(m.partition, BigInt(m.offset));
-        check();
-      },
-    });
-    await this.pinsSub.ready;
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      done,
-      new Promise<void>((r) => {
-        timer = setTimeout(() => {
-          log.warn('pins topic not read to its end in 15 s; continuing, pins apply as they arrive', {
-            topic,
-          });
-          r();
-        }, 15_000);
-      }),
-    ]);
-    clearTimeout(timer);
+    return this.run(() => this.pins.unpin(host, key));
   }
 
   private async restore(base: string): Promise<void> {
@@ -608,7 +457,7 @@ class Host implements LearnerHost {
       publishFailures: this.publishFailures,
       outbox: this.outbox.size,
       held: this.gate.held,
-      pins: this.pins.all().length,
+      pins: this.pins.count,
       savedAt: this.savedAt,
       clock: { mode: this.clock.mode, tdf: this.clock.tdf, ...this.clock.counts() },
       reannounced: this.reannounced,
@@ -621,8 +470,7 @@ class Host implements LearnerHost {
 
   async close(opts: { save?: boolean } = {}): Promise<void> {
     if (this.closed) return;
-    this.stopWatch?.();
-    await this.pinsSub?.close();
+    await this.pins.close();
     await this.run(() => this.flush());
     if (this.outbox.size > 0) {
       log.error('closing with undelivered analytics variables (saved in the snapshot when there is one)', {

@@ -14,27 +14,38 @@ export {
   type DroneParams,
   decide,
 } from './drone.ts';
-export { type DeclaredVariable, EmissionGate, OPERATOR, type VariableState, type Verdict } from './gate.ts';
 export {
-  checkPin,
+  type DeclaredVariable,
+  EmissionGate,
+  OPERATOR,
+  operatorVariable,
+  type VariableState,
+  type Verdict,
+} from './gate.ts';
+export {
   createLearnerHost,
   type LearnerHost,
   type LearnerHostOptions,
   type LearnerHostStats,
-  PinValueError,
   type SnapshotAttachment,
 } from './host.ts';
 export { CLUSTER_HOST, LoadLearner, parseLoadLine } from './load.ts';
 export { fileIO, ModelFileError, registerFileRouter } from './model-io.ts';
 export { FEATURES as NETBW_FEATURES, NetbwLearner } from './netbw.ts';
 export {
+  checkPin,
   decodePinMessage,
   encodePinMessage,
   PINS_TOPIC,
   PINS_TOPIC_SPEC,
+  type PinDiff,
   type PinEntry,
   PinFile,
   PinFileError,
+  Pins,
+  PinValueError,
+  publishPin,
+  publishUnpin,
   whoAmI,
 } from './pins.ts';
 export {
@@ -49,6 +60,6 @@ export { currentSnapshot } from './snapshot.ts';
 export { type LearnStage, type LearnStageOptions, type LearnStageStats, startLearnStage } from './stage.ts';
 export type { Learner, LearnerContext, Proposal, Tf, VariableDecl, VarType } from './types.ts';
 export { UFW_MODEL, UfwLearner, ufwFields } from './ufw.ts';
-export { HOST_RE, KEY_RE, normalise, splitHostKey, ValueError } from './variables.ts';
+export { HOST_RE, KEY_RE, normalise, splitHostKey, ValueError, variableMessage } from './variables.ts';
 export { bestThreshold, EnrolmentError, WebcamLearner } from './webcam.ts';
 export { Rng, SlidingCounter } from './window.ts';

@@ -3,6 +3,8 @@
 // learners add the conf file's rule (no commas) so everything they emit fits every export.
 // Numbers are clamped to the declared bounds here.
 import { isIP } from 'node:net';
+import { CONTENT_TYPES, HEADERS, type OutgoingMessage } from '../bus/index.ts';
+import { type AnalyticsVariable, codecFor } from '../schemas/index.ts';
 import {
   confValueProblem,
   HOST_RE,
@@ -160,4 +162,15 @@ export function splitHostKey(s: string): { host: string; key: string } {
   const r = parseHostKey(s);
   if (!r.ok) throw new ValueError(r.message);
   return { host: r.host, key: r.key };
+}
+
+const variableCodec = codecFor('AnalyticsVariable');
+
+/** A variable as a message of virgo.kernel-analytics: key host/key, Avro value, its schema named. */
+export function variableMessage(v: AnalyticsVariable): OutgoingMessage {
+  return {
+    key: `${v.host}/${v.key}`,
+    value: variableCodec.encode(v),
+    headers: { [HEADERS.contentType]: CONTENT_TYPES.avro, [HEADERS.schema]: variableCodec.fingerprintHex },
+  };
 }

@@ -67,38 +67,14 @@ examples:
     let failed: Error | undefined;
     if (opts.brokers) {
       // Publish first: the file then says whether the value is already out there.
-      const { TOPICS, topicSpecs, HEADERS, CONTENT_TYPES } = await import('../../bus/index.ts');
-      const { codecFor } = await import('../../schemas/index.ts');
       const bus = busFromOptions(opts, 'virgo-pin');
       try {
-        const analyticsTopic = opts['analytics-topic'] ?? TOPICS.kernelAnalytics;
-        const spec = {
-          ...topicSpecs().find((s) => s.topic === TOPICS.kernelAnalytics)!,
-          topic: analyticsTopic,
-        };
-        await bus.ensureTopics([spec, { ...L.PINS_TOPIC_SPEC, topic: pinsTopic }]);
-        const codec = codecFor('AnalyticsVariable');
-        const v = {
-          host,
-          key,
-          value: checked.value,
-          why: `pinned by ${entry.by} at ${new Date(entry.ts).toISOString()}`,
-          learner: 'operator',
-          model: 'operator',
-          confidence: 1,
-          ts: entry.ts,
-          type: checked.type,
-          unit: checked.unit,
-        };
         entry.announced = true;
-        await bus.publish(pinsTopic, [{ key: id, value: L.encodePinMessage(entry) }]);
-        await bus.publish(analyticsTopic, [
-          {
-            key: id,
-            value: codec.encode(v),
-            headers: { [HEADERS.contentType]: CONTENT_TYPES.avro, [HEADERS.schema]: codec.fingerprintHex },
-          },
-        ]);
+        const why = `pinned by ${entry.by} at ${new Date(entry.ts).toISOString()}`;
+        await L.publishPin(bus, entry, L.operatorVariable(host, key, checked.value, checked, why, entry.ts), {
+          pins: pinsTopic,
+          ...(opts['analytics-topic'] ? { analytics: opts['analytics-topic'] } : {}),
+        });
       } catch (err) {
         entry.announced = false;
         failed = err as Error;

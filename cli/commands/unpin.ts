@@ -44,8 +44,7 @@ with --brokers stays in force on the topic.`,
     if (opts.brokers) {
       const bus = busFromOptions(opts, 'virgo-unpin');
       try {
-        await bus.ensureTopics([{ ...L.PINS_TOPIC_SPEC, topic: pinsTopic }]);
-        await bus.publish(pinsTopic, [{ key: id, value: null }]);
+        await L.publishUnpin(bus, id, pinsTopic);
       } finally {
         await bus.close().catch(() => {});
       }

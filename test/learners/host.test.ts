@@ -8,8 +8,8 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type Bus, type BusMessage, MemoryBus, TOPICS } from '../../bus/index.ts';
 import { loadBackend } from '../../learners/backend.ts';
-import { createLearnerHost, type LearnerHost, PinValueError } from '../../learners/host.ts';
-import { PinFile } from '../../learners/pins.ts';
+import { createLearnerHost, type LearnerHost } from '../../learners/host.ts';
+import { PinFile, PinValueError } from '../../learners/pins.ts';
 import { Rng } from '../../learners/window.ts';
 import {
   type AnalyticsVariable,
