@@ -9,7 +9,6 @@
 // Time: event time (the lines' own stamps; the message timestamp for lines without one) orders and
 // judges lateness; processing time only tells an idle partition and paces the warnings.
 
-import { existsSync } from 'node:fs';
 import {
   type Bus,
   type BusMessage,
@@ -62,13 +61,9 @@ export interface IngestStageOptions {
   /** default `<topic>.dlq`, i.e. virgo.kernel-logs.dlq */
   dlqTopic?: string;
   fromBeginning?: boolean;
-  /** shared with whoever saves it; default: loaded from statePath, else a fresh miner */
+  /** the template miner, shared with whoever saves it (the learn stage keeps it in its snapshot,
+   * so template ids survive restarts); default: a fresh one */
   miner?: TemplateMiner;
-  /** miner state file (e.g. stateDir('ingest')/templates.json): loaded at start when present,
-   * saved atomically every saveEveryMs and on close, so template ids survive restarts */
-  statePath?: string;
-  /** default 60 000 */
-  saveEveryMs?: number;
   maxLineBytes?: number;
   /** messages per batch read from the bus at most */
   maxBatch?: number;
@@ -142,24 +137,13 @@ function dead(m: BusMessage, reason: string): OutgoingMessage {
 export async function startIngestStage(opts: IngestStageOptions): Promise<IngestStage> {
   const topic = opts.topic ?? TOPICS.kernelLogs;
   const dlqTopic = opts.dlqTopic ?? `${topic}.dlq`;
-  const miner = opts.miner ?? loadMiner(opts.statePath);
+  const miner = opts.miner ?? new TemplateMiner();
   const order = opts.order ?? new IngestOrder(opts.orderOptions);
   const merger = order.merger;
   // What waits is not committed: a crash or a rebalance reads it again.
   const outstanding = new OutstandingOffsets();
   const settle = (items: readonly PendingLine[]) => {
     for (const p of items) outstanding.done(p.src.partition, Number(p.src.offset));
-  };
-  const saveEveryMs = opts.saveEveryMs ?? 60_000;
-  let lastSave = Date.now();
-  const save = () => {
-    if (!opts.statePath) return;
-    try {
-      miner.save(opts.statePath);
-      lastSave = Date.now();
-    } catch (err) {
-      log.error('could not save the template miner state', { path: opts.statePath, err });
-    }
   };
   const maxLineBytes = opts.maxLineBytes ?? MAX_LINE_BYTES;
   const stats: Omit<IngestStats, 'order'> = {
@@ -440,7 +424,6 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
     ingestMetrics.messages.inc(batch.length);
     ingestMetrics.lines.inc(count);
     ingestMetrics.templates.set(miner.size);
-    if (opts.statePath && Date.now() - lastSave >= saveEveryMs) save();
   };
 
   // Without a new batch the watermark still moves when a partition goes idle: look regularly.
@@ -576,7 +559,6 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
         ).catch((err: unknown) => log.error('could not hand the last waiting lines over', { err }));
       }
       reports.flush(true);
-      save();
     },
   };
 }
@@ -660,18 +642,5 @@ class Reports {
     this.forcedN = 0;
     this.lateHosts.clear();
     this.example = undefined;
-  }
-}
-
-function loadMiner(path: string | undefined): TemplateMiner {
-  if (!path || !existsSync(path)) return new TemplateMiner();
-  try {
-    const m = TemplateMiner.load(path);
-    log.info('template miner state loaded', { path, templates: m.size });
-    return m;
-  } catch (err) {
-    // A damaged state costs template history, not the stage: start afresh (it is rewritten).
-    log.error('template miner state unreadable; starting with no templates', { path, err });
-    return new TemplateMiner();
   }
 }

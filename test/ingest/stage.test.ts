@@ -1,6 +1,6 @@
 // The consumer stage on the in-process bus: events out, garbage to the dead-letter topic with its
 // original bytes and reason, oversize lines cut and flagged, offsets committed after processing.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -214,39 +214,6 @@ describe('ingest stage (in-process bus)', () => {
     expect(seen).toEqual(['after']);
     await again.close();
     await h.bus.close();
-  });
-
-  it('keeps its templates across restarts with statePath (a damaged state file is not fatal)', async () => {
-    const statePath = join(dir, 'templates.json');
-    const lines = ['kernel: eth0: link up', 'kernel: eth1: link up', 'kernel: session closed for user root'];
-    const run = async () => {
-      const h = await harness();
-      const events: KernelEvent[] = [];
-      const stage = await startIngestStage({
-        bus: h.bus,
-        statePath,
-        fromBeginning: true,
-        onEvents: async (e) => void events.push(...e),
-      });
-      await h.bus.publish(
-        h.topic,
-        lines.map((value) => ({ key: 'h', value })),
-      );
-      await waitFor(() => events.length === 3, 'three events');
-      const size = stage.miner.size;
-      await stage.close();
-      await h.bus.close();
-      // ids by line order (partitions may interleave)
-      return { ids: lines.map((l) => events.find((e) => l.endsWith(e.message))!.templateId), size };
-    };
-    const first = await run();
-    expect(JSON.parse(readFileSync(statePath, 'utf8')).templates.length).toBe(first.size);
-    const second = await run();
-    expect(second.ids).toEqual(first.ids);
-    expect(second.size).toBe(first.size);
-    writeFileSync(statePath, '{ not json');
-    const third = await run();
-    expect(third.size).toBe(first.size);
   });
 
   it('puts an unkeyed host spread over partitions back in event-time order, dropping a re-sent copy', async () => {

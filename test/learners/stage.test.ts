@@ -1,7 +1,7 @@
 // The learn stage on the in-process bus: raw log lines through ingest into the learners, Avro
 // device records into the drone and webcam learners, bad device records counted and skipped, and a
 // snapshot (with the template miner) written on close.
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -80,5 +80,29 @@ describe('learn stage (in-process bus)', () => {
     expect(existsSync(join(snap, 'miner.json'))).toBe(true);
     expect(existsSync(join(snap, 'ufw', 'state.json'))).toBe(true);
     await bus.close();
+  });
+
+  it('keeps the template miner in its snapshot: restored at start, a damaged one is not fatal', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'virgo-stage-'));
+    const run = async (lines: string[]) => {
+      const bus = new MemoryBus();
+      const stage = startLearnStage({ bus, stateDir: dir, learners: ['ufw'], fromBeginning: true });
+      await stage.ready;
+      const restored = stage.stats().ingest!.templates;
+      await bus.publish(
+        TOPICS.kernelLogs,
+        lines.map((value) => ({ key: 'h', value })),
+      );
+      await waitFor(() => stage.stats().ingest!.events === lines.length, `${lines.length} events`);
+      const templates = stage.stats().ingest!.templates;
+      await stage.close();
+      await bus.close();
+      return { restored, templates };
+    };
+    const first = await run(['kernel: eth0: link up', 'kernel: session closed for user root']);
+    expect(first).toEqual({ restored: 0, templates: 2 });
+    expect(await run([])).toEqual({ restored: 2, templates: 2 });
+    writeFileSync(join(currentSnapshot(join(dir, 'learners'))!, 'miner.json'), '{ not json');
+    expect(await run(['kernel: eth0: link up'])).toEqual({ restored: 0, templates: 1 });
   });
 });
