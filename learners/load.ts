@@ -9,11 +9,10 @@
 //   watchdog: BUG: soft lockup - CPU#<n> stuck for <n>s! [<comm>:<pid>]        soft lockup
 //   sched: RT throttling activated                                             RT throttling
 // Hung tasks, lockups and throttling are counted with exponential decay (half-life halfLifeSec).
-import { join } from 'node:path';
 import type { KernelEvent } from '../schemas/index.ts';
+import { type LearnerState, loadLearnerState, saveLearnerState } from './learner-state.ts';
 import { ReplayBuffer } from './replay-buffer.ts';
-import { readJson, writeJsonAtomic } from './snapshot.ts';
-import { loadModel, type Model, predictRows, requireTf, saveModel, trainSteps } from './tf-util.ts';
+import { type Model, predictRows, requireTf, trainSteps } from './tf-util.ts';
 import type { Learner, LearnerContext, Proposal, Tf, VariableDecl } from './types.ts';
 import { HOST_RE } from './variables.ts';
 import { Rng } from './window.ts';
@@ -89,16 +88,20 @@ interface NodeState {
   lastTs: number;
 }
 
-interface LoadStateJson {
-  nodes: [string, NodeState][];
+/** The instance's part of the state: the regression's training state and the chosen node. */
+interface LoadShared {
   replay: { x: number[]; y: number }[];
   rng: number;
   steps: number;
   examples: number;
   current: string | null;
   latest: number;
-  /** absent in snapshots older than the per-node correction */
-  bias?: [string, number][];
+}
+
+/** A host's part: the nodes its lines report (itself, or those an agent names with node=), each
+ * with its learnt correction. */
+interface LoadHost {
+  nodes: [string, NodeState, number | null][];
 }
 
 export interface LoadSample {
@@ -151,6 +154,8 @@ export class LoadLearner implements Learner {
    * nodes differ in hardware, which no load figure shows. Learnt from each node's own examples.
    */
   private bias = new Map<string, number>();
+  /** node -> the host whose lines report it: the node's state goes where that host goes */
+  private owner = new Map<string, string>();
   rejected = 0;
 
   constructor(
@@ -197,12 +202,13 @@ export class LoadLearner implements Learner {
     d.t = Math.max(d.t, t);
   }
 
-  private node(name: string, t: number): NodeState {
+  private node(name: string, t: number, reportedBy: string): NodeState {
     let n = this.nodes.get(name);
     if (!n) {
       n = { load: 0, runq: 0, hung: { v: 0, t }, lockup: { v: 0, t }, throttle: { v: 0, t }, lastTs: t };
       this.nodes.set(name, n);
     }
+    if (this.owner.get(name) !== reportedBy) this.owner.set(name, reportedBy);
     n.lastTs = Math.max(n.lastTs, t);
     return n;
   }
@@ -228,14 +234,14 @@ export class LoadLearner implements Learner {
           this.rejected++;
           continue;
         }
-        const n = this.node(sample.node, e.ts);
+        const n = this.node(sample.node, e.ts, e.host);
         if (sample.load !== undefined) n.load = sample.load;
         if (sample.runq !== undefined) n.runq = sample.runq;
         if (sample.execMs !== undefined)
           fresh.push({ x: this.features(n, e.ts), y: sample.execMs / Y_SCALE, node: sample.node });
-      } else if (HUNG_RE.test(m)) this.bump(this.node(e.host, e.ts).hung, e.ts);
-      else if (LOCKUP_RE.test(m)) this.bump(this.node(e.host, e.ts).lockup, e.ts);
-      else if (THROTTLE_RE.test(m)) this.bump(this.node(e.host, e.ts).throttle, e.ts);
+      } else if (HUNG_RE.test(m)) this.bump(this.node(e.host, e.ts, e.host).hung, e.ts);
+      else if (LOCKUP_RE.test(m)) this.bump(this.node(e.host, e.ts, e.host).lockup, e.ts);
+      else if (THROTTLE_RE.test(m)) this.bump(this.node(e.host, e.ts, e.host).throttle, e.ts);
       else continue;
       this.latest = Math.max(this.latest, e.ts);
       touched = true;
@@ -356,34 +362,83 @@ export class LoadLearner implements Learner {
     this.steps += this.stepsPerBatch;
   }
 
-  async save(dir: string): Promise<void> {
-    await saveModel(this.model, dir, this.tf);
-    const j: LoadStateJson = {
-      nodes: [...this.nodes],
+  readonly state: LearnerState<LoadShared, LoadHost> = {
+    learner: 'load',
+    version: 1,
+    shared: () => ({
       replay: this.replay.toJSON(),
       rng: this.rng.state,
       steps: this.steps,
       examples: this.examples,
       current: this.current,
       latest: this.latest,
-      bias: [...this.bias],
-    };
-    writeJsonAtomic(join(dir, 'state.json'), j);
+    }),
+    restoreShared: (j) => {
+      this.replay = ReplayBuffer.fromJSON(REPLAY, j.replay);
+      this.rng = new Rng(j.rng);
+      this.steps = j.steps;
+      this.examples = j.examples;
+      this.current = j.current;
+      this.latest = j.latest;
+    },
+    hosts: () => new Set(this.owner.values()),
+    host: (h) => {
+      const nodes: LoadHost['nodes'] = [];
+      for (const [node, by] of this.owner) {
+        const n = this.nodes.get(node);
+        if (by === h && n) nodes.push([node, n, this.bias.get(node) ?? null]);
+      }
+      return nodes.length > 0 ? { nodes } : undefined;
+    },
+    restoreHost: (h, s) => {
+      for (const [node, n, b] of s.nodes) {
+        this.nodes.set(node, n);
+        this.owner.set(node, h);
+        if (b === null) this.bias.delete(node);
+        else this.bias.set(node, b);
+      }
+    },
+    dropHost: (h) => {
+      for (const [node, by] of [...this.owner]) {
+        if (by !== h) continue;
+        this.owner.delete(node);
+        this.nodes.delete(node);
+        this.bias.delete(node);
+      }
+    },
+    model: {
+      get: () => this.model,
+      set: (m) => {
+        this.model.dispose();
+        this.model = m;
+      },
+    },
+    // Before the shared/host split: every field at the top; each node taken as its own host.
+    legacy: (j) => {
+      const bias = new Map((j.bias as [string, number][] | undefined) ?? []);
+      return {
+        shared: {
+          replay: j.replay as LoadShared['replay'],
+          rng: j.rng as number,
+          steps: j.steps as number,
+          examples: j.examples as number,
+          current: j.current as string | null,
+          latest: j.latest as number,
+        },
+        hosts: (j.nodes as [string, NodeState][]).map(([node, n]) => [
+          node,
+          { nodes: [[node, n, bias.get(node) ?? null]] },
+        ]),
+      };
+    },
+  };
+
+  save(dir: string): Promise<void> {
+    return saveLearnerState(dir, this.state, this.tf);
   }
 
-  async load(dir: string): Promise<void> {
-    const model = await loadModel(this.tf, dir);
-    this.model.dispose();
-    this.model = model;
-    const j = readJson<LoadStateJson>(join(dir, 'state.json'));
-    this.nodes = new Map(j.nodes);
-    this.replay = ReplayBuffer.fromJSON(REPLAY, j.replay);
-    this.rng = new Rng(j.rng);
-    this.steps = j.steps;
-    this.examples = j.examples;
-    this.current = j.current;
-    this.latest = j.latest;
-    this.bias = new Map(j.bias ?? []);
+  load(dir: string): Promise<void> {
+    return loadLearnerState(dir, this.state, this.tf);
   }
 
   stats(): Record<string, number | string> {

@@ -6,11 +6,10 @@
 // are precursors, features only.
 // Each closed window t yields the example (features(t-1) -> congested(t)), so the model learns
 // which evidence precedes congestion; the risk for t+1 is predicted from features(t).
-import { join } from 'node:path';
 import type { KernelEvent } from '../schemas/index.ts';
+import { type LearnerState, loadLearnerState, saveLearnerState } from './learner-state.ts';
 import { ReplayBuffer } from './replay-buffer.ts';
-import { readJson, writeJsonAtomic } from './snapshot.ts';
-import { loadModel, type Model, predictRows, requireTf, saveModel, trainSteps } from './tf-util.ts';
+import { type Model, predictRows, requireTf, trainSteps } from './tf-util.ts';
 import type { Learner, LearnerContext, Proposal, Tf, VariableDecl } from './types.ts';
 import { ufwFields } from './ufw.ts';
 import { Rng } from './window.ts';
@@ -115,17 +114,21 @@ interface HostWin {
   prev: number[] | null;
 }
 
-interface NetbwStateJson {
-  hosts: [string, HostWin][];
+/** The instance's part of the state: the model's training state and the alert threshold. */
+interface NetbwShared {
   replay: { x: number[]; y: number }[];
   rng: number;
   steps: number;
   examples: number;
   windows: number;
-  /** absent in snapshots older than the alert threshold */
-  forecast?: [string, number][];
-  calib?: [number, number][];
-  alert?: number;
+  calib: [number, number][];
+  alert: number;
+}
+
+/** A host's part: its open window and the forecast it waits to judge. */
+interface NetbwHost {
+  win: HostWin;
+  forecast?: number;
 }
 
 const REPLAY = 512;
@@ -361,36 +364,77 @@ export class NetbwLearner implements Learner {
     this.steps += this.stepsPerBatch;
   }
 
-  async save(dir: string): Promise<void> {
-    await saveModel(this.model, dir, this.tf);
-    const j: NetbwStateJson = {
-      hosts: [...this.hosts],
+  readonly state: LearnerState<NetbwShared, NetbwHost> = {
+    learner: 'netbw',
+    version: 1,
+    shared: () => ({
       replay: this.replay.toJSON(),
       rng: this.rng.state,
       steps: this.steps,
       examples: this.examples,
       windows: this.windows,
-      forecast: [...this.forecast],
       calib: this.calib,
       alert: this.alert,
-    };
-    writeJsonAtomic(join(dir, 'state.json'), j);
+    }),
+    restoreShared: (j) => {
+      this.replay = ReplayBuffer.fromJSON(REPLAY, j.replay);
+      this.rng = new Rng(j.rng);
+      this.steps = j.steps;
+      this.examples = j.examples;
+      this.windows = j.windows;
+      this.calib = j.calib;
+      this.alert = j.alert;
+    },
+    hosts: () => this.hosts.keys(),
+    host: (h) => {
+      const win = this.hosts.get(h);
+      const forecast = this.forecast.get(h);
+      if (!win) return undefined;
+      return forecast === undefined ? { win } : { win, forecast };
+    },
+    restoreHost: (h, s) => {
+      this.hosts.set(h, s.win);
+      if (s.forecast === undefined) this.forecast.delete(h);
+      else this.forecast.set(h, s.forecast);
+    },
+    dropHost: (h) => {
+      this.hosts.delete(h);
+      this.forecast.delete(h);
+    },
+    model: {
+      get: () => this.model,
+      set: (m) => {
+        this.model.dispose();
+        this.model = m;
+      },
+    },
+    // Before the shared/host split: every field at the top, forecasts beside the windows.
+    legacy: (j) => {
+      const forecast = new Map((j.forecast as [string, number][] | undefined) ?? []);
+      return {
+        shared: {
+          replay: j.replay as NetbwShared['replay'],
+          rng: j.rng as number,
+          steps: j.steps as number,
+          examples: j.examples as number,
+          windows: j.windows as number,
+          calib: (j.calib as [number, number][] | undefined) ?? [],
+          alert: (j.alert as number | undefined) ?? 0.5,
+        },
+        hosts: (j.hosts as [string, HostWin][]).map(([h, win]) => {
+          const f = forecast.get(h);
+          return [h, f === undefined ? { win } : { win, forecast: f }];
+        }),
+      };
+    },
+  };
+
+  save(dir: string): Promise<void> {
+    return saveLearnerState(dir, this.state, this.tf);
   }
 
-  async load(dir: string): Promise<void> {
-    const model = await loadModel(this.tf, dir);
-    this.model.dispose();
-    this.model = model;
-    const j = readJson<NetbwStateJson>(join(dir, 'state.json'));
-    this.hosts = new Map(j.hosts);
-    this.replay = ReplayBuffer.fromJSON(REPLAY, j.replay);
-    this.rng = new Rng(j.rng);
-    this.steps = j.steps;
-    this.examples = j.examples;
-    this.windows = j.windows;
-    this.forecast = new Map(j.forecast ?? []);
-    this.calib = j.calib ?? [];
-    this.alert = j.alert ?? 0.5;
+  load(dir: string): Promise<void> {
+    return loadLearnerState(dir, this.state, this.tf);
   }
 
   stats(): Record<string, number | string> {

@@ -3,6 +3,7 @@
 import type * as tfjs from '@tensorflow/tfjs';
 import type { Logger } from '../runtime/log.ts';
 import type { DroneSensorFrame, KernelEvent, WebcamFrame } from '../schemas/index.ts';
+import type { LearnerState } from './learner-state.ts';
 
 export type Tf = typeof tfjs;
 
@@ -84,6 +85,11 @@ export interface Learner {
   onEvents?(events: readonly KernelEvent[]): Promise<Proposal[]>;
   onDrone?(frames: readonly DroneSensorFrame[]): Promise<Proposal[]>;
   onWebcam?(frames: readonly WebcamFrame[]): Promise<Proposal[]>;
+  /**
+   * Its state in parts (learner-state.ts): per host (what follows a host to another instance) and
+   * shared. A learner without it keeps everything with the instance (save/load only).
+   */
+  readonly state?: LearnerState;
   /** writes model artifacts and state into `dir` (an empty directory) */
   save(dir: string): Promise<void>;
   /** restores from a directory `save` wrote */

@@ -6,11 +6,10 @@
 //   answer over a log: `ufw.history.top_src_ip`, `ufw.history.blocks`, `ufw.history.top_dst_port`,
 //   exact up to `historyKeys` distinct sources (ports) per host, then Space-Saving with its error
 //   bound in `why` (learners/heavy-hitters.ts).
-import { join } from 'node:path';
 import { counter } from '../runtime/metrics.ts';
 import type { KernelEvent } from '../schemas/index.ts';
 import { HeavyHitters, type HeavyHittersJson, type Hitter } from './heavy-hitters.ts';
-import { readJson, writeJsonAtomic } from './snapshot.ts';
+import { type LearnerState, loadLearnerState, saveLearnerState } from './learner-state.ts';
 import type { Learner, LearnerContext, Proposal, VariableDecl } from './types.ts';
 import { SlidingCounter, type SlidingCounterJson } from './window.ts';
 
@@ -135,15 +134,16 @@ interface HostState {
   history: History;
 }
 
-interface UfwStateJson {
-  hosts: [
-    string,
-    {
-      src: SlidingCounterJson;
-      port: SlidingCounterJson;
-      history?: { blocks: number; src: HeavyHittersJson; port: HeavyHittersJson };
-    },
-  ][];
+/** A host's part of the state: its two windows and its whole history. */
+interface UfwHost {
+  src: SlidingCounterJson;
+  port: SlidingCounterJson;
+  /** absent in states saved before the history existed: it starts now (said in the README) */
+  history?: { blocks: number; src: HeavyHittersJson; port: HeavyHittersJson };
+}
+
+/** The instance's part: counts for stats. */
+interface UfwShared {
   events: number;
   blocks: number;
 }
@@ -333,30 +333,28 @@ export class UfwLearner implements Learner {
     return out;
   }
 
-  async save(dir: string): Promise<void> {
-    const j: UfwStateJson = {
-      hosts: [...this.hosts].map(([h, s]) => [
-        h,
-        {
-          src: s.src.toJSON(),
-          port: s.port.toJSON(),
-          history: { blocks: s.history.blocks, src: s.history.src.toJSON(), port: s.history.port.toJSON() },
-        },
-      ]),
-      events: this.events,
-      blocks: this.blocks,
-    };
-    writeJsonAtomic(join(dir, 'state.json'), j);
-  }
-
-  async load(dir: string): Promise<void> {
-    const j = readJson<UfwStateJson>(join(dir, 'state.json'));
-    this.hosts.clear();
-    for (const [h, s] of j.hosts) {
+  readonly state: LearnerState<UfwShared, UfwHost> = {
+    learner: 'ufw',
+    version: 1,
+    shared: () => ({ events: this.events, blocks: this.blocks }),
+    restoreShared: (j) => {
+      this.events = j.events;
+      this.blocks = j.blocks;
+    },
+    hosts: () => this.hosts.keys(),
+    host: (h) => {
+      const s = this.hosts.get(h);
+      if (!s) return undefined;
+      return {
+        src: s.src.toJSON(),
+        port: s.port.toJSON(),
+        history: { blocks: s.history.blocks, src: s.history.src.toJSON(), port: s.history.port.toJSON() },
+      };
+    },
+    restoreHost: (h, s) => {
       this.hosts.set(h, {
         src: SlidingCounter.fromJSON(s.src),
         port: SlidingCounter.fromJSON(s.port),
-        // A state saved before the history existed starts its history now (said in the README).
         history: s.history
           ? {
               blocks: s.history.blocks,
@@ -365,9 +363,21 @@ export class UfwLearner implements Learner {
             }
           : this.newHistory(),
       });
-    }
-    this.events = j.events;
-    this.blocks = j.blocks;
+    },
+    dropHost: (h) => void this.hosts.delete(h),
+    // Before the shared/host split: hosts beside the counts.
+    legacy: (j) => ({
+      shared: { events: j.events as number, blocks: j.blocks as number },
+      hosts: j.hosts as [string, UfwHost][],
+    }),
+  };
+
+  save(dir: string): Promise<void> {
+    return saveLearnerState(dir, this.state);
+  }
+
+  load(dir: string): Promise<void> {
+    return loadLearnerState(dir, this.state);
   }
 
   stats(): Record<string, number | string> {

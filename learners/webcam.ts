@@ -3,10 +3,9 @@
 // says `match=True|False` (the original's spelling). The threshold is set, or learnt: from the
 // gallery itself (genuine leave-one-out pairs against impostor pairs between identities) or from
 // labelled examples, as the cut that best separates them (balanced accuracy).
-import { join } from 'node:path';
 import type { WebcamFrame } from '../schemas/index.ts';
 import { confValueProblem } from '../schemas/variable.ts';
-import { readJson, writeJsonAtomic } from './snapshot.ts';
+import { type LearnerState, loadLearnerState, saveLearnerState } from './learner-state.ts';
 import { requireTf } from './tf-util.ts';
 import type { Learner, LearnerContext, Proposal, Tf, VariableDecl } from './types.ts';
 
@@ -59,7 +58,7 @@ export class EnrolmentError extends Error {
   override readonly name = 'EnrolmentError';
 }
 
-interface WebcamStateJson {
+interface WebcamShared {
   gallery: Record<string, number[][]>;
   threshold: number;
   learnt: boolean;
@@ -282,26 +281,39 @@ export class WebcamLearner implements Learner {
     return out;
   }
 
-  async save(dir: string): Promise<void> {
-    const j: WebcamStateJson = {
+  /** Everything is the instance's: the gallery and its threshold; no host (camera) keeps state. */
+  readonly state: LearnerState<WebcamShared, never> = {
+    learner: 'webcam',
+    version: 1,
+    shared: () => ({
       gallery: Object.fromEntries(this.gallery),
       threshold: this.threshold,
       learnt: this.learnt,
       frames: this.frames,
       matches: this.matches,
-    };
-    writeJsonAtomic(join(dir, 'state.json'), j);
+    }),
+    restoreShared: (j) => {
+      this.gallery = new Map(Object.entries(j.gallery));
+      this.dims = [...this.gallery.values()][0]?.[0]?.length ?? 0;
+      this.rebuild();
+      this.threshold = j.threshold;
+      this.learnt = j.learnt;
+      this.frames = j.frames;
+      this.matches = j.matches;
+    },
+    hosts: () => [],
+    host: () => undefined,
+    restoreHost: () => {},
+    dropHost: () => {},
+    legacy: (j) => ({ shared: j as unknown as WebcamShared, hosts: [] }),
+  };
+
+  save(dir: string): Promise<void> {
+    return saveLearnerState(dir, this.state);
   }
 
-  async load(dir: string): Promise<void> {
-    const j = readJson<WebcamStateJson>(join(dir, 'state.json'));
-    this.gallery = new Map(Object.entries(j.gallery));
-    this.dims = [...this.gallery.values()][0]?.[0]?.length ?? 0;
-    this.rebuild();
-    this.threshold = j.threshold;
-    this.learnt = j.learnt;
-    this.frames = j.frames;
-    this.matches = j.matches;
+  load(dir: string): Promise<void> {
+    return loadLearnerState(dir, this.state);
   }
 
   stats(): Record<string, number | string> {
