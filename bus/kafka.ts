@@ -16,6 +16,7 @@ import {
 import { createLogger, type Logger } from '../runtime/log.ts';
 import { counter } from '../runtime/metrics.ts';
 import { installFastPath, PACKED_FETCH, type PackedFetch } from './kafka-fastpath.ts';
+import { installJoinBarrier, setJoinBarrier } from './kafka-join-barrier.ts';
 import { packedRounds, planPartitions, type TopicPartitions } from './kafka-produce.ts';
 import {
   type Bus,
@@ -30,6 +31,8 @@ import {
   type Subscription,
   type TopicOffsets,
   type TopicSpec,
+  type TransactionalOptions,
+  type TransactionalPublisher,
 } from './types.ts';
 
 const log = createLogger('bus.kafka');
@@ -42,6 +45,8 @@ const consumerRestarts = counter(
 /** Pause before the bus restarts a consumer kafkajs gave up on: doubles per attempt up to the cap. */
 const RESTART_INITIAL_MS = 1_000;
 const RESTART_MAX_MS = 30_000;
+/** A consumer not heard from for this long is out of its group (its partitions go to others). */
+const SESSION_TIMEOUT_MS = 10_000;
 /** Handled offsets are committed at most this long after their batch (and on commit()/close()). */
 export const COMMIT_INTERVAL_MS = 200;
 
@@ -131,6 +136,10 @@ const BY_TYPE: Record<string, BusErrorCode> = {
   GROUP_AUTHORIZATION_FAILED: 'denied',
   CLUSTER_AUTHORIZATION_FAILED: 'denied',
   TRANSACTIONAL_ID_AUTHORIZATION_FAILED: 'denied',
+  // another producer with our transactional id started (the old Produce/EndTxn versions kafkajs
+  // speaks get INVALID_PRODUCER_EPOCH where newer clients get PRODUCER_FENCED)
+  INVALID_PRODUCER_EPOCH: 'fenced',
+  TRANSACTION_COORDINATOR_FENCED: 'fenced',
 };
 
 /** The BusError code of an error thrown by kafkajs: the innermost cause that names one. */
@@ -157,6 +166,8 @@ export class KafkaBus implements Bus {
   private readonly subs = new Set<Subscription>();
   /** the fast record codec is in kafkajs (bus/kafka-fastpath.ts) */
   private readonly fast: boolean;
+  /** JoinGroup waits for a transactional subscriber's barrier (bus/kafka-join-barrier.ts) */
+  readonly joinBarrier: boolean;
   /** per topic, the partitions kafkajs's producer last saw (updated on every send) */
   private readonly topicParts = new Map<string, TopicPartitions>();
 
@@ -175,6 +186,7 @@ export class KafkaBus implements Bus {
       ...(opts.sasl ? { sasl: opts.sasl } : {}),
     });
     this.fast = installFastPath();
+    this.joinBarrier = installJoinBarrier();
   }
 
   /** Notes the partitions of `topic` as kafkajs's metadata has them (its partitioner is told). */
@@ -392,7 +404,7 @@ export class KafkaBus implements Bus {
   async subscribe(opts: SubscribeOptions): Promise<Subscription> {
     const consumer: Consumer = this.kafka.consumer({
       groupId: opts.groupId,
-      sessionTimeout: 10_000,
+      sessionTimeout: SESSION_TIMEOUT_MS,
       rebalanceTimeout: 10_000,
       heartbeatInterval: 1_000,
       maxWaitTimeInMs: 100,
@@ -407,16 +419,51 @@ export class KafkaBus implements Bus {
     });
     let restartDelay = RESTART_INITIAL_MS;
     let restartTimer: NodeJS.Timeout | undefined;
+    const transactional = opts.commits === 'transactions';
+    // Where the member stands (commits: 'transactions'): its assignment, a generation bumped at
+    // each, whether a rebalance started since, and when the coordinator last took a heartbeat.
+    const assignedNow = new Set<string>();
+    let generation = 0;
+    let rebalancing = true;
+    let lastHeartbeat = 0;
+    let memberId: string | undefined;
     consumer.on(consumer.events.GROUP_JOIN, (e) => {
       restartDelay = RESTART_INITIAL_MS;
+      if (opts.beforeRejoin && e.payload.memberId !== memberId) {
+        if (memberId !== undefined) setJoinBarrier(opts.groupId, memberId, undefined);
+        memberId = e.payload.memberId;
+        setJoinBarrier(opts.groupId, memberId, opts.beforeRejoin);
+      }
+      const a = e.payload.memberAssignment as Record<string, number[]>;
+      assignedNow.clear();
+      for (const [topic, partitions] of Object.entries(a))
+        for (const p of partitions) {
+          assignedNow.add(`${topic}\0${p}`);
+          const at = opts.startAt?.(topic, p);
+          if (at !== undefined) consumer.seek({ topic, partition: p, offset: at });
+        }
+      // Offsets handled under the previous assignment are not this generation's to commit.
+      if (transactional) for (const k of [...processed.keys()]) if (!assignedNow.has(k)) processed.delete(k);
+      generation++;
+      rebalancing = false;
+      lastHeartbeat = Date.now();
       if (opts.onAssign) {
-        const a = e.payload.memberAssignment as Record<string, number[]>;
         opts.onAssign(
           Object.entries(a).map(([topic, partitions]) => ({ topic, partitions: [...partitions] })),
         );
       }
       resolveReady();
     });
+    consumer.on(consumer.events.REBALANCING, () => {
+      rebalancing = true;
+    });
+    consumer.on(consumer.events.HEARTBEAT, () => {
+      lastHeartbeat = Date.now();
+    });
+    if (opts.beforeRejoin && !this.joinBarrier)
+      log.warn('this kafkajs rejoins without waiting for the transaction in flight (no barrier)', {
+        group: opts.groupId,
+      });
     // kafkajs restarts a crashed consumer itself only after errors it deems retriable. Others
     // (e.g. "Failed to find group coordinator" while a restarted broker still loads its offsets
     // topic, slow under load) leave it stopped for good: the subscription would stop following
@@ -542,7 +589,11 @@ export class KafkaBus implements Bus {
           topic: batch.topic,
           partition: batch.partition,
           // a subscriber that still holds some of the batch commits no further than its first
-          offset: opts.commitOffset ? opts.commitOffset(batch.topic, batch.partition, next) : next,
+          // (in transactions it is asked when the offsets are taken: what it holds then counts)
+          offset:
+            opts.commitOffset && !transactional
+              ? opts.commitOffset(batch.topic, batch.partition, next)
+              : next,
         });
         opts.onProgress?.(batch.topic, batch.partition, next);
       };
@@ -557,7 +608,7 @@ export class KafkaBus implements Bus {
           highWatermark: batch.highWatermark,
         });
         done(chunk[chunk.length - 1]!.offset);
-        await commitSoon();
+        if (!transactional) await commitSoon();
         await heartbeat();
       }
       // Past control records (transaction markers) after the last message, or that were all
@@ -573,8 +624,8 @@ export class KafkaBus implements Bus {
 
     const sub: Subscription = {
       ready,
-      commit,
-      close: async () => {
+      commit: transactional ? async () => {} : commit,
+      close: async (o = {}) => {
         if (!running) return;
         running = false;
         clearTimeout(restartTimer);
@@ -582,16 +633,139 @@ export class KafkaBus implements Bus {
           // The batch in hand finishes (it stops at its next chunk), then the commit, while the
           // consumer is still a member of its group: once stopped, kafkajs can commit nothing.
           await inBatch?.catch(() => {});
-          await commit().catch((err) => log.warn('final commit failed', { err }));
+          if (!transactional) await commit().catch((err) => log.warn('final commit failed', { err }));
+          if (o.beforeLeave)
+            await o
+              .beforeLeave()
+              .catch((err) => log.warn('last work before leaving the group failed', { err }));
           await consumer.stop();
         } finally {
+          if (memberId !== undefined) setJoinBarrier(opts.groupId, memberId, undefined);
           await consumer.disconnect().catch(() => {});
           this.subs.delete(sub);
         }
       },
+      ...(transactional
+        ? {
+            positions: () =>
+              [...processed.values()]
+                .filter((o) => assignedNow.has(`${o.topic}\0${o.partition}`))
+                .map((o) => ({
+                  topic: o.topic,
+                  partition: o.partition,
+                  offset: opts.commitOffset ? opts.commitOffset(o.topic, o.partition, o.offset) : o.offset,
+                })),
+            membership: () => ({
+              generation,
+              // half the session: a commit started now ends while the coordinator counts us in
+              safe: running && !rebalancing && Date.now() - lastHeartbeat < SESSION_TIMEOUT_MS / 2,
+            }),
+          }
+        : {}),
     };
     this.subs.add(sub);
     return sub;
+  }
+
+  /**
+   * A producer of its own with a transactional id (idempotent, one request in flight), on
+   * kafkajs's own record encoding: the fast codec packs a partition's records as one message,
+   * which the sequence numbers of an idempotent producer would count as one record.
+   */
+  async transactional(o: TransactionalOptions): Promise<TransactionalPublisher> {
+    const producer = this.kafka.producer({
+      transactionalId: o.transactionalId,
+      idempotent: true,
+      maxInFlightRequests: 1,
+      transactionTimeout: o.transactionTimeoutMs ?? 10_000,
+      // CONCURRENT_TRANSACTIONS (the previous transaction's markers still being written) is
+      // retried: at kafkajs's default 300 ms first pause a transaction took 300 ms, at 20 ms 20.
+      retry: { retries: this.opts.retries ?? 8, initialRetryTime: 20, maxRetryTime: 1_000 },
+      createPartitioner: Partitioners.DefaultPartitioner,
+    });
+    try {
+      await producer.connect();
+    } catch (err) {
+      await producer.disconnect().catch(() => {});
+      throw this.describeFailure(`starting transactional producer ${o.transactionalId}`, err);
+    }
+    let busy: Promise<unknown> = Promise.resolve();
+    const one = <T>(fn: () => Promise<T>): Promise<T> => {
+      const p = busy.then(fn);
+      busy = p.catch(() => {});
+      return p;
+    };
+    const publisher: TransactionalPublisher = {
+      run: (fill) =>
+        one(async () => {
+          let tx: Awaited<ReturnType<Producer['transaction']>>;
+          try {
+            tx = await producer.transaction();
+          } catch (err) {
+            throw this.describeFailure('beginning a transaction', err);
+          }
+          const written = new Map<string, { topic: string; partition: number; offset: string }>();
+          try {
+            await fill({
+              publish: async (topic, messages) => {
+                for (const chunk of chunksBySize(messages, MAX_BATCH_BYTES)) {
+                  const meta = await tx.send({
+                    topic,
+                    acks: -1,
+                    messages: chunk.map((m) => ({
+                      key: m.key ?? null,
+                      value: m.value,
+                      ...(m.headers ? { headers: m.headers } : {}),
+                      ...(m.timestamp !== undefined ? { timestamp: String(m.timestamp) } : {}),
+                      ...(m.partition !== undefined ? { partition: m.partition } : {}),
+                    })),
+                  });
+                  for (const r of meta) {
+                    if (r.baseOffset === undefined) continue;
+                    const k = `${topic}\0${r.partition}`;
+                    const prev = written.get(k);
+                    if (!prev || BigInt(prev.offset) < BigInt(r.baseOffset))
+                      written.set(k, { topic, partition: r.partition, offset: r.baseOffset });
+                  }
+                }
+              },
+              commitOffsets: async (groupId, offsets) => {
+                if (offsets.length === 0) return;
+                const topics = new Map<string, { partition: number; offset: string }[]>();
+                for (const x of offsets) {
+                  const l = topics.get(x.topic) ?? [];
+                  l.push({ partition: x.partition, offset: x.offset });
+                  topics.set(x.topic, l);
+                }
+                await tx.sendOffsets({
+                  consumerGroupId: groupId,
+                  topics: [...topics].map(([topic, partitions]) => ({ topic, partitions })),
+                });
+              },
+            });
+            await tx.commit();
+          } catch (err) {
+            await tx.abort().catch((e: unknown) => log.warn('aborting the transaction failed', { err: e }));
+            if (err instanceof BusError) throw err;
+            throw this.describeFailure('a transaction', err);
+          }
+          return { written: [...written.values()] };
+        }),
+      committedOffsets: async (groupId, topic) => {
+        const admin = await this.getAdmin();
+        try {
+          const [t] = await admin.fetchOffsets({ groupId, topics: [topic] });
+          return (t?.partitions ?? []).map((p) => ({ topic, partition: p.partition, offset: p.offset }));
+        } catch (err) {
+          throw this.describeFailure(`reading the offsets of group ${groupId}`, err);
+        }
+      },
+      close: async () => {
+        await busy;
+        await producer.disconnect().catch(() => {});
+      },
+    };
+    return publisher;
   }
 
   async close(): Promise<void> {

@@ -226,6 +226,9 @@ export class MemoryBus implements Bus {
 
   async subscribe(opts: SubscribeOptions): Promise<Subscription> {
     if (this.closed) throw new BusError('closed', 'bus is closed');
+    // In-process there is nothing to commit transactionally with: a crash loses the bus itself.
+    if (opts.commits === 'transactions')
+      throw new BusError('invalid', 'the in-process bus has no transactions (commits: transactions)');
     let group = this.groups.get(opts.groupId);
     if (!group) {
       group = { members: [], committed: new Map(), handed: new Map() };
@@ -251,6 +254,8 @@ export class MemoryBus implements Bus {
     let running = true;
 
     const startOffset = (t: Topic, p: number): number => {
+      const at = opts.startAt?.(t.name, p);
+      if (at !== undefined) return Number(at);
       const committed = g.committed.get(slot(t.name, p));
       if (committed !== undefined) return committed;
       const part = t.partitions[p]!;
@@ -350,11 +355,14 @@ export class MemoryBus implements Bus {
     const sub: Subscription = {
       ready: Promise.resolve(),
       commit: async () => {},
-      close: async () => {
+      close: async (o = {}) => {
         if (!running) return done;
         running = false;
         member.wake();
         await done;
+        await o
+          .beforeLeave?.()
+          .catch((err) => log.warn('last work before leaving the group failed', { err }));
         g.members.splice(g.members.indexOf(member), 1);
         this.subscriptions.delete(sub);
         // Survivors take over the partitions this member held, from the committed offsets.

@@ -86,6 +86,32 @@ export interface SubscribeOptions {
    * reached an end offset even when the partition ends with a commit marker.
    */
   onProgress?: (topic: string, partition: number, next: string) => void;
+  /**
+   * Who commits the offsets: the bus after handled batches (default, at-least-once), or the
+   * subscriber in its own transactions (`Subscription.positions()` says what to commit; the bus
+   * commits nothing, not even on close).
+   */
+  commits?: 'bus' | 'transactions';
+  /** per assigned partition, where to start reading instead of the committed offset (a local
+   * copy of the topic covers what is before) */
+  startAt?: (topic: string, partition: number) => string | undefined;
+  /**
+   * Awaited before this member rejoins its group once a rebalance started (Kafka: before its
+   * JoinGroup request goes out). A transactional subscriber resolves it once its transaction in
+   * flight is resolved and visible, so no new owner of its partitions starts before it.
+   */
+  beforeRejoin?: () => Promise<void>;
+}
+
+/** Where this member stands in its group, for a subscriber committing in transactions. */
+export interface Membership {
+  /** bumped at every assignment (join, rebalance) */
+  generation: number;
+  /**
+   * Offsets and effects may be committed now for this generation: no rebalance has started and
+   * the last heartbeat is recent enough that the coordinator still counts this member in.
+   */
+  safe: boolean;
 }
 
 export interface Subscription {
@@ -93,8 +119,56 @@ export interface Subscription {
   readonly ready: Promise<void>;
   /** commits every processed offset now (also done after each batch and on close) */
   commit(): Promise<void>;
-  /** stops fetching, waits for the batch in hand, commits, leaves the group */
+  /**
+   * Stops fetching, waits for the batch in hand, commits (`commits: 'bus'`), runs `beforeLeave`
+   * while still a member of the group (a transactional subscriber's last commit), leaves.
+   */
+  close(opts?: { beforeLeave?: () => Promise<void> }): Promise<void>;
+  /** `commits: 'transactions'`: per assigned partition, the offset to commit (after handled
+   * batches, through `commitOffset` now) */
+  positions?(): ConsumedOffset[];
+  /** `commits: 'transactions'`: the member's generation and whether committing is safe now */
+  membership?(): Membership;
+}
+
+export interface ConsumedOffset {
+  topic: string;
+  partition: number;
+  /** the next offset to read */
+  offset: string;
+}
+
+/** One transaction: what it publishes and the consumer offsets it commits go together or not at all. */
+export interface Transaction {
+  publish(topic: string, messages: OutgoingMessage[]): Promise<void>;
+  /** commits `groupId`'s offsets with the transaction (the group's consumer commits none itself) */
+  commitOffsets(groupId: string, offsets: ConsumedOffset[]): Promise<void>;
+}
+
+export interface TransactionOutcome {
+  /** per topic and partition written, the offset of a record of this transaction there: once the
+   * partition's last stable offset passed it, the transaction is visible there */
+  written: { topic: string; partition: number; offset: string }[];
+}
+
+/** A producer whose writes go in transactions (Kafka: a transactional.id of its own). */
+export interface TransactionalPublisher {
+  /**
+   * Runs `fill` in a new transaction and commits it; a `fill` that throws aborts it (and the
+   * error is rethrown). One transaction at a time.
+   */
+  run(fill: (t: Transaction) => Promise<void>): Promise<TransactionOutcome>;
+  /** the committed offsets of `groupId` as its coordinator has them now */
+  committedOffsets(groupId: string, topic: string): Promise<ConsumedOffset[]>;
   close(): Promise<void>;
+}
+
+export interface TransactionalOptions {
+  /** stable per instance across restarts: a restart fences the previous incarnation and aborts
+   * what it left open */
+  transactionalId: string;
+  /** an open transaction of a dead producer is aborted by the broker after this (default 10 s) */
+  transactionTimeoutMs?: number;
 }
 
 export interface TopicOffsets {
@@ -111,6 +185,8 @@ export interface Bus {
   publish(topic: string, messages: OutgoingMessage[], opts?: PublishOptions): Promise<PublishResult>;
   subscribe(opts: SubscribeOptions): Promise<Subscription>;
   topicOffsets(topic: string): Promise<TopicOffsets[]>;
+  /** Kafka only: a producer writing in transactions (exactly-once with `commits: 'transactions'`) */
+  transactional?(opts: TransactionalOptions): Promise<TransactionalPublisher>;
   close(): Promise<void>;
 }
 
@@ -123,6 +199,7 @@ export interface Bus {
  * - `denied`: authenticated, but not allowed (topic, group or cluster authorization)
  * - `closed`: this bus was closed
  * - `invalid`: the call itself was wrong (no brokers given, bad partition count or number)
+ * - `fenced`: another producer with the same transactional id took over (this one must stop)
  * - `unknown`: anything else (the cause says what)
  */
 export type BusErrorCode =
@@ -133,6 +210,7 @@ export type BusErrorCode =
   | 'denied'
   | 'closed'
   | 'invalid'
+  | 'fenced'
   | 'unknown';
 
 export class BusError extends Error {
