@@ -17,6 +17,8 @@ export interface FollowOptions {
   /** give up waiting for the end after this long (a record compacted away after the offsets were
    * read may never come); `caughtUp` then resolves false (default 15 s) */
   timeoutMs?: number;
+  /** per partition, where to start instead of the beginning (a local copy covers what is before) */
+  startAt?: (topic: string, partition: number) => string | undefined;
 }
 
 export interface Followed {
@@ -80,11 +82,22 @@ export async function followFromStart(bus: Bus, opts: FollowOptions): Promise<Fo
   };
   const startEnds = new Map<string, bigint>();
   for (const t of opts.topics) for (const [k, v] of await endsOf(t)) startEnds.set(k, v);
+  if (opts.startAt) {
+    for (const [k, end] of startEnds) {
+      const [t, p] = k.split('\0') as [string, string];
+      const at = opts.startAt(t, Number(p));
+      if (at === undefined) continue;
+      // a partition that starts at its end needs no reading to be caught up
+      if (BigInt(at) >= end) startEnds.delete(k);
+      positions.set(k, BigInt(at));
+    }
+  }
   const sub = await bus.subscribe({
     topics: opts.topics,
     groupId: opts.groupId,
     fromBeginning: true,
     ...(opts.maxBatch !== undefined ? { maxBatch: opts.maxBatch } : {}),
+    ...(opts.startAt ? { startAt: opts.startAt } : {}),
     onBatch: opts.onBatch,
     onProgress: (topic, partition, next) => {
       const k = slot(topic, partition);

@@ -73,6 +73,9 @@ function kafkaLogger(base: Logger) {
   return () =>
     ({ level, log: entry }: { level: number; log: { message: string; [k: string]: unknown } }) => {
       const { message, timestamp: _t, logger: _l, ...rest } = entry;
+      // Said of every idempotent producer with bounded retries; ours are transactional, where a
+      // send that runs out of retries aborts the transaction and the next one carries it all.
+      if (message.startsWith('Limiting retries for the idempotent producer')) return;
       const lvl = map[level] ?? 'debug';
       (lvl === ('trace' as string) ? base.trace : base[lvl])(message, rest);
     };
@@ -426,6 +429,8 @@ export class KafkaBus implements Bus {
     let generation = 0;
     let rebalancing = true;
     let lastHeartbeat = 0;
+    /** false once the consumer stops: it is leaving its group */
+    let member = true;
     let memberId: string | undefined;
     consumer.on(consumer.events.GROUP_JOIN, (e) => {
       restartDelay = RESTART_INITIAL_MS;
@@ -442,8 +447,8 @@ export class KafkaBus implements Bus {
           const at = opts.startAt?.(topic, p);
           if (at !== undefined) consumer.seek({ topic, partition: p, offset: at });
         }
-      // Offsets handled under the previous assignment are not this generation's to commit.
-      if (transactional) for (const k of [...processed.keys()]) if (!assignedNow.has(k)) processed.delete(k);
+      // Offsets of partitions this member lost are their new owner's to commit.
+      for (const k of [...processed.keys()]) if (!assignedNow.has(k)) processed.delete(k);
       generation++;
       rebalancing = false;
       lastHeartbeat = Date.now();
@@ -585,6 +590,8 @@ export class KafkaBus implements Bus {
       const done = (last: string) => {
         resolveOffset(last);
         const next = (BigInt(last) + 1n).toString();
+        // a batch fetched before a rebalance took its partition away: the new owner's to commit
+        if (!assignedNow.has(`${batch.topic}\0${batch.partition}`)) return;
         processed.set(`${batch.topic}\0${batch.partition}`, {
           topic: batch.topic,
           partition: batch.partition,
@@ -638,6 +645,7 @@ export class KafkaBus implements Bus {
             await o
               .beforeLeave()
               .catch((err) => log.warn('last work before leaving the group failed', { err }));
+          member = false;
           await consumer.stop();
         } finally {
           if (memberId !== undefined) setJoinBarrier(opts.groupId, memberId, undefined);
@@ -658,7 +666,8 @@ export class KafkaBus implements Bus {
             membership: () => ({
               generation,
               // half the session: a commit started now ends while the coordinator counts us in
-              safe: running && !rebalancing && Date.now() - lastHeartbeat < SESSION_TIMEOUT_MS / 2,
+              // (also while closing: the last commit runs before the member leaves)
+              safe: member && !rebalancing && Date.now() - lastHeartbeat < SESSION_TIMEOUT_MS / 2,
             }),
           }
         : {}),

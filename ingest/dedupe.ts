@@ -195,6 +195,60 @@ export class LineDedupe {
     };
   }
 
+  /**
+   * The exact identities admitted for `hosts` ([ts, key] each, oldest first), in one pass over the
+   * admission queue: what follows a host to another consumer (the learner-state changelog).
+   * The Bloom generations do not: they are the instance's, over every host it admitted.
+   */
+  exportHosts(hosts: ReadonlySet<string>): Map<string, [number, number][]> {
+    const out = new Map<string, [number, number][]>();
+    for (let i = this.head; i < this.fifoKey.length; i++) {
+      const h = this.fifoHost[i]!;
+      if (!hosts.has(h) || !this.exact.has(this.fifoKey[i]!)) continue;
+      let l = out.get(h);
+      if (!l) {
+        l = [];
+        out.set(h, l);
+      }
+      l.push([this.fifoTs[i]!, this.fifoKey[i]!]);
+    }
+    return out;
+  }
+
+  /** Adds a host's exact identities (from `exportHosts`, maybe of another consumer). */
+  importHost(host: string, entries: readonly [number, number][]): void {
+    for (const [t, k] of entries) {
+      if (this.exact.has(k)) continue;
+      this.exact.add(k);
+      this.fifoHost.push(host);
+      this.fifoTs.push(t);
+      this.fifoKey.push(k);
+    }
+  }
+
+  /** Forgets the exact identities of `hosts` (their partition went to another consumer). */
+  dropHosts(hosts: ReadonlySet<string>): void {
+    if (hosts.size === 0) return;
+    const fh: string[] = [];
+    const ft: number[] = [];
+    const fk: number[] = [];
+    for (let i = this.head; i < this.fifoKey.length; i++) {
+      const h = this.fifoHost[i]!;
+      const k = this.fifoKey[i]!;
+      if (hosts.has(h)) {
+        this.exact.delete(k);
+        continue;
+      }
+      fh.push(h);
+      ft.push(this.fifoTs[i]!);
+      fk.push(k);
+    }
+    this.fifoHost = fh;
+    this.fifoTs = ft;
+    this.fifoKey = fk;
+    this.head = 0;
+  }
+
   /** The Bloom generations' bits (current, then old), for a binary snapshot file. */
   bloomBits(): [Uint8Array, Uint8Array] {
     return [this.cur.bits, this.old.bits];

@@ -341,6 +341,10 @@ export class HostWatermarks {
     return this.w.size;
   }
 
+  forget(host: string): void {
+    this.w.delete(host);
+  }
+
   toJSON(): [string, number][] {
     return [...this.w];
   }
@@ -392,6 +396,11 @@ export class OutstandingOffsets {
       p.head = 0;
     }
     return p.head < p.queue.length ? p.queue[p.head] : undefined;
+  }
+
+  /** Forgets a partition (revoked: whoever reads it next starts at its committed offset). */
+  dropPartition(partition: number): void {
+    this.parts.delete(partition);
   }
 
   /** The offset to commit: the first outstanding one, else `next`. */

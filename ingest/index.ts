@@ -47,6 +47,7 @@ export {
   templateIdOf,
 } from './miner.ts';
 export {
+  type HostOrderState,
   IngestOrder,
   type IngestOrderOptions,
   type IngestOrderStats,
@@ -68,6 +69,8 @@ export {
   type IngestStage,
   type IngestStageOptions,
   type IngestStats,
+  type PartitionChange,
+  type PendingDeadLetter,
   startIngestStage,
 } from './stage.ts';
 export type { Family, LineFormat, ParsedLine, ParseOptions } from './types.ts';

@@ -334,14 +334,35 @@ export class TemplateMiner {
     const miner = new TemplateMiner({ ...state.options, ...overrides });
     for (const t of state.templates) {
       if (typeof t.template !== 'string') continue;
-      const tokens = t.template.length > 0 ? t.template.split(' ') : [];
-      const leaf = miner.leafFor(tokens);
-      const existing = leaf.clusters.find((c) => c.template === t.template);
-      const c = existing ?? miner.create(leaf, tokens, t.template);
-      c.count += Number(t.count) || 0;
-      c.lastUsed = ++miner.tick;
+      miner.insert(t.template, Number(t.count) || 0);
     }
     return miner;
+  }
+
+  /**
+   * Takes a template as it is (another miner learnt it: a host that moved here brings the
+   * templates its lines matched), so this miner matches those lines to the same template and id.
+   * Returns its id. A template already here only gains `count`.
+   */
+  adopt(template: string, count = 0): string {
+    const before = this.clusters.size;
+    const id = this.insert(template, count);
+    if (this.clusters.size > before) {
+      // a message cached as another template may fit this one better now: look again
+      this.cache.clear();
+      if (this.clusters.size > this.options.maxTemplates) this.evict();
+    }
+    return id;
+  }
+
+  private insert(template: string, count: number): string {
+    const tokens = template.length > 0 ? template.split(' ') : [];
+    const leaf = this.leafFor(tokens);
+    const existing = leaf.clusters.find((c) => c.template === template);
+    const c = existing ?? this.create(leaf, tokens, template);
+    c.count += count;
+    c.lastUsed = ++this.tick;
+    return c.id;
   }
 
   /** Writes the state atomically (temp file + rename). */

@@ -66,6 +66,13 @@ export interface PendingLine {
   src: LineSource;
 }
 
+/** A host's part of the event-time state (what follows it to another consumer). */
+export interface HostOrderState {
+  watermark: number | null;
+  /** base64 of a Float64Array: [ts, key] of each exact dedupe identity */
+  seen: string;
+}
+
 interface OrderStateJson {
   version: 1;
   hosts: [string, number][];
@@ -125,6 +132,47 @@ export class IngestOrder {
       dedupeExact: this.dedupe.size,
       dedupeEvicted: this.dedupe.evictedEarly,
     };
+  }
+
+  /**
+   * The per-host part of the event-time state, for `hosts`: the host's watermark and the exact
+   * dedupe identities within its lateness horizon (a line admitted by another consumer is then
+   * a duplicate here too). The identities go as one base64 Float64Array of [ts, key] pairs.
+   */
+  exportHosts(hosts: ReadonlySet<string>): Map<string, HostOrderState> {
+    const ids = this.dedupe.exportHosts(hosts);
+    const out = new Map<string, HostOrderState>();
+    for (const h of hosts) {
+      const watermark = this.hosts.get(h);
+      const d = ids.get(h) ?? [];
+      if (watermark === undefined && d.length === 0) continue;
+      const pairs = new Float64Array(d.length * 2);
+      d.forEach(([t, k], i) => {
+        pairs[2 * i] = t;
+        pairs[2 * i + 1] = k;
+      });
+      out.set(h, {
+        watermark: watermark ?? null,
+        seen: Buffer.from(pairs.buffer, pairs.byteOffset, pairs.byteLength).toString('base64'),
+      });
+    }
+    return out;
+  }
+
+  /** Puts a host's part back (from `exportHosts`, maybe of another consumer). */
+  importHost(host: string, s: HostOrderState): void {
+    if (s.watermark !== null) this.hosts.admit(host, s.watermark);
+    const b = Buffer.from(s.seen, 'base64');
+    const pairs = new Float64Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+    const entries: [number, number][] = [];
+    for (let i = 0; i + 1 < pairs.length; i += 2) entries.push([pairs[i]!, pairs[i + 1]!]);
+    this.dedupe.importHost(host, entries);
+  }
+
+  /** Forgets `hosts` (their partition went to another consumer). */
+  dropHosts(hosts: ReadonlySet<string>): void {
+    for (const h of hosts) this.hosts.forget(h);
+    this.dedupe.dropHosts(hosts);
   }
 
   /** Writes `dir/state.json` and `dir/bloom.bin` (dir is created). */

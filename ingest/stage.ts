@@ -14,8 +14,10 @@ import {
   type BusMessage,
   brokerUnreachable,
   CONTENT_TYPES,
+  type ConsumedOffset,
   GROUPS,
   HEADERS,
+  type Membership,
   type OutgoingMessage,
   TOPICS,
   topicSpecs,
@@ -79,6 +81,39 @@ export interface IngestStageOptions {
   pumpMs?: number;
   /** late and duplicate lines are logged at most once per this, ms (default 10 s) */
   reportEveryMs?: number;
+  /**
+   * Exactly-once on Kafka: the bus commits no offsets and the stage publishes no dead letters;
+   * the caller takes both (`positions()`, `takeDeadLetters()`) into its transactions, with the
+   * learners' state and variables. The stage then also keeps which partition each host's lines
+   * come from (`partitionOf`).
+   */
+  transactional?: boolean;
+  /**
+   * Called when the group assigned this consumer's partitions (join, rebalance), after lines
+   * waiting from revoked partitions were dropped and before any line of the new assignment is
+   * handled: the caller hands the revoked partitions' hosts over and restores the new ones'.
+   */
+  onPartitions?: (change: PartitionChange) => Promise<void>;
+  /** the rejoin barrier of a transactional caller (SubscribeOptions.beforeRejoin) */
+  beforeRejoin?: () => Promise<void>;
+}
+
+export interface PartitionChange {
+  /** partitions this consumer got that it did not have */
+  assigned: number[];
+  /** partitions it had and lost */
+  revoked: number[];
+  /** its partitions now */
+  all: number[];
+  /** hosts whose lines came from the revoked partitions (transactional only) */
+  revokedHosts: Set<string>;
+}
+
+/** A dead letter waiting for the caller's transaction, with the offset whose commit it goes with. */
+export interface PendingDeadLetter {
+  partition: number;
+  offset: string;
+  message: OutgoingMessage;
 }
 
 export interface IngestStats {
@@ -117,8 +152,25 @@ export interface IngestStage {
    * now, then releases every line still waiting for its event-time turn (a final watermark).
    */
   drain(timeoutMs?: number): Promise<void>;
-  /** stops consuming after the batch in hand and commits its offsets */
-  close(): Promise<void>;
+  /** stops consuming after the batch in hand and commits its offsets; `beforeLeave` runs once the
+   * batch in hand is done, while still a member of the group (a transactional caller's last commit) */
+  close(opts?: { beforeLeave?: () => Promise<void> }): Promise<void>;
+  /** runs `fn` between batches: no line is on its way to the learners meanwhile */
+  exclusive<T>(fn: () => Promise<T>): Promise<T>;
+  /** transactional: the offsets to commit now (lines still waiting are read again) */
+  positions(): ConsumedOffset[];
+  /** transactional: the group generation and whether committing is safe now */
+  membership(): Membership | undefined;
+  /** transactional: the dead letters that go with `positions` (the rest stays) */
+  takeDeadLetters(positions: readonly ConsumedOffset[]): PendingDeadLetter[];
+  /** transactional: dead letters of a transaction that failed, for the next */
+  putBackDeadLetters(letters: readonly PendingDeadLetter[]): void;
+  /** transactional: the partition the host's lines come from */
+  partitionOf(host: string): number | undefined;
+  /** transactional: a host restored from elsewhere lives in `partition` */
+  setPartitionOf(host: string, partition: number): void;
+  /** the hosts whose partition is known (transactional) */
+  partitionedHosts(): Map<string, number>;
 }
 
 function dead(m: BusMessage, reason: string): OutgoingMessage {
@@ -161,6 +213,22 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
     late: 0,
   };
   const truncatedFlags = ['truncated'];
+  const transactional = opts.transactional === true;
+  // transactional: dead letters wait for the caller's transaction, and each host's partition is known
+  let pendingDead: PendingDeadLetter[] = [];
+  const hostPartitions = new Map<string, number>();
+  const publishDead = async (letters: { m: OutgoingMessage; partition: number; offset: string }[]) => {
+    if (letters.length === 0) return;
+    if (transactional) {
+      for (const l of letters) pendingDead.push({ partition: l.partition, offset: l.offset, message: l.m });
+      return;
+    }
+    await opts.bus.publish(
+      dlqTopic,
+      letters.map((l) => l.m),
+      { compression: 'gzip' },
+    );
+  };
   const reports = new Reports(opts.reportEveryMs ?? 10_000, dlqTopic, order.hosts.allowedLatenessMs);
 
   // Batches, the idle check and drain() take turns: the merger and the learners see one at a time.
@@ -177,9 +245,14 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
   let assignedSet: Set<number> | undefined;
   let totalPartitions = 0;
   let splitWarned = false;
+  /** partitions are changing hands: nothing may be committed until the caller took them over */
+  let handingOver = false;
   const onAssign = (a: { topic: string; partitions: number[] }[]) => {
     const mine = a.find((x) => x.topic === topic)?.partitions ?? [];
-    const job = (async () => {
+    handingOver = true;
+    // In turn with batches and the idle check: nothing is on its way to the learners while the
+    // partitions change hands; batches of the new assignment wait for it (they await `assigned`).
+    const job = serial(async () => {
       let offsets: { partition: number; low: string; high: string }[] = [];
       try {
         offsets = await opts.bus.topicOffsets(topic);
@@ -190,11 +263,34 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
         });
       }
       const has = new Map(offsets.map((o) => [o.partition, BigInt(o.high) > BigInt(o.low)]));
+      const before = assignedSet ?? new Set<number>();
+      const now = new Set(mine);
+      const revoked = [...before].filter((p) => !now.has(p));
+      const added = mine.filter((p) => !before.has(p));
+      // What waits from a revoked partition is not ours any more: its offsets were not
+      // committed, so its new owner reads it again.
+      if (revoked.length > 0) {
+        const gone = new Set(revoked);
+        merger.removeWhere((l) => gone.has(l.src.partition));
+        for (const p of revoked) outstanding.dropPartition(p);
+        pendingDead = pendingDead.filter((d) => !gone.has(d.partition));
+      }
+      const revokedHosts = new Set<string>();
+      for (const [h, p] of hostPartitions) if (!now.has(p)) revokedHosts.add(h);
+      for (const h of revokedHosts) hostPartitions.delete(h);
       merger.assign(mine.map((p) => ({ partition: p, hasData: has.get(p) ?? true })));
-      assignedSet = new Set(mine);
+      assignedSet = now;
       totalPartitions = offsets.length;
-    })();
-    assigned = job;
+      await opts.onPartitions?.({ assigned: added, revoked, all: [...mine], revokedHosts });
+    });
+    const done = job
+      .catch((err: unknown) => {
+        log.error('handing partitions over failed', { topic, err });
+      })
+      .finally(() => {
+        if (assigned === done) handingOver = false;
+      });
+    assigned = done;
   };
 
   /**
@@ -205,7 +301,7 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
     if (released.length === 0) return;
     const events: KernelEvent[] = [];
     const taken: { p: PendingLine; id: LineId }[] = [];
-    const dlq: OutgoingMessage[] = [];
+    const dlq: { m: OutgoingMessage; partition: number; offset: string }[] = [];
     const families: Partial<Record<Family, number>> = {};
     const hosts = new Set<string>();
     const pendingWm = new Map<string, number>();
@@ -223,7 +319,11 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
         continue;
       }
       if (order.hosts.isLate(p.host, p.ts, pendingWm)) {
-        dlq.push(lateLetter(p, wm!, order.hosts.allowedLatenessMs));
+        dlq.push({
+          m: lateLetter(p, wm!, order.hosts.allowedLatenessMs),
+          partition: p.src.partition,
+          offset: p.src.offset,
+        });
         reports.late(p, wm!);
         continue;
       }
@@ -234,12 +334,14 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
       families[p.parsed.family] = (families[p.parsed.family] ?? 0) + 1;
       hosts.add(p.host);
       if (p.cut) truncated++;
+      if (transactional && hostPartitions.get(p.host) !== p.src.partition)
+        hostPartitions.set(p.host, p.src.partition);
       pendingIds.add(id.key);
       if (b === undefined || p.ts > b) pendingWm.set(p.host, p.ts);
       taken.push({ p, id });
     }
     if (events.length > 0) await opts.onEvents(events, { ...ctx, hosts: [...hosts] });
-    if (dlq.length > 0) await opts.bus.publish(dlqTopic, dlq, { compression: 'gzip' });
+    await publishDead(dlq);
     // The learners took them: from now on they are counted, and a copy is a duplicate.
     settle(released);
     for (const { p } of taken) order.hosts.admit(p.host, p.ts);
@@ -308,8 +410,11 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
     batch: BusMessage[],
     bctx: { topic: string; partition: number; isRunning(): boolean; highWatermark?: string },
   ): Promise<void> => {
+    if (assigned) await assigned;
+    // fetched before a rebalance took the partition away: its new owner reads it
+    if (assignedSet && !assignedSet.has(bctx.partition)) return;
     const lines: PendingLine[] = [];
-    const dlq: OutgoingMessage[] = [];
+    const dlq: { m: OutgoingMessage; partition: number; offset: string }[] = [];
     const reasons: Record<string, number> = {};
     let count = 0;
     let bytes = 0;
@@ -318,7 +423,7 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
       const d = decodeValue(m.value, maxLineBytes);
       if (!d.ok) {
         reasons[d.reason] = (reasons[d.reason] ?? 0) + 1;
-        dlq.push(dead(m, `${d.reason}: ${d.detail}`));
+        dlq.push({ m: dead(m, `${d.reason}: ${d.detail}`), partition: m.partition, offset: m.offset });
         continue;
       }
       const key = m.key && m.key.length > 0 ? m.key.toString('utf8') : '';
@@ -351,7 +456,11 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
         } catch (err) {
           // A bug of ours, not the line's: keep the line (dead letter) and go on.
           reasons['parse-error'] = (reasons['parse-error'] ?? 0) + 1;
-          dlq.push(dead(m, `parse-error: ${(err as Error).message}`));
+          dlq.push({
+            m: dead(m, `parse-error: ${(err as Error).message}`),
+            partition: m.partition,
+            offset: m.offset,
+          });
           log.error('line failed to parse', {
             topic: m.topic,
             partition: m.partition,
@@ -361,7 +470,11 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
         }
       }
       if (d.truncated.length > 0) {
-        dlq.push(dead(m, `truncated: ${d.truncated.length} line(s) over ${maxLineBytes} bytes were cut`));
+        dlq.push({
+          m: dead(m, `truncated: ${d.truncated.length} line(s) over ${maxLineBytes} bytes were cut`),
+          partition: m.partition,
+          offset: m.offset,
+        });
       }
     }
     const first = batch[0]!.offset;
@@ -380,7 +493,6 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
     }
     unkeyed = 0;
     await serial(async () => {
-      if (assigned) await assigned;
       // A batch read from behind belongs to the replay, also the one that reaches the end: its
       // lines are judged on event time (the learners' clock asks backlog()) until delivered.
       draining = merger.backlog();
@@ -410,7 +522,7 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
       }
       orderMetrics.buffered.set({ topic }, merger.stats().buffered);
     });
-    if (dlq.length > 0) await opts.bus.publish(dlqTopic, dlq, { compression: 'gzip' });
+    await publishDead(dlq);
     // Counted once the batch is done: a retried batch is not counted twice.
     stats.messages += batch.length;
     stats.lines += count;
@@ -486,6 +598,8 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
       onBatch,
       onAssign,
       commitOffset: (_topic, partition, next) => outstanding.commitOffset(partition, next),
+      ...(transactional ? { commits: 'transactions' as const } : {}),
+      ...(opts.beforeRejoin ? { beforeRejoin: opts.beforeRejoin } : {}),
     });
   } catch (err) {
     clearInterval(pump);
@@ -534,6 +648,27 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
     order,
     backlog: () => draining || merger.backlog(),
     drain,
+    exclusive: (fn) => serial(fn),
+    positions: () => sub.positions?.() ?? [],
+    membership: () => {
+      const m = sub.membership?.();
+      return m && handingOver ? { ...m, safe: false } : m;
+    },
+    takeDeadLetters: (positions) => {
+      // a letter goes with the commit of an offset past it: the rest waits for a later one
+      const at = new Map(positions.map((p) => [p.partition, BigInt(p.offset)]));
+      const take: PendingDeadLetter[] = [];
+      const keep: PendingDeadLetter[] = [];
+      for (const d of pendingDead) (BigInt(d.offset) < (at.get(d.partition) ?? -1n) ? take : keep).push(d);
+      pendingDead = keep;
+      return take;
+    },
+    putBackDeadLetters: (letters) => {
+      pendingDead = [...letters, ...pendingDead];
+    },
+    partitionOf: (host) => hostPartitions.get(host),
+    setPartitionOf: (host, partition) => void hostPartitions.set(host, partition),
+    partitionedHosts: () => new Map(hostPartitions),
     stats: () => ({
       ...stats,
       byReason: { ...stats.byReason },
@@ -541,9 +676,14 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
       templates: miner.size,
       order: order.stats(),
     }),
-    close: async () => {
+    close: async (o = {}) => {
       clearInterval(pump);
-      await sub.close();
+      await sub.close({
+        beforeLeave: async () => {
+          await turn;
+          await o.beforeLeave?.();
+        },
+      });
       await turn;
       // Kafka keeps what waits (its offsets were not committed: the next run reads it again);
       // the in-process bus ends with this process, so hand everything over now.
