@@ -43,8 +43,14 @@ interface HostClock {
   src: number;
 }
 
+export interface HostClockJson {
+  reading: number;
+  mode: 'event' | 'processing';
+  watermark: number | null;
+}
+
 export interface PipelineClockJson {
-  hosts: [string, { reading: number; mode: 'event' | 'processing'; watermark: number | null }][];
+  hosts: [string, HostClockJson][];
 }
 
 export class ClockOptionError extends Error {
@@ -163,6 +169,31 @@ export class PipelineClock {
         ];
       }),
     };
+  }
+
+  /** hosts with a reading or a watermark */
+  hostNames(): Set<string> {
+    return new Set([...this.hosts.keys(), ...this.watermarks.keys()]);
+  }
+
+  /** One host's reading, source and watermark: what follows the host to another instance. */
+  hostState(host: string): HostClockJson | undefined {
+    const h = this.hosts.get(host);
+    const w = this.watermarks.get(host);
+    if (!h && w === undefined) return undefined;
+    return { reading: h?.reading ?? w ?? 0, mode: h?.mode ?? 'processing', watermark: w ?? null };
+  }
+
+  /** Puts a host's clock back; its source re-bases at the next reading (another process). */
+  restoreHost(host: string, h: HostClockJson): void {
+    if (h.watermark !== null) this.watermarks.set(host, h.watermark);
+    else this.watermarks.delete(host);
+    this.hosts.set(host, { reading: h.reading, mode: h.mode, src: Number.NaN });
+  }
+
+  dropHost(host: string): void {
+    this.hosts.delete(host);
+    this.watermarks.delete(host);
   }
 
   restore(j: PipelineClockJson): void {

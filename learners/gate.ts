@@ -123,6 +123,8 @@ function clip(s: string): string {
 
 export class EmissionGate {
   private readonly slots = new Map<string, Slot>();
+  /** host -> keys of its slots */
+  private readonly byHost = new Map<string, Set<string>>();
 
   constructor(
     private readonly declared: ReadonlyMap<string, DeclaredVariable>,
@@ -276,7 +278,7 @@ export class EmissionGate {
     }
     const d = this.declared.get(key)?.decl;
     const v = operatorVariable(host, key, value, d, why, ts);
-    this.slots.set(id, {
+    this.set(id, {
       value,
       changedAt: now,
       learner: OPERATOR,
@@ -328,7 +330,46 @@ export class EmissionGate {
 
   restore(s: GateSnapshot): void {
     this.slots.clear();
-    for (const [k, v] of s.slots) this.slots.set(k, v);
+    this.byHost.clear();
+    for (const [k, v] of s.slots) this.set(k, v);
+  }
+
+  /** Hosts with variables here. */
+  hosts(): IterableIterator<string> {
+    return this.byHost.keys();
+  }
+
+  /** One host's slots (what was emitted, what is held), copied: what follows the host elsewhere. */
+  hostSlots(host: string): GateSnapshot['slots'] | undefined {
+    const keys = this.byHost.get(host);
+    if (!keys) return undefined;
+    return [...keys].map((k) => [`${host}/${k}`, structuredClone(this.slots.get(`${host}/${k}`)!)]);
+  }
+
+  /** Puts a host's slots back (from `hostSlots`, maybe of another instance), replacing its own. */
+  restoreHost(host: string, slots: GateSnapshot['slots']): void {
+    this.dropHost(host);
+    for (const [k, v] of slots) this.set(k, v);
+  }
+
+  /** Forgets a host's variables (its partition went to another instance). */
+  dropHost(host: string): void {
+    const keys = this.byHost.get(host);
+    if (!keys) return;
+    for (const k of keys) this.slots.delete(`${host}/${k}`);
+    this.byHost.delete(host);
+  }
+
+  private set(id: string, slot: Slot): void {
+    this.slots.set(id, slot);
+    const i = id.indexOf('/');
+    const host = id.slice(0, i);
+    let keys = this.byHost.get(host);
+    if (!keys) {
+      keys = new Set();
+      this.byHost.set(host, keys);
+    }
+    keys.add(id.slice(i + 1));
   }
 
   get size(): number {
@@ -366,7 +407,7 @@ export class EmissionGate {
       type: d.type,
       unit: d.unit,
     };
-    this.slots.set(id, {
+    this.set(id, {
       value: n.value,
       changedAt: now,
       learner,

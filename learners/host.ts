@@ -13,7 +13,12 @@ import { createLogger } from '../runtime/log.ts';
 import { counter, histogram } from '../runtime/metrics.ts';
 import type { AnalyticsVariable, DroneSensorFrame, KernelEvent, WebcamFrame } from '../schemas/index.ts';
 import { loadBackend } from './backend.ts';
-import { PipelineClock, type PipelineClockJson, type PipelineClockOptions } from './clock.ts';
+import {
+  type HostClockJson,
+  PipelineClock,
+  type PipelineClockJson,
+  type PipelineClockOptions,
+} from './clock.ts';
 import {
   type DeclaredVariable,
   EmissionGate,
@@ -22,10 +27,11 @@ import {
   type VariableState,
   type Verdict,
 } from './gate.ts';
+import { exportShared, importShared, type SharedDoc } from './learner-state.ts';
 import { checkPin, PINS_TOPIC, type PinDiff, Pins } from './pins.ts';
 import { declarationsOf, FACTORIES, type LearnerName, learnerNames } from './registry.ts';
 import { currentSnapshot, readJson, writeJsonAtomic, writeSnapshot } from './snapshot.ts';
-import type { Learner, LearnerStats, Proposal } from './types.ts';
+import type { Learner, LearnerStats, Proposal, Tf } from './types.ts';
 import { variableMessage } from './variables.ts';
 
 const log = createLogger('learners');
@@ -73,6 +79,30 @@ export interface LearnerHostOptions {
   onEmit?: (v: AnalyticsVariable) => void;
   /** more state saved in (and restored from) each snapshot, e.g. the template miner */
   attachments?: SnapshotAttachment[];
+  /**
+   * Hosts whose variables wait in the outbox for the caller's transaction (`deferred()` and
+   * `delivered()`) instead of being published by the host: with exactly-once on Kafka, the hosts
+   * of the log partitions this instance owns.
+   */
+  defer?: (host: string) => boolean;
+  /** a host's state changed (its records reached the learners, a variable of it went out, a pin) */
+  onTouched?: (host: string) => void;
+  /** per-host state kept outside the learners, exported and imported with theirs */
+  parts?: HostPart[];
+  /** after the snapshot was restored, before the re-announce (the learn stage drops the hosts
+   * the changelog restores instead) */
+  afterRestore?: (host: LearnerHost) => void | Promise<void>;
+}
+
+/** A piece of per-host state kept outside the learners and the gate (ingest's watermarks and
+ * dedupe, the templates a host's lines matched), registered by the learn stage. */
+export interface HostPart {
+  /** the part's name in the changelog */
+  readonly name: string;
+  /** the parts of `hosts` (JSON-able); a host without one is left out */
+  get(hosts: ReadonlySet<string>): Map<string, unknown>;
+  put(host: string, value: unknown): void;
+  drop(hosts: ReadonlySet<string>): void;
 }
 
 export interface SnapshotAttachment {
@@ -126,6 +156,32 @@ export interface LearnerHost {
   learner<T extends Learner = Learner>(name: LearnerName): T | undefined;
   /** Delivers what is pending, saves (unless told not to) and releases everything. */
   close(opts?: { save?: boolean }): Promise<void>;
+  /** Runs `fn` in turn with batches, ticks and pins: it sees the state between two of them. */
+  exclusive<T>(fn: () => T | Promise<T>): Promise<T>;
+  /**
+   * Per host, its state as JSON text per part: one part per learner that keeps host state (its
+   * name), `gate`, `clock` and the registered parts. Call inside `exclusive`.
+   */
+  exportHosts(hosts: ReadonlySet<string>): Map<string, Map<string, string>>;
+  /** Replaces a host's state with the parts given (parsed JSON, by part name). Inside `exclusive`. */
+  importHost(host: string, parts: ReadonlyMap<string, unknown>): void;
+  /** Forgets hosts: their state, held values and undelivered variables. Inside `exclusive`. */
+  dropHosts(hosts: ReadonlySet<string>): void;
+  /** every host some learner, the gate or the clock holds state for */
+  hostsHeld(): Set<string>;
+  /** Per learner that hands its shared part between instances (LearnerState.trained), that part
+   * and its model as a document. Inside `exclusive`. */
+  exportShared(): Promise<Map<string, SharedDoc>>;
+  /** Starts a learner from another instance's shared part when it learnt more than this one's;
+   * true when taken. */
+  adoptShared(doc: SharedDoc): Promise<boolean>;
+  /** the undelivered variables of deferred hosts, as they are now */
+  deferred(): AnalyticsVariable[];
+  /**
+   * These went out (committed): out of the outbox unless a newer value replaced them meanwhile;
+   * `unchanged` too, which did not go out (what is out there already says the same).
+   */
+  delivered(vs: readonly AnalyticsVariable[], unchanged?: readonly AnalyticsVariable[]): void;
 }
 
 interface GateFileJson {
@@ -157,7 +213,7 @@ export async function createLearnerHost(opts: LearnerHostOptions): Promise<Learn
     const l = await FACTORIES[n]({ tf: backend?.tf, log: log.child(n), now }, opts.learnerOptions?.[n] ?? {});
     learners.set(n, l);
   }
-  const host = new Host(opts, names, learners, backend ? backend.name : 'none', now, clock);
+  const host = new Host(opts, names, learners, backend ? backend.name : 'none', now, clock, backend?.tf);
   await host.start();
   return host;
 }
@@ -185,6 +241,7 @@ class Host implements LearnerHost {
     readonly backend: string,
     private readonly now: () => number,
     readonly clock: PipelineClock,
+    private readonly tf: Tf | undefined,
   ) {
     this.variables = declarationsOf([...learners.values()]);
     // The gate asks the pins in force; they exist before the first proposal reaches it.
@@ -213,6 +270,7 @@ class Host implements LearnerHost {
     const spec = topicSpecs().find((s) => s.topic === TOPICS.kernelAnalytics)!;
     await this.opts.bus.ensureTopics([{ ...spec, topic: this.analyticsTopic }]);
     if (this.opts.stateDir) await this.restore(join(this.opts.stateDir, 'learners'));
+    await this.opts.afterRestore?.(this);
     // Whatever the state restored goes out again: the gate believes these values were delivered,
     // but whoever listens now (an empty in-process bus, a new feeder, a device in failsafe) has
     // not seen them. Downstream an unchanged value is a no-op (the table judges it unchanged).
@@ -251,7 +309,17 @@ class Host implements LearnerHost {
     this.inputs.kernel += events.length;
     mInputs.inc({ input: 'kernel' }, events.length);
     return this.run(() => {
-      for (const e of events) this.clock.observe(e.host, e.ts);
+      const touched = this.opts.onTouched;
+      if (touched) {
+        let last = '';
+        for (const e of events) {
+          this.clock.observe(e.host, e.ts);
+          if (e.host !== last) {
+            last = e.host;
+            touched(last);
+          }
+        }
+      } else for (const e of events) this.clock.observe(e.host, e.ts);
       return this.dispatch((l) => (l.onEvents ? l.onEvents(events) : undefined));
     });
   }
@@ -309,12 +377,16 @@ class Host implements LearnerHost {
 
   private enqueue(v: AnalyticsVariable): void {
     this.outbox.set(`${v.host}/${v.key}`, v);
+    this.opts.onTouched?.(v.host);
   }
 
-  /** Publishes the outbox; what fails stays for the next flush (the newest value per key wins). */
+  /** Publishes the outbox; what fails stays for the next flush (the newest value per key wins).
+   * Deferred hosts' variables stay for the caller's transaction. */
   private async flush(): Promise<void> {
     if (this.outbox.size === 0) return;
-    const batch = [...this.outbox];
+    const defer = this.opts.defer;
+    const batch = defer ? [...this.outbox].filter(([, v]) => !defer(v.host)) : [...this.outbox];
+    if (batch.length === 0) return;
     const msgs = batch.map(([, v]) => variableMessage(v));
     try {
       await this.opts.bus.publish(this.analyticsTopic, msgs);
@@ -354,6 +426,7 @@ class Host implements LearnerHost {
   }
 
   private applyPins(diff: PinDiff, force?: string): void {
+    for (const e of [...diff.pinned, ...diff.unpinned]) this.opts.onTouched?.(e.host);
     for (const e of diff.pinned) {
       // An operator acts in processing time; the dwell after an unpin is the host's own clock.
       const v = this.gate.pin(
@@ -466,6 +539,103 @@ class Host implements LearnerHost {
 
   variableStates(): VariableState[] {
     return this.gate.states();
+  }
+
+  exclusive<T>(fn: () => T | Promise<T>): Promise<T> {
+    return this.run(async () => fn());
+  }
+
+  exportHosts(hosts: ReadonlySet<string>): Map<string, Map<string, string>> {
+    const out = new Map<string, Map<string, string>>();
+    const put = (h: string, part: string, v: unknown) => {
+      if (v === undefined) return;
+      let m = out.get(h);
+      if (!m) {
+        m = new Map();
+        out.set(h, m);
+      }
+      m.set(part, JSON.stringify(v));
+    };
+    for (const h of hosts) {
+      for (const [name, l] of this.learners) if (l.state) put(h, name, l.state.host(h));
+      put(h, 'gate', this.gate.hostSlots(h));
+      put(h, 'clock', this.clock.hostState(h));
+    }
+    for (const part of this.opts.parts ?? []) for (const [h, v] of part.get(hosts)) put(h, part.name, v);
+    return out;
+  }
+
+  importHost(host: string, parts: ReadonlyMap<string, unknown>): void {
+    this.dropHosts(new Set([host]));
+    for (const [name, v] of parts) {
+      const l = this.learners.get(name as LearnerName);
+      if (l?.state) l.state.restoreHost(host, v);
+      else if (name === 'gate') this.gate.restoreHost(host, v as GateSnapshot['slots']);
+      else if (name === 'clock') this.clock.restoreHost(host, v as HostClockJson);
+      else {
+        const part = this.opts.parts?.find((p) => p.name === name);
+        // a part of a learner not running here (or not known to this version) is left out
+        if (part) part.put(host, v);
+        else log.debug('restored state has a part nobody here keeps', { host, part: name });
+      }
+    }
+  }
+
+  dropHosts(hosts: ReadonlySet<string>): void {
+    if (hosts.size === 0) return;
+    for (const h of hosts) {
+      for (const l of this.learners.values()) l.state?.dropHost(h);
+      this.gate.dropHost(h);
+      this.clock.dropHost(h);
+    }
+    for (const part of this.opts.parts ?? []) part.drop(hosts);
+    for (const [id, v] of this.outbox) if (hosts.has(v.host)) this.outbox.delete(id);
+  }
+
+  async exportShared(): Promise<Map<string, SharedDoc>> {
+    const out = new Map<string, SharedDoc>();
+    for (const [name, l] of this.learners)
+      if (l.state?.trained) out.set(name, await exportShared(l.state, this.tf));
+    return out;
+  }
+
+  adoptShared(doc: SharedDoc): Promise<boolean> {
+    return this.run(async () => {
+      const l = this.learners.get(doc.learner as LearnerName);
+      if (!l?.state?.trained || doc.trained <= l.state.trained()) return false;
+      const before = l.state.trained();
+      const ok = await importShared(l.state, doc, this.tf);
+      if (ok)
+        log.info("starting from another instance's model: it learnt from more", {
+          learner: doc.learner,
+          examples: doc.trained,
+          here: before,
+        });
+      return ok;
+    });
+  }
+
+  hostsHeld(): Set<string> {
+    const out = new Set<string>(this.gate.hosts());
+    for (const l of this.learners.values()) if (l.state) for (const h of l.state.hosts()) out.add(h);
+    for (const h of this.clock.hostNames()) out.add(h);
+    return out;
+  }
+
+  deferred(): AnalyticsVariable[] {
+    const defer = this.opts.defer;
+    if (!defer) return [];
+    return [...this.outbox.values()].filter((v) => defer(v.host));
+  }
+
+  delivered(vs: readonly AnalyticsVariable[], unchanged: readonly AnalyticsVariable[] = []): void {
+    for (const v of [...vs, ...unchanged]) {
+      const id = `${v.host}/${v.key}`;
+      if (this.outbox.get(id) === v) this.outbox.delete(id);
+    }
+    for (const v of vs) this.opts.onEmit?.(v);
+    this.published += vs.length;
+    mPublished.inc(vs.length);
   }
 
   async close(opts: { save?: boolean } = {}): Promise<void> {

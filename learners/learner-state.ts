@@ -11,6 +11,7 @@
 // the learner's `legacy` converter.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { type ModelBlob, modelFromBlob, modelToBlob } from './model-io.ts';
 import { readJson, writeJsonAtomic } from './snapshot.ts';
 import { loadModel, type Model, saveModel } from './tf-util.ts';
 import type { Tf } from './types.ts';
@@ -35,6 +36,9 @@ export interface LearnerState<Shared = unknown, Host = unknown> {
   dropHost(name: string): void;
   /** the tfjs model saved with the state (model/model.json + weights.bin, optimiser included) */
   readonly model?: { get(): Model; set(m: Model): void };
+  /** examples the shared part learnt from: of two instances' shared parts, the one that learnt
+   * more is the better start (absent: the shared part is not handed between instances) */
+  trained?(): number;
   /** reads a state.json of the layout before this one into the parts */
   legacy?(json: Record<string, unknown>): { shared: Shared; hosts: [string, Host][] };
 }
@@ -106,4 +110,38 @@ export async function loadLearnerState<S, H>(dir: string, st: LearnerState<S, H>
   st.restoreShared(parts.shared);
   for (const h of [...st.hosts()]) st.dropHost(h);
   for (const [h, s] of parts.hosts) st.restoreHost(h, s);
+}
+
+/** A learner's shared part (and model) as one JSON document, for another instance to start from. */
+export interface SharedDoc<S = unknown> {
+  learner: string;
+  version: number;
+  trained: number;
+  shared: S;
+  model?: ModelBlob;
+}
+
+export async function exportShared<S, H>(st: LearnerState<S, H>, tf?: Tf): Promise<SharedDoc<S>> {
+  return {
+    learner: st.learner,
+    version: st.version,
+    trained: st.trained?.() ?? 0,
+    shared: st.shared(),
+    ...(st.model && tf ? { model: await modelToBlob(tf, st.model.get()) } : {}),
+  };
+}
+
+/** Takes another instance's shared part (and model); false when it is not this learner's. */
+export async function importShared<S, H>(
+  st: LearnerState<S, H>,
+  doc: SharedDoc<S>,
+  tf?: Tf,
+): Promise<boolean> {
+  if (doc.learner !== st.learner || doc.version !== st.version) return false;
+  if (st.model) {
+    if (!tf || !doc.model) return false;
+    st.model.set(await modelFromBlob(tf, doc.model));
+  }
+  st.restoreShared(doc.shared);
+  return true;
 }

@@ -406,6 +406,7 @@ export class LoadLearner implements Learner {
         this.bias.delete(node);
       }
     },
+    trained: () => this.examples,
     model: {
       get: () => this.model,
       set: (m) => {

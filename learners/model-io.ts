@@ -83,6 +83,56 @@ export function fileIO(tf: Tf, dir: string): tfjs.io.IOHandler {
   };
 }
 
+/** A model with its optimiser slots as one JSON-able value (the learner-state changelog's). */
+export interface ModelBlob {
+  model: ModelJSON;
+  /** base64 of the weights (model's, then optimiser's), in weightsManifest order */
+  weights: string;
+}
+
+export async function modelToBlob(tf: Tf, model: tfjs.LayersModel): Promise<ModelBlob> {
+  let blob: ModelBlob | undefined;
+  await model.save(
+    {
+      async save(artifacts: ModelArtifacts): Promise<tfjs.io.SaveResult> {
+        if (artifacts.modelTopology instanceof ArrayBuffer)
+          throw new ModelFileError('binary model topologies are not supported; save a LayersModel');
+        const weights = artifacts.weightData
+          ? Buffer.from(tf.io.CompositeArrayBuffer.join(artifacts.weightData))
+          : Buffer.alloc(0);
+        blob = {
+          model: {
+            modelTopology: artifacts.modelTopology ?? {},
+            format: artifacts.format ?? 'layers-model',
+            generatedBy: artifacts.generatedBy ?? `TensorFlow.js tfjs-layers v${tf.version.tfjs}`,
+            convertedBy: artifacts.convertedBy ?? null,
+            weightsManifest: [{ paths: [], weights: artifacts.weightSpecs ?? [] }],
+            ...(artifacts.trainingConfig ? { trainingConfig: artifacts.trainingConfig } : {}),
+          },
+          weights: weights.toString('base64'),
+        };
+        return { modelArtifactsInfo: tf.io.getModelArtifactsInfoForJSON(artifacts) };
+      },
+    },
+    { includeOptimizer: true },
+  );
+  if (!blob) throw new ModelFileError('the model saved nothing');
+  return blob;
+}
+
+export function modelFromBlob(tf: Tf, blob: ModelBlob): Promise<tfjs.LayersModel> {
+  return tf.loadLayersModel({
+    load: () =>
+      tf.io.getModelArtifactsForJSON(blob.model, async (manifest) => {
+        const b = Buffer.from(blob.weights, 'base64');
+        return [
+          manifest.flatMap((g) => g.weights),
+          b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer,
+        ];
+      }),
+  });
+}
+
 let routed = false;
 
 /** Makes `model.save('file:///dir')` and `tf.loadLayersModel('file:///dir')` work on pure tfjs. */

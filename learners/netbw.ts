@@ -401,6 +401,7 @@ export class NetbwLearner implements Learner {
       this.hosts.delete(h);
       this.forecast.delete(h);
     },
+    trained: () => this.examples,
     model: {
       get: () => this.model,
       set: (m) => {

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadBackend } from '../../learners/backend.ts';
-import { LearnerStateError, STATE_FORMAT } from '../../learners/learner-state.ts';
+import { exportShared, importShared, LearnerStateError, STATE_FORMAT } from '../../learners/learner-state.ts';
 import { LoadLearner } from '../../learners/load.ts';
 import { NetbwLearner } from '../../learners/netbw.ts';
 import type { Learner, Proposal, Tf } from '../../learners/types.ts';
@@ -112,6 +112,23 @@ describe('learner state: a shared part, a part per host, the model beside them',
     a.state!.dropHost('agent');
     expect(a.state!.host('agent')).toBeUndefined();
     a.dispose();
+  });
+
+  it("another instance's shared part and model (optimiser included) continue exactly where it was", async () => {
+    const a = makers.netbw!() as NetbwLearner;
+    const b = makers.netbw!() as NetbwLearner;
+    await a.onEvents!(traffic(['h1', 'h2', 'h3'], 0, 40, 8));
+    const doc = JSON.parse(JSON.stringify(await exportShared(a.state, tf)));
+    expect(doc.trained).toBeGreaterThan(0);
+    expect(await importShared(b.state, doc, tf)).toBe(true);
+    // the same hosts' windows too, so both propose for the same hosts
+    for (const h of ['h1', 'h2', 'h3']) b.state.restoreHost(h, JSON.parse(JSON.stringify(a.state.host(h))));
+    const next = traffic(['h1', 'h2', 'h3'], 40, 20, 9);
+    expect(strip(await b.onEvents!(next))).toEqual(strip(await a.onEvents!(next)));
+    expect(b.risk([[1, 0, 1, 3, 0, 5, 0, 20]])).toEqual(a.risk([[1, 0, 1, 3, 0, 5, 0, 20]]));
+    expect(await importShared(makers.load!().state!, doc, tf)).toBe(false);
+    a.dispose();
+    b.dispose();
   });
 
   it('reads the layout before the split, and refuses a state of another learner or version', async () => {
