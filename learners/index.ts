@@ -5,6 +5,7 @@
 
 export { AnomalyLearner, type AnomalyOptions, type ScoredWindow } from './anomaly.ts';
 export { type Backend, loadBackend } from './backend.ts';
+export { STATE_TOPIC } from './changelog.ts';
 export {
   DEFAULT_DRONE_PARAMS,
   type DroneCommand,
@@ -57,7 +58,14 @@ export {
   UnknownLearnerError,
 } from './registry.ts';
 export { currentSnapshot } from './snapshot.ts';
-export { type LearnStage, type LearnStageOptions, type LearnStageStats, startLearnStage } from './stage.ts';
+export {
+  GUARANTEES,
+  type Guarantee,
+  type LearnStage,
+  type LearnStageOptions,
+  type LearnStageStats,
+  startLearnStage,
+} from './stage.ts';
 export type { Learner, LearnerContext, Proposal, Tf, VariableDecl, VarType } from './types.ts';
 export { UFW_MODEL, UfwLearner, ufwFields } from './ufw.ts';
 export { HOST_RE, KEY_RE, normalise, splitHostKey, ValueError, variableMessage } from './variables.ts';

@@ -4,19 +4,33 @@
 // ingest's event-time state: reorder buffer, host watermarks, dedupe).
 // Time: the host's pipeline clock follows event time while the input replays (a bounded input
 // until finish(), or a backlog on the topic) and processing time otherwise (learners/clock.ts).
-import { existsSync } from 'node:fs';
-import { type Bus, type BusMessage, GROUPS, type Subscription, TOPICS, topicSpecs } from '../bus/index.ts';
+import { randomUUID } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import {
+  type Bus,
+  type BusMessage,
+  GROUPS,
+  type Subscription,
+  TOPICS,
+  type TransactionalPublisher,
+  topicSpecs,
+} from '../bus/index.ts';
+import {
+  type HostOrderState,
   IngestOrder,
   type IngestOrderOptions,
   type IngestStage,
   type IngestStats,
+  type PartitionChange,
   startIngestStage,
   TemplateMiner,
 } from '../ingest/index.ts';
 import { createLogger } from '../runtime/log.ts';
 import { AvroDecodeError, codecFor, type DroneSensorFrame, type WebcamFrame } from '../schemas/index.ts';
+import { ChangelogStore, STATE_TOPIC, stateTopicSpec } from './changelog.ts';
 import { PipelineClock, type PipelineClockOptions } from './clock.ts';
+import { ExactlyOnce, type ExactlyOnceStats } from './exactly-once.ts';
 import {
   createLearnerHost,
   type LearnerHost,
@@ -24,7 +38,9 @@ import {
   type LearnerHostStats,
   rejectInput,
 } from './host.ts';
+import { HostTemplates } from './host-templates.ts';
 import { INPUTS, learnerNames } from './registry.ts';
+import { readJson, writeJsonAtomic } from './snapshot.ts';
 
 const log = createLogger('learners.stage');
 
@@ -55,11 +71,30 @@ export interface LearnStageOptions {
   bounded?: boolean;
   /** allowed lateness, reorder buffer and dedupe bounds of the consumer stage */
   order?: IngestOrderOptions;
+  /**
+   * On Kafka: `exactly-once` (default) commits variables, host state (the changelog) and offsets
+   * in one transaction every `commitIntervalMs`, and restores a host's state when its partition is
+   * assigned here; `at-least-once` commits offsets after each batch and keeps state only in the
+   * state dir. In-process there are no transactions: always at-least-once (README "Scaling out").
+   */
+  guarantee?: Guarantee;
+  /** exactly-once: ms between two transactions (default 500) */
+  commitIntervalMs?: number;
+  /** the learner-state changelog topic (default virgo.learner-state) */
+  stateTopic?: string;
+  /** a failure the stage cannot go on after (another instance took its transactional id) */
+  onFatal?: (err: unknown) => void;
 }
+
+export type Guarantee = 'exactly-once' | 'at-least-once';
+export const GUARANTEES: readonly Guarantee[] = ['exactly-once', 'at-least-once'];
 
 export interface LearnStageStats extends LearnerHostStats {
   ingest: IngestStats | null;
   devices: { drone: number; webcam: number; rejected: number };
+  guarantee: Guarantee;
+  /** exactly-once: transactions, changelog writes, hosts restored and handed over */
+  exactlyOnce: ExactlyOnceStats | null;
 }
 
 export interface LearnStage {
@@ -132,7 +167,40 @@ export function startLearnStage(opts: LearnStageOptions): LearnStage {
     return out;
   };
 
+  const logsTopic = opts.logsTopic ?? TOPICS.kernelLogs;
+  const eosWanted =
+    opts.bus.kind === 'kafka' &&
+    opts.bus.transactional !== undefined &&
+    (opts.guarantee ?? 'exactly-once') === 'exactly-once';
+  if (opts.guarantee === 'exactly-once' && !eosWanted)
+    log.warn('exactly-once needs Kafka (transactions); the in-process bus runs at-least-once');
+  const guarantee: Guarantee = eosWanted ? 'exactly-once' : 'at-least-once';
+  let eos: ExactlyOnce | undefined;
+  let store: ChangelogStore | undefined;
+  let publisher: TransactionalPublisher | undefined;
+  let instance = '';
+  const templates = new HostTemplates(() => miner);
+  /** hosts of log partitions in the snapshot's state (the changelog restores them instead) */
+  let snapshotPartitioned: string[] = [];
+
   const ready = (async () => {
+    if (eosWanted && wants.has('kernel')) {
+      const stateTopic = opts.stateTopic ?? STATE_TOPIC;
+      const spec = topicSpecs().find((t) => t.topic === TOPICS.kernelLogs)!;
+      await opts.bus.ensureTopics([{ ...spec, topic: logsTopic }]);
+      const partitions = (await opts.bus.topicOffsets(logsTopic)).length;
+      await opts.bus.ensureTopics([stateTopicSpec(stateTopic, partitions)]);
+      // First the producer: starting it fences this instance's previous incarnation and aborts
+      // what it left open, so the changelog's committed end is where it can be.
+      instance = instanceId(opts.stateDir);
+      publisher = await opts.bus.transactional!({ transactionalId: `virgo-learn.${groupId}.${instance}` });
+      store = new ChangelogStore({
+        bus: opts.bus,
+        topic: stateTopic,
+        ...(opts.stateDir ? { cachePath: join(opts.stateDir, 'learners', 'changelog.bin') } : {}),
+      });
+      await store.start();
+    }
     host = await createLearnerHost({
       bus: opts.bus,
       learners: names,
@@ -155,10 +223,63 @@ export function startLearnStage(opts: LearnStageOptions): LearnStage {
           },
         },
         { name: 'ingest-order', save: (p) => order.save(p), load: (p) => order.load(p) },
+        {
+          // which hosts are the log partitions' (their state is the changelog's, not the snapshot's)
+          name: 'partitions.json',
+          save: (p) => writeJsonAtomic(p, [...(ingest?.partitionedHosts() ?? [])]),
+          load: (p) => {
+            if (existsSync(p)) snapshotPartitioned = readJson<[string, number][]>(p).map(([h]) => h);
+          },
+        },
       ],
+      ...(eosWanted && store
+        ? {
+            defer: (h: string) => ingest?.partitionOf(h) !== undefined,
+            onTouched: (h: string) => eos?.touch(h),
+            parts: [
+              {
+                name: 'order',
+                get: (hosts: ReadonlySet<string>) => order.exportHosts(hosts),
+                put: (h: string, v: unknown) => order.importHost(h, v as HostOrderState),
+                drop: (hosts: ReadonlySet<string>) => order.dropHosts(hosts),
+              },
+              templates,
+            ],
+            // The snapshot may hold effects no transaction committed: the hosts of log partitions
+            // come from the changelog when their partition is assigned, never from it.
+            afterRestore: (hh: LearnerHost) => {
+              const drop = new Set([...snapshotPartitioned, ...store!.hosts()]);
+              hh.dropHosts(drop);
+            },
+          }
+        : {}),
     });
     const h = host;
     if (wants.has('kernel')) {
+      if (eosWanted && store && publisher) {
+        eos = new ExactlyOnce({
+          bus: opts.bus,
+          publisher,
+          host: h,
+          ingest: () => ingest,
+          store,
+          groupId,
+          logsTopic,
+          stateTopic: opts.stateTopic ?? STATE_TOPIC,
+          analyticsTopic: opts.analyticsTopic ?? TOPICS.kernelAnalytics,
+          dlqTopic: `${logsTopic}.dlq`,
+          ...(opts.commitIntervalMs !== undefined ? { intervalMs: opts.commitIntervalMs } : {}),
+          instanceId: instance,
+          onFatal: (err) => {
+            if (opts.onFatal) opts.onFatal(err);
+            else log.error('the learn stage cannot go on', { err });
+          },
+        });
+      }
+      // A model that learnt more than this instance's (a fresh or long-stopped instance) is the
+      // better start: the instances' shared parts are in the changelog.
+      for (const doc of store?.sharedDocs() ?? []) await h.adoptShared(doc);
+      const e = eos;
       ingest = await startIngestStage({
         bus: opts.bus,
         groupId,
@@ -166,9 +287,22 @@ export function startLearnStage(opts: LearnStageOptions): LearnStage {
         fromBeginning: opts.fromBeginning ?? false,
         miner,
         order,
-        onEvents: (events) => h.handleEvents(events),
+        onEvents: e
+          ? (events) => {
+              templates.note(events);
+              return h.handleEvents(events);
+            }
+          : (events) => h.handleEvents(events),
+        ...(e
+          ? {
+              transactional: true,
+              onPartitions: (c: PartitionChange) => e.onPartitions(c),
+              beforeRejoin: () => e.beforeRejoin(),
+            }
+          : {}),
       });
       await ingest.ready;
+      e?.start();
     }
     const deviceTopics = [
       ...(wants.has('drone') ? [droneTopic] : []),
@@ -212,6 +346,7 @@ export function startLearnStage(opts: LearnStageOptions): LearnStage {
         h.save().catch((err: unknown) =>
           log.error('snapshot failed; the previous one stays current', { err }),
         );
+        saveCache();
       }, opts.saveEveryMs ?? 60_000);
       save.unref();
       timers.push(save);
@@ -221,8 +356,17 @@ export function startLearnStage(opts: LearnStageOptions): LearnStage {
       inputs: [...wants].join(','),
       group: groupId,
       backend: h.backend,
+      guarantee,
     });
   })();
+
+  const saveCache = () => {
+    try {
+      store?.saveCache();
+    } catch (err) {
+      log.error('could not save the local copy of the changelog; the topic is read again at start', { err });
+    }
+  };
 
   return {
     get host(): LearnerHost {
@@ -235,21 +379,40 @@ export function startLearnStage(opts: LearnStageOptions): LearnStage {
       await ingest?.drain(timeoutMs);
       ended = true;
       await host?.finish();
+      // exactly-once: what the final watermark released goes out with the next transaction: now
+      await eos
+        ?.cycle()
+        .catch((err: unknown) => log.warn('transaction after the end of input failed', { err }));
     },
     stats: () => ({
       ...(host?.stats() ?? emptyStats()),
       ingest: ingest?.stats() ?? null,
       devices: { ...dev },
+      guarantee,
+      exactlyOnce: eos?.stats() ?? null,
     }),
     close: async () => {
       if (closing) return;
       closing = true;
       for (const t of timers) clearInterval(t);
+      eos?.stop();
       await ready.catch(() => {});
-      // Inputs first (each finishes its batch in hand and commits), then deliver and save.
-      await ingest?.close();
+      // Inputs first (each finishes its batch in hand and commits; exactly-once: the last
+      // transaction while still a member of the group), then deliver and save.
+      const e = eos;
+      await ingest?.close(
+        e
+          ? {
+              beforeLeave: () =>
+                e.cycle().catch((err: unknown) => log.warn('last transaction failed', { err })),
+            }
+          : {},
+      );
       await devices?.close();
       await host?.close();
+      await publisher?.close();
+      saveCache();
+      await store?.close();
     },
   };
 }
@@ -269,4 +432,22 @@ function emptyStats(): LearnerHostStats {
     clock: { mode: 'auto', tdf: 1, event: 0, processing: 0 },
     reannounced: 0,
   };
+}
+
+/**
+ * This instance's id, kept in its state dir: its transactional id across restarts, so a restart
+ * fences its previous incarnation (and aborts what that left open) at once. Without a state dir
+ * each run is a new instance: what a crashed one left open is aborted by the broker's timeout.
+ */
+function instanceId(stateDir: string | undefined): string {
+  if (!stateDir) return randomUUID();
+  const path = join(stateDir, 'instance-id');
+  if (existsSync(path)) {
+    const id = readFileSync(path, 'utf8').trim();
+    if (/^[A-Za-z0-9-]{8,64}$/.test(id)) return id;
+  }
+  const id = randomUUID();
+  mkdirSync(stateDir, { recursive: true });
+  writeFileSync(path, `${id}\n`);
+  return id;
 }

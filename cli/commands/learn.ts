@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { Bus } from '../../bus/index.ts';
 import { sourceProblem } from '../../ingest/source.ts';
-import type { LearnStage } from '../../learners/index.ts';
+import type { Guarantee, LearnStage } from '../../learners/index.ts';
 import { declaredVariables } from '../../learners/registry.ts';
 import { describeDefinition } from '../../learners/variables.ts';
 import { CONNECTION_OPTIONS, UsageError } from '../../runtime/config.ts';
@@ -10,7 +10,7 @@ import type { HttpRoutes } from '../../runtime/metrics.ts';
 import { serveMetrics } from '../../runtime/metrics.ts';
 import { stateDir } from '../../runtime/paths.ts';
 import { resolveSecret, SECRET_FILE_OPTION } from '../../runtime/secret.ts';
-import { exitOnSignals, onShutdown } from '../../runtime/shutdown.ts';
+import { exitOnSignals, onShutdown, stopProcess } from '../../runtime/shutdown.ts';
 import { busFromOptions, defineCommand } from '../command.ts';
 import { TIME_OPTIONS, timeFromOptions } from '../time-options.ts';
 
@@ -97,11 +97,27 @@ examples:
       arg: 'TOPIC',
       description: 'output topic (default virgo.kernel-analytics)',
     },
+    guarantee: {
+      type: 'string',
+      env: 'VIRGO_GUARANTEE',
+      default: 'exactly-once',
+      arg: 'exactly-once|at-least-once',
+      description:
+        'with --brokers: exactly-once commits variables, host state (virgo.learner-state) and offsets in one Kafka transaction; at-least-once commits offsets after each batch',
+    },
+    'commit-interval': {
+      type: 'number',
+      default: 500,
+      arg: 'MS',
+      description: 'exactly-once: ms between two transactions (variables go out when they commit)',
+    },
     ...TIME_OPTIONS,
   },
   portFix: () => '--metrics-port PORT chooses another',
   async run({ opts, io }) {
-    const { startLearnStage, learnerNames, UnknownLearnerError } = await import('../../learners/index.ts');
+    const { startLearnStage, learnerNames, UnknownLearnerError, GUARANTEES } = await import(
+      '../../learners/index.ts'
+    );
     let names: string[];
     try {
       names = learnerNames(opts.learners?.split(','));
@@ -141,6 +157,11 @@ examples:
         '--input is read without --brokers; with Kafka, publish the file: virgo publish-logs FILE',
       );
     }
+    const guarantee = opts.guarantee ?? 'exactly-once';
+    if (!(GUARANTEES as readonly string[]).includes(guarantee))
+      throw new UsageError(`--guarantee must be one of ${GUARANTEES.join('|')}, got ${guarantee}`);
+    const commitInterval = opts['commit-interval'] ?? 500;
+    if (!(commitInterval >= 10)) throw new UsageError('--commit-interval must be at least 10 ms');
     const bus = busFromOptions(opts, 'virgo-learn');
     const stage = startLearnStage({
       bus,
@@ -153,6 +174,12 @@ examples:
       order: time.order,
       // Without brokers the input is read to its end: a bounded replay.
       bounded: embedded,
+      guarantee: guarantee as Guarantee,
+      commitIntervalMs: commitInterval,
+      onFatal: (err) => {
+        log.error('virgo learn stops', { err });
+        stopProcess('fatal learn-stage failure', 1);
+      },
       ...(opts.group ? { groupId: opts.group } : {}),
       ...(opts['logs-topic'] ? { logsTopic: opts['logs-topic'] } : {}),
       ...(opts['analytics-topic'] ? { analyticsTopic: opts['analytics-topic'] } : {}),
