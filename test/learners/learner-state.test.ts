@@ -14,7 +14,7 @@ import type { Learner, Proposal, Tf } from '../../learners/types.ts';
 import { UfwLearner } from '../../learners/ufw.ts';
 import { Rng } from '../../learners/window.ts';
 import type { KernelEvent } from '../../schemas/index.ts';
-import { ev, ufwEvent } from './events.ts';
+import { ev, ufwEvent } from '../helpers/events.ts';
 
 let tf: Tf;
 beforeAll(async () => {

@@ -14,10 +14,10 @@ import { type Bus, followFromStart, KafkaBus, namespaced, TOPICS, topicSpecs } f
 import { publishLogs } from '../../ingest/index.ts';
 import { STATE_TOPIC } from '../../learners/changelog.ts';
 import { type AnalyticsVariable, codecFor } from '../../schemas/index.ts';
+import { Child } from '../helpers/child.ts';
 import { fleetLog } from '../helpers/fleet-log.ts';
+import { testScope } from '../helpers/scope.ts';
 import { BROKERS, unique, waitFor } from '../helpers/services.ts';
-import { Child } from '../reliability/lib/child.ts';
-import { testScope } from '../reliability/lib/scope.ts';
 
 const { cleanup, tempDir, track } = testScope();
 
