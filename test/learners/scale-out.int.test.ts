@@ -1,4 +1,4 @@
-// Learner state follows its partition, exactly once, on the real broker (docs/design.md §7.4):
+// Learner state follows its partition, exactly once, on the real broker (docs/design.md §7.6):
 // a fleet log of 50 hosts on 12 partitions, learnt once by a single `virgo learn` and once by two
 // instances with their own state dirs, the first SIGKILLed mid-stream (no cleanup, its
 // transaction maybe open) and started again later. At the end every host's variables equal the
@@ -23,8 +23,11 @@ const { cleanup, tempDir, track } = testScope();
 
 const PARTITIONS = 12;
 const GROUP = 'virgo-learners';
-/** tfjs models: each instance trains its own on its own hosts' windows (README "Scaling out") */
+/** tfjs models: each instance trains its own on its own hosts' windows (README "Scaling out"), so
+ * a host whose last window sits near the decision boundary can get another answer from a model
+ * trained on half the fleet: every tfjs variable within TOLERANCE on all but OUTLIERS of the hosts. */
 const TOLERANCE = { risk: 0.2, mbps: 200, execRel: 0.25 };
+const OUTLIERS = 0.1;
 
 interface Health {
   ingest: { lines: number } | null;
@@ -81,6 +84,14 @@ class Learn {
     const m = await this.child.waitLine(/serving \/metrics and \/health.*"port":(\d+)/, 120_000);
     this.port = Number(m[1]);
     await this.child.waitLine(/virgo learn running/, 120_000);
+  }
+
+  /** virgo_learner_hosts_restored_total, both sources (changelog topic, local copy) */
+  async restoredMetric(): Promise<number> {
+    const text = await (await fetch(`http://127.0.0.1:${this.port}/metrics`)).text();
+    let n = 0;
+    for (const m of text.matchAll(/^virgo_learner_hosts_restored_total\{[^}]*\} (\d+)$/gm)) n += Number(m[1]);
+    return n;
   }
 
   async health(): Promise<Health> {
@@ -219,6 +230,7 @@ describe('learner state follows its partition: 12 partitions, 50 hosts, two virg
       120_000,
     );
     const aBefore = await a.health();
+    const aBeforeMetric = await a.restoredMetric();
     // mid-stream: lines are still to be read
     expect(await committedAtEnd(kafka, ns), 'the stream is not over when the first instance is killed').toBe(
       false,
@@ -240,6 +252,7 @@ describe('learner state follows its partition: 12 partitions, 50 hosts, two virg
     const seq = await readAnalytics(bus);
     const aAfter = await a.health();
     const bAfter = await b.health();
+    const metric = aBeforeMetric + (await a.restoredMetric()) + (await b.restoredMetric());
     await a.child.stop();
     await b.child.stop();
 
@@ -261,6 +274,8 @@ describe('learner state follows its partition: 12 partitions, 50 hosts, two virg
     // in aBefore; the survivor's and the restarted one's are theirs
     expect(moved).toBeGreaterThanOrEqual(log.hosts.length);
     expect(restored).toBe(moved);
+    // the Prometheus counter operators see says the same
+    expect(metric).toBe(moved);
 
     // --- exactly once: no change twice, none lost, no line counted twice ---
     const blocks = new Map<string, number>();
@@ -308,19 +323,25 @@ describe('learner state follows its partition: 12 partitions, 50 hosts, two virg
         },
       }),
     );
+    const tfjsOff = new Map<string, string[]>();
     for (const k of keys) {
       const x = got.get(k)!;
       const y = want.get(k)!;
+      const suffix = k.slice(k.indexOf('/') + 1);
+      let within = true;
       if (k.includes('/ufw.')) {
         if (x !== y) off.push(`${k}: ${x} != ${y}`);
-      } else if (k.endsWith('/netbw.congestion_risk')) {
-        if (Math.abs(Number(x) - Number(y)) > TOLERANCE.risk) off.push(`${k}: ${x} vs ${y}`);
-      } else if (k.endsWith('/MaxNetworkBandwidth')) {
-        if (Math.abs(Number(x) - Number(y)) > TOLERANCE.mbps) off.push(`${k}: ${x} vs ${y}`);
-      } else if (k.endsWith('/cpupooling.predicted_exec_ms')) {
-        if (Math.abs(Number(x) - Number(y)) > TOLERANCE.execRel * Number(y)) off.push(`${k}: ${x} vs ${y}`);
+        continue;
       }
+      if (suffix === 'netbw.congestion_risk') within = Math.abs(Number(x) - Number(y)) <= TOLERANCE.risk;
+      else if (suffix === 'MaxNetworkBandwidth') within = Math.abs(Number(x) - Number(y)) <= TOLERANCE.mbps;
+      else if (suffix === 'cpupooling.predicted_exec_ms')
+        within = Math.abs(Number(x) - Number(y)) <= TOLERANCE.execRel * Number(y);
+      if (!within) tfjsOff.set(suffix, [...(tfjsOff.get(suffix) ?? []), `${k}: ${x} vs ${y}`]);
     }
+    for (const [suffix, l] of tfjsOff)
+      if (l.length > OUTLIERS * log.hosts.length) off.push(`${suffix}: ${l.length} hosts off`, ...l);
+    console.info(JSON.stringify({ scaleOutTfjsOutsideTolerance: Object.fromEntries(tfjsOff) }));
     expect(off, off.join('\n')).toEqual([]);
   }, 900_000);
 });
