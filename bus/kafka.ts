@@ -394,13 +394,22 @@ export class KafkaBus implements Bus {
 
   async topicOffsets(topic: string): Promise<TopicOffsets[]> {
     const admin = await this.getAdmin();
-    try {
-      const offs = await admin.fetchTopicOffsets(topic);
-      return offs
-        .map((o) => ({ partition: o.partition, low: o.low, high: o.high }))
-        .sort((a, b) => a.partition - b.partition);
-    } catch (err) {
-      throw this.describeFailure(`reading offsets of ${topic}`, err);
+    // A topic another process has just created may have no leader known here yet (NOT_LEADER,
+    // LEADER_NOT_AVAILABLE: two instances starting together, one creating the topic): refresh
+    // its metadata and ask again, bounded.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const offs = await admin.fetchTopicOffsets(topic);
+        return offs
+          .map((o) => ({ partition: o.partition, low: o.low, high: o.high }))
+          .sort((a, b) => a.partition - b.partition);
+      } catch (err) {
+        const retriable = (err as { retriable?: boolean }).retriable === true;
+        if (!retriable || attempt >= 5) throw this.describeFailure(`reading offsets of ${topic}`, err);
+        log.warn('reading offsets will be retried', { topic, attempt, err });
+        await new Promise((r) => setTimeout(r, 200 * 2 ** attempt));
+        await admin.fetchTopicMetadata({ topics: [topic] }).catch(() => {});
+      }
     }
   }
 
