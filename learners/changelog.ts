@@ -1,4 +1,4 @@
-// The learner-state changelog (docs/design.md §7.4): each instance writes each host's learner
+// The learner-state changelog (docs/design.md §7.6): each instance writes each host's learner
 // state to the compacted topic virgo.learner-state, in the partition of virgo.kernel-logs the
 // host's lines come from, so an instance assigned that partition finds the state of its hosts
 // there, as Kafka Streams restores a task's store from its changelog.

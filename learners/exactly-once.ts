@@ -1,4 +1,4 @@
-// Exactly once on Kafka (docs/design.md §2.4, §7.4): every commit interval one Kafka transaction
+// Exactly once on Kafka (docs/design.md §2.4, §7.6): every commit interval one Kafka transaction
 // carries, together, the analytics variables the learners emitted for the hosts of this
 // instance's log partitions, the changed parts of those hosts' state (the changelog), the dead
 // letters of the lines handled, and the consumer group's offsets. Read-committed readers (the

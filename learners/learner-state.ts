@@ -1,6 +1,6 @@
 // One shape for what a learner persists, so no learner copies its fields into and out of
 // state.json by hand: a part per host (windows, counts, forecasts: what follows a host when Kafka
-// moves its partition to another instance, docs/design.md §7.4) and a shared part (the instance's
+// moves its partition to another instance, docs/design.md §7.6) and a shared part (the instance's
 // models' training state, replay buffers, fleet statistics), plus an optional tfjs model saved
 // beside it. A learner exposes a `LearnerState`; `saveLearnerState` and `loadLearnerState` write
 // and read `<dir>/state.json` and `<dir>/model/` for every learner alike, and the learner host
