@@ -36,8 +36,10 @@ import {
   type BusMessage,
   type Followed,
   followFromStart,
+  GROUPS,
   type OutgoingMessage,
   type Subscription,
+  TOPICS,
 } from '../bus/index.ts';
 import { createLogger } from '../runtime/log.ts';
 import { counter } from '../runtime/metrics.ts';
@@ -46,6 +48,18 @@ import type { SharedDoc } from './learner-state.ts';
 const log = createLogger('learners.changelog');
 
 export const STATE_TOPIC = 'virgo.learner-state';
+
+/**
+ * The changelog of one consumer group's learner state: `virgo.learner-state` for the default
+ * group on the default log topic, else `virgo.learner-state.<group>`. A changelog is the state of
+ * one group over one log topic (as Kafka Streams names a changelog after its application id):
+ * another group sharing it would restore hosts of lines it never read.
+ */
+export function stateTopicFor(logsTopic: string, groupId: string): string {
+  return logsTopic === TOPICS.kernelLogs && groupId === GROUPS.learners
+    ? STATE_TOPIC
+    : `${STATE_TOPIC}.${groupId}`;
+}
 /** The "host" of an instance's shared parts: `~<instance>/<learner>` (no host name has a `~`). */
 export const SHARED_PREFIX = '~';
 /** compressed bytes per record at most (Kafka's default message.max.bytes is 1 MiB) */

@@ -28,7 +28,7 @@ import {
 } from '../ingest/index.ts';
 import { createLogger } from '../runtime/log.ts';
 import { AvroDecodeError, codecFor, type DroneSensorFrame, type WebcamFrame } from '../schemas/index.ts';
-import { ChangelogStore, STATE_TOPIC, stateTopicSpec } from './changelog.ts';
+import { ChangelogStore, stateTopicFor, stateTopicSpec } from './changelog.ts';
 import { PipelineClock, type PipelineClockOptions } from './clock.ts';
 import { ExactlyOnce, type ExactlyOnceStats } from './exactly-once.ts';
 import {
@@ -80,7 +80,7 @@ export interface LearnStageOptions {
   guarantee?: Guarantee;
   /** exactly-once: ms between two transactions (default 500) */
   commitIntervalMs?: number;
-  /** the learner-state changelog topic (default virgo.learner-state) */
+  /** the learner-state changelog topic (default: `stateTopicFor(logsTopic, groupId)`, virgo.learner-state for the default group and log topic) */
   stateTopic?: string;
   /** a failure the stage cannot go on after (another instance took its transactional id) */
   onFatal?: (err: unknown) => void;
@@ -185,7 +185,7 @@ export function startLearnStage(opts: LearnStageOptions): LearnStage {
 
   const ready = (async () => {
     if (eosWanted && wants.has('kernel')) {
-      const stateTopic = opts.stateTopic ?? STATE_TOPIC;
+      const stateTopic = opts.stateTopic ?? stateTopicFor(logsTopic, groupId);
       const spec = topicSpecs().find((t) => t.topic === TOPICS.kernelLogs)!;
       await opts.bus.ensureTopics([{ ...spec, topic: logsTopic }]);
       const partitions = (await opts.bus.topicOffsets(logsTopic)).length;
@@ -265,7 +265,7 @@ export function startLearnStage(opts: LearnStageOptions): LearnStage {
           store,
           groupId,
           logsTopic,
-          stateTopic: opts.stateTopic ?? STATE_TOPIC,
+          stateTopic: opts.stateTopic ?? stateTopicFor(logsTopic, groupId),
           analyticsTopic: opts.analyticsTopic ?? TOPICS.kernelAnalytics,
           dlqTopic: `${logsTopic}.dlq`,
           ...(opts.commitIntervalMs !== undefined ? { intervalMs: opts.commitIntervalMs } : {}),
