@@ -174,7 +174,8 @@ examples:
       order: time.order,
       // Without brokers the input is read to its end: a bounded replay.
       bounded: embedded,
-      guarantee: guarantee as Guarantee,
+      // --guarantee is of the Kafka mode: the in-process bus has no transactions (README "Scaling out")
+      guarantee: embedded ? 'at-least-once' : (guarantee as Guarantee),
       commitIntervalMs: commitInterval,
       onFatal: (err) => {
         log.error('virgo learn stops', { err });
