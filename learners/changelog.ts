@@ -50,16 +50,19 @@ const log = createLogger('learners.changelog');
 export const STATE_TOPIC = 'virgo.learner-state';
 
 /**
- * The changelog of one consumer group's learner state: `virgo.learner-state` for the default
- * group on the default log topic, else `virgo.learner-state.<group>`. A changelog is the state of
- * one group over one log topic (as Kafka Streams names a changelog after its application id):
- * another group sharing it would restore hosts of lines it never read.
+ * The changelog of one consumer group's learner state over one log topic: `virgo.learner-state`
+ * for the default group on the default log topic, else `virgo.learner-state.<group>` (plus
+ * `.<log topic>` when that is not the default), characters a topic name cannot hold as `_`. As
+ * Kafka Streams names a changelog after its application: a learner sharing another group's would
+ * restore hosts of lines it never read.
  */
 export function stateTopicFor(logsTopic: string, groupId: string): string {
-  return logsTopic === TOPICS.kernelLogs && groupId === GROUPS.learners
-    ? STATE_TOPIC
-    : `${STATE_TOPIC}.${groupId}`;
+  if (logsTopic === TOPICS.kernelLogs && groupId === GROUPS.learners) return STATE_TOPIC;
+  const safe = (x: string) => x.replace(/[^A-Za-z0-9._-]/g, '_');
+  const logs = logsTopic === TOPICS.kernelLogs ? '' : `.${safe(logsTopic)}`;
+  return `${STATE_TOPIC}.${safe(groupId)}${logs}`.slice(0, 249);
 }
+
 /** The "host" of an instance's shared parts: `~<instance>/<learner>` (no host name has a `~`). */
 export const SHARED_PREFIX = '~';
 /** compressed bytes per record at most (Kafka's default message.max.bytes is 1 MiB) */
