@@ -26,11 +26,11 @@ import { STATE_TOPIC } from '../learners/changelog.ts';
 import type { ExactlyOnceStats } from '../learners/exactly-once.ts';
 import { setLogLevel } from '../runtime/log.ts';
 import { Child } from '../test/helpers/child.ts';
+import { learnersCommittedAtEnd } from '../test/helpers/committed.ts';
 import { fleetLog } from '../test/helpers/fleet-log.ts';
 import { BENCH_BROKERS, median } from './util.ts';
 
 const PARTITIONS = 12;
-const GROUP = 'virgo-learners';
 
 interface Health {
   ingest: { lines: number } | null;
@@ -90,21 +90,6 @@ async function until(check: () => Promise<boolean>, what: string, timeoutMs = 60
   }
 }
 
-async function committedAtEnd(kafka: KafkaBus, ns: string): Promise<boolean> {
-  const admin = kafka.kafka.admin();
-  await admin.connect();
-  try {
-    const topic = `${ns}.${TOPICS.kernelLogs}`;
-    const [c] = await admin.fetchOffsets({ groupId: `${ns}.${GROUP}`, topics: [topic] });
-    const ends = await admin.fetchTopicOffsets(topic);
-    return ends.every(
-      (e) => e.high === '0' || c!.partitions.find((p) => p.partition === e.partition)?.offset === e.high,
-    );
-  } finally {
-    await admin.disconnect();
-  }
-}
-
 /** Until every offset is committed and nothing held; the lines the instances took over time. */
 async function done(kafka: KafkaBus, ns: string, learns: Learn[]): Promise<[number, number][]> {
   const samples: [number, number][] = [];
@@ -117,7 +102,7 @@ async function done(kafka: KafkaBus, ns: string, learns: Learn[]): Promise<[numb
       if (h.held > 0 || h.outbox > 0) idle = false;
     }
     samples.push([Date.now(), lines]);
-    return idle && (await committedAtEnd(kafka, ns));
+    return idle && (await learnersCommittedAtEnd(kafka, ns));
   }, 'every offset committed and nothing held');
   return samples;
 }

@@ -15,6 +15,7 @@ import { publishLogs } from '../../ingest/index.ts';
 import { STATE_TOPIC } from '../../learners/changelog.ts';
 import { type AnalyticsVariable, codecFor } from '../../schemas/index.ts';
 import { Child } from '../helpers/child.ts';
+import { learnersCommittedAtEnd } from '../helpers/committed.ts';
 import { fleetLog } from '../helpers/fleet-log.ts';
 import { testScope } from '../helpers/scope.ts';
 import { BROKERS, unique, waitFor } from '../helpers/services.ts';
@@ -22,7 +23,6 @@ import { BROKERS, unique, waitFor } from '../helpers/services.ts';
 const { cleanup, tempDir, track } = testScope();
 
 const PARTITIONS = 12;
-const GROUP = 'virgo-learners';
 /** tfjs models: each instance trains its own on its own hosts' windows (README "Scaling out"), so
  * a host whose last window sits near the decision boundary can get another answer from a model
  * trained on half the fleet: every tfjs variable within TOLERANCE on all but OUTLIERS of the hosts. */
@@ -101,21 +101,6 @@ class Learn {
   }
 }
 
-async function committedAtEnd(kafka: KafkaBus, ns: string): Promise<boolean> {
-  const admin = kafka.kafka.admin();
-  await admin.connect();
-  try {
-    const topic = `${ns}.${TOPICS.kernelLogs}`;
-    const [c] = await admin.fetchOffsets({ groupId: `${ns}.${GROUP}`, topics: [topic] });
-    const ends = await admin.fetchTopicOffsets(topic);
-    return ends.every(
-      (e) => c!.partitions.find((p) => p.partition === e.partition)?.offset === e.high || e.high === '0',
-    );
-  } finally {
-    await admin.disconnect();
-  }
-}
-
 /** Every record of the analytics topic, read committed, per host/key in order. */
 async function readAnalytics(bus: Bus): Promise<Map<string, AnalyticsVariable[]>> {
   const codec = codecFor('AnalyticsVariable');
@@ -159,7 +144,7 @@ async function hostPartitions(bus: Bus, hosts: number): Promise<Map<string, numb
 async function untilDone(kafka: KafkaBus, ns: string, learns: Learn[], what: string): Promise<void> {
   await waitFor(
     async () => {
-      if (!(await committedAtEnd(kafka, ns))) return false;
+      if (!(await learnersCommittedAtEnd(kafka, ns))) return false;
       for (const l of learns) {
         const h = await l.health();
         if (h.held > 0 || h.outbox > 0) return false;
@@ -232,9 +217,10 @@ describe('learner state follows its partition: 12 partitions, 50 hosts, two virg
     const aBefore = await a.health();
     const aBeforeMetric = await a.restoredMetric();
     // mid-stream: lines are still to be read
-    expect(await committedAtEnd(kafka, ns), 'the stream is not over when the first instance is killed').toBe(
-      false,
-    );
+    expect(
+      await learnersCommittedAtEnd(kafka, ns),
+      'the stream is not over when the first instance is killed',
+    ).toBe(false);
     await a.child.kill9();
     await waitFor(
       async () => {
