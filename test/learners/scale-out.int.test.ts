@@ -25,9 +25,12 @@ const { cleanup, tempDir, track } = testScope();
 const PARTITIONS = 12;
 /** tfjs models: each instance trains its own on its own hosts' windows (README "Scaling out"), so
  * a host whose last window sits near the decision boundary can get another answer from a model
- * trained on half the fleet: every tfjs variable within TOLERANCE on all but OUTLIERS of the hosts. */
+ * trained on half the fleet: every tfjs variable within TOLERANCE on all but OUTLIERS of the hosts.
+ * Measured: 0, 2 and 4 of 50 hosts outside it in three runs; an instance whose model restarted
+ * untrained would put about half the fleet outside it, which this still fails. The exactness of
+ * restored state is asserted on ufw, whose answer does not depend on who learnt it. */
 const TOLERANCE = { risk: 0.2, mbps: 200, execRel: 0.25 };
-const OUTLIERS = 0.1;
+const OUTLIERS = 0.2;
 
 interface Health {
   ingest: { lines: number } | null;
