@@ -1,17 +1,38 @@
-// npm run bench -- e2e [lines]: kernel lines published with publish-logs to the real broker, then
-// the whole pipeline (ingest → learners → analytics topic → feeder → consumer → exports) consumes
-// them; lines/s from the first read to the last line's variables exported, next to kcat consuming
-// the same topic in the same run. RSS is sampled through the pipeline's run.
+// npm run bench -- e2e [lines] [--lines N] [--rounds R] [--hosts H] [--step-ms MS]
+//                      [--rss-limit-mb MB] [--warmup-lines N] [--live-s S] [--live-rate N]
+//                      [--profile DIR] [--learners a,b]
+// Kernel lines published to the real broker with `virgo publish-logs` (a child process), then, in
+// the same round, kcat reading that topic to its end (the baseline) and the whole pipeline in this
+// process (ingest → every learner → analytics topic → feeder → ring consumer → table) reading it:
+// lines/s from the group join to the last line's variables in the table, and its ratio to kcat.
+// Each round has its own topic (published again), so both read the same bytes cold from the
+// start. Default 3 rounds of 300,000 lines; the 10M-line run is `--lines 10000000 --rounds 1`.
+// Memory: RSS sampled every second while the pipeline runs; past `--warmup-lines` (default a
+// tenth of the lines, at most 1M) it must stay under `--rss-limit-mb` (default 300) or the run
+// FAILS (exit 1, `failed` in the JSON). Latency per hop: after the last round's backlog, lines are
+// published live (`--live-rate` lines/s for `--live-s` seconds, stamped now) and each hop's
+// histogram is taken over that phase (runtime/latency.ts, bench/README.md says what each hop is).
+// `--profile DIR` writes a CPU profile of each round's pipeline phase (node:inspector).
+import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { KafkaBus, namespaced, TOPICS, topicSpecs } from '../bus/index.ts';
-import { startPipeline } from '../cli/pipeline.ts';
+import { type Bus, KafkaBus, namespaced, TOPICS, topicSpecs } from '../bus/index.ts';
+import { type Pipeline, startPipeline } from '../cli/pipeline.ts';
 import { DemoLog } from '../ingest/demo-stream.ts';
-import { publishLogs } from '../ingest/index.ts';
+import { hopLatencies, LatencyHistogram, resetHopLatencies } from '../runtime/latency.ts';
 import { setLogLevel } from '../runtime/log.ts';
-import { BENCH_BROKERS, timeCommand } from './util.ts';
+import { type AnalyticsVariable, codecFor } from '../schemas/index.ts';
+import { PhaseProfiler, RssSampler, runChild, writeDemoLog } from './lib/e2e-support.ts';
+import { BENCH_BROKERS, median } from './util.ts';
+
+const BIN = new URL('../bin/virgo.js', import.meta.url).pathname;
+
+function flag(args: string[], name: string): string | undefined {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 && args[i + 1] !== undefined ? args[i + 1] : undefined;
+}
 
 async function waitUntil(check: () => boolean, timeoutMs: number, what: string): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -21,103 +42,351 @@ async function waitUntil(check: () => boolean, timeoutMs: number, what: string):
   }
 }
 
+interface Round {
+  round: number;
+  publishLogsLinesPerS: number;
+  kcatConsumeLinesPerS: number;
+  kcatCpuS: number;
+  pipelineStartS: number;
+  pipelineLinesPerS: number;
+  /** lines per CPU-second of this process (the pipeline's every stage, on one thread mostly) */
+  pipelineLinesPerCpuS: number;
+  ratioToKcat: number;
+  variablesPublished: number;
+  tableSize: number;
+  deadLettered: number | undefined;
+  rss: Record<string, unknown>;
+  loadAverage: number[];
+  profile?: string;
+}
+
+/** Publishes `file` with the CLI into namespace `ns`; lines/s including its start-up. */
+async function publish(file: string, ns: string, lines: number): Promise<number> {
+  const r = await runChild(
+    process.execPath,
+    [BIN, 'publish-logs', file, '--brokers', BENCH_BROKERS.join(',')],
+    {
+      ...process.env,
+      VIRGO_NAMESPACE: ns,
+      VIRGO_LOG_LEVEL: 'warn',
+    },
+  );
+  return Math.round(lines / r.wallS);
+}
+
 export default async function bench(args: string[]): Promise<Record<string, unknown>> {
   setLogLevel('warn');
-  const lines = Number(args[0] ?? 300_000);
-  // optional: --learners ufw,load (default all) to see what each learner costs
-  const li = args.indexOf('--learners');
-  const learners = li >= 0 ? args[li + 1]?.split(',') : undefined;
-  const ns = `bench-e2e-${randomUUID().slice(0, 8)}`;
+  const positional = args[0] !== undefined && !args[0].startsWith('--') ? Number(args[0]) : undefined;
+  const lines = Number(flag(args, 'lines') ?? positional ?? 300_000);
+  const rounds = Number(flag(args, 'rounds') ?? (lines >= 2_000_000 ? 1 : 3));
+  const hosts = Number(flag(args, 'hosts') ?? 16);
+  const stepMs = Number(flag(args, 'step-ms') ?? 10);
+  const limitMiB = Number(flag(args, 'rss-limit-mb') ?? 300);
+  const warmupLines = Number(flag(args, 'warmup-lines') ?? Math.min(1_000_000, Math.round(lines / 10)));
+  const liveS = Number(flag(args, 'live-s') ?? 15);
+  const liveRate = Number(flag(args, 'live-rate') ?? 5_000);
+  const profileDir = flag(args, 'profile');
+  const learners = flag(args, 'learners')?.split(',');
+  if (profileDir) mkdirSync(profileDir, { recursive: true });
+
   const dir = mkdtempSync(join(tmpdir(), 'bench-e2e-'));
   const file = join(dir, 'kern.log');
-  const gen = new DemoLog({ seed: 7, hosts: Array.from({ length: 16 }, (_, i) => `edge-${i}`) });
-  const out: string[] = [];
-  for (let i = 0; i < lines; i++) out.push(gen.next());
-  writeFileSync(file, `${out.join('\n')}\n`);
-  out.length = 0;
+  const span = writeDemoLog(file, lines, { hosts, stepMs });
+  console.error(
+    `e2e: ${lines} lines, ${hosts} hosts, ${((span.end - span.start) / 3.6e6).toFixed(1)} h of event time`,
+  );
 
-  const kafka = new KafkaBus({ brokers: BENCH_BROKERS, clientId: 'virgo-bench-e2e' });
-  const bus = namespaced(kafka, ns);
-  await bus.ensureTopics(topicSpecs(4));
-  const t0 = process.hrtime.bigint();
-  await publishLogs({ bus, source: file });
-  const publishS = Number(process.hrtime.bigint() - t0) / 1e9;
-  await kafka.close();
+  const results: Round[] = [];
+  let live: Record<string, unknown> | undefined;
+  let failed: string | undefined;
+  try {
+    for (let r = 1; r <= rounds; r++) {
+      const ns = `bench-e2e-${randomUUID().slice(0, 8)}`;
+      const kafka = new KafkaBus({ brokers: BENCH_BROKERS, clientId: 'virgo-bench-e2e' });
+      await namespaced(kafka, ns).ensureTopics(topicSpecs(4));
+      await kafka.close();
+      const publishLogsLinesPerS = await publish(file, ns, lines);
 
-  // Baseline: kcat reading the same topic to its end, same broker, same run.
-  const kcatS = await timeCommand('kcat', [
-    '-C',
-    '-b',
-    BENCH_BROKERS.join(','),
-    '-t',
-    `${ns}.${TOPICS.kernelLogs}`,
-    '-o',
-    'beginning',
-    '-e',
-    '-q',
-    '-f',
-    '%o\n',
-  ]);
+      // Baseline: kcat reading the same topic to its end, same broker, same round.
+      const kcat = await runChild('kcat', [
+        '-C',
+        '-b',
+        BENCH_BROKERS.join(','),
+        '-t',
+        `${ns}.${TOPICS.kernelLogs}`,
+        '-o',
+        'beginning',
+        '-e',
+        '-q',
+        '-f',
+        '%o\n',
+      ]);
 
-  const stateDir = join(dir, 'state');
-  const rss: number[] = [];
-  const sample = setInterval(() => rss.push(process.memoryUsage().rss), 250);
-  const t1 = process.hrtime.bigint();
-  const p = await startPipeline({
+      const last = r === rounds;
+      const out = await pipelineRound({
+        ns,
+        lines,
+        stateDir: join(dir, `state-${r}`),
+        limitMiB,
+        warmupLines,
+        ...(learners ? { learners } : {}),
+        ...(profileDir ? { profile: join(profileDir, `e2e-round${r}-${Date.now()}.cpuprofile`) } : {}),
+        ...(last && liveS > 0 ? { live: { seconds: liveS, rate: liveRate, hosts } } : {}),
+      });
+      const kcatRate = lines / kcat.wallS;
+      const round: Round = {
+        round: r,
+        publishLogsLinesPerS,
+        kcatConsumeLinesPerS: Math.round(kcatRate),
+        kcatCpuS: +kcat.cpuS.toFixed(2),
+        ...out.round,
+        ratioToKcat: +(out.round.pipelineLinesPerS / kcatRate).toFixed(3),
+      };
+      results.push(round);
+      if (out.live) live = out.live;
+      console.error(
+        `round ${r}: pipeline ${round.pipelineLinesPerS} lines/s (${round.pipelineLinesPerCpuS}/CPU-s), kcat ${round.kcatConsumeLinesPerS} lines/s, ratio ${round.ratioToKcat}, RSS max ${String(round.rss.max)} MiB after warm-up ${String(round.rss.maxAfterWarmUp)} MiB, load ${round.loadAverage[0]}`,
+      );
+      if (out.breach && !failed)
+        failed = `RSS ${out.breach.rssMiB} MiB > ${limitMiB} MiB after warm-up (round ${r}, ${out.breach.lines} lines read, ${out.breach.t} s)`;
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+
+  const med = (f: (x: Round) => number) => median(results.map(f));
+  return {
+    ...(failed ? { failed } : {}),
+    lines,
+    rounds,
+    hosts,
+    eventTimeHours: +((span.end - span.start) / 3.6e6).toFixed(1),
+    learners: learners ?? 'all',
     brokers: BENCH_BROKERS,
-    namespace: ns,
+    ratioToKcat: med((x) => x.ratioToKcat),
+    pipelineLinesPerS: med((x) => x.pipelineLinesPerS),
+    pipelineLinesPerCpuS: med((x) => x.pipelineLinesPerCpuS),
+    kcatConsumeLinesPerS: med((x) => x.kcatConsumeLinesPerS),
+    publishLogsLinesPerS: med((x) => x.publishLogsLinesPerS),
+    target: { ratioToKcat: 0.5, rssMiBAfterWarmUp: limitMiB },
+    runs: results,
+    ...(live ? { live } : {}),
+    note: 'rate from the group join (pipelineStartS excluded) to the last variable in the ring consumer table; kcat -C -e on the same topic in the same round; RSS of this process (the pipeline; publisher and kcat are child processes)',
+  };
+}
+
+interface RoundOptions {
+  ns: string;
+  lines: number;
+  stateDir: string;
+  limitMiB: number;
+  warmupLines: number;
+  learners?: string[];
+  profile?: string;
+  live?: { seconds: number; rate: number; hosts: number };
+}
+
+async function pipelineRound(o: RoundOptions): Promise<{
+  round: Omit<Round, 'round' | 'publishLogsLinesPerS' | 'kcatConsumeLinesPerS' | 'kcatCpuS' | 'ratioToKcat'>;
+  breach: { rssMiB: number; lines: number; t: number } | undefined;
+  live?: Record<string, unknown>;
+}> {
+  const profiler = o.profile ? new PhaseProfiler() : undefined;
+  let p: Pipeline | undefined;
+  const linesRead = () => p?.learn.stats().ingest?.lines ?? 0;
+  const rss = new RssSampler(linesRead, () => linesRead() >= o.warmupLines, o.limitMiB);
+  await profiler?.start();
+  const t1 = process.hrtime.bigint();
+  p = await startPipeline({
+    brokers: BENCH_BROKERS,
+    namespace: o.ns,
     input: 'none',
-    stateDir,
+    stateDir: o.stateDir,
     feederPort: 0,
     queuePort: 0,
     zmq: false,
     metrics: false,
     devices: [],
     drivers: [],
-    ...(learners ? { learners } : {}),
+    ...(o.learners ? { learners: o.learners } : {}),
   });
+  const pipe = p;
   const startS = Number(process.hrtime.bigint() - t1) / 1e9;
-  await waitUntil(() => (p.learn.stats().ingest?.lines ?? 0) >= lines, 600_000, 'every line through ingest');
-  const ingestS = Number(process.hrtime.bigint() - t1) / 1e9;
-  // then until the learners' last variables have reached the consumer's table (exported)
-  const published = () => p.learn.stats().published;
-  await waitUntil(() => p.learn.stats().outbox === 0, 60_000, 'the learner outbox to drain');
-  const want = published();
+  const c2 = process.cpuUsage();
+  await waitUntil(() => linesRead() >= o.lines, 3_600_000, 'every line through ingest');
+  // then until the learners' last variables have reached the consumer's table
+  await waitUntil(() => pipe.learn.stats().outbox === 0, 60_000, 'the learner outbox to drain');
+  const want = pipe.learn.stats().published;
   await waitUntil(
-    () => p.feeder.stats().updates.changed + p.feeder.stats().updates.unchanged >= want,
+    () => pipe.feeder.stats().updates.changed + pipe.feeder.stats().updates.unchanged >= want,
     60_000,
     'the feeder to see every variable',
   );
+  await waitUntil(() => settled(pipe), 60_000, "the ring consumer's table to hold the feeder's values");
   const exportedS = Number(process.hrtime.bigint() - t1) / 1e9;
-  clearInterval(sample);
-  const ingest = p.learn.stats().ingest;
-  const tableSize = p.table.size;
-  await p.close();
-  rmSync(dir, { recursive: true, force: true });
-
-  const oursRate = lines / (exportedS - startS);
-  const kcatRate = lines / kcatS;
-  const mb = (b: number) => Math.round(b / 2 ** 20);
-  return {
-    lines,
-    learners: learners ?? 'all',
-    brokers: BENCH_BROKERS,
-    publishLogsLinesPerS: Math.round(lines / publishS),
+  const cpu = process.cpuUsage(c2);
+  if (o.profile) await profiler?.stop(o.profile);
+  rss.stop();
+  const ingest = pipe.learn.stats().ingest;
+  const round = {
     pipelineStartS: +startS.toFixed(2),
-    ingestDoneS: +ingestS.toFixed(2),
-    exportedS: +exportedS.toFixed(2),
-    pipelineLinesPerS: Math.round(oursRate),
-    kcatConsumeLinesPerS: Math.round(kcatRate),
-    ratioToKcat: +(oursRate / kcatRate).toFixed(3),
+    pipelineLinesPerS: Math.round(o.lines / (exportedS - startS)),
+    pipelineLinesPerCpuS: Math.round(o.lines / ((cpu.user + cpu.system) / 1e6)),
     variablesPublished: want,
-    tableSize,
+    tableSize: pipe.table.size,
     deadLettered: ingest?.deadLettered,
-    rssMiB: {
-      first: mb(rss[0] ?? 0),
-      max: mb(Math.max(...rss)),
-      last: mb(rss[rss.length - 1] ?? 0),
-      samples: rss.length,
+    rss: rss.summary(),
+    rssCurve: rss.samples,
+    loadAverage: loadavg().map((x) => +x.toFixed(2)),
+    ...(o.profile ? { profile: o.profile } : {}),
+  };
+  let live: Record<string, unknown> | undefined;
+  try {
+    if (o.live) live = await liveLatency(pipe, o.ns, o.live);
+  } finally {
+    await pipe.close();
+  }
+  return { round, breach: rss.breach, ...(live ? { live } : {}) };
+}
+
+/** The ring consumer's table holds every value of the feeder's (what the feeder read, it served). */
+function settled(p: Pipeline): boolean {
+  for (const e of p.feeder.table.entries()) if (p.table.get(e.key, e.host) !== e.value) return false;
+  return true;
+}
+
+/**
+ * Lines published live (stamped now, `rate` lines/s for `seconds`) through a `virgo publish-logs -`
+ * child, with every hop's histogram taken over this phase only: the stage's hops from
+ * runtime/latency.ts, and per variable, from the analytics record (its emission stamp and Kafka
+ * timestamp, read by a subscriber of our own) to the feeder's table and the consumer's table.
+ */
+async function liveLatency(
+  p: Pipeline,
+  ns: string,
+  o: { seconds: number; rate: number; hosts: number },
+): Promise<Record<string, unknown>> {
+  const kafka = new KafkaBus({ brokers: BENCH_BROKERS, clientId: 'virgo-bench-e2e-live' });
+  const bus: Bus = namespaced(kafka, ns);
+  const codec = codecFor('AnalyticsVariable');
+  // per host/key=value, the emission stamp and the Kafka timestamp of each record, in order
+  const emitted = new Map<string, { ts: number; kafkaTs: number }[]>();
+  const atFeeder = new Map<string, number[]>();
+  const atTable = new Map<string, number[]>();
+  const push = <T>(m: Map<string, T[]>, k: string, v: T) => {
+    const a = m.get(k);
+    if (a) a.push(v);
+    else m.set(k, [v]);
+  };
+  let measuring = false;
+  const sub = await bus.subscribe({
+    topics: [TOPICS.kernelAnalytics],
+    groupId: `bench-live-${randomUUID().slice(0, 8)}`,
+    fromBeginning: false,
+    onBatch: async (batch) => {
+      for (const m of batch) {
+        if (!m.value) continue;
+        const v = codec.decode(m.value) as AnalyticsVariable;
+        push(emitted, `${v.host}/${v.key}=${v.value}`, { ts: v.ts, kafkaTs: m.timestamp });
+      }
     },
-    note: 'rate excludes pipeline start-up (group join); ingest → learners → analytics topic → feeder; RSS of the whole bench process',
+  });
+  await sub.ready;
+  const onFeeder = (c: { host: string; key: string; value: string }) => {
+    if (measuring) push(atFeeder, `${c.host}/${c.key}=${c.value}`, Date.now());
+  };
+  const onTable = (c: { host: string; key: string; value: string }) => {
+    if (measuring) push(atTable, `${c.host}/${c.key}=${c.value}`, Date.now());
+  };
+  p.feeder.table.on('change', onFeeder);
+  p.table.on('change', onTable);
+
+  const child = spawn(
+    process.execPath,
+    [BIN, 'publish-logs', '-', '--brokers', BENCH_BROKERS.join(','), '--linger-ms', '5'],
+    {
+      stdio: ['pipe', 'ignore', 'pipe'],
+      env: { ...process.env, VIRGO_NAMESPACE: ns, VIRGO_LOG_LEVEL: 'warn' },
+    },
+  );
+  let childErr = '';
+  child.stderr.on('data', (d: Buffer) => {
+    childErr += d.toString();
+  });
+  const exited = new Promise<number | null>((r) => child.on('close', r));
+  const gen = new DemoLog({ seed: 99, hosts: Array.from({ length: o.hosts }, (_, i) => `edge-${i}`) });
+  // the publisher's start-up and first batches are not measured
+  const warm = Math.min(2, o.seconds / 4);
+  const before = p.learn.stats().ingest?.lines ?? 0;
+  const tickMs = 10;
+  const perTick = Math.max(1, Math.round((o.rate * tickMs) / 1000));
+  const t0 = Date.now();
+  let sent = 0;
+  while (Date.now() - t0 < (o.seconds + warm) * 1000) {
+    if (!measuring && Date.now() - t0 >= warm * 1000) {
+      resetHopLatencies();
+      measuring = true;
+    }
+    const due = Math.floor(((Date.now() - t0) / tickMs) * perTick) - sent;
+    if (due > 0) {
+      const chunk: string[] = [];
+      for (let i = 0; i < due; i++) chunk.push(gen.next());
+      sent += due;
+      if (!child.stdin.write(`${chunk.join('\n')}\n`))
+        await new Promise<void>((r) => child.stdin.once('drain', () => r()));
+    }
+    await new Promise((r) => setTimeout(r, tickMs));
+  }
+  child.stdin.end();
+  const code = await exited;
+  if (code !== 0) throw new Error(`live publish-logs exited ${code}: ${childErr.slice(-500)}`);
+  await waitUntil(() => (p.learn.stats().ingest?.lines ?? 0) >= before + sent, 120_000, 'the live lines');
+  await waitUntil(() => p.learn.stats().outbox === 0, 60_000, 'the outbox');
+  await new Promise((r) => setTimeout(r, 1000));
+  measuring = false;
+  const stage = hopLatencies();
+  p.feeder.table.off('change', onFeeder);
+  p.table.off('change', onTable);
+  await sub.close();
+  await kafka.close();
+
+  // Per variable: emitted (the gate's stamp, processing time live) → analytics record written
+  // (its Kafka timestamp) → the feeder's table → the ring consumer's table.
+  const toKafka = new LatencyHistogram();
+  const toFeeder = new LatencyHistogram();
+  const toTable = new LatencyHistogram();
+  const emitToTable = new LatencyHistogram();
+  for (const [id, feeds] of atFeeder) {
+    const ems = emitted.get(id) ?? [];
+    const tabs = atTable.get(id) ?? [];
+    // the n-th change of a value at the feeder is the n-th record of it since measuring began
+    const ems0 = ems.slice(Math.max(0, ems.length - feeds.length));
+    feeds.forEach((tf, i) => {
+      const e = ems0[i];
+      if (!e) return;
+      toKafka.record(e.kafkaTs - e.ts);
+      toFeeder.record(tf - e.kafkaTs);
+      const tt = tabs[i];
+      if (tt !== undefined) {
+        toTable.record(tt - tf);
+        emitToTable.record(tt - e.ts);
+      }
+    });
+  }
+  return {
+    seconds: o.seconds,
+    rateLinesPerS: o.rate,
+    linesSent: sent,
+    hops: {
+      'publish→stage': stage['publish→stage'],
+      'stage→learners': stage['stage→learners'],
+      learners: stage.learners,
+      'learners→analytics': stage['learners→analytics'],
+      'emission→analytics record': toKafka.summary(),
+      'analytics→feeder table': toFeeder.summary(),
+      'feeder→consumer table': toTable.summary(),
+      'emission→consumer table': emitToTable.summary(),
+    },
+    unit: 'ms',
   };
 }

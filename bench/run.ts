@@ -1,5 +1,6 @@
 // npm run bench -- <name> [args]: runs bench/<name>.ts, whose default export returns the result
-// object; writes it to bench/results/<name>-<iso time>.json with the machine's description.
+// object; writes it to bench/results/<name>-<iso time>.json with the machine's description. A
+// result with `failed` (a bound the benchmark enforces) exits 1 after it is written.
 import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { DataDirError } from './util.ts';
@@ -43,4 +44,9 @@ const file = new URL(`results/${name}-${started.toISOString().replace(/[:.]/g, '
 writeFileSync(file, `${JSON.stringify(out, null, 2)}\n`);
 console.log(JSON.stringify(out, null, 2));
 console.error(`written ${file.pathname}`);
+// A benchmark whose own bound was broken (e2e's RSS after warm-up) fails the run, result written.
+if (typeof result.failed === 'string') {
+  console.error(`FAILED: ${result.failed}`);
+  process.exit(1);
+}
 process.exit(0);

@@ -64,6 +64,8 @@ export interface PendingLine {
   /** the host of lines that name none (the message key) */
   keyHost: string;
   src: LineSource;
+  /** processing time the stage received it (the stage→learners latency hop) */
+  receivedAt: number;
 }
 
 /** A host's part of the event-time state (what follows it to another consumer). */

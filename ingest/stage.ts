@@ -22,6 +22,7 @@ import {
   TOPICS,
   topicSpecs,
 } from '../bus/index.ts';
+import { hop } from '../runtime/latency.ts';
 import { createLogger } from '../runtime/log.ts';
 import type { KernelEvent } from '../schemas/index.ts';
 import { decodeValue, MAX_LINE_BYTES } from './decode.ts';
@@ -41,6 +42,11 @@ import { parseLine } from './parse.ts';
 import type { Family } from './types.ts';
 
 const log = createLogger('ingest.stage');
+// Latency per line (runtime/latency.ts): from the record's Kafka timestamp (its producer's clock)
+// to this stage's batch handler, and from there to the learners taking it (the reorder buffer and
+// the wait for the batch before). Processing time.
+const publishToStage = hop('publish→stage');
+const stageToLearners = hop('stage→learners');
 
 export interface IngestBatchContext {
   /** the batch whose arrival released these events (events may come from several partitions) */
@@ -340,7 +346,11 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
       if (b === undefined || p.ts > b) pendingWm.set(p.host, p.ts);
       taken.push({ p, id });
     }
-    if (events.length > 0) await opts.onEvents(events, { ...ctx, hosts: [...hosts] });
+    if (events.length > 0) {
+      const handed = Date.now();
+      for (const { p } of taken) stageToLearners.record(handed - p.receivedAt);
+      await opts.onEvents(events, { ...ctx, hosts: [...hosts] });
+    }
     await publishDead(dlq);
     // The learners took them: from now on they are counted, and a copy is a duplicate.
     settle(released);
@@ -418,8 +428,10 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
     const reasons: Record<string, number> = {};
     let count = 0;
     let bytes = 0;
+    const receivedAt = Date.now();
     for (const m of batch) {
       bytes += m.value?.length ?? 0;
+      if (m.timestamp > 0) publishToStage.record(receivedAt - m.timestamp);
       const d = decodeValue(m.value, maxLineBytes);
       if (!d.ok) {
         reasons[d.reason] = (reasons[d.reason] ?? 0) + 1;
@@ -452,6 +464,7 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
               raw: d.lines.length === 1 ? m.value : null,
               timestamp: now,
             },
+            receivedAt,
           });
         } catch (err) {
           // A bug of ours, not the line's: keep the line (dead letter) and go on.

@@ -9,6 +9,7 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Bus, TOPICS, topicSpecs } from '../bus/index.ts';
+import { hop } from '../runtime/latency.ts';
 import { createLogger } from '../runtime/log.ts';
 import { counter, histogram } from '../runtime/metrics.ts';
 import type { AnalyticsVariable, DroneSensorFrame, KernelEvent, WebcamFrame } from '../schemas/index.ts';
@@ -57,6 +58,10 @@ const hBatch = histogram(
   ['learner'],
   [0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
 );
+// Latency hops (runtime/latency.ts), processing time: a batch through every learner and the gate;
+// a flush of the outbox to the analytics topic until the Bus acknowledged it.
+const hLearners = hop('learners');
+const hToAnalytics = hop('learners→analytics');
 
 export interface LearnerHostOptions {
   bus: Bus;
@@ -344,6 +349,7 @@ class Host implements LearnerHost {
 
   private async dispatch(call: (l: Learner) => Promise<Proposal[]> | undefined): Promise<void> {
     if (this.closed) throw new Error('learner host is closed');
+    const started = performance.now();
     for (const [name, l] of this.learners) {
       const t0 = process.hrtime.bigint();
       const pending = call(l);
@@ -372,6 +378,7 @@ class Host implements LearnerHost {
       }
     }
     for (const v of this.gate.release(this.clock)) this.enqueue(v);
+    hLearners.record(performance.now() - started);
     await this.flush();
   }
 
@@ -388,8 +395,10 @@ class Host implements LearnerHost {
     const batch = defer ? [...this.outbox].filter(([, v]) => !defer(v.host)) : [...this.outbox];
     if (batch.length === 0) return;
     const msgs = batch.map(([, v]) => variableMessage(v));
+    const t0 = performance.now();
     try {
       await this.opts.bus.publish(this.analyticsTopic, msgs);
+      hToAnalytics.record(performance.now() - t0);
     } catch (err) {
       this.publishFailures++;
       mPublishFailures.inc();
