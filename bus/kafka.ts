@@ -420,6 +420,7 @@ export class KafkaBus implements Bus {
       rebalanceTimeout: 10_000,
       heartbeatInterval: 1_000,
       maxWaitTimeInMs: 100,
+      ...(opts.maxBytesPerPartition ? { maxBytesPerPartition: opts.maxBytesPerPartition } : {}),
       retry: { retries: this.opts.retries ?? 5, initialRetryTime: 200, maxRetryTime: 3_000 },
     });
     // next offset to commit per topic/partition, advanced only after a batch is handled

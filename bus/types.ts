@@ -72,6 +72,13 @@ export interface SubscribeOptions {
   onBatch: BatchHandler;
   /** upper bound of messages handed to onBatch at once (the in-process bus honours it exactly) */
   maxBatch?: number;
+  /**
+   * Kafka: bytes one fetch takes from a partition at most (as stored, compressed; kafkajs's
+   * default 1 MiB). A subscriber that merges its partitions holds each partition's fetch until
+   * the others catch up, so this bounds its buffer (ingest's event-time merge). The in-process
+   * bus has nothing to fetch and ignores it.
+   */
+  maxBytesPerPartition?: number;
   /** called with this member's partitions whenever the group assigns them (join, rebalance) */
   onAssign?: (assigned: Assignment[]) => void;
   /**

@@ -75,6 +75,12 @@ export interface IngestStageOptions {
   maxLineBytes?: number;
   /** messages per batch read from the bus at most */
   maxBatch?: number;
+  /**
+   * Kafka: bytes (compressed, as stored) one fetch takes from a partition (default 128 KiB). The
+   * event-time merge holds each partition's lines until the others reach their time, so this
+   * bounds the reorder buffer in a replay: about partitions x the lines in this many bytes.
+   */
+  maxBytesPerPartition?: number;
   /** Called with the events a batch (or the idle check) released, in event-time order; the
    * batch's offsets are committed after it resolves. A rejection gets the same lines again. */
   onEvents: (events: KernelEvent[], ctx: IngestBatchContext) => Promise<void>;
@@ -608,6 +614,7 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
       groupId: opts.groupId ?? GROUPS.learners,
       fromBeginning: opts.fromBeginning ?? false,
       maxBatch: opts.maxBatch ?? 2_000,
+      maxBytesPerPartition: opts.maxBytesPerPartition ?? 128 * 1024,
       onBatch,
       onAssign,
       commitOffset: (_topic, partition, next) => outstanding.commitOffset(partition, next),
