@@ -64,6 +64,11 @@ export interface MergerStats {
   holding: number;
 }
 
+/** Heap order: by event time, then arrival. */
+function before<T>(x: Slot<T>, y: Slot<T>): boolean {
+  return x.ts < y.ts || (x.ts === y.ts && x.seq < y.seq);
+}
+
 /** A min-heap of items by (event time, arrival). */
 class TimeHeap<T> {
   private readonly a: Slot<T>[] = [];
@@ -76,22 +81,20 @@ class TimeHeap<T> {
     return this.a[0];
   }
 
-  private less(i: number, j: number): boolean {
-    const x = this.a[i]!;
-    const y = this.a[j]!;
-    return x.ts < y.ts || (x.ts === y.ts && x.seq < y.seq);
-  }
-
+  // Sift with a hole instead of swaps (a destructuring swap allocates an array per step, which
+  // was most of the stage's garbage in a replay).
   push(s: Slot<T>): void {
     const a = this.a;
+    let i = a.length;
     a.push(s);
-    let i = a.length - 1;
     while (i > 0) {
       const p = (i - 1) >> 1;
-      if (!this.less(i, p)) break;
-      [a[i], a[p]] = [a[p]!, a[i]!];
+      const parent = a[p]!;
+      if (!before(s, parent)) break;
+      a[i] = parent;
       i = p;
     }
+    a[i] = s;
   }
 
   pop(): Slot<T> | undefined {
@@ -99,19 +102,19 @@ class TimeHeap<T> {
     if (a.length === 0) return undefined;
     const top = a[0]!;
     const last = a.pop()!;
-    if (a.length > 0) {
-      a[0] = last;
+    const n = a.length;
+    if (n > 0) {
       let i = 0;
       for (;;) {
         const l = 2 * i + 1;
+        if (l >= n) break;
         const r = l + 1;
-        let m = i;
-        if (l < a.length && this.less(l, m)) m = l;
-        if (r < a.length && this.less(r, m)) m = r;
-        if (m === i) break;
-        [a[i], a[m]] = [a[m]!, a[i]!];
+        const m = r < n && before(a[r]!, a[l]!) ? r : l;
+        if (!before(a[m]!, last)) break;
+        a[i] = a[m]!;
         i = m;
       }
+      a[i] = last;
     }
     return top;
   }
