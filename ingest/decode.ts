@@ -17,8 +17,8 @@ export interface Rejection {
 }
 
 // C0 controls other than tab, LF, CR and ESC (colour codes), and DEL. In valid UTF-8 these bytes
-// never occur inside a multi-byte character, so counting them in the bytes read as Latin-1 (one
-// character per byte, converted natively) counts the characters.
+// never occur inside a multi-byte character; in bytes that are not UTF-8 they are counted in the
+// bytes read as Latin-1 (one character per byte, converted natively).
 // biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point
 const CONTROL = /[\x00-\x08\x0b\x0c\x0e-\x1a\x1c-\x1f\x7f]/;
 // biome-ignore lint/suspicious/noControlCharactersInRegex: the same, to count them
@@ -30,24 +30,38 @@ const CONTROLS = /[\x00-\x08\x0b\x0c\x0e-\x1a\x1c-\x1f\x7f]/g;
  * --input`), so a line is dead-lettered for the same reason whichever way it came in.
  */
 export function rejection(value: Buffer | null): Rejection | null {
-  if (value === null || value.length === 0) return { reason: 'empty', detail: 'no bytes' };
-  if (value.indexOf(0) >= 0) return { reason: 'binary', detail: `NUL byte in ${value.length} bytes` };
-  const utf8 = isUtf8(value);
+  return check(value).bad;
+}
+
+/**
+ * `rejection`, and the text when it is none. Valid UTF-8 (the common case) is decoded once and
+ * the control characters are looked for in that text: they are ASCII, so in valid UTF-8 each is
+ * one byte and one character, and no Latin-1 copy of the value is needed.
+ */
+function check(value: Buffer | null): { bad: Rejection | null; text: string } {
+  if (value === null || value.length === 0) return { bad: { reason: 'empty', detail: 'no bytes' }, text: '' };
+  if (value.indexOf(0) >= 0)
+    return { bad: { reason: 'binary', detail: `NUL byte in ${value.length} bytes` }, text: '' };
+  if (isUtf8(value)) {
+    const text = value.toString('utf8');
+    if (!CONTROL.test(text)) return { bad: null, text };
+    const ctl = text.match(CONTROLS)?.length ?? 0;
+    // the share of characters as JavaScript counts them (UTF-16 units), as the text is read later
+    if (ctl * 8 > text.length)
+      return {
+        bad: { reason: 'binary', detail: `${ctl} of ${text.length} characters are control characters` },
+        text,
+      };
+    return { bad: null, text };
+  }
   const bytes = value.toString('latin1');
-  if (!CONTROL.test(bytes)) {
-    return utf8 ? null : { reason: 'invalid-utf8', detail: `${value.length} bytes are not valid UTF-8` };
-  }
   const ctl = bytes.match(CONTROLS)?.length ?? 0;
-  if (!utf8) {
-    if (ctl * 8 > value.length)
-      return { reason: 'binary', detail: `${ctl} of ${value.length} bytes are control bytes` };
-    return { reason: 'invalid-utf8', detail: `${value.length} bytes are not valid UTF-8` };
-  }
-  // the share of characters as JavaScript counts them (UTF-16 units), as the text is read later
-  const chars = value.toString('utf8').length;
-  if (ctl * 8 > chars)
-    return { reason: 'binary', detail: `${ctl} of ${chars} characters are control characters` };
-  return null;
+  if (ctl * 8 > value.length)
+    return {
+      bad: { reason: 'binary', detail: `${ctl} of ${value.length} bytes are control bytes` },
+      text: '',
+    };
+  return { bad: { reason: 'invalid-utf8', detail: `${value.length} bytes are not valid UTF-8` }, text: '' };
 }
 
 /** `rejection` for one line (no LF inside): also a line of blanks only cannot be read. */
@@ -67,9 +81,8 @@ export function lineRejection(line: Buffer): Rejection | null {
  * boundary (their indexes in `truncated`).
  */
 export function decodeValue(value: Buffer | null, maxLineBytes = MAX_LINE_BYTES): Decoded {
-  const bad = rejection(value);
+  const { bad, text } = check(value);
   if (bad) return { ok: false, ...bad };
-  const text = value!.toString('utf8');
   const pieces = text.indexOf('\n') >= 0 ? text.split('\n') : [text];
   const lines: string[] = [];
   const truncated: number[] = [];
