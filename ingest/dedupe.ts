@@ -27,28 +27,53 @@ export interface LineId {
 
 /** Two 32-bit hashes of (host, ts, line) in one pass: FNV-1a and a multiplicative mix. */
 export function lineId(host: string, ts: number, line: string): LineId {
-  let a = 0x811c9dc5;
-  let b = 0x9747b28c;
-  const feed = (s: string) => {
-    for (let i = 0; i < s.length; i++) {
-      const c = s.charCodeAt(i);
-      a ^= c;
-      a = Math.imul(a, 0x01000193);
-      b ^= c;
-      b = Math.imul(b, 0x5bd1e995);
-      b ^= b >>> 15;
-    }
-    a ^= 0xff;
-    a = Math.imul(a, 0x01000193);
-    b ^= 0xff;
-    b = Math.imul(b, 0x5bd1e995);
-  };
+  ha = 0x811c9dc5;
+  hb = 0x9747b28c;
   feed(host);
-  feed(String(ts));
+  // the decimal digits of ts, as String(ts) writes them (saved identities depend on it), without
+  // making the string for the usual case of a whole, non-negative number of milliseconds
+  if (Number.isSafeInteger(ts) && ts >= 0) feedDigits(ts);
+  else feed(String(ts));
   feed(line);
-  const h1 = fmix(a);
-  const h2 = fmix(b) | 1;
+  const h1 = fmix(ha);
+  const h2 = fmix(hb) | 1;
   return { key: h1 * 0x200000 + (h2 >>> 11), h1, h2 };
+}
+
+// The running state of lineId's two hashes (module-level: no closure per line).
+let ha = 0;
+let hb = 0;
+
+function feedCode(c: number): void {
+  ha ^= c;
+  ha = Math.imul(ha, 0x01000193);
+  hb ^= c;
+  hb = Math.imul(hb, 0x5bd1e995);
+  hb ^= hb >>> 15;
+}
+
+function feedEnd(): void {
+  ha ^= 0xff;
+  ha = Math.imul(ha, 0x01000193);
+  hb ^= 0xff;
+  hb = Math.imul(hb, 0x5bd1e995);
+}
+
+function feed(s: string): void {
+  for (let i = 0; i < s.length; i++) feedCode(s.charCodeAt(i));
+  feedEnd();
+}
+
+const digits = new Uint8Array(16);
+
+function feedDigits(n: number): void {
+  let k = 0;
+  do {
+    digits[k++] = 48 + (n % 10);
+    n = Math.floor(n / 10);
+  } while (n > 0);
+  while (k > 0) feedCode(digits[--k]!);
+  feedEnd();
 }
 
 function fmix(h: number): number {
