@@ -53,6 +53,56 @@ const UFW_PREFIX = /\[UFW ([A-Z ]+)\]/;
 const ACTION_WORD = /\b(BLOCK|ALLOW|AUDIT|LIMIT|DROP|REJECT|ACCEPT|DENY|LOG)\b/i;
 
 /**
+ * The keys iptables' LOG target writes, shared: a line's keys are these strings, not slices of it
+ * (a UFW line has some twenty; slicing each was most of the parser's garbage).
+ */
+const NF_KEYS: readonly string[] = [
+  'IN',
+  'OUT',
+  'MAC',
+  'SRC',
+  'DST',
+  'LEN',
+  'TOS',
+  'PREC',
+  'TTL',
+  'ID',
+  'PROTO',
+  'SPT',
+  'DPT',
+  'WINDOW',
+  'RES',
+  'URGP',
+  'TYPE',
+  'CODE',
+  'SEQ',
+  'MARK',
+  'TC',
+  'HOPLIMIT',
+  'FLOWLBL',
+  'MTU',
+  'PHYSIN',
+  'PHYSOUT',
+  'UID',
+  'GID',
+];
+/** NF_KEYS by length and first character */
+const NF_BY_SHAPE = new Map<number, string[]>();
+for (const k of NF_KEYS) {
+  const shape = k.length * 128 + k.charCodeAt(0);
+  const list = NF_BY_SHAPE.get(shape) ?? [];
+  list.push(k);
+  NF_BY_SHAPE.set(shape, list);
+}
+
+/** The key `msg[a, b)`: a shared string when it is one of NF_KEYS, else a slice. */
+function nfKey(msg: string, a: number, b: number): string {
+  const list = NF_BY_SHAPE.get((b - a) * 128 + msg.charCodeAt(a));
+  if (list) for (const k of list) if (msg.startsWith(k, a)) return k;
+  return msg.slice(a, b);
+}
+
+/**
  * `[UFW BLOCK] IN=eth0 OUT= MAC=… SRC=… DST=… LEN=40 … PROTO=TCP SPT=43861 DPT=23 … SYN URGP=0`:
  * every KEY=VALUE as written, bare flags (SYN, ACK, DF, …) in FLAGS, the prefix and its action.
  */
@@ -71,7 +121,7 @@ function netfilter(msg: string): Classified | undefined {
     if (a) fields.action = a[1]!.toUpperCase();
     fields.source = 'netfilter';
   }
-  const flags: string[] = [];
+  let flags = '';
   let i = inAt;
   const n = msg.length;
   while (i < n) {
@@ -79,16 +129,16 @@ function netfilter(msg: string): Classified | undefined {
     if (i >= n) break;
     // the quoted packet of an ICMP error (`[SRC=… DST=… ]`) repeats keys: stop there
     if (msg.charCodeAt(i) === 91) break;
-    let e = i;
-    while (e < n && msg.charCodeAt(e) !== 32) e++;
+    let e = msg.indexOf(' ', i);
+    if (e < 0) e = n;
     const eq = msg.indexOf('=', i);
     if (eq > i && eq < e) {
-      const k = msg.slice(i, eq);
+      const k = nfKey(msg, i, eq);
       if (!(k in fields)) fields[k] = msg.slice(eq + 1, e);
-    } else flags.push(msg.slice(i, e));
+    } else flags = flags ? `${flags} ${msg.slice(i, e)}` : msg.slice(i, e);
     i = e;
   }
-  if (flags.length) fields.FLAGS = flags.join(' ');
+  if (flags) fields.FLAGS = flags;
   return { family: 'ufw', fields };
 }
 
