@@ -42,6 +42,8 @@ import { parseLine } from './parse.ts';
 import type { Family } from './types.ts';
 
 const log = createLogger('ingest.stage');
+/** the flags of an event that has none: one frozen array, not one per line */
+const NO_FLAGS: string[] = Object.freeze([]) as unknown as string[];
 // Latency per line (runtime/latency.ts): from the record's Kafka timestamp (its producer's clock)
 // to this stage's batch handler, and from there to the learners taking it (the reorder buffer and
 // the wait for the batch before). Processing time.
@@ -241,6 +243,7 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
       { compression: 'gzip' },
     );
   };
+  const wmOf = (h: string) => order.hosts.get(h);
   const reports = new Reports(opts.reportEveryMs ?? 10_000, dlqTopic, order.hosts.allowedLatenessMs);
 
   // Batches, the idle check and drain() take turns: the merger and the learners see one at a time.
@@ -312,7 +315,9 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
   const deliver = async (released: PendingLine[], ctx: Omit<IngestBatchContext, 'hosts'>): Promise<void> => {
     if (released.length === 0) return;
     const events: KernelEvent[] = [];
-    const taken: { p: PendingLine; id: LineId }[] = [];
+    // the lines the learners are given and their identities, side by side (no pair per line)
+    const taken: PendingLine[] = [];
+    const takenIds: LineId[] = [];
     const dlq: { m: OutgoingMessage; partition: number; offset: string }[] = [];
     const families: Partial<Record<Family, number>> = {};
     const hosts = new Set<string>();
@@ -342,7 +347,7 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
       const at = p.parsed.messageAt;
       const mined =
         at >= 0 ? miner.add(p.line, at, at + p.parsed.message.length) : miner.add(p.parsed.message);
-      events.push(toKernelEvent(p.parsed, mined, p.cut ? truncatedFlags : []));
+      events.push(toKernelEvent(p.parsed, mined, p.cut ? truncatedFlags : NO_FLAGS));
       families[p.parsed.family] = (families[p.parsed.family] ?? 0) + 1;
       hosts.add(p.host);
       if (p.cut) truncated++;
@@ -350,19 +355,22 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
         hostPartitions.set(p.host, p.src.partition);
       pendingIds.add(id.key);
       if (b === undefined || p.ts > b) pendingWm.set(p.host, p.ts);
-      taken.push({ p, id });
+      taken.push(p);
+      takenIds.push(id);
     }
     if (events.length > 0) {
       const handed = Date.now();
-      for (const { p } of taken) stageToLearners.record(handed - p.receivedAt);
+      for (const p of taken) stageToLearners.record(handed - p.receivedAt);
       await opts.onEvents(events, { ...ctx, hosts: [...hosts] });
     }
     await publishDead(dlq);
     // The learners took them: from now on they are counted, and a copy is a duplicate.
     settle(released);
-    for (const { p } of taken) order.hosts.admit(p.host, p.ts);
-    const wmOf = (h: string) => order.hosts.get(h);
-    for (const { p, id } of taken) order.dedupe.remember(p.host, p.ts, id, wmOf);
+    for (const p of taken) order.hosts.admit(p.host, p.ts);
+    for (let i = 0; i < taken.length; i++) {
+      const p = taken[i]!;
+      order.dedupe.remember(p.host, p.ts, takenIds[i]!, wmOf);
+    }
     stats.events += events.length;
     stats.truncated += truncated;
     stats.duplicates += duplicates;
