@@ -581,7 +581,14 @@ export class KafkaBus implements Bus {
     };
     /** The batch being handled, which close() lets finish before its final commit. */
     let inBatch: Promise<void> | undefined;
-    async function handleBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload) {
+    async function handleBatch({
+      batch,
+      resolveOffset,
+      heartbeat,
+      isRunning,
+      isStale,
+      pause,
+    }: EachBatchPayload) {
       // With the fast codec (bus/kafka-fastpath.ts) a partition's records arrive as one packed
       // message whose offset is the last one the fetch covered; otherwise as kafkajs's own.
       const first = batch.messages[0] as (KafkaMessage & { [PACKED_FETCH]?: PackedFetch }) | undefined;
@@ -623,6 +630,8 @@ export class KafkaBus implements Bus {
           isRunning: () => running && isRunning() && !isStale(),
           heartbeat,
           highWatermark: batch.highWatermark,
+          // kafkajs leaves a paused partition out of its fetches until resumed
+          pause,
         });
         done(chunk[chunk.length - 1]!.offset);
         if (!transactional) await commitSoon();

@@ -251,6 +251,14 @@ export class MemoryBus implements Bus {
     const maxBatch = opts.maxBatch ?? 10_000;
     // next offset to read per slot; starts at the committed offset or the reset policy
     const positions = new Map<string, number>();
+    // slots the subscriber paused (BatchContext.pause): skipped until resumed
+    const paused = new Set<string>();
+    const pauseSlot = (key: string) => (): (() => void) => {
+      paused.add(key);
+      return () => {
+        if (paused.delete(key)) member.wake();
+      };
+    };
     let running = true;
 
     const startOffset = (t: Topic, p: number): number => {
@@ -304,6 +312,7 @@ export class MemoryBus implements Bus {
           if (!t) continue;
           for (const p of this.assigned(g, member, topic)) {
             if (!running) break;
+            if (paused.has(slot(topic, p))) continue;
             const batch = fetch(t, p);
             if (batch.length === 0) continue;
             try {
@@ -313,6 +322,7 @@ export class MemoryBus implements Bus {
                 isRunning: () => running && this.assigned(g, member, topic).includes(p),
                 heartbeat: async () => {},
                 highWatermark: String(t.partitions[p]!.next),
+                pause: pauseSlot(slot(topic, p)),
               });
               failures = 0;
             } catch (err) {

@@ -55,6 +55,12 @@ export interface BatchContext {
   /** the partition's high watermark (next offset to be written) when the batch was fetched:
    * a consumer at it has read everything there was (event-time merging, replay detection) */
   highWatermark?: string;
+  /**
+   * Stops fetching this partition (this batch is handled as usual) until the returned function is
+   * called: a subscriber that merges its partitions holds back one that runs ahead instead of
+   * buffering it (event-time alignment). Offsets and delivery are unchanged.
+   */
+  pause?(): () => void;
 }
 
 export interface Assignment {

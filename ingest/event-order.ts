@@ -15,7 +15,10 @@
 // What can still arrive out of order (a line older than what its host already released) is
 // admitted within `allowedLatenessMs` of the host's watermark (the learners' windows take it) and
 // is late beyond it: the stage dead-letters it with reason `late` (HostWatermarks).
-// Memory: at most `maxBuffered` lines wait; beyond, the oldest are released early (counted).
+// Memory: at most `maxBuffered` lines wait; beyond, the oldest are released early (counted). A
+// consumer keeps far below that by pausing the partitions that read ahead (isAhead) while many
+// lines wait: partitions of unequal volume otherwise cover unequal event time per fetch, and the
+// faster ones fill the buffer while the slowest holds the watermark.
 // Time: event time throughout, except idleness (processing time: how long a partition was silent).
 
 export interface Timed {
@@ -236,6 +239,17 @@ export class EventTimeMerger<T extends Timed> {
     let w = Number.POSITIVE_INFINITY;
     for (const st of this.parts.values()) if (this.holding(st, t) && st.frontier < w) w = st.frontier;
     return w;
+  }
+
+  /**
+   * Whether `partition` has read past the watermark: what it delivers waits for the others, so a
+   * consumer pauses it while the buffer is large (event-time alignment) instead of buffering more.
+   * The partition(s) the watermark waits for are never ahead, so pausing those that are cannot
+   * stall the merge.
+   */
+  isAhead(partition: number): boolean {
+    const st = this.parts.get(partition);
+    return st !== undefined && st.frontier > this.watermark();
   }
 
   /** Some partition still has data to read (or may have: assigned, not heard from yet). */

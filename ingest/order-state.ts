@@ -21,6 +21,11 @@ export const orderMetrics = {
     'lines dropped because the learners already took the same line (host, event time, text)',
     ['topic'],
   ),
+  paused: counter(
+    'virgo_ingest_partition_pauses_total',
+    'partitions paused because they read ahead of the event-time watermark while many lines waited',
+    ['topic'],
+  ),
   forced: counter(
     'virgo_ingest_reorder_forced_total',
     'lines released before their event-time turn because the reorder buffer was full',

@@ -93,6 +93,11 @@ export interface IngestStageOptions {
   orderOptions?: IngestOrderOptions;
   /** how often the watermark is checked without a new batch (idle partitions), ms (default 200) */
   pumpMs?: number;
+  /**
+   * lines waiting in the reorder buffer past which a partition that reads ahead of the watermark
+   * is paused until half of them went (default a tenth of the buffer's bound, 10,000)
+   */
+  alignAt?: number;
   /** late and duplicate lines are logged at most once per this, ms (default 10 s) */
   reportEveryMs?: number;
   /**
@@ -254,6 +259,30 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
     return p;
   };
 
+  // Event-time alignment: while more than alignAt lines wait, a partition that delivers lines past
+  // the watermark is paused (they would only wait for the others); a paused partition is resumed
+  // as soon as the watermark reached it (it is the one to wait for now, and must not wait for
+  // itself), and all once the buffer is down to half. Bounds the buffer (and the memory of a
+  // replay) far below maxBuffered.
+  const alignAt = opts.alignAt ?? Math.max(1, Math.floor(merger.maxBuffered / 10));
+  const pausedParts = new Map<number, () => void>();
+  const align = (partition: number, pause: (() => () => void) | undefined): void => {
+    const buffered = merger.stats().buffered;
+    if (pause && buffered > alignAt && !pausedParts.has(partition) && merger.isAhead(partition)) {
+      pausedParts.set(partition, pause());
+      orderMetrics.paused.inc({ topic });
+    }
+  };
+  const realign = (): void => {
+    if (pausedParts.size === 0) return;
+    const drained = merger.stats().buffered <= alignAt / 2;
+    for (const [p, resume] of pausedParts) {
+      if (!drained && merger.isAhead(p)) continue;
+      resume();
+      pausedParts.delete(p);
+    }
+  };
+
   // The partitions this consumer owns, with whether they hold anything: until known, nothing is
   // released (a partition not read yet may hold older lines than the first batch).
   let assigned: Promise<void> | undefined;
@@ -264,6 +293,9 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
   let handingOver = false;
   const onAssign = (a: { topic: string; partitions: number[] }[]) => {
     const mine = a.find((x) => x.topic === topic)?.partitions ?? [];
+    // a new assignment starts unpaused (the merge state of revoked partitions is dropped)
+    for (const resume of pausedParts.values()) resume();
+    pausedParts.clear();
     handingOver = true;
     // In turn with batches and the idle check: nothing is on its way to the learners while the
     // partitions change hands; batches of the new assignment wait for it (they await `assigned`).
@@ -425,6 +457,7 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
       orderMetrics.forced.inc({ topic }, r.forced);
       reports.forced(r.forced, merger.maxBuffered);
     }
+    realign();
     return r.items;
   };
 
@@ -432,7 +465,13 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
   let unkeyed = 0;
   const onBatch = async (
     batch: BusMessage[],
-    bctx: { topic: string; partition: number; isRunning(): boolean; highWatermark?: string },
+    bctx: {
+      topic: string;
+      partition: number;
+      isRunning(): boolean;
+      highWatermark?: string;
+      pause?(): () => void;
+    },
   ): Promise<void> => {
     if (assigned) await assigned;
     // fetched before a rebalance took the partition away: its new owner reads it
@@ -529,6 +568,7 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
       });
       await lookAtHighWatermarks();
       const released = releaseNow();
+      align(bctx.partition, bctx.pause);
       try {
         await deliver(released, {
           topic: bctx.topic,
@@ -658,6 +698,7 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
     }
     await serial(async () => {
       const all = merger.releaseAll();
+      realign();
       await deliver(all, {
         topic,
         partition: -1,
