@@ -13,11 +13,15 @@
 // published live (`--live-rate` lines/s for `--live-s` seconds, stamped now) and each hop's
 // histogram is taken over that phase (runtime/latency.ts, bench/README.md says what each hop is).
 // `--profile DIR` writes a CPU profile of each round's pipeline phase (node:inspector).
+// The memory target is measured with the pipeline's heap budget, as deployed:
+// `NODE_OPTIONS=--max-old-space-size=160 npm run bench -- e2e …` (README, "Memory"); the JSON
+// records the limit in force (`heapLimitMiB`).
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { getHeapStatistics } from 'node:v8';
 import { type Bus, KafkaBus, namespaced, TOPICS, topicSpecs } from '../bus/index.ts';
 import { type Pipeline, startPipeline } from '../cli/pipeline.ts';
 import { DemoLog } from '../ingest/demo-stream.ts';
@@ -163,6 +167,10 @@ export default async function bench(args: string[]): Promise<Record<string, unkn
     eventTimeHours: +((span.end - span.start) / 3.6e6).toFixed(1),
     learners: learners ?? 'all',
     brokers: BENCH_BROKERS,
+    // V8's old-space limit of this process (NODE_OPTIONS=--max-old-space-size, bench/README.md):
+    // without one, V8 lets garbage grow to ~3x the live heap before a full collection
+    heapLimitMiB: Math.round(getHeapStatistics().heap_size_limit / 2 ** 20),
+    nodeOptions: process.env.NODE_OPTIONS ?? '',
     ratioToKcat: med((x) => x.ratioToKcat),
     pipelineLinesPerS: med((x) => x.pipelineLinesPerS),
     pipelineLinesPerCpuS: med((x) => x.pipelineLinesPerCpuS),
