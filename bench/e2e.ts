@@ -230,7 +230,11 @@ async function pipelineRound(o: RoundOptions): Promise<{
     60_000,
     'the feeder to see every variable',
   );
-  await waitUntil(() => settled(pipe), 60_000, "the ring consumer's table to hold the feeder's values");
+  await waitUntil(() => settled(pipe), 60_000, "the ring consumer's table to hold the feeder's values").catch(
+    (err: Error) => {
+      throw new Error(`${err.message}: ${unsettled(pipe)}`);
+    },
+  );
   const exportedS = Number(process.hrtime.bigint() - t1) / 1e9;
   const cpu = process.cpuUsage(c2);
   if (o.profile) await profiler?.stop(o.profile);
@@ -255,6 +259,19 @@ async function pipelineRound(o: RoundOptions): Promise<{
     await pipe.close();
   }
   return { round, breach: rss.breach, ...(live ? { live } : {}) };
+}
+
+/** What differs between the feeder's table and the consumer's (a failed run says it). */
+function unsettled(p: Pipeline): string {
+  const diff: string[] = [];
+  let n = 0;
+  for (const e of p.feeder.table.entries()) {
+    const got = p.table.get(e.key, e.host);
+    if (got === e.value) continue;
+    n++;
+    if (diff.length < 5) diff.push(`${e.host}/${e.key} feeder=${e.value} consumer=${String(got)}`);
+  }
+  return `${n} of ${p.feeder.table.size} values differ (${diff.join('; ')})`;
 }
 
 /** The ring consumer's table holds every value of the feeder's (what the feeder read, it served). */
