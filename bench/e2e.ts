@@ -57,6 +57,8 @@ interface Round {
   pipelineLinesPerCpuS: number;
   ratioToKcat: number;
   variablesPublished: number;
+  /** the consumer's table never matched the feeder's: what differed (the run fails) */
+  consumerTableLost?: string;
   tableSize: number;
   deadLettered: number | undefined;
   rss: Record<string, unknown>;
@@ -153,6 +155,7 @@ export default async function bench(args: string[]): Promise<Record<string, unkn
       );
       if (out.breach && !failed)
         failed = `RSS ${out.breach.rssMiB} MiB > ${limitMiB} MiB after warm-up (round ${r}, ${out.breach.lines} lines read, ${out.breach.t} s)`;
+      if (round.consumerTableLost && !failed) failed = `round ${r}: ${round.consumerTableLost}`;
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -230,13 +233,18 @@ async function pipelineRound(o: RoundOptions): Promise<{
     60_000,
     'the feeder to see every variable',
   );
+  const fedS = Number(process.hrtime.bigint() - t1) / 1e9;
+  const fedCpu = process.cpuUsage(c2);
+  // A consumer table that never matches the feeder's fails the run (a value was lost between
+  // them), saying which; the rate is then taken to the feeder's last variable.
+  let lost: string | undefined;
   await waitUntil(() => settled(pipe), 60_000, "the ring consumer's table to hold the feeder's values").catch(
     (err: Error) => {
-      throw new Error(`${err.message}: ${unsettled(pipe)}`);
+      lost = `${err.message}: ${unsettled(pipe)}`;
     },
   );
-  const exportedS = Number(process.hrtime.bigint() - t1) / 1e9;
-  const cpu = process.cpuUsage(c2);
+  const exportedS = lost ? fedS : Number(process.hrtime.bigint() - t1) / 1e9;
+  const cpu = lost ? fedCpu : process.cpuUsage(c2);
   if (o.profile) await profiler?.stop(o.profile);
   rss.stop();
   const ingest = pipe.learn.stats().ingest;
@@ -244,6 +252,7 @@ async function pipelineRound(o: RoundOptions): Promise<{
     pipelineStartS: +startS.toFixed(2),
     pipelineLinesPerS: Math.round(o.lines / (exportedS - startS)),
     pipelineLinesPerCpuS: Math.round(o.lines / ((cpu.user + cpu.system) / 1e6)),
+    ...(lost ? { consumerTableLost: lost } : {}),
     variablesPublished: want,
     tableSize: pipe.table.size,
     deadLettered: ingest?.deadLettered,
