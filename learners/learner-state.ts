@@ -34,8 +34,9 @@ export interface LearnerState<Shared = unknown, Host = unknown> {
   restoreHost(name: string, s: Host): void;
   /** forgets a host (its partition went to another instance) */
   dropHost(name: string): void;
-  /** the tfjs model saved with the state (model/model.json + weights.bin, optimiser included) */
-  readonly model?: { get(): Model; set(m: Model): void };
+  /** the tfjs model saved with the state (model/model.json + weights.bin, optimiser included);
+   * async for a learner that trains outside tfjs and writes its weights into the model first */
+  readonly model?: { get(): Model | Promise<Model>; set(m: Model): void | Promise<void> };
   /** examples the shared part learnt from: of two instances' shared parts, the one that learnt
    * more is the better start (absent: the shared part is not handed between instances) */
   trained?(): number;
@@ -69,7 +70,7 @@ export function allHosts<S, H>(st: LearnerState<S, H>): [string, H][] {
 export async function saveLearnerState<S, H>(dir: string, st: LearnerState<S, H>, tf?: Tf): Promise<void> {
   if (st.model) {
     if (!tf) throw new LearnerStateError(`learner ${st.learner} has a model but no tfjs to save it`);
-    await saveModel(st.model.get(), dir, tf);
+    await saveModel(await st.model.get(), dir, tf);
   }
   const file: LearnerStateFile<S, H> = {
     format: STATE_FORMAT,
@@ -105,7 +106,7 @@ export async function loadLearnerState<S, H>(dir: string, st: LearnerState<S, H>
     if (!tf) throw new LearnerStateError(`learner ${st.learner} has a model but no tfjs to load it`);
     if (!existsSync(join(dir, 'model')))
       throw new LearnerStateError(`${dir} holds no model/ for learner ${st.learner}`);
-    st.model.set(await loadModel(tf, dir));
+    await st.model.set(await loadModel(tf, dir));
   }
   st.restoreShared(parts.shared);
   for (const h of [...st.hosts()]) st.dropHost(h);
@@ -127,7 +128,7 @@ export async function exportShared<S, H>(st: LearnerState<S, H>, tf?: Tf): Promi
     version: st.version,
     trained: st.trained?.() ?? 0,
     shared: st.shared(),
-    ...(st.model && tf ? { model: await modelToBlob(tf, st.model.get()) } : {}),
+    ...(st.model && tf ? { model: await modelToBlob(tf, await st.model.get()) } : {}),
   };
 }
 
@@ -140,7 +141,7 @@ export async function importShared<S, H>(
   if (doc.learner !== st.learner || doc.version !== st.version) return false;
   if (st.model) {
     if (!tf || !doc.model) return false;
-    st.model.set(await modelFromBlob(tf, doc.model));
+    await st.model.set(await modelFromBlob(tf, doc.model));
   }
   st.restoreShared(doc.shared);
   return true;

@@ -9,10 +9,17 @@
 //   watchdog: BUG: soft lockup - CPU#<n> stuck for <n>s! [<comm>:<pid>]        soft lockup
 //   sched: RT throttling activated                                             RT throttling
 // Hung tasks, lockups and throttling are counted with exponential decay (half-life halfLifeSec).
+// Training runs per event-time window (windowSec, default 10 s): the examples of a window are
+// learnt in one round of `steps` optimiser steps when the first line of a later window arrives.
+// The regression is computed in plain JS (linear-model.ts: tf.train.momentum's update on mean
+// squared error, to float32 precision), because tfjs's per-call cost was 95% of this learner for
+// six weights; the tfjs model is its saved form (the weights are written into it when the state
+// is saved or handed on, and read from it when loaded), so saved states are unchanged.
 import type { KernelEvent } from '../schemas/index.ts';
 import { type LearnerState, loadLearnerState, saveLearnerState } from './learner-state.ts';
+import { LinearMomentum } from './linear-model.ts';
 import { ReplayBuffer } from './replay-buffer.ts';
-import { type Model, predictRows, requireTf, trainSteps } from './tf-util.ts';
+import { type Model, requireTf } from './tf-util.ts';
 import type { Learner, LearnerContext, Proposal, Tf, VariableDecl } from './types.ts';
 import { HOST_RE } from './variables.ts';
 import { Rng } from './window.ts';
@@ -32,6 +39,8 @@ export interface LoadOptions {
   steps?: number;
   learningRate?: number;
   seed?: number;
+  /** event-time window whose examples are learnt together, when it closes (default 10 s) */
+  windowSec?: number;
 }
 
 export const LOAD_VARIABLES: readonly VariableDecl[] = [
@@ -67,8 +76,8 @@ const THROTTLE_RE = /RT throttling activated/;
 const SCALE = { load: 8, runq: 16, hung: 4, lockup: 4, throttle: 4 } as const;
 const Y_SCALE = 1000; // exec_ms -> seconds
 const REPLAY = 1024;
-/** fresh examples learnt per tfjs round */
-const EXAMPLES_PER_STEP = 256;
+/** examples of one window learnt at most; past it the window is learnt early (a flood) */
+const MAX_PENDING = 4096;
 /** weight of one example in a node's correction, and the correction's bound (log scale, x/÷ 4) */
 const BIAS_RATE = 0.1;
 const MAX_BIAS = Math.log(4);
@@ -96,6 +105,15 @@ interface LoadShared {
   examples: number;
   current: string | null;
   latest: number;
+  /** absent in states older than windowed training: the open window and its examples */
+  window?: number | null;
+  pending?: Example[];
+}
+
+interface Example {
+  x: number[];
+  y: number;
+  node: string;
 }
 
 /** A host's part: the nodes its lines report (itself, or those an agent names with node=), each
@@ -157,6 +175,12 @@ export class LoadLearner implements Learner {
   /** node -> the host whose lines report it: the node's state goes where that host goes */
   private owner = new Map<string, string>();
   rejected = 0;
+  private readonly windowMs: number;
+  /** the regression as trained (the tfjs model gets its weights when the state is saved) */
+  private lin: LinearMomentum;
+  /** the open training window (event time, index of windowMs) and its examples, not learnt yet */
+  private window: number | null = null;
+  private pending: Example[] = [];
 
   constructor(
     private readonly tf: Tf,
@@ -169,6 +193,8 @@ export class LoadLearner implements Learner {
     this.margin = opts.switchMargin ?? 0.1;
     this.stepsPerBatch = opts.steps ?? 10;
     this.rng = new Rng(opts.seed ?? 13);
+    this.windowMs = (opts.windowSec ?? 10) * 1000;
+    this.lin = LinearMomentum.of(model);
   }
 
   static buildModel(tf: Tf, learningRate: number, seed: number): Model {
@@ -224,7 +250,8 @@ export class LoadLearner implements Learner {
   }
 
   async onEvents(events: readonly KernelEvent[]): Promise<Proposal[]> {
-    const fresh: { x: number[]; y: number; node: string }[] = [];
+    /** windows that closed in this batch, in order: each is one training round */
+    const closed: Example[][] = [];
     let touched = false;
     for (const e of events) {
       const m = e.message;
@@ -237,36 +264,48 @@ export class LoadLearner implements Learner {
         const n = this.node(sample.node, e.ts, e.host);
         if (sample.load !== undefined) n.load = sample.load;
         if (sample.runq !== undefined) n.runq = sample.runq;
-        if (sample.execMs !== undefined)
-          fresh.push({ x: this.features(n, e.ts), y: sample.execMs / Y_SCALE, node: sample.node });
+        if (sample.execMs !== undefined) {
+          this.roll(e.ts, closed);
+          this.pending.push({ x: this.features(n, e.ts), y: sample.execMs / Y_SCALE, node: sample.node });
+          if (this.pending.length >= MAX_PENDING) {
+            closed.push(this.pending);
+            this.pending = [];
+          }
+        }
       } else if (HUNG_RE.test(m)) this.bump(this.node(e.host, e.ts, e.host).hung, e.ts);
       else if (LOCKUP_RE.test(m)) this.bump(this.node(e.host, e.ts, e.host).lockup, e.ts);
       else if (THROTTLE_RE.test(m)) this.bump(this.node(e.host, e.ts, e.host).throttle, e.ts);
       else continue;
+      this.roll(e.ts, closed);
       this.latest = Math.max(this.latest, e.ts);
       touched = true;
     }
-    // A replayed log brings many examples at once: learn them in groups, each with its steps, as
-    // they would have come live (tfjs still runs per group, not per event).
-    for (let i = 0; i < fresh.length; i += EXAMPLES_PER_STEP) {
-      const group = fresh.slice(i, i + EXAMPLES_PER_STEP);
+    // Each closed window is learnt in one round, in order, as it would have been live.
+    for (const group of closed) {
       this.learnBias(group);
-      await this.train(group.map(({ x, y }) => ({ x, y })));
+      this.train(group.map(({ x, y }) => ({ x, y })));
     }
     return touched ? this.propose() : [];
   }
 
+  /** Event time reached `ts`: the open window closes when `ts` is in a later one. */
+  private roll(ts: number, closed: Example[][]): void {
+    const w = Math.floor(ts / this.windowMs);
+    if (this.window === null || w > this.window) {
+      if (this.pending.length > 0) closed.push(this.pending);
+      this.pending = [];
+      this.window = w;
+    }
+  }
+
   /** Each node's correction moves toward how far its examples sit from the regression (before
    * the regression learns them, so the correction is judged on unseen jobs). */
-  private learnBias(group: readonly { x: number[]; y: number; node: string }[]): void {
+  private learnBias(group: readonly Example[]): void {
     if (!this.warm || group.length === 0) return;
-    const rows = predictRows(
-      this.tf,
-      this.model,
-      group.map((g) => g.x),
-    );
+    // every prediction before any update of this group, as one batched predict did
+    const preds = group.map((g) => this.lin.predict(g.x));
     group.forEach((g, i) => {
-      const pred = rows[i]![0] ?? 0;
+      const pred = preds[i]!;
       if (pred <= 0 || g.y <= 0) return;
       const b = this.bias.get(g.node) ?? 0;
       const next = b + BIAS_RATE * (Math.log(g.y / pred) - b);
@@ -284,14 +323,10 @@ export class LoadLearner implements Learner {
       for (const [name, n] of live) out.set(name, n.load);
       return out;
     }
-    const rows = predictRows(
-      this.tf,
-      this.model,
-      live.map(([, n]) => this.features(n, this.latest)),
-    );
-    live.forEach(([name], i) => {
-      out.set(name, Math.max(0, (rows[i]![0] ?? 0) * Y_SCALE * Math.exp(this.bias.get(name) ?? 0)));
-    });
+    for (const [name, n] of live) {
+      const y = this.lin.predict(this.features(n, this.latest));
+      out.set(name, Math.max(0, y * Y_SCALE * Math.exp(this.bias.get(name) ?? 0)));
+    }
     return out;
   }
 
@@ -342,23 +377,18 @@ export class LoadLearner implements Learner {
 
   /** The regression's weights in feature units (tests compare them with the generator's). */
   coefficients(): { w: number[]; b: number } {
-    const [k, b] = this.model.getWeights();
-    const w = Array.from(k!.dataSync());
+    const w = Array.from(this.lin.w);
     const scales = [SCALE.load, SCALE.runq, SCALE.hung, SCALE.lockup, SCALE.throttle];
-    return { w: w.map((x, i) => (x * Y_SCALE) / scales[i]!), b: b!.dataSync()[0]! * Y_SCALE };
+    return { w: w.map((x, i) => (x * Y_SCALE) / scales[i]!), b: this.lin.b * Y_SCALE };
   }
 
-  private async train(fresh: { x: number[]; y: number }[]): Promise<void> {
+  private train(fresh: { x: number[]; y: number }[]): void {
     const batch = this.replay.mix(fresh, BATCH, this.rng);
     this.replay.add(fresh, this.rng);
     this.examples += fresh.length;
-    await trainSteps(
-      this.tf,
-      this.model,
-      batch.map((b) => b.x),
-      batch.map((b) => [b.y]),
-      this.stepsPerBatch,
-    );
+    const xs = batch.map((b) => b.x);
+    const ys = batch.map((b) => b.y);
+    for (let i = 0; i < this.stepsPerBatch; i++) this.lin.step(xs, ys);
     this.steps += this.stepsPerBatch;
   }
 
@@ -372,6 +402,8 @@ export class LoadLearner implements Learner {
       examples: this.examples,
       current: this.current,
       latest: this.latest,
+      window: this.window,
+      pending: this.pending,
     }),
     restoreShared: (j) => {
       this.replay = ReplayBuffer.fromJSON(REPLAY, j.replay);
@@ -380,6 +412,8 @@ export class LoadLearner implements Learner {
       this.examples = j.examples;
       this.current = j.current;
       this.latest = j.latest;
+      this.window = j.window ?? null;
+      this.pending = j.pending ?? [];
     },
     hosts: () => new Set(this.owner.values()),
     host: (h) => {
@@ -407,11 +441,19 @@ export class LoadLearner implements Learner {
       }
     },
     trained: () => this.examples,
+    // The plain-JS regression is the truth; the tfjs model is written from it before it is saved
+    // or handed on, and a loaded one is read back into it.
     model: {
-      get: () => this.model,
-      set: (m) => {
+      get: async () => {
+        await this.lin.writeTo(this.tf, this.model);
+        return this.model;
+      },
+      set: async (m) => {
+        const lin = LinearMomentum.of(m);
+        await lin.readFrom(m);
         this.model.dispose();
         this.model = m;
+        this.lin = lin;
       },
     },
     // Before the shared/host split: every field at the top; each node taken as its own host.
