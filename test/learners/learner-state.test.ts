@@ -131,6 +131,23 @@ describe('learner state: a shared part, a part per host, the model beside them',
     b.dispose();
   });
 
+  it("load: another instance's shared part continues exactly, its plain-JS weights written into the model", async () => {
+    const a = makers.load!() as LoadLearner;
+    const b = makers.load!() as LoadLearner;
+    // ends mid-window, so the open window's examples travel in the shared part too
+    await a.onEvents!(traffic(['h1', 'h2', 'h3'], 0, 40, 8).slice(0, -5));
+    const doc = JSON.parse(JSON.stringify(await exportShared(a.state, tf)));
+    expect(doc.shared.pending.length).toBeGreaterThan(0);
+    expect(await importShared(b.state, doc, tf)).toBe(true);
+    expect(b.coefficients()).toEqual(a.coefficients());
+    for (const h of ['h1', 'h2', 'h3']) b.state.restoreHost(h, JSON.parse(JSON.stringify(a.state.host(h))));
+    const next = traffic(['h1', 'h2', 'h3'], 40, 20, 9);
+    expect(strip(await b.onEvents!(next))).toEqual(strip(await a.onEvents!(next)));
+    expect(b.coefficients()).toEqual(a.coefficients());
+    a.dispose();
+    b.dispose();
+  });
+
   it('reads the layout before the split, and refuses a state of another learner or version', async () => {
     const dir = tmp();
     // ufw's state.json as it was: hosts beside the counts
