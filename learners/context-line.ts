@@ -32,6 +32,8 @@ export type ContextShape =
 // optionally with a parenthesised suffix (`0000000000000000(0000)`, `1 (512M)`).
 // A bare hex word counts from 8 digits, or from 4 with a decimal digit in it (not `added`, `face`).
 const VALUE = String.raw`(?:-?0x[0-9a-fA-F]+|-?\d+|[0-9a-f]{8,}|[0-9A-F]{8,}|(?=[0-9a-f]*\d)[0-9a-f]{4,7}|(?=[0-9A-F]*\d)[0-9A-F]{4,7}|[0-9a-fA-F]{4}:(?:0x)?[0-9a-fA-F]+|\[<[0-9a-fA-F]+>\])(?:\s?\([0-9A-Za-z]{1,8}\))?`;
+// the other ending of a leaders line: a bit after one dot (`cache block touch.0`)
+const LETTER_BIT_END = /[A-Za-z]\.[01]$/;
 // A label word: starts with a letter or a digit, no colon, no run of dots.
 const WORD = String.raw`[A-Za-z0-9(][\w()'/,#&+-]*`;
 // A label is one to five words (a name, not a sentence).
@@ -39,37 +41,52 @@ const LABEL = String.raw`[A-Za-z][\w()'/,#&+-]*(?:\s+${WORD}){0,4}`;
 // A stack frame: `? func+0x1a/0x30 [module]`, optionally after `[<addr>]` or `0010:`.
 const FRAME = String.raw`(?:\[<[0-9a-fA-F]+>\]\s*)?(?:\?\s+)?(?:[0-9a-fA-F]{4}:)?(?:\[<[0-9a-fA-F]+>\]\s*)?[\w.$]+\+0x[0-9a-fA-F]+/0x[0-9a-fA-F]+(?:\s+\[[\w-]+\])?`;
 
-const SHAPES: [ContextShape, RegExp][] = [
+// Each shape with a test that every line of it passes (a character it cannot lack): most lines are
+// events, and turning them away before the regular expressions (leaders' backtracks over up to six
+// words) costs less. A prefilter only skips a test that would fail.
+const hasSep = (m: string) => m.includes(':') || m.includes('=');
+const SHAPES: [ContextShape, RegExp, ((m: string) => boolean)?][] = [
   // `Stack: ffff8881 00000000 …`, `fpr0=0xffffffff 0x00000000 0x… 0x…`
   ['hexrow', new RegExp(String.raw`^(?:${LABEL}\s*[:=]\s*)?${VALUE}(?:\s+${VALUE}){3,}$`)],
   // `instruction address: 0x00004ed8`, `DDR failing data registers: 0x… 0x…`, `CR2: 0000…`
-  ['register', new RegExp(String.raw`^${LABEL}\s*[:=]\s*${VALUE}(?:\s+${VALUE}){0,3}$`)],
+  ['register', new RegExp(String.raw`^${LABEL}\s*[:=]\s*${VALUE}(?:\s+${VALUE}){0,3}$`), hasSep],
   // `machine check: i-fetch......................0`, `floating point instr. enabled.....0`,
   // `size of DDR we are caching...............1 (512M)`, a bit after one dot (`cache block touch.0`,
   // not `core.2275`); at most six words before the value: a name, not a sentence ending in a number
   [
     'leaders',
     new RegExp(String.raw`^(?=[A-Za-z])(?:\S+\s+){0,5}\S*?(?:\.{2,}\s*${VALUE}|(?<=[A-Za-z])\.[01])$`),
+    (m) => m.includes('..') || LETTER_BIT_END.test(m),
   ],
   // `lr:00004ed8 cr:28000022 …`, `RAX: 0000… RBX: ffff…`, `CPU: 3 PID: 1234 Comm: …`, `r00=0x0 r01=0x…`
   [
     'pairs',
     new RegExp(String.raw`^[A-Za-z][\w.-]*\s*[:=]\s*${VALUE}\s+[A-Za-z][\w.-]*\s*[:=]\s*${VALUE}(?:\s|$)`),
+    hasSep,
   ],
   // `special purpose registers:`, `Call Trace:`, `Floating Point Registers:`
-  ['header', /^[A-Za-z][\w'-]*(?:\s+[A-Za-z][\w'-]*){0,3}:$/],
+  ['header', /^[A-Za-z][\w'-]*(?:\s+[A-Za-z][\w'-]*){0,3}:$/, (m) => m.endsWith(':')],
   // ` ? __die+0x23/0x70`, `RIP: 0010:func+0x12/0x30`, `PC is at foo+0x10/0x20`
-  ['frame', new RegExp(String.raw`^(?:[A-Za-z]\w*:?\s+){0,3}${FRAME}$`)],
+  ['frame', new RegExp(String.raw`^(?:[A-Za-z]\w*:?\s+){0,3}${FRAME}$`), (m) => m.includes('+0x')],
   // `Code: 48 89 e5 <0f> 0b …`
-  ['code', /^Code:(?:\s+(?:<[0-9a-f]{2,8}>|\([0-9a-f]{2,8}\)|[0-9a-f]{2,8})){4,}$/],
+  [
+    'code',
+    /^Code:(?:\s+(?:<[0-9a-f]{2,8}>|\([0-9a-f]{2,8}\)|[0-9a-f]{2,8})){4,}$/,
+    (m) => m.startsWith('Code:'),
+  ],
   // ` <TASK>`, `</IRQ>`, `---[ end trace 0000000000000000 ]---`
-  ['marker', /^(?:<\/?[A-Z]{2,6}>|-{2,}\[ .* \]-{2,})$/],
+  ['marker', /^(?:<\/?[A-Z]{2,6}>|-{2,}\[ .* \]-{2,})$/, (m) => m[0] === '<' || m[0] === '-'],
 ];
+
+/** whitespace that normalising changes: a tab, a newline, or a run of spaces */
+const IRREGULAR_SPACE = /[^\S ]| {2}/;
 
 /** The context shape of a message, or null when it reads as an event. */
 export function contextShape(message: string): ContextShape | null {
-  const m = message.trim().replace(/\s+/g, ' ');
+  const t = message.trim();
+  // most messages are spaced by single spaces, which replacing each by itself copied per line
+  const m = IRREGULAR_SPACE.test(t) ? t.replace(/\s+/g, ' ') : t;
   if (m.length === 0 || m.length > 400) return null;
-  for (const [shape, re] of SHAPES) if (re.test(m)) return shape;
+  for (const [shape, re, may] of SHAPES) if ((!may || may(m)) && re.test(m)) return shape;
   return null;
 }

@@ -121,4 +121,12 @@ describe('context lines (context-line.ts)', () => {
     // a very long line is never taken for context
     expect(contextShape(`lr:00004ed0 cr:28244842 ${'x'.repeat(500)}`)).toBeNull();
   });
+
+  it('reads tabs, newlines and runs of spaces as single spaces, whichever shape', () => {
+    for (const [line, shape] of [...BGL_CONTEXT, ...LINUX_CONTEXT]) {
+      expect(contextShape(`\t${line.replaceAll(' ', ' \t  ')}\n`)).toBe(shape);
+      expect(contextShape(line.replaceAll(' ', '  '))).toBe(shape);
+    }
+    for (const line of EVENTS) expect(contextShape(line.replaceAll(' ', '\t'))).toBeNull();
+  });
 });
