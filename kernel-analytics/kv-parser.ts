@@ -220,7 +220,6 @@ export class KvLineParser {
    */
   private scan(buf: Buffer, from: number, len: number): number {
     const words = buf === this.carry ? this.carryWords : wordsOf(buf);
-    const hl = this.lastHost.length;
     let s = from;
     while (s < len) {
       const ls = s;
@@ -229,6 +228,10 @@ export class KvLineParser {
       // the first '/' of the left side, found in the same pass (KEY_CLASS: 0 other, 1 key byte, 2 '/')
       let sl = -1;
       // The same host as the line before: its bytes were checked then, only the key's are left.
+      // Its length is read per line: a line of another host changes it mid-chunk, and a length
+      // kept from before would match a prefix (edge-1's line filed under edge-10 after an edge-10
+      // line) or read past the shorter host's bytes.
+      const hl = this.lastHost.length;
       let host: string | undefined;
       if (
         hl > 0 &&

@@ -210,6 +210,52 @@ describe('KvLineParser: lines, not chunks', () => {
     );
   });
 
+  it("a host whose name starts with the line before's host keeps its own name (the same-host shortcut)", () => {
+    // The shortcut once kept the host's length from the start of the chunk: after edge-1 in one
+    // read, `edge-10` then `edge-1` in the next filed edge-1's value under edge-10 (the bench e2e's
+    // lost edge-1/netbw.congestion_expected=true), and a shorter host in between read past its bytes.
+    const r = parseAll(
+      [Buffer.from('edge-1/a=1\n'), Buffer.from('edge-10/x=2\nedge-1/netbw.congestion_expected=true\n')],
+      true,
+    );
+    expect(r.hosts).toEqual(['edge-1', 'edge-10', 'edge-1']);
+    expect(r.pairs).toEqual([
+      ['a', '1'],
+      ['x', '2'],
+      ['netbw.congestion_expected', 'true'],
+    ]);
+    const s = parseAll([Buffer.from('edge-10/a=1\n'), Buffer.from('edge/x=1\nedge-10/y=2\nh/z=3\n')], true);
+    expect(s.hosts).toEqual(['edge-10', 'edge', 'edge-10', 'h']);
+    expect(s.rejects).toEqual([]);
+  });
+
+  it('property: runs of hosts that are prefixes of one another keep every line under its own host, however cut', () => {
+    const hosts = ['e', 'edge', 'edge-1', 'edge-10', 'edge-100', 'h', 'h2'];
+    const line = fc.tuple(fc.nat(hosts.length - 1), fc.constantFrom('k', 'k/1', 'netbw.x'), fc.nat(99));
+    fc.assert(
+      fc.property(
+        fc.array(line, { minLength: 1, maxLength: 30 }),
+        fc.array(fc.nat(), { maxLength: 6 }),
+        (ls, cuts) => {
+          const bytes = Buffer.from(ls.map(([h, k, v]) => `${hosts[h]}/${k}=${v}\n`).join(''));
+          const points = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b);
+          const chunks: Buffer[] = [];
+          let prev = 0;
+          for (const p of points) {
+            chunks.push(bytes.subarray(prev, p));
+            prev = p;
+          }
+          chunks.push(bytes.subarray(prev));
+          const r = parseAll(chunks, true);
+          expect(r.rejects).toEqual([]);
+          expect(r.hosts).toEqual(ls.map(([h]) => hosts[h]));
+          expect(r.pairs).toEqual(ls.map(([, k, v]) => [k, String(v)]));
+        },
+      ),
+      { numRuns: 500 },
+    );
+  });
+
   it('qualified lines: split at the first slash; a bare line has no host; a bad host is named', () => {
     const r = parseAll(
       [
