@@ -1,6 +1,6 @@
 // npm run bench -- e2e [lines] [--lines N] [--rounds R] [--hosts H] [--step-ms MS]
 //                      [--rss-limit-mb MB] [--warmup-lines N] [--live-s S] [--live-rate N]
-//                      [--profile DIR] [--learners a,b]
+//                      [--profile DIR] [--learners a,b] [--guarantee exactly-once|at-least-once]
 // Kernel lines published to the real broker with `virgo publish-logs` (a child process), then, in
 // the same round, kcat reading that topic to its end (the baseline) and the whole pipeline in this
 // process (ingest → every learner → analytics topic → feeder → ring consumer → table) reading it:
@@ -25,6 +25,7 @@ import { getHeapStatistics } from 'node:v8';
 import { type Bus, KafkaBus, namespaced, TOPICS, topicSpecs } from '../bus/index.ts';
 import { type Pipeline, startPipeline } from '../cli/pipeline.ts';
 import { DemoLog } from '../ingest/demo-stream.ts';
+import { GUARANTEES, type Guarantee } from '../learners/stage.ts';
 import { hopLatencies, LatencyHistogram, resetHopLatencies } from '../runtime/latency.ts';
 import { setLogLevel } from '../runtime/log.ts';
 import { type AnalyticsVariable, codecFor } from '../schemas/index.ts';
@@ -93,6 +94,8 @@ export default async function bench(args: string[]): Promise<Record<string, unkn
   const liveRate = Number(flag(args, 'live-rate') ?? 5_000);
   const profileDir = flag(args, 'profile');
   const learners = flag(args, 'learners')?.split(',');
+  const guarantee = (flag(args, 'guarantee') ?? 'exactly-once') as Guarantee;
+  if (!GUARANTEES.includes(guarantee)) throw new Error(`--guarantee must be one of ${GUARANTEES.join('|')}`);
   if (profileDir) mkdirSync(profileDir, { recursive: true });
 
   const dir = mkdtempSync(join(tmpdir(), 'bench-e2e-'));
@@ -136,6 +139,7 @@ export default async function bench(args: string[]): Promise<Record<string, unkn
         limitMiB,
         warmupLines,
         ...(learners ? { learners } : {}),
+        guarantee,
         ...(profileDir ? { profile: join(profileDir, `e2e-round${r}-${Date.now()}.cpuprofile`) } : {}),
         ...(last && liveS > 0 ? { live: { seconds: liveS, rate: liveRate, hosts } } : {}),
       });
@@ -169,6 +173,7 @@ export default async function bench(args: string[]): Promise<Record<string, unkn
     hosts,
     eventTimeHours: +((span.end - span.start) / 3.6e6).toFixed(1),
     learners: learners ?? 'all',
+    guarantee,
     brokers: BENCH_BROKERS,
     // V8's old-space limit of this process (NODE_OPTIONS=--max-old-space-size, bench/README.md):
     // without one, V8 lets garbage grow to ~3x the live heap before a full collection
@@ -193,6 +198,7 @@ interface RoundOptions {
   limitMiB: number;
   warmupLines: number;
   learners?: string[];
+  guarantee: Guarantee;
   profile?: string;
   live?: { seconds: number; rate: number; hosts: number };
 }
@@ -220,6 +226,7 @@ async function pipelineRound(o: RoundOptions): Promise<{
     devices: [],
     drivers: [],
     ...(o.learners ? { learners: o.learners } : {}),
+    guarantee: o.guarantee,
   });
   const pipe = p;
   const startS = Number(process.hrtime.bigint() - t1) / 1e9;

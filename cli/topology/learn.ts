@@ -30,6 +30,7 @@ export const learnStage: PipelineStage<LearnStage> = {
       bounded: boundedInput(ctx.o),
       ...(ctx.o.time ? { clock: ctx.o.time.clock, order: ctx.o.time.order } : {}),
       ...(ctx.o.learners ? { learners: ctx.o.learners } : {}),
+      ...(ctx.o.guarantee ? { guarantee: ctx.o.guarantee } : {}),
     });
     try {
       await learn.ready;
@@ -66,6 +67,7 @@ export const learnStage: PipelineStage<LearnStage> = {
         // a first run (no committed offsets) must read what was published before it joined
         '--from-beginning',
         ...(o.learners ? ['--learners', o.learners.join(',')] : []),
+        ...(o.guarantee ? ['--guarantee', o.guarantee] : []),
         ...(o.time ? timeArgs(o.time) : []),
       ],
     };

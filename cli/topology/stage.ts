@@ -4,9 +4,11 @@
 //   `virgo drivers up`  the actuators stage alone (see actuators.ts)
 // and the `virgo up` flags it adds (options + configure). Heavy modules are imported inside
 // start(), so `virgo --help` does not load them.
+
 import type { DeviceName } from '../../actuators/devices/ids.ts';
 import type { DriverName } from '../../actuators/drivers/ports.ts';
 import type { Bus } from '../../bus/index.ts';
+import type { Guarantee } from '../../learners/stage.ts';
 import type { OptionDefs } from '../../runtime/config.ts';
 import type { Endpoints, StageNode, Started } from '../../runtime/topology.ts';
 import type { TimeSettings } from '../time-options.ts';
@@ -54,6 +56,8 @@ export interface PipelineOptions {
   actuate?: { policy: string; apply: boolean; netns?: string };
   /** the learners' clock (--clock, --tdf) and allowed lateness (README "Time") */
   time?: TimeSettings;
+  /** the learn stage's delivery guarantee on Kafka (default exactly-once; README "Scaling out") */
+  guarantee?: Guarantee;
 }
 
 /** A file read without --follow: a bounded replay, ended by a final watermark. */
