@@ -225,24 +225,31 @@ export class LineDedupe {
    * admission queue: what follows a host to another consumer (the learner-state changelog).
    * The Bloom generations do not: they are the instance's, over every host it admitted.
    */
-  exportHosts(hosts: ReadonlySet<string>): Map<string, [number, number][]> {
-    const out = new Map<string, [number, number][]>();
+  exportHosts(hosts: ReadonlySet<string>): Map<string, Float64Array> {
+    // Runs every commit interval under exactly-once for every host that changed, over the whole
+    // admission queue: flat [ts, key, ts, key, …] per host, no tuple per identity (a tuple each
+    // was most of the changelog's cost per line, with the garbage it made).
+    const flat = new Map<string, number[]>();
     for (let i = this.head; i < this.fifoKey.length; i++) {
       const h = this.fifoHost[i]!;
       if (!hosts.has(h) || !this.exact.has(this.fifoKey[i]!)) continue;
-      let l = out.get(h);
+      let l = flat.get(h);
       if (!l) {
         l = [];
-        out.set(h, l);
+        flat.set(h, l);
       }
-      l.push([this.fifoTs[i]!, this.fifoKey[i]!]);
+      l.push(this.fifoTs[i]!, this.fifoKey[i]!);
     }
+    const out = new Map<string, Float64Array>();
+    for (const [h, l] of flat) out.set(h, new Float64Array(l));
     return out;
   }
 
-  /** Adds a host's exact identities (from `exportHosts`, maybe of another consumer). */
-  importHost(host: string, entries: readonly [number, number][]): void {
-    for (const [t, k] of entries) {
+  /** Adds a host's exact identities (flat [ts, key] pairs from `exportHosts`, maybe of another consumer). */
+  importHost(host: string, pairs: Float64Array): void {
+    for (let i = 0; i + 1 < pairs.length; i += 2) {
+      const t = pairs[i]!;
+      const k = pairs[i + 1]!;
       if (this.exact.has(k)) continue;
       this.exact.add(k);
       this.fifoHost.push(host);

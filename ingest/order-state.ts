@@ -151,13 +151,8 @@ export class IngestOrder {
     const out = new Map<string, HostOrderState>();
     for (const h of hosts) {
       const watermark = this.hosts.get(h);
-      const d = ids.get(h) ?? [];
-      if (watermark === undefined && d.length === 0) continue;
-      const pairs = new Float64Array(d.length * 2);
-      d.forEach(([t, k], i) => {
-        pairs[2 * i] = t;
-        pairs[2 * i + 1] = k;
-      });
+      const pairs = ids.get(h) ?? new Float64Array(0);
+      if (watermark === undefined && pairs.length === 0) continue;
       out.set(h, {
         watermark: watermark ?? null,
         seen: Buffer.from(pairs.buffer, pairs.byteOffset, pairs.byteLength).toString('base64'),
@@ -171,9 +166,7 @@ export class IngestOrder {
     if (s.watermark !== null) this.hosts.admit(host, s.watermark);
     const b = Buffer.from(s.seen, 'base64');
     const pairs = new Float64Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
-    const entries: [number, number][] = [];
-    for (let i = 0; i + 1 < pairs.length; i += 2) entries.push([pairs[i]!, pairs[i + 1]!]);
-    this.dedupe.importHost(host, entries);
+    this.dedupe.importHost(host, pairs);
   }
 
   /** Forgets `hosts` (their partition went to another consumer). */
