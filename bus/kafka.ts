@@ -10,6 +10,7 @@ import {
   type KafkaConfig,
   type KafkaMessage,
   logLevel,
+  type Message,
   Partitioners,
   type Producer,
 } from 'kafkajs';
@@ -88,6 +89,17 @@ const MAX_BATCH_BYTES = 512 * 1024;
 function sizeOf(v: string | Buffer | null | undefined): number {
   if (v === null || v === undefined) return 0;
   return typeof v === 'string' ? Buffer.byteLength(v) : v.length;
+}
+
+/** An outgoing message as kafkajs's own codec takes it (the stock and transactional producers). */
+function kafkajsMessage(m: OutgoingMessage): Message {
+  return {
+    key: m.key ?? null,
+    value: m.value,
+    ...(m.headers ? { headers: m.headers } : {}),
+    ...(m.timestamp !== undefined ? { timestamp: String(m.timestamp) } : {}),
+    ...(m.partition !== undefined ? { partition: m.partition } : {}),
+  };
 }
 
 function* chunksBySize(messages: OutgoingMessage[], maxBytes: number): Generator<OutgoingMessage[]> {
@@ -371,13 +383,7 @@ export class KafkaBus implements Bus {
           topic,
           acks,
           compression,
-          messages: chunk.map((m) => ({
-            key: m.key ?? null,
-            value: m.value,
-            ...(m.headers ? { headers: m.headers } : {}),
-            ...(m.timestamp !== undefined ? { timestamp: String(m.timestamp) } : {}),
-            ...(m.partition !== undefined ? { partition: m.partition } : {}),
-          })),
+          messages: chunk.map(kafkajsMessage),
         });
         for (const r of meta)
           if (!partitions.has(r.partition)) partitions.set(r.partition, r.baseOffset ?? '-1');
@@ -740,13 +746,7 @@ export class KafkaBus implements Bus {
                   const meta = await tx.send({
                     topic,
                     acks: -1,
-                    messages: chunk.map((m) => ({
-                      key: m.key ?? null,
-                      value: m.value,
-                      ...(m.headers ? { headers: m.headers } : {}),
-                      ...(m.timestamp !== undefined ? { timestamp: String(m.timestamp) } : {}),
-                      ...(m.partition !== undefined ? { partition: m.partition } : {}),
-                    })),
+                    messages: chunk.map(kafkajsMessage),
                   });
                   for (const r of meta) {
                     if (r.baseOffset === undefined) continue;
