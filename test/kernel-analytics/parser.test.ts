@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { KvLineParser, type KvRejectReason, parseKvLine } from '../../kernel-analytics/index.ts';
 import { LineBatch } from '../../kernel-analytics/line-batch.ts';
 import { MAX_VALUE_BYTES } from '../../schemas/variable.ts';
+import { piecesAt } from '../helpers/pieces.ts';
 
 function parseAll(chunks: Buffer[], qualified = false) {
   const pairs: [string, string][] = [];
@@ -140,14 +141,7 @@ describe('KvLineParser: lines, not chunks', () => {
         (lines, cuts, qualified) => {
           const clean = lines.map((l) => l.replace(/[\r\n]/g, ''));
           const bytes = Buffer.concat(clean.map((l) => Buffer.from(`${l}\n`, 'utf8')));
-          const points = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b);
-          const chunks: Buffer[] = [];
-          let prev = 0;
-          for (const p of points) {
-            chunks.push(bytes.subarray(prev, p));
-            prev = p;
-          }
-          chunks.push(bytes.subarray(prev));
+          const chunks = piecesAt(bytes, cuts);
           const got = parseAll(chunks, qualified);
           const want: [string, string][] = [];
           const wantHosts: (string | undefined)[] = [];
@@ -238,14 +232,7 @@ describe('KvLineParser: lines, not chunks', () => {
         fc.array(fc.nat(), { maxLength: 6 }),
         (ls, cuts) => {
           const bytes = Buffer.from(ls.map(([h, k, v]) => `${hosts[h]}/${k}=${v}\n`).join(''));
-          const points = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b);
-          const chunks: Buffer[] = [];
-          let prev = 0;
-          for (const p of points) {
-            chunks.push(bytes.subarray(prev, p));
-            prev = p;
-          }
-          chunks.push(bytes.subarray(prev));
+          const chunks = piecesAt(bytes, cuts);
           const r = parseAll(chunks, true);
           expect(r.rejects).toEqual([]);
           expect(r.hosts).toEqual(ls.map(([h]) => hosts[h]));

@@ -40,6 +40,7 @@ import { parseLegacy } from '../../queue-bridge/index.ts';
 import { checkPayload } from '../../queue-bridge/payload.ts';
 import { AvroDecodeError, codecFor, RECORD_NAMES } from '../../schemas/index.ts';
 import { isValidKey, isValidValue } from '../../schemas/variable.ts';
+import { piecesAt } from '../helpers/pieces.ts';
 import { waitFor } from '../helpers/services.ts';
 import { callLines, hostileBytes, hostileText, hugeText, SEED, sample, Tally, validKey } from './lib/arb.ts';
 import { Report } from './lib/summary.ts';
@@ -336,15 +337,7 @@ describe('hostile input: parsers (fast-check, ≥10k cases each)', () => {
             bytes = Buffer.concat([bytes.subarray(0, 1), Buffer.from([0xff, 0x00]), bytes.subarray(1)]);
           const whole = outcome([bytes]);
           // the same bytes in arbitrary pieces (as TCP delivers them) give the same outcome
-          const points = [...new Set(cuts.map((c) => c % bytes.length))].sort((a, b) => a - b);
-          const pieces: Buffer[] = [];
-          let prev = 0;
-          for (const p of points) {
-            pieces.push(bytes.subarray(prev, p));
-            prev = p;
-          }
-          pieces.push(bytes.subarray(prev));
-          expect(outcome(pieces)).toEqual(whole);
+          expect(outcome(piecesAt(bytes, cuts))).toEqual(whole);
           // every line accounted for, once ('#' lines are a feeder's notices: neither pair nor reject)
           expect(
             whole.pairs.length + whole.rejects.length + whole.blank + whole.ignored + whole.notices,
