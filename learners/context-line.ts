@@ -45,11 +45,15 @@ const FRAME = String.raw`(?:\[<[0-9a-fA-F]+>\]\s*)?(?:\?\s+)?(?:[0-9a-fA-F]{4}:)
 // events, and turning them away before the regular expressions (leaders' backtracks over up to six
 // words) costs less. A prefilter only skips a test that would fail.
 const hasSep = (m: string) => m.includes(':') || m.includes('=');
+// the last character of a VALUE: a hex digit, the `]` of `[<addr>]` or the `)` of a suffix
+const VALUE_END = /[0-9a-fA-F\])]/;
+const endsInValue = (m: string) => VALUE_END.test(m[m.length - 1]!);
+const hasSepEndsInValue = (m: string) => endsInValue(m) && hasSep(m);
 const SHAPES: [ContextShape, RegExp, ((m: string) => boolean)?][] = [
   // `Stack: ffff8881 00000000 …`, `fpr0=0xffffffff 0x00000000 0x… 0x…`
-  ['hexrow', new RegExp(String.raw`^(?:${LABEL}\s*[:=]\s*)?${VALUE}(?:\s+${VALUE}){3,}$`)],
+  ['hexrow', new RegExp(String.raw`^(?:${LABEL}\s*[:=]\s*)?${VALUE}(?:\s+${VALUE}){3,}$`), endsInValue],
   // `instruction address: 0x00004ed8`, `DDR failing data registers: 0x… 0x…`, `CR2: 0000…`
-  ['register', new RegExp(String.raw`^${LABEL}\s*[:=]\s*${VALUE}(?:\s+${VALUE}){0,3}$`), hasSep],
+  ['register', new RegExp(String.raw`^${LABEL}\s*[:=]\s*${VALUE}(?:\s+${VALUE}){0,3}$`), hasSepEndsInValue],
   // `machine check: i-fetch......................0`, `floating point instr. enabled.....0`,
   // `size of DDR we are caching...............1 (512M)`, a bit after one dot (`cache block touch.0`,
   // not `core.2275`); at most six words before the value: a name, not a sentence ending in a number
