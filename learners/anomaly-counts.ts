@@ -100,6 +100,14 @@ export interface TemplateSurprise {
   baseline: boolean;
   hostNew: boolean;
   fleetNew: boolean;
+  // The learner's verdict on t (anomaly.ts, decide), 0 and false until it fills them in. Slots
+  // here, not added there: an object built with 18 fields and given 3 more afterwards gets a
+  // second allocation for them, per template per window (~15% of a pass, with its garbage).
+  /** severity prior + occurrence + burst, nats */
+  evidence: number;
+  prior: number;
+  /** a critical template that recurred but kept its whole prior (not baseline, not a day old) */
+  kept: boolean;
 }
 
 export interface CountSurprise {
@@ -340,6 +348,9 @@ export class CountModel {
         baseline: (ft?.baseline ?? false) || this.inBaseline(win.w),
         hostNew: klPrev < 1e-9,
         fleetNew: klFleet < 1e-9,
+        prior: 0,
+        kept: false,
+        evidence: 0,
       });
     }
 

@@ -72,6 +72,12 @@ export function poissonSurprise(k: number, mean: number): number {
   return Math.min(MAX_SURPRISE, Math.max(0, -logLowerGammaP(k, mean)));
 }
 
+/** ln P(K = k) of the negative binomial with r and q as countSurprise has them (module-level: no
+ * closure made per call on a path that runs per template and window) */
+function negBinomialLogPmf(k: number, r: number, q: number): number {
+  return logGamma(k + r) - logGamma(k + 1) - logGamma(r) + r * Math.log(1 - q) + k * Math.log(q);
+}
+
 /**
  * −ln P(X ≥ m) for a count X with this mean and variance: negative binomial when overdispersed
  * (variance > mean), else Poisson. m is an integer ≥ 0.
@@ -82,20 +88,18 @@ export function countSurprise(m: number, mean: number, variance: number): number
   if (!(variance > mean * 1.0001)) return poissonSurprise(m, mean);
   const r = (mean * mean) / (variance - mean);
   const q = mean / (r + mean); // success probability of the "extra count" trials
-  const logPmf = (k: number) =>
-    logGamma(k + r) - logGamma(k + 1) - logGamma(r) + r * Math.log(1 - q) + k * Math.log(q);
   const mode = r > 1 ? Math.floor(((r - 1) * q) / (1 - q)) : 0;
   if (m <= mode + 1) {
     // The tail holds at least the mode's mass: 1 − CDF loses nothing here.
     let cdf = 0;
-    for (let k = 0; k < m; k++) cdf += Math.exp(logPmf(k));
+    for (let k = 0; k < m; k++) cdf += Math.exp(negBinomialLogPmf(k, r, q));
     return Math.min(MAX_SURPRISE, Math.max(0, -Math.log(Math.max(1e-300, 1 - cdf))));
   }
   // Past the mode the terms fall monotonically: sum the tail itself relative to its first term
   // (every ratio ≤ 1, so nothing overflows), in log space only at the ends. A term is the one
   // before times ((k + r) / (k + 1)) q; an exp and two logs per term made this a twentieth of a
   // replay's CPU.
-  const lp = logPmf(m);
+  const lp = negBinomialLogPmf(m, r, q);
   let term = 1;
   let sum = 1;
   for (let k = m; k < m + 100_000; k++) {
