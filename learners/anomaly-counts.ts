@@ -176,21 +176,10 @@ export interface CountModelJson {
 
 const zero = (): Moments => ({ c: 0, s1: 0, s2: 0 });
 
-function scaled(m: Moments, f: number): Moments {
-  return { c: m.c * f, s1: m.s1 * f, s2: m.s2 * f };
-}
-
 function decayInPlace(m: Moments, f: number): void {
   m.c *= f;
   m.s1 *= f;
   m.s2 *= f;
-}
-
-/** Long-run moments minus what the last hour added: the usual before the current episode. */
-function base(long: Moments, fl: number, short: Moments, fs: number): Moments {
-  const c = long.c * fl - short.c * fs;
-  if (c <= 1e-9) return zero();
-  return { c, s1: Math.max(0, long.s1 * fl - short.s1 * fs), s2: Math.max(0, long.s2 * fl - short.s2 * fs) };
 }
 
 function addX(m: Moments, x: number): void {
@@ -202,21 +191,60 @@ function addX(m: Moments, x: number): void {
 /**
  * Mean and variance from moments, each part counting `weight` pseudo-occurrences of its own mean
  * and spread (Infinity: its own count). The first part is the host's, the others its priors.
+ * Parts are added as numbers into one object judge() reuses: it blends per template and window,
+ * and an object per part (and per scaled or based moments) was much of a pass's garbage.
  */
-function blend(parts: { m: Moments; weight: number }[]): { mean: number; variance: number } {
-  let c = 0;
-  let s1 = 0;
-  let s2 = 0;
-  for (const { m, weight } of parts) {
-    if (!(m.c > 0) || weight <= 0) continue;
-    const f = Number.isFinite(weight) ? weight / m.c : 1;
-    c += m.c * f;
-    s1 += m.s1 * f;
-    s2 += m.s2 * f;
+class Blend {
+  private c = 0;
+  private s1 = 0;
+  private s2 = 0;
+  mean = 0;
+  variance = 0;
+
+  start(): this {
+    this.c = 0;
+    this.s1 = 0;
+    this.s2 = 0;
+    return this;
   }
-  if (c <= 0) return { mean: 0, variance: 0 };
-  const mean = s1 / c;
-  return { mean, variance: Math.max(0, s2 / c - mean * mean) };
+
+  /** a part whose moments are c, s1, s2; none (c not > 0) adds nothing */
+  add(c: number, s1: number, s2: number, weight: number): this {
+    if (!(c > 0) || weight <= 0) return this;
+    const f = Number.isFinite(weight) ? weight / c : 1;
+    this.c += c * f;
+    this.s1 += s1 * f;
+    this.s2 += s2 * f;
+    return this;
+  }
+
+  /** m decayed by f */
+  addScaled(m: Moments, f: number, weight: number): this {
+    return this.add(m.c * f, m.s1 * f, m.s2 * f, weight);
+  }
+
+  /** Long-run moments minus what the last hour added: the usual before the current episode. */
+  addBase(long: Moments, fl: number, short: Moments, fs: number, weight: number): this {
+    const c = long.c * fl - short.c * fs;
+    if (c <= 1e-9) return this;
+    return this.add(
+      c,
+      Math.max(0, long.s1 * fl - short.s1 * fs),
+      Math.max(0, long.s2 * fl - short.s2 * fs),
+      weight,
+    );
+  }
+
+  end(): this {
+    if (this.c <= 0) {
+      this.mean = 0;
+      this.variance = 0;
+      return this;
+    }
+    this.mean = this.s1 / this.c;
+    this.variance = Math.max(0, this.s2 / this.c - this.mean * this.mean);
+    return this;
+  }
 }
 
 /** −ln P(X ≥ x) for a size X with these moments, never below a small mean (a prior's floor). */
@@ -229,6 +257,8 @@ export class CountModel {
   private readonly dS: number;
   private readonly dL: number;
   private hosts = new Map<string, HostStat>();
+  /** judge's scratch for blending moments (one at a time) */
+  private readonly blend = new Blend();
   private fleet = new Map<string, FleetT>();
   /** fleet clock: newest window learnt */
   private at = Number.NEGATIVE_INFINITY;
@@ -284,7 +314,10 @@ export class CountModel {
     const fleetActive = this.active * ff;
     const pNew = (this.fresh * ff + 1) / (fleetActive + 2);
     // sizes of all template occurrences, with a broad pseudo-occurrence (mean 1 extra line, sd 3)
-    const clumpPrior = { c: this.clump.c * ff + 1, s1: this.clump.s1 * ff + 1, s2: this.clump.s2 * ff + 10 };
+    const clumpC = this.clump.c * ff + 1;
+    const clumpS1 = this.clump.s1 * ff + 1;
+    const clumpS2 = this.clump.s2 * ff + 10;
+    const blend = this.blend;
     const kPrior = this.opts.contentPrior;
 
     // activity per window of exposure (silence included), the fleet's as the prior of a host
@@ -322,15 +355,11 @@ export class CountModel {
           klFleet < 1e-9 ? novel : Math.min(novel, gammaPoissonSurprise(1, shape, shape / rate)),
         );
       }
-      const size = blend([
-        // sizes before the last hour: a burst must not make the next minute's burst look usual
-        {
-          m: st ? base(st, this.dL ** age, st.short, this.dS ** age) : zero(),
-          weight: Number.POSITIVE_INFINITY,
-        },
-        { m: ft ? scaled(ft, this.dL ** fAge) : zero(), weight: 2 },
-        { m: clumpPrior, weight: 1 },
-      ]);
+      const size = blend.start();
+      // sizes before the last hour: a burst must not make the next minute's burst look usual
+      if (st) size.addBase(st, this.dL ** age, st.short, this.dS ** age, Number.POSITIVE_INFINITY);
+      if (ft) size.addScaled(ft, this.dL ** fAge, 2);
+      size.add(clumpC, clumpS1, clumpS2, 1).end();
       templates.push({
         templateId: id,
         text: wt.text,
@@ -354,12 +383,11 @@ export class CountModel {
       });
     }
 
-    const v = blend([
-      { m: h ? base(h.vol, dlG, h.volShort, dsG) : zero(), weight: Number.POSITIVE_INFINITY },
-      { m: scaled(this.vol, ff), weight: 2 },
-      // a broad default (mean 2 extra lines, sd ~4) so a young host's first busy window is no alarm
-      { m: { c: 1, s1: 2, s2: 20 }, weight: 1 },
-    ]);
+    const v = blend.start();
+    if (h) v.addBase(h.vol, dlG, h.volShort, dsG, Number.POSITIVE_INFINITY);
+    v.addScaled(this.vol, ff, 2);
+    // a broad default (mean 2 extra lines, sd ~4) so a young host's first busy window is no alarm
+    v.add(1, 2, 20, 1).end();
     const volume: CountSurprise = {
       n: win.total,
       expected: 1 + v.mean,
