@@ -329,12 +329,16 @@ export class CountModel {
     for (const [id, wt] of win.templates) {
       const st = h?.t.get(id);
       const age = st ? Math.max(0, win.w - st.at) : 0;
-      const ksPrev = st ? st.ks * this.dS ** age : 0;
-      const klPrev = st ? st.c * this.dL ** age : 0;
+      // each decay factor computed once (a power per use was a good part of judge's own time)
+      const dsAge = this.dS ** age;
+      const dlAge = this.dL ** age;
+      const ksPrev = st ? st.ks * dsAge : 0;
+      const klPrev = st ? st.c * dlAge : 0;
       const kBase = Math.max(0, klPrev - ksPrev);
       const ft = this.fleet.get(id);
       const fAge = ft ? Math.max(0, win.w - ft.at) : 0;
-      const klFleet = ft ? ft.c * this.dL ** fAge : 0;
+      const dlFAge = this.dL ** fAge;
+      const klFleet = ft ? ft.c * dlFAge : 0;
       // The fleet's share of active host-windows with t, never below the rate at which new
       // templates appear (a template seen once is no more surprising than a new one); then the
       // host's share before the recent windows as a Gamma posterior, with `contentPrior` windows
@@ -357,8 +361,8 @@ export class CountModel {
       }
       const size = blend.start();
       // sizes before the last hour: a burst must not make the next minute's burst look usual
-      if (st) size.addBase(st, this.dL ** age, st.short, this.dS ** age, Number.POSITIVE_INFINITY);
-      if (ft) size.addScaled(ft, this.dL ** fAge, 2);
+      if (st) size.addBase(st, dlAge, st.short, dsAge, Number.POSITIVE_INFINITY);
+      if (ft) size.addScaled(ft, dlFAge, 2);
       size.add(clumpC, clumpS1, clumpS2, 1).end();
       templates.push({
         templateId: id,
@@ -459,9 +463,10 @@ export class CountModel {
         h.t.set(id, st);
       } else {
         const age = Math.max(0, win.w - st.at);
-        st.ks *= this.dS ** age;
+        const dsAge = this.dS ** age;
+        st.ks *= dsAge;
         decayInPlace(st, this.dL ** age);
-        decayInPlace(st.short, this.dS ** age);
+        decayInPlace(st.short, dsAge);
         st.at = Math.max(st.at, win.w);
       }
       st.ks += 1;
