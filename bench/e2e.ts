@@ -25,6 +25,7 @@ import { getHeapStatistics } from 'node:v8';
 import { type Bus, KafkaBus, namespaced, TOPICS, topicSpecs } from '../bus/index.ts';
 import { type Pipeline, startPipeline } from '../cli/pipeline.ts';
 import { DemoLog } from '../ingest/demo-stream.ts';
+import { loadBackend } from '../learners/backend.ts';
 import { GUARANTEES, type Guarantee } from '../learners/stage.ts';
 import { hopLatencies, LatencyHistogram, resetHopLatencies } from '../runtime/latency.ts';
 import { setLogLevel } from '../runtime/log.ts';
@@ -211,7 +212,15 @@ async function pipelineRound(o: RoundOptions): Promise<{
   const profiler = o.profile ? new PhaseProfiler() : undefined;
   let p: Pipeline | undefined;
   const linesRead = () => p?.learn.stats().ingest?.lines ?? 0;
-  const rss = new RssSampler(linesRead, () => linesRead() >= o.warmupLines, o.limitMiB);
+  // the tfjs wasm backend's linear memory, read from its Emscripten module once the pipeline has
+  // chosen a backend (HEAPU8 is replaced when the memory grows, so it is read at each sample)
+  let wasmModule: { HEAPU8?: Uint8Array } | undefined;
+  const rss = new RssSampler(
+    linesRead,
+    () => linesRead() >= o.warmupLines,
+    o.limitMiB,
+    () => wasmModule?.HEAPU8?.buffer.byteLength,
+  );
   await profiler?.start();
   const t1 = process.hrtime.bigint();
   p = await startPipeline({
@@ -229,6 +238,9 @@ async function pipelineRound(o: RoundOptions): Promise<{
     guarantee: o.guarantee,
   });
   const pipe = p;
+  const backend = await loadBackend();
+  if (backend.name === 'wasm')
+    wasmModule = (backend.tf.backend() as unknown as { wasm?: typeof wasmModule }).wasm;
   const startS = Number(process.hrtime.bigint() - t1) / 1e9;
   const c2 = process.cpuUsage();
   await waitUntil(() => linesRead() >= o.lines, 3_600_000, 'every line through ingest');

@@ -94,7 +94,13 @@ export interface RssSample {
   t: number;
   rssMiB: number;
   heapUsedMiB: number;
+  /** V8 heap committed (used + free pages V8 keeps): what the heap costs in RSS */
+  heapTotalMiB: number;
+  /** off-heap memory V8 knows of (Buffers, ArrayBuffers), arrayBuffers a part of it */
   externalMiB: number;
+  arrayBuffersMiB: number;
+  /** the tfjs wasm backend's linear memory (grows, never shrinks), when that backend runs */
+  wasmMiB?: number;
   /** lines the pipeline had read by then */
   lines: number;
 }
@@ -112,6 +118,7 @@ export class RssSampler {
     private readonly lines: () => number,
     private readonly warm: () => boolean,
     private readonly limitMiB: number,
+    private readonly wasmBytes: () => number | undefined = () => undefined,
   ) {
     this.timer = setInterval(() => this.sample(), 1000);
     this.sample();
@@ -124,9 +131,13 @@ export class RssSampler {
       t: Math.round((Date.now() - this.t0) / 100) / 10,
       rssMiB: mib(m.rss),
       heapUsedMiB: mib(m.heapUsed),
+      heapTotalMiB: mib(m.heapTotal),
       externalMiB: mib(m.external),
+      arrayBuffersMiB: mib(m.arrayBuffers),
       lines: this.lines(),
     };
+    const wasm = this.wasmBytes();
+    if (wasm !== undefined) s.wasmMiB = mib(wasm);
     this.samples.push(s);
     if (this.warmAt === undefined && this.warm()) this.warmAt = this.samples.length - 1;
     if (this.warmAt !== undefined && this.limitMiB > 0 && s.rssMiB > this.limitMiB && !this.breach)
