@@ -324,7 +324,14 @@ export class ChangelogStore {
     if (!k) return;
     this.counts.read++;
     if (m.value === null) this.remove(k.host, key);
-    else this.put(k.host, key, { partition: m.partition, value: m.value, headers: m.headers, cached: false });
+    // a copy: m.value is a view into the fetch response, which it would keep alive while held
+    else
+      this.put(k.host, key, {
+        partition: m.partition,
+        value: Buffer.from(m.value),
+        headers: m.headers,
+        cached: false,
+      });
   }
 
   private put(host: string, key: string, h: Held): void {

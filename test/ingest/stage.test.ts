@@ -245,6 +245,33 @@ describe('ingest stage (in-process bus)', () => {
     await h.bus.close();
   });
 
+  it("dead-letters a late line with its message's exact key and bytes (ASCII, trailing LF, UTF-8)", async () => {
+    const h = await harness();
+    const stage = await startIngestStage({ bus: h.bus, fromBeginning: true, onEvents: async () => {} });
+    await stage.ready;
+    const at = (hh: string, rest: string) => `2024-06-01T${hh}:00:00Z edge-7 kernel: ${rest}`;
+    await h.bus.publish(h.topic, [{ key: 'edge-7', value: at('02', 'eth0 NIC Link is Up'), partition: 0 }]);
+    await waitFor(() => stage.stats().events === 1, 'the newest line');
+    // an hour behind the host's watermark: late; the waiting lines must not keep the fetch's
+    // bytes, so what is sent is a copy or the line's UTF-8, and either must be the original
+    const late = [
+      Buffer.from(at('01', 'usb 1-1: new device')),
+      Buffer.from(`${at('01', 'usb 1-1: gone')}\n`),
+      Buffer.from(at('01', 'fs: \u00e9t\u00e9 \u{1f600} mounted')),
+    ];
+    await h.bus.publish(
+      h.topic,
+      late.map((value) => ({ key: 'edge-7', value, partition: 0 })),
+    );
+    await waitFor(() => h.dlq.length === 3, 'three late lines dead-lettered');
+    expect(stage.stats()).toMatchObject({ late: 3 });
+    expect(h.dlq.map((m) => m.headers['virgo-error']!.split(':')[0])).toEqual(['late', 'late', 'late']);
+    expect(h.dlq.map((m) => m.value)).toEqual(late);
+    expect(h.dlq.map((m) => m.key?.toString())).toEqual(['edge-7', 'edge-7', 'edge-7']);
+    await stage.close();
+    await h.bus.close();
+  });
+
   it('pauses a partition that reads ahead of the event-time watermark, and still delivers every line in order', async () => {
     const h = await harness();
     const pausesBefore = (await orderMetrics.paused.get()).values.reduce((a, v) => a + v.value, 0);
