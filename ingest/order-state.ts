@@ -52,8 +52,7 @@ export interface LineSource {
   offset: string;
   key: Buffer | null;
   contentType: string;
-  /** the message's own bytes (a copy, not a view into a fetch buffer) when it held this line alone
-   * and they differ from the line's UTF-8 (else that is sent) */
+  /** the message's own bytes when it held this line alone (else the line's UTF-8 is sent) */
   raw: Buffer | null;
   /** the message's timestamp (the receive time of lines without one of their own) */
   timestamp: number;

@@ -192,32 +192,6 @@ export interface IngestStage {
   partitionedHosts(): Map<string, number>;
 }
 
-/** Copies of message keys, one per key: a waiting line must not hold a view into a fetch buffer. */
-const keyCopies = new Map<string, Buffer>();
-const KEY_COPIES_MAX = 4096;
-
-/** The message key as a buffer of its own (shared by every line with that key). */
-function ownKey(key: Buffer | null, text: string): Buffer | null {
-  if (key === null) return null;
-  const had = keyCopies.get(text);
-  if (had?.equals(key)) return had;
-  // keys are hosts, a few hundred at most; a producer using other keys does not grow this past the bound
-  if (keyCopies.size >= KEY_COPIES_MAX) keyCopies.clear();
-  const copy = Buffer.from(key);
-  keyCopies.set(text, copy);
-  return copy;
-}
-
-/**
- * The message's own bytes, kept for a late line's dead letter, when the line's UTF-8 is not the
- * same bytes: a value of ASCII that is exactly its line (the usual case) keeps nothing, as
- * lateLetter then sends the line's UTF-8; else (a trailing LF, a cut line, non-ASCII) a copy.
- * Equal lengths in UTF-16 units and in bytes mean ASCII only and the whole value.
- */
-function ownRaw(value: Buffer, line: string): Buffer | null {
-  return line.length === value.length ? null : Buffer.from(value);
-}
-
 function dead(m: BusMessage, reason: string): OutgoingMessage {
   return {
     key: m.key,
@@ -518,11 +492,6 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
         continue;
       }
       const key = m.key && m.key.length > 0 ? m.key.toString('utf8') : '';
-      // The message's key and value are views into the whole fetch response the bus read: a line
-      // waiting for its event-time turn would keep that response (up to megabytes) alive, so the
-      // line holds its own copies (the key's shared per host, the value only when it differs
-      // from the line's UTF-8; the lines that wait: docs/design.md §8).
-      const srcKey = ownKey(m.key, key);
       const now = m.timestamp > 0 ? m.timestamp : Date.now();
       const contentType = m.headers[HEADERS.contentType] ?? CONTENT_TYPES.text;
       for (let i = 0; i < d.lines.length; i++) {
@@ -543,9 +512,9 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
               topic: m.topic,
               partition: m.partition,
               offset: m.offset,
-              key: srcKey,
+              key: m.key,
               contentType,
-              raw: d.lines.length === 1 ? ownRaw(m.value!, line) : null,
+              raw: d.lines.length === 1 ? m.value : null,
               timestamp: now,
             },
             receivedAt,
