@@ -14,7 +14,7 @@
 // histogram is taken over that phase (runtime/latency.ts, bench/README.md says what each hop is).
 // `--profile DIR` writes a CPU profile of each round's pipeline phase (node:inspector).
 // The memory target is measured with the pipeline's heap budget, as deployed:
-// `NODE_OPTIONS=--max-old-space-size=160 npm run bench -- e2e …` (README, "Memory"); the JSON
+// `NODE_OPTIONS="--max-old-space-size=160 --max-semi-space-size=4" npm run bench -- e2e …` (README, "Memory"); the JSON
 // records the limit in force (`heapLimitMiB`).
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
