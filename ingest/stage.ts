@@ -344,6 +344,16 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
    * Hands released lines to the learners: drops those already taken (dedupe) and dead-letters
    * those too late for their host. Marks lines taken only once the learners took them.
    */
+  /** The context of lines released outside a fetched batch (the idle pump, the end of the input,
+   * the close): from any partition, no offsets of their own. */
+  const UNBATCHED: Omit<IngestBatchContext, 'hosts'> = {
+    topic,
+    partition: -1,
+    firstOffset: '-1',
+    lastOffset: '-1',
+    isRunning: () => true,
+  };
+
   const deliver = async (released: PendingLine[], ctx: Omit<IngestBatchContext, 'hosts'>): Promise<void> => {
     if (released.length === 0) return;
     const events: KernelEvent[] = [];
@@ -616,13 +626,7 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
       await lookAtHighWatermarks();
       const released = releaseNow();
       try {
-        await deliver(released, {
-          topic,
-          partition: -1,
-          firstOffset: '-1',
-          lastOffset: '-1',
-          isRunning: () => true,
-        });
+        await deliver(released, UNBATCHED);
         pumpFailures = 0;
       } catch (err) {
         merger.putBack(released);
@@ -699,13 +703,7 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
     await serial(async () => {
       const all = merger.releaseAll();
       realign();
-      await deliver(all, {
-        topic,
-        partition: -1,
-        firstOffset: '-1',
-        lastOffset: '-1',
-        isRunning: () => true,
-      });
+      await deliver(all, UNBATCHED);
       orderMetrics.buffered.set({ topic }, 0);
     });
     reports.flush(true);
@@ -757,15 +755,9 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
       // Kafka keeps what waits (its offsets were not committed: the next run reads it again);
       // the in-process bus ends with this process, so hand everything over now.
       if (opts.bus.kind === 'memory' && merger.stats().buffered > 0) {
-        await serial(() =>
-          deliver(merger.releaseAll(), {
-            topic,
-            partition: -1,
-            firstOffset: '-1',
-            lastOffset: '-1',
-            isRunning: () => true,
-          }),
-        ).catch((err: unknown) => log.error('could not hand the last waiting lines over', { err }));
+        await serial(() => deliver(merger.releaseAll(), UNBATCHED)).catch((err: unknown) =>
+          log.error('could not hand the last waiting lines over', { err }),
+        );
       }
       reports.flush(true);
     },
