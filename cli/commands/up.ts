@@ -103,11 +103,17 @@ examples:
         [p.actuators.deviceIds.drone, p.actuators.deviceIds.webcam],
         opts.verbose,
       );
-      // The feeder's table knows each variable's host (the k=v wire does not).
-      p.feeder.table.on('change', (ch: { host: string; key: string; value: string }) => {
-        const line = lines.change(ch.host, ch.key, ch.value);
+      // The feeder's table knows each variable's host (the k=v wire does not). The pipeline runs
+      // from startPipeline() on, so what it emitted before this listener exists is printed first:
+      // its current values, then every change (one turn of the loop: nothing falls between).
+      const print = (host: string, key: string, value: string) => {
+        const line = lines.change(host, key, value);
         if (line !== undefined) io.stdout.write(`${line}\n`);
-      });
+      };
+      for (const e of p.feeder.table.entries()) print(e.host, e.key, e.value);
+      p.feeder.table.on('change', (ch: { host: string; key: string; value: string }) =>
+        print(ch.host, ch.key, ch.value),
+      );
       // the device loop's controls, once a second (processing time)
       summaries = setInterval(() => {
         const line = lines.summary();
