@@ -16,6 +16,7 @@
 // six weights; the tfjs model is its saved form (the weights are written into it when the state
 // is saved or handed on, and read from it when loaded), so saved states are unchanged.
 import type { KernelEvent } from '../schemas/index.ts';
+import { SavedUnit } from './dense-unit.ts';
 import { type LearnerState, loadLearnerState, saveLearnerState } from './learner-state.ts';
 import { LinearMomentum } from './linear-model.ts';
 import { ReplayBuffer } from './replay-buffer.ts';
@@ -176,15 +177,15 @@ export class LoadLearner implements Learner {
   private owner = new Map<string, string>();
   rejected = 0;
   private readonly windowMs: number;
-  /** the regression as trained (the tfjs model gets its weights when the state is saved) */
-  private lin: LinearMomentum;
+  /** the regression as trained in plain JS, and the tfjs model it is saved as */
+  private readonly net: SavedUnit<LinearMomentum>;
   /** the open training window (event time, index of windowMs) and its examples, not learnt yet */
   private window: number | null = null;
   private pending: Example[] = [];
 
   constructor(
     private readonly tf: Tf,
-    private model: Model,
+    model: Model,
     opts: LoadOptions,
   ) {
     this.halfLifeMs = (opts.halfLifeSec ?? 300) * 1000;
@@ -194,7 +195,7 @@ export class LoadLearner implements Learner {
     this.stepsPerBatch = opts.steps ?? 10;
     this.rng = new Rng(opts.seed ?? 13);
     this.windowMs = (opts.windowSec ?? 10) * 1000;
-    this.lin = LinearMomentum.of(model);
+    this.net = new SavedUnit(tf, model, LinearMomentum.of);
   }
 
   static buildModel(tf: Tf, learningRate: number, seed: number): Model {
@@ -303,7 +304,7 @@ export class LoadLearner implements Learner {
   private learnBias(group: readonly Example[]): void {
     if (!this.warm || group.length === 0) return;
     // every prediction before any update of this group, as one batched predict did
-    const preds = group.map((g) => this.lin.predict(g.x));
+    const preds = group.map((g) => this.net.unit.predict(g.x));
     group.forEach((g, i) => {
       const pred = preds[i]!;
       if (pred <= 0 || g.y <= 0) return;
@@ -324,7 +325,7 @@ export class LoadLearner implements Learner {
       return out;
     }
     for (const [name, n] of live) {
-      const y = this.lin.predict(this.features(n, this.latest));
+      const y = this.net.unit.predict(this.features(n, this.latest));
       out.set(name, Math.max(0, y * Y_SCALE * Math.exp(this.bias.get(name) ?? 0)));
     }
     return out;
@@ -377,9 +378,9 @@ export class LoadLearner implements Learner {
 
   /** The regression's weights in feature units (tests compare them with the generator's). */
   coefficients(): { w: number[]; b: number } {
-    const w = Array.from(this.lin.w);
+    const w = Array.from(this.net.unit.w);
     const scales = [SCALE.load, SCALE.runq, SCALE.hung, SCALE.lockup, SCALE.throttle];
-    return { w: w.map((x, i) => (x * Y_SCALE) / scales[i]!), b: this.lin.b * Y_SCALE };
+    return { w: w.map((x, i) => (x * Y_SCALE) / scales[i]!), b: this.net.unit.b * Y_SCALE };
   }
 
   private train(fresh: { x: number[]; y: number }[]): void {
@@ -388,7 +389,7 @@ export class LoadLearner implements Learner {
     this.examples += fresh.length;
     const xs = batch.map((b) => b.x);
     const ys = batch.map((b) => b.y);
-    for (let i = 0; i < this.stepsPerBatch; i++) this.lin.step(xs, ys);
+    for (let i = 0; i < this.stepsPerBatch; i++) this.net.unit.step(xs, ys);
     this.steps += this.stepsPerBatch;
   }
 
@@ -443,19 +444,8 @@ export class LoadLearner implements Learner {
     trained: () => this.examples,
     // The plain-JS regression is the truth; the tfjs model is written from it before it is saved
     // or handed on, and a loaded one is read back into it.
-    model: {
-      get: async () => {
-        await this.lin.writeTo(this.tf, this.model);
-        return this.model;
-      },
-      set: async (m) => {
-        const lin = LinearMomentum.of(m);
-        await lin.readFrom(m);
-        this.model.dispose();
-        this.model = m;
-        this.lin = lin;
-      },
-    },
+    // (a function, not this.net itself: the state is built before the constructor sets net)
+    model: { get: () => this.net.get(), set: (m) => this.net.set(m) },
     // Before the shared/host split: every field at the top; each node taken as its own host.
     legacy: (j) => {
       const bias = new Map((j.bias as [string, number][] | undefined) ?? []);
@@ -495,7 +485,7 @@ export class LoadLearner implements Learner {
   }
 
   dispose(): void {
-    this.model.dispose();
+    this.net.dispose();
   }
 }
 
