@@ -32,6 +32,16 @@ export abstract class DenseUnit {
     this.slots = slotNames.map(() => ({ w: new Float32Array(inputs), b: 0 }));
   }
 
+  /** One optimizer step on the batch (rows `xs`, targets `ys`). */
+  abstract step(xs: readonly ArrayLike<number>[], ys: readonly number[]): unknown;
+
+  /** `steps` optimizer steps on one batch of examples (a learner's training round). */
+  train(batch: readonly { x: ArrayLike<number>; y: number }[], steps: number): void {
+    const xs = batch.map((b) => b.x);
+    const ys = batch.map((b) => b.y);
+    for (let i = 0; i < steps; i++) this.step(xs, ys);
+  }
+
   /** w·x + b */
   protected linear(x: ArrayLike<number>): number {
     let y = this.b;

@@ -387,9 +387,7 @@ export class LoadLearner implements Learner {
     const batch = this.replay.mix(fresh, BATCH, this.rng);
     this.replay.add(fresh, this.rng);
     this.examples += fresh.length;
-    const xs = batch.map((b) => b.x);
-    const ys = batch.map((b) => b.y);
-    for (let i = 0; i < this.stepsPerBatch; i++) this.net.unit.step(xs, ys);
+    this.net.unit.train(batch, this.stepsPerBatch);
     this.steps += this.stepsPerBatch;
   }
 
