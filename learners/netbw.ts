@@ -1,15 +1,21 @@
-// Network bandwidth: logistic regression (tfjs, one sigmoid unit) over per-window network features
-// of a host, predicting whether the NEXT window is congested, mapped to MaxNetworkBandwidth (Mbps).
+// Network bandwidth: logistic regression (one sigmoid unit) over per-window network features of a
+// host, predicting whether the NEXT window is congested, mapped to MaxNetworkBandwidth (Mbps).
 //
 // Labels are self-supervised from the log itself: a window is congested when it holds a link-down
 // or a packet-drop report (>= congestionEvents of them); NETDEV WATCHDOG tx timeouts and NIC errors
 // are precursors, features only.
 // Each closed window t yields the example (features(t-1) -> congested(t)), so the model learns
 // which evidence precedes congestion; the risk for t+1 is predicted from features(t).
+// The unit predicts and trains in plain JS (logistic-model.ts: tf.train.rmsprop's update on binary
+// cross-entropy, to float32 precision): tfjs's per-call cost at every window close was most of this
+// learner for nine weights. The tfjs model is its saved form (written from the unit when the state
+// is saved or handed on, read into it when loaded), so saved states are unchanged.
 import type { KernelEvent } from '../schemas/index.ts';
+import { SavedUnit } from './dense-unit.ts';
 import { type LearnerState, loadLearnerState, saveLearnerState } from './learner-state.ts';
+import { LogisticRmsprop } from './logistic-model.ts';
 import { ReplayBuffer } from './replay-buffer.ts';
-import { type Model, predictRows, requireTf, trainSteps } from './tf-util.ts';
+import { type Model, requireTf } from './tf-util.ts';
 import type { Learner, LearnerContext, Proposal, Tf, VariableDecl } from './types.ts';
 import { ufwFields } from './ufw.ts';
 import { Rng } from './window.ts';
@@ -132,7 +138,7 @@ interface NetbwHost {
 }
 
 const REPLAY = 512;
-/** fresh examples learnt per tfjs round */
+/** fresh examples learnt per training round */
 const EXAMPLES_PER_STEP = 64;
 const BATCH = 48;
 const MAX_GAP_WINDOWS = 3;
@@ -210,12 +216,15 @@ export class NetbwLearner implements Learner {
   private calib: [number, number][] = [];
   private alert = 0.5;
   private readonly alertMin: number;
+  /** the sigmoid unit as trained in plain JS, and the tfjs model it is saved as */
+  private readonly net: SavedUnit<LogisticRmsprop>;
 
   constructor(
     private readonly tf: Tf,
-    private model: Model,
+    model: Model,
     opts: NetbwOptions,
   ) {
+    this.net = new SavedUnit(tf, model, (m) => LogisticRmsprop.of(m, tf.backend().epsilon()));
     this.windowMs = (opts.windowSec ?? 60) * 1000;
     this.minMbps = opts.minMbps ?? 10;
     this.maxMbps = opts.maxMbps ?? 1000;
@@ -305,22 +314,18 @@ export class NetbwLearner implements Learner {
     s.counts = new Array(F).fill(0);
   }
 
-  private async learnAndPropose({ closed, fresh, judged }: Closing): Promise<Proposal[]> {
+  private learnAndPropose({ closed, fresh, judged }: Closing): Proposal[] {
     if (judged > 0 && this.calib.length >= this.alertMin) this.alert = f1Threshold(this.calib, this.alert);
     // A replayed log brings many examples at once: learn them in groups, each with its steps, as
-    // they would have come live (tfjs still runs per group, not per event).
+    // they would have come live.
     for (let i = 0; i < fresh.length; i += EXAMPLES_PER_STEP)
-      await this.train(fresh.slice(i, i + EXAMPLES_PER_STEP));
+      this.train(fresh.slice(i, i + EXAMPLES_PER_STEP));
     if (closed.length === 0 || this.examples < this.warmup) return [];
-    // One predict for every host whose window closed in this batch; the last window per host wins.
+    // A forecast for every host whose window closed in this batch; the last window per host wins.
     const last = new Map<string, { x: number[]; counts: number[] }>();
     for (const c of closed) last.set(c.host, c);
     const hosts = [...last.keys()];
-    const risks = predictRows(
-      this.tf,
-      this.model,
-      hosts.map((h) => last.get(h)!.x),
-    ).map((r) => r[0] ?? 0.5);
+    const risks = hosts.map((h) => this.net.unit.predict(last.get(h)!.x));
     const out: Proposal[] = [];
     const model = this.modelVersion;
     hosts.forEach((host, i) => {
@@ -346,21 +351,15 @@ export class NetbwLearner implements Learner {
 
   /** The model's risk for raw window counts (tests and the CLI's explain use it). */
   risk(counts: number[][]): number[] {
-    return predictRows(this.tf, this.model, counts.map(featuresOf)).map((r) => r[0] ?? 0.5);
+    return counts.map((c) => this.net.unit.predict(featuresOf(c)));
   }
 
-  private async train(fresh: { x: number[]; y: number }[]): Promise<void> {
+  private train(fresh: { x: number[]; y: number }[]): void {
     // Fresh examples plus a replayed sample, so one busy host cannot make the model forget others.
     const batch = this.replay.mix(fresh, BATCH, this.rng);
     this.replay.add(fresh, this.rng);
     this.examples += fresh.length;
-    await trainSteps(
-      this.tf,
-      this.model,
-      batch.map((b) => b.x),
-      batch.map((b) => [b.y]),
-      this.stepsPerBatch,
-    );
+    this.net.unit.train(batch, this.stepsPerBatch);
     this.steps += this.stepsPerBatch;
   }
 
@@ -402,13 +401,10 @@ export class NetbwLearner implements Learner {
       this.forecast.delete(h);
     },
     trained: () => this.examples,
-    model: {
-      get: () => this.model,
-      set: (m) => {
-        this.model.dispose();
-        this.model = m;
-      },
-    },
+    // The plain-JS unit is the truth; the tfjs model is written from it before it is saved or
+    // handed on, and a loaded one is read back into it (a function, not this.net itself: the
+    // state is built before the constructor sets net).
+    model: { get: () => this.net.get(), set: (m) => this.net.set(m) },
     // Before the shared/host split: every field at the top, forecasts beside the windows.
     legacy: (j) => {
       const forecast = new Map((j.forecast as [string, number][] | undefined) ?? []);
@@ -450,7 +446,7 @@ export class NetbwLearner implements Learner {
   }
 
   dispose(): void {
-    this.model.dispose();
+    this.net.dispose();
   }
 }
 
