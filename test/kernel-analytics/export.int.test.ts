@@ -292,6 +292,32 @@ describe('Redis export', () => {
     expect(published).toEqual([0, 1, 2, 3, 99]);
   });
 
+  it('a round of commands reaches Redis as one write: one read on the server per round, every value there', async () => {
+    // Redis counts the reads it makes (INFO stats, total_reads_processed): a private server, so
+    // no other client's reads are counted.
+    const redis = await startPrivateRedis();
+    cleanups.push(() => redis.stop());
+    const prefix = unique('virgo-test:analytics');
+    const ex = await RedisExporter.create({ url: redis.url, prefix });
+    const table = new VariableTable();
+    const exp = exportTable(table, [ex]);
+    cleanups.push(() => exp.close());
+    const reads = async () => Number(/total_reads_processed:(\d+)/.exec(await ex.redis.info('stats'))?.[1]);
+    const before = await reads();
+    const ROUNDS = 50;
+    for (let i = 0; i < ROUNDS; i++) {
+      // two hosts: HSET, PUBLISH, HSET, PUBLISH in one round
+      table.set('load', String(i), { host: 'a' });
+      table.set('load', String(-i), { host: 'b' });
+      await exp.flush();
+    }
+    // the rounds, and the INFO of the second reading (the first one counted its own read)
+    expect((await reads()) - before).toBe(ROUNDS + 1);
+    expect(ex.stats()).toMatchObject({ written: 2 * ROUNDS, errors: 0, pending: 0 });
+    expect(await ex.redis.hget(`${prefix}:a`, 'load')).toBe(String(ROUNDS - 1));
+    expect(await ex.redis.hget(`${prefix}:b`, 'load')).toBe(String(1 - ROUNDS));
+  });
+
   it('Redis goes away: errors counted, the table never waits, pending stays bounded, writes land when it is back', async () => {
     // A private redis-server we can stop and start (the shared one must stay up for others).
     const port = await freePort();
