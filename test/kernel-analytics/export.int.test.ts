@@ -365,5 +365,9 @@ describe('Redis export', () => {
     await waitFor(() => ex.stats().pending === 0, 'pending written after Redis came back', 30_000);
     const got = await run('redis-cli', ['-u', url, 'HGET', `${prefix}:h`, 'k9']);
     expect(got.stdout.trim()).toBe('999');
+    // The server came back empty (no persistence): what was confirmed before the outage is
+    // written again too, not only what was pending.
+    expect((await run('redis-cli', ['-u', url, 'HGET', `${prefix}:h`, 'k'])).stdout.trim()).toBe('before');
+    expect((await run('redis-cli', ['-u', url, 'HLEN', `${prefix}:h`])).stdout.trim()).toBe('11');
   });
 });
