@@ -311,8 +311,12 @@ describe('Redis export', () => {
       table.set('load', String(-i), { host: 'b' });
       await exp.flush();
     }
-    // the rounds, and the INFO of the second reading (the first one counted its own read)
-    expect((await reads()) - before).toBe(ROUNDS + 1);
+    // the rounds, and the INFO of the second reading (the first one counted its own read); a few
+    // more are the kernel's business (a segment split, a wakeup with nothing to read), not ours:
+    // uncorked, each round is two reads or more
+    const n = (await reads()) - before;
+    expect(n).toBeGreaterThanOrEqual(ROUNDS + 1);
+    expect(n).toBeLessThanOrEqual(ROUNDS + 5);
     expect(ex.stats()).toMatchObject({ written: 2 * ROUNDS, errors: 0, pending: 0 });
     expect(await ex.redis.hget(`${prefix}:a`, 'load')).toBe(String(ROUNDS - 1));
     expect(await ex.redis.hget(`${prefix}:b`, 'load')).toBe(String(1 - ROUNDS));
