@@ -132,6 +132,86 @@ export interface DedupeJson {
   bloom: { m: number; k: number; capacity: number; counts: [number, number] };
 }
 
+/** identities per block of a host's exported dedupe window (16 bytes each: 4 KiB a block) */
+export const ID_BLOCK = 256;
+
+/** A block of a host's exact identities as exported: `at` is the place of its first pair. */
+export interface IdBlock {
+  at: number;
+  /** base64 of a Float64Array of [ts, key] pairs */
+  seen: string;
+}
+
+/** A host's exact identities as blocks (`LineDedupe.exportHostBlocks`). */
+export interface HostIdBlocks {
+  /** the places of the live identities: from..to (to excluded) */
+  from: number;
+  to: number;
+  /** block number -> its JSON text (an IdBlock) */
+  blocks: Map<number, string>;
+}
+
+/** One host's identities in admission order: place `base + i` is `ts[i]`, `key[i]`; the live ones
+ * are `front..end`. */
+class HostIds {
+  private ts: number[] = [];
+  private key: number[] = [];
+  private base: number;
+  front: number;
+  /** block number -> the end place it covered and its text, as last exported */
+  private readonly texts = new Map<number, { end: number; text: string }>();
+
+  constructor(start: number) {
+    this.base = start;
+    this.front = start;
+  }
+
+  get end(): number {
+    return this.base + this.ts.length;
+  }
+
+  push(ts: number, key: number): void {
+    this.ts.push(ts);
+    this.key.push(key);
+  }
+
+  /** The oldest live identity left the exact tier. */
+  shift(): void {
+    this.front++;
+    const gone = this.front - this.base;
+    if (gone > 1024 && gone * 2 > this.ts.length) {
+      this.ts = this.ts.slice(gone);
+      this.key = this.key.slice(gone);
+      this.base = this.front;
+    }
+  }
+
+  export(): HostIdBlocks {
+    const end = this.end;
+    const first = Math.floor(this.front / ID_BLOCK);
+    const last = Math.floor((end - 1) / ID_BLOCK);
+    for (const n of this.texts.keys()) if (n < first) this.texts.delete(n);
+    const blocks = new Map<number, string>();
+    for (let n = first; n <= last; n++) {
+      const stop = Math.min((n + 1) * ID_BLOCK, end);
+      let c = this.texts.get(n);
+      if (c?.end !== stop) {
+        const at = Math.max(n * ID_BLOCK, this.front);
+        const pairs = new Float64Array(2 * (stop - at));
+        for (let p = at, j = 0; p < stop; p++, j += 2) {
+          pairs[j] = this.ts[p - this.base]!;
+          pairs[j + 1] = this.key[p - this.base]!;
+        }
+        const seen = Buffer.from(pairs.buffer, pairs.byteOffset, pairs.byteLength).toString('base64');
+        c = { end: stop, text: JSON.stringify({ at, seen } satisfies IdBlock) };
+        this.texts.set(n, c);
+      }
+      blocks.set(n, c.text);
+    }
+    return { from: this.front, to: end, blocks };
+  }
+}
+
 export class LineDedupe {
   private readonly exact = new Set<number>();
   /** admission order: host, ts, key (a ring would be leaner; arrays keep it simple and bounded) */
@@ -146,6 +226,14 @@ export class LineDedupe {
   readonly bloomCapacity: number;
   /** exact identities dropped by the cap while still within the horizon */
   evictedEarly = 0;
+  /**
+   * Each host's exact identities in admission order, with the blocks last exported, kept from the
+   * first `exportHostBlocks`/`importHostBlocks` on (only the learn stage's exactly-once asks:
+   * others pay nothing). The admission queue restricted to one host is that host's list, and
+   * eviction takes from the queue's head, so a host's live identities are always a contiguous
+   * run `front..end` of its list: new ones append, old ones leave the front.
+   */
+  private byHost: Map<string, HostIds> | undefined;
 
   constructor(opts: LineDedupeOptions) {
     this.horizonMs = opts.horizonMs;
@@ -178,6 +266,7 @@ export class LineDedupe {
     this.fifoHost.push(host);
     this.fifoTs.push(ts);
     this.fifoKey.push(id.key);
+    if (this.byHost) this.hostIds(host).push(ts, id.key);
     if (this.cur.count >= this.bloomCapacity) {
       this.old = this.cur;
       this.cur = new Bloom(this.old.m, this.old.k);
@@ -193,6 +282,7 @@ export class LineDedupe {
       if (!out && !over) break;
       if (!out) this.evictedEarly++;
       this.exact.delete(this.fifoKey[this.head]!);
+      this.byHost?.get(h)?.shift();
       this.head++;
     }
     if (this.head > 4096 && this.head * 2 > this.fifoKey.length) {
@@ -220,32 +310,8 @@ export class LineDedupe {
     };
   }
 
-  /**
-   * The exact identities admitted for `hosts` ([ts, key] each, oldest first), in one pass over the
-   * admission queue: what follows a host to another consumer (the learner-state changelog).
-   * The Bloom generations do not: they are the instance's, over every host it admitted.
-   */
-  exportHosts(hosts: ReadonlySet<string>): Map<string, Float64Array> {
-    // Runs every commit interval under exactly-once for every host that changed, over the whole
-    // admission queue: flat [ts, key, ts, key, …] per host, no tuple per identity (a tuple each
-    // was most of the changelog's cost per line, with the garbage it made).
-    const flat = new Map<string, number[]>();
-    for (let i = this.head; i < this.fifoKey.length; i++) {
-      const h = this.fifoHost[i]!;
-      if (!hosts.has(h) || !this.exact.has(this.fifoKey[i]!)) continue;
-      let l = flat.get(h);
-      if (!l) {
-        l = [];
-        flat.set(h, l);
-      }
-      l.push(this.fifoTs[i]!, this.fifoKey[i]!);
-    }
-    const out = new Map<string, Float64Array>();
-    for (const [h, l] of flat) out.set(h, new Float64Array(l));
-    return out;
-  }
-
-  /** Adds a host's exact identities (flat [ts, key] pairs from `exportHosts`, maybe of another consumer). */
+  /** Adds a host's exact identities (flat [ts, key] pairs: a changelog record written before the
+   * blocks of `exportHostBlocks`, maybe by another consumer). */
   importHost(host: string, pairs: Float64Array): void {
     for (let i = 0; i + 1 < pairs.length; i += 2) {
       const t = pairs[i]!;
@@ -255,12 +321,86 @@ export class LineDedupe {
       this.fifoHost.push(host);
       this.fifoTs.push(t);
       this.fifoKey.push(k);
+      if (this.byHost) this.hostIds(host).push(t, k);
     }
+  }
+
+  /**
+   * The exact identities of `hosts` as blocks of ID_BLOCK by their place in the host's admission
+   * order (block n: places n*ID_BLOCK up to the next), each block's JSON text `{"at": place of its
+   * first pair, "seen": base64 of a Float64Array of [ts, key] pairs}`, and the live places
+   * `from..to`. A block is encoded again only when identities were added to it: one whose
+   * identities only expire keeps its text (the reader skips the places before `from`), so an
+   * unchanged block costs neither encoding here nor a changelog write. A host with no live
+   * identity is left out.
+   */
+  exportHostBlocks(hosts: ReadonlySet<string>): Map<string, HostIdBlocks> {
+    const byHost = this.tracked();
+    const out = new Map<string, HostIdBlocks>();
+    for (const h of hosts) {
+      const ids = byHost.get(h);
+      if (!ids || ids.end === ids.front) continue;
+      out.set(h, ids.export());
+    }
+    return out;
+  }
+
+  /**
+   * Puts back a host's identities from `exportHostBlocks`' records (maybe another consumer's):
+   * the places `from..to` of `blocks`, in order; an identity already known here is skipped.
+   * Returns how many places of `from..to` no block held (a block missing from the changelog).
+   */
+  importHostBlocks(host: string, from: number, to: number, blocks: readonly IdBlock[]): number {
+    const byHost = this.tracked();
+    let ids = byHost.get(host);
+    if (!ids) {
+      ids = new HostIds(from);
+      byHost.set(host, ids);
+    }
+    let next = from;
+    for (const b of [...blocks].sort((x, y) => x.at - y.at)) {
+      const raw = Buffer.from(b.seen, 'base64');
+      const pairs = new Float64Array(raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength));
+      for (let i = 0; i + 1 < pairs.length; i += 2) {
+        const place = b.at + i / 2;
+        if (place < next || place >= to) continue;
+        next = place + 1;
+        const t = pairs[i]!;
+        const k = pairs[i + 1]!;
+        if (this.exact.has(k)) continue;
+        this.exact.add(k);
+        this.fifoHost.push(host);
+        this.fifoTs.push(t);
+        this.fifoKey.push(k);
+        ids.push(t, k);
+      }
+    }
+    return to - next;
+  }
+
+  /** The per-host lists, built from the admission queue the first time they are asked for. */
+  private tracked(): Map<string, HostIds> {
+    if (!this.byHost) {
+      this.byHost = new Map();
+      for (let i = this.head; i < this.fifoKey.length; i++)
+        this.hostIds(this.fifoHost[i]!).push(this.fifoTs[i]!, this.fifoKey[i]!);
+    }
+    return this.byHost;
+  }
+
+  private hostIds(host: string): HostIds {
+    let ids = this.byHost!.get(host);
+    if (!ids) {
+      ids = new HostIds(0);
+      this.byHost!.set(host, ids);
+    }
+    return ids;
   }
 
   /** Forgets the exact identities of `hosts` (their partition went to another consumer). */
   dropHosts(hosts: ReadonlySet<string>): void {
     if (hosts.size === 0) return;
+    for (const h of hosts) this.byHost?.delete(h);
     const fh: string[] = [];
     const ft: number[] = [];
     const fk: number[] = [];
@@ -288,6 +428,7 @@ export class LineDedupe {
 
   restore(j: DedupeJson, bits: [Uint8Array, Uint8Array] | undefined): void {
     this.exact.clear();
+    this.byHost = undefined;
     this.fifoHost = [];
     this.fifoTs = [];
     this.fifoKey = [];

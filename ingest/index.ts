@@ -20,7 +20,15 @@ export {
   type Rejection,
   rejection,
 } from './decode.ts';
-export { type DedupeJson, LineDedupe, type LineId, lineId } from './dedupe.ts';
+export {
+  type DedupeJson,
+  type HostIdBlocks,
+  ID_BLOCK,
+  type IdBlock,
+  LineDedupe,
+  type LineId,
+  lineId,
+} from './dedupe.ts';
 export { kernelEvent, toKernelEvent } from './event.ts';
 export { EventTimeMerger, HostWatermarks, type MergerStats, type Timed } from './event-order.ts';
 export { type Classified, classify } from './families.ts';
@@ -47,6 +55,7 @@ export {
   templateIdOf,
 } from './miner.ts';
 export {
+  type HostOrderExport,
   type HostOrderState,
   IngestOrder,
   type IngestOrderOptions,

@@ -5,10 +5,13 @@
 // their offsets were never committed, so the bus hands them over again.
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { createLogger } from '../runtime/log.ts';
 import { counter, gauge } from '../runtime/metrics.ts';
-import { type DedupeJson, LineDedupe } from './dedupe.ts';
+import { type DedupeJson, type IdBlock, LineDedupe } from './dedupe.ts';
 import { EventTimeMerger, HostWatermarks, type MergerStats } from './event-order.ts';
 import type { ParsedLine } from './types.ts';
+
+const log = createLogger('ingest.order');
 
 export const orderMetrics = {
   late: counter(
@@ -73,11 +76,26 @@ export interface PendingLine {
   receivedAt: number;
 }
 
-/** A host's part of the event-time state (what follows it to another consumer). */
+/**
+ * A host's part of the event-time state (what follows it to another consumer): its watermark and
+ * where its exact dedupe identities are. Since version 2 the identities go in records of their
+ * own, block `n` as the part `order.<n>` (an `IdBlock`), so a commit writes only the blocks that
+ * gained identities; version 1 (no `v`) had them all in `seen`, and is still read.
+ */
 export interface HostOrderState {
   watermark: number | null;
-  /** base64 of a Float64Array: [ts, key] of each exact dedupe identity */
+  /** version 1: base64 of a Float64Array, [ts, key] of each exact dedupe identity; '' since */
   seen: string;
+  v?: 2;
+  /** version 2: the places of the live identities in the host's blocks (to excluded) */
+  from?: number;
+  to?: number;
+}
+
+/** A host's part as exported: the state, and the JSON text of each block of identities by number. */
+export interface HostOrderExport {
+  state: HostOrderState;
+  blocks: Map<number, string>;
 }
 
 interface OrderStateJson {
@@ -144,26 +162,43 @@ export class IngestOrder {
   /**
    * The per-host part of the event-time state, for `hosts`: the host's watermark and the exact
    * dedupe identities within its lateness horizon (a line admitted by another consumer is then
-   * a duplicate here too). The identities go as one base64 Float64Array of [ts, key] pairs.
+   * a duplicate here too), those in blocks whose text stays the same object while unchanged.
    */
-  exportHosts(hosts: ReadonlySet<string>): Map<string, HostOrderState> {
-    const ids = this.dedupe.exportHosts(hosts);
-    const out = new Map<string, HostOrderState>();
+  exportHosts(hosts: ReadonlySet<string>): Map<string, HostOrderExport> {
+    const ids = this.dedupe.exportHostBlocks(hosts);
+    const out = new Map<string, HostOrderExport>();
     for (const h of hosts) {
       const watermark = this.hosts.get(h);
-      const pairs = ids.get(h) ?? new Float64Array(0);
-      if (watermark === undefined && pairs.length === 0) continue;
+      const b = ids.get(h);
+      if (watermark === undefined && !b) continue;
       out.set(h, {
-        watermark: watermark ?? null,
-        seen: Buffer.from(pairs.buffer, pairs.byteOffset, pairs.byteLength).toString('base64'),
+        state: { watermark: watermark ?? null, seen: '', v: 2, from: b?.from ?? 0, to: b?.to ?? 0 },
+        blocks: b?.blocks ?? new Map(),
       });
     }
     return out;
   }
 
-  /** Puts a host's part back (from `exportHosts`, maybe of another consumer). */
-  importHost(host: string, s: HostOrderState): void {
+  /**
+   * Puts a host's part back (from `exportHosts`, maybe of another consumer): `blocks` are its
+   * `order.<n>` records by number (version 2); a version-1 part carries its identities in `seen`.
+   */
+  importHost(host: string, s: HostOrderState, blocks: ReadonlyMap<number, IdBlock> = new Map()): void {
     if (s.watermark !== null) this.hosts.admit(host, s.watermark);
+    if (s.v === 2) {
+      const from = s.from ?? 0;
+      const to = s.to ?? 0;
+      const missing = this.dedupe.importHostBlocks(host, from, to, [...blocks.values()]);
+      if (missing > 0)
+        log.error(
+          'dedupe identities of a host missing from its state (a block not read): they start afresh',
+          {
+            host,
+            missing,
+          },
+        );
+      return;
+    }
     const b = Buffer.from(s.seen, 'base64');
     const pairs = new Float64Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
     this.dedupe.importHost(host, pairs);

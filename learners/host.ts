@@ -104,10 +104,24 @@ export interface LearnerHostOptions {
 export interface HostPart {
   /** the part's name in the changelog */
   readonly name: string;
-  /** the parts of `hosts` (JSON-able); a host without one is left out */
+  /** the parts of `hosts` (JSON-able, or a `SplitPart`); a host without one is left out */
   get(hosts: ReadonlySet<string>): Map<string, unknown>;
-  put(host: string, value: unknown): void;
+  /** `more`: the records `<name>.<sub>` of a part written as a `SplitPart`, parsed, by sub */
+  put(host: string, value: unknown, more: ReadonlyMap<string, unknown>): void;
   drop(hosts: ReadonlySet<string>): void;
+}
+
+/**
+ * A part kept in several changelog records: `head` (JSON-able) under the part's name, and each
+ * of `more` under `<name>.<sub>` as the JSON text given. The part keeps a text that did not change
+ * the same string, so comparing it with the one committed costs nothing and it is not written
+ * again (ingest's dedupe identities, in blocks: most of them unchanged from one commit to the next).
+ */
+export class SplitPart {
+  constructor(
+    readonly head: unknown,
+    readonly more: ReadonlyMap<string, string>,
+  ) {}
 }
 
 export interface SnapshotAttachment {
@@ -556,36 +570,61 @@ class Host implements LearnerHost {
 
   exportHosts(hosts: ReadonlySet<string>): Map<string, Map<string, string>> {
     const out = new Map<string, Map<string, string>>();
-    const put = (h: string, part: string, v: unknown) => {
-      if (v === undefined) return;
+    const putText = (h: string, part: string, text: string) => {
       let m = out.get(h);
       if (!m) {
         m = new Map();
         out.set(h, m);
       }
-      m.set(part, JSON.stringify(v));
+      m.set(part, text);
+    };
+    const put = (h: string, part: string, v: unknown) => {
+      if (v !== undefined) putText(h, part, JSON.stringify(v));
     };
     for (const h of hosts) {
       for (const [name, l] of this.learners) if (l.state) put(h, name, l.state.host(h));
       put(h, 'gate', this.gate.hostSlots(h));
       put(h, 'clock', this.clock.hostState(h));
     }
-    for (const part of this.opts.parts ?? []) for (const [h, v] of part.get(hosts)) put(h, part.name, v);
+    for (const part of this.opts.parts ?? [])
+      for (const [h, v] of part.get(hosts)) {
+        if (!(v instanceof SplitPart)) {
+          put(h, part.name, v);
+          continue;
+        }
+        put(h, part.name, v.head);
+        for (const [sub, text] of v.more) putText(h, `${part.name}.${sub}`, text);
+      }
     return out;
   }
 
   importHost(host: string, parts: ReadonlyMap<string, unknown>): void {
     this.dropHosts(new Set([host]));
+    // the records `<part>.<sub>` of a SplitPart go to its part with the head
+    const subs = new Map<string, Map<string, unknown>>();
+    const registered = (name: string) => this.opts.parts?.find((p) => p.name === name);
+    for (const [name, v] of parts) {
+      const dot = name.indexOf('.');
+      if (dot <= 0 || !registered(name.slice(0, dot))) continue;
+      const base = name.slice(0, dot);
+      let m = subs.get(base);
+      if (!m) {
+        m = new Map();
+        subs.set(base, m);
+      }
+      m.set(name.slice(dot + 1), v);
+    }
     for (const [name, v] of parts) {
       const l = this.learners.get(name as LearnerName);
       if (l?.state) l.state.restoreHost(host, v);
       else if (name === 'gate') this.gate.restoreHost(host, v as GateSnapshot['slots']);
       else if (name === 'clock') this.clock.restoreHost(host, v as HostClockJson);
       else {
-        const part = this.opts.parts?.find((p) => p.name === name);
+        const part = registered(name);
         // a part of a learner not running here (or not known to this version) is left out
-        if (part) part.put(host, v);
-        else log.debug('restored state has a part nobody here keeps', { host, part: name });
+        if (part) part.put(host, v, subs.get(name) ?? new Map());
+        else if (!subs.has(name.slice(0, Math.max(0, name.indexOf('.')))))
+          log.debug('restored state has a part nobody here keeps', { host, part: name });
       }
     }
   }

@@ -18,6 +18,7 @@ import {
 } from '../bus/index.ts';
 import {
   type HostOrderState,
+  type IdBlock,
   IngestOrder,
   type IngestOrderOptions,
   type IngestStage,
@@ -37,6 +38,7 @@ import {
   type LearnerHostOptions,
   type LearnerHostStats,
   rejectInput,
+  SplitPart,
 } from './host.ts';
 import { HostTemplates } from './host-templates.ts';
 import { INPUTS, learnerNames } from './registry.ts';
@@ -239,8 +241,21 @@ export function startLearnStage(opts: LearnStageOptions): LearnStage {
             parts: [
               {
                 name: 'order',
-                get: (hosts: ReadonlySet<string>) => order.exportHosts(hosts),
-                put: (h: string, v: unknown) => order.importHost(h, v as HostOrderState),
+                // the dedupe identities in blocks (`order.<n>`): a commit writes the ones that changed
+                get: (hosts: ReadonlySet<string>) => {
+                  const out = new Map<string, SplitPart>();
+                  for (const [h, e] of order.exportHosts(hosts))
+                    out.set(
+                      h,
+                      new SplitPart(e.state, new Map([...e.blocks].map(([n, t]) => [String(n), t]))),
+                    );
+                  return out;
+                },
+                put: (h: string, v: unknown, more: ReadonlyMap<string, unknown>) => {
+                  const blocks = new Map<number, IdBlock>();
+                  for (const [sub, b] of more) if (/^\d+$/.test(sub)) blocks.set(Number(sub), b as IdBlock);
+                  order.importHost(h, v as HostOrderState, blocks);
+                },
                 drop: (hosts: ReadonlySet<string>) => order.dropHosts(hosts),
               },
               templates,
