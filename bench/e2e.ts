@@ -375,10 +375,19 @@ async function liveLatency(
   const perTick = Math.max(1, Math.round((o.rate * tickMs) / 1000));
   const t0 = Date.now();
   let sent = 0;
+  // CPU of this process over the measured phase: the pipeline, plus this loop generating the lines
+  // and the subscriber above (small beside it, the same for any pipeline code)
+  let cpu0 = process.cpuUsage();
+  let lines0 = before;
+  let state0 = 0;
+  const stateBytes = () => p.learn.stats().exactlyOnce?.stateBytes ?? 0;
   while (Date.now() - t0 < (o.seconds + warm) * 1000) {
     if (!measuring && Date.now() - t0 >= warm * 1000) {
       resetHopLatencies();
       measuring = true;
+      cpu0 = process.cpuUsage();
+      lines0 = p.learn.stats().ingest?.lines ?? 0;
+      state0 = stateBytes();
     }
     const due = Math.floor(((Date.now() - t0) / tickMs) * perTick) - sent;
     if (due > 0) {
@@ -395,6 +404,10 @@ async function liveLatency(
   if (code !== 0) throw new Error(`live publish-logs exited ${code}: ${childErr.slice(-500)}`);
   await waitUntil(() => (p.learn.stats().ingest?.lines ?? 0) >= before + sent, 120_000, 'the live lines');
   await waitUntil(() => p.learn.stats().outbox === 0, 60_000, 'the outbox');
+  const cpu = process.cpuUsage(cpu0);
+  const cpuS = (cpu.user + cpu.system) / 1e6;
+  const linesMeasured = (p.learn.stats().ingest?.lines ?? 0) - lines0;
+  const stateBytesMeasured = stateBytes() - state0;
   await new Promise((r) => setTimeout(r, 1000));
   measuring = false;
   const stage = hopLatencies();
@@ -430,6 +443,11 @@ async function liveLatency(
     seconds: o.seconds,
     rateLinesPerS: o.rate,
     linesSent: sent,
+    // past the warm-up to the last line handled and the outbox empty
+    cpuS: +cpuS.toFixed(2),
+    linesPerCpuS: Math.round(linesMeasured / cpuS),
+    // compressed bytes written to the learner-state changelog per line (exactly once)
+    changelogBytesPerLine: +(stateBytesMeasured / Math.max(1, linesMeasured)).toFixed(1),
     hops: {
       'publish→stage': stage['publish→stage'],
       'stage→learners': stage['stage→learners'],
