@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type Bus, type BusMessage, MemoryBus, TOPICS } from '../../bus/index.ts';
 import { loadBackend } from '../../learners/backend.ts';
-import { createLearnerHost, type LearnerHost } from '../../learners/host.ts';
+import { createLearnerHost, type LearnerHost, SplitPart } from '../../learners/host.ts';
 import { PinFile, PinValueError } from '../../learners/pins.ts';
 import { Rng } from '../../learners/window.ts';
 import {
@@ -368,5 +368,47 @@ describe('snapshot and restore', () => {
     expect(tail.find((v) => v.learner === 'netbw')!.model).toMatch(/^netbw-logreg@1\.\d+$/);
     expect(tail.find((v) => v.learner === 'anomaly')!.model).toMatch(/^anomaly-surprise@3\.\d+$/);
     expect(b.backend).toBe((await loadBackend()).name);
+  });
+});
+
+describe('per-host parts kept outside the learners', () => {
+  it('a part in several records goes out as <name> and <name>.<sub>, and comes back to its part whole', async () => {
+    const block = '{"at":0,"seen":"AAAA"}';
+    const got: { host: string; value: unknown; more: Map<string, unknown> }[] = [];
+    const h = await host({
+      bus: new MemoryBus(),
+      learners: ['ufw'],
+      parts: [
+        {
+          name: 'order',
+          get: (hosts) =>
+            new Map([...hosts].map((x) => [x, new SplitPart({ v: 2 }, new Map([['0', block]]))])),
+          put: (x, value, more) => got.push({ host: x, value, more: new Map(more) }),
+          drop: () => {},
+        },
+      ],
+    });
+    const out = h.exportHosts(new Set(['fw1']));
+    expect(out.get('fw1')?.get('order')).toBe('{"v":2}');
+    // the part's own text, not encoded again: an unchanged block is the same string
+    expect(out.get('fw1')?.get('order.0')).toBe(block);
+    h.importHost(
+      'fw2',
+      new Map<string, unknown>([
+        ['order.0', JSON.parse(block)],
+        ['order', { v: 2 }],
+        ['order.1', { at: 256, seen: '' }],
+      ]),
+    );
+    expect(got).toEqual([
+      {
+        host: 'fw2',
+        value: { v: 2 },
+        more: new Map<string, unknown>([
+          ['0', { at: 0, seen: 'AAAA' }],
+          ['1', { at: 256, seen: '' }],
+        ]),
+      },
+    ]);
   });
 });
