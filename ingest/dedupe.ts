@@ -332,7 +332,8 @@ export class LineDedupe {
    * `from..to`. A block is encoded again only when identities were added to it: one whose
    * identities only expire keeps its text (the reader skips the places before `from`), so an
    * unchanged block costs neither encoding here nor a changelog write. A host with no live
-   * identity is left out.
+   * identity is left out. What follows a host to another consumer (the learner-state changelog);
+   * the Bloom generations do not: they are the instance's, over every host it admitted.
    */
   exportHostBlocks(hosts: ReadonlySet<string>): Map<string, HostIdBlocks> {
     const byHost = this.tracked();
