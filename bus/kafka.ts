@@ -707,22 +707,37 @@ export class KafkaBus implements Bus {
    * which the sequence numbers of an idempotent producer would count as one record.
    */
   async transactional(o: TransactionalOptions): Promise<TransactionalPublisher> {
-    const producer = this.kafka.producer({
-      transactionalId: o.transactionalId,
-      idempotent: true,
-      maxInFlightRequests: 1,
-      transactionTimeout: o.transactionTimeoutMs ?? 10_000,
-      // CONCURRENT_TRANSACTIONS (the previous transaction's markers still being written) is
-      // retried: at kafkajs's default 300 ms first pause a transaction took 300 ms, at 20 ms 20.
-      retry: { retries: this.opts.retries ?? 8, initialRetryTime: 20, maxRetryTime: 1_000 },
-      createPartitioner: Partitioners.DefaultPartitioner,
-    });
-    try {
-      await producer.connect();
-    } catch (err) {
+    const make = async (): Promise<Producer> => {
+      const p = this.kafka.producer({
+        transactionalId: o.transactionalId,
+        idempotent: true,
+        maxInFlightRequests: 1,
+        transactionTimeout: o.transactionTimeoutMs ?? 10_000,
+        // CONCURRENT_TRANSACTIONS (the previous transaction's markers still being written) is
+        // retried: at kafkajs's default 300 ms first pause a transaction took 300 ms, at 20 ms 20.
+        retry: { retries: this.opts.retries ?? 8, initialRetryTime: 20, maxRetryTime: 1_000 },
+        createPartitioner: Partitioners.DefaultPartitioner,
+      });
+      try {
+        await p.connect();
+      } catch (err) {
+        await p.disconnect().catch(() => {});
+        throw this.describeFailure(`starting transactional producer ${o.transactionalId}`, err);
+      }
+      return p;
+    };
+    let producer = await make();
+    // kafkajs keeps a transaction whose abort failed (the broker away) as its state for good: every
+    // later transaction() then throws (ABORTING, "already an ongoing transaction"; kafkajs issues
+    // #1355, #1416). Such a producer is replaced before the next transaction: a new one under the
+    // same transactional id gets a new epoch, and the broker aborts what the old one left open.
+    let broken = false;
+    const renew = async (): Promise<void> => {
       await producer.disconnect().catch(() => {});
-      throw this.describeFailure(`starting transactional producer ${o.transactionalId}`, err);
-    }
+      producer = await make();
+      broken = false;
+      log.info('transactional producer renewed after a failed transaction', { id: o.transactionalId });
+    };
     let busy: Promise<unknown> = Promise.resolve();
     const one = <T>(fn: () => Promise<T>): Promise<T> => {
       const p = busy.then(fn);
@@ -732,10 +747,12 @@ export class KafkaBus implements Bus {
     const publisher: TransactionalPublisher = {
       run: (fill) =>
         one(async () => {
+          if (broken) await renew();
           let tx: Awaited<ReturnType<Producer['transaction']>>;
           try {
             tx = await producer.transaction();
           } catch (err) {
+            broken = true;
             throw this.describeFailure('beginning a transaction', err);
           }
           const written = new Map<string, { topic: string; partition: number; offset: string }>();
@@ -773,7 +790,12 @@ export class KafkaBus implements Bus {
             });
             await tx.commit();
           } catch (err) {
-            await tx.abort().catch((e: unknown) => log.warn('aborting the transaction failed', { err: e }));
+            await tx.abort().catch((e: unknown) => {
+              broken = true;
+              log.warn('aborting the transaction failed; the producer is renewed before the next', {
+                err: e,
+              });
+            });
             if (err instanceof BusError) throw err;
             throw this.describeFailure('a transaction', err);
           }
