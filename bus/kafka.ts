@@ -732,6 +732,11 @@ export class KafkaBus implements Bus {
     // #1355, #1416). Such a producer is replaced before the next transaction: a new one under the
     // same transactional id gets a new epoch, and the broker aborts what the old one left open.
     let broken = false;
+    let fenced: BusError | undefined;
+    const note = (e: BusError): BusError => {
+      if (e.code === 'fenced') fenced = e;
+      return e;
+    };
     const renew = async (): Promise<void> => {
       await producer.disconnect().catch(() => {});
       producer = await make();
@@ -747,13 +752,15 @@ export class KafkaBus implements Bus {
     const publisher: TransactionalPublisher = {
       run: (fill) =>
         one(async () => {
+          // Fenced: another producer took the id; renewing would fence it in turn (two owners).
+          if (fenced) throw fenced;
           if (broken) await renew();
           let tx: Awaited<ReturnType<Producer['transaction']>>;
           try {
             tx = await producer.transaction();
           } catch (err) {
             broken = true;
-            throw this.describeFailure('beginning a transaction', err);
+            throw note(this.describeFailure('beginning a transaction', err));
           }
           const written = new Map<string, { topic: string; partition: number; offset: string }>();
           try {
@@ -796,8 +803,7 @@ export class KafkaBus implements Bus {
                 err: e,
               });
             });
-            if (err instanceof BusError) throw err;
-            throw this.describeFailure('a transaction', err);
+            throw note(err instanceof BusError ? err : this.describeFailure('a transaction', err));
           }
           return { written: [...written.values()] };
         }),
