@@ -313,16 +313,18 @@ export class LineDedupe {
   /** Adds a host's exact identities (flat [ts, key] pairs: a changelog record written before the
    * blocks of `exportHostBlocks`, maybe by another consumer). */
   importHost(host: string, pairs: Float64Array): void {
-    for (let i = 0; i + 1 < pairs.length; i += 2) {
-      const t = pairs[i]!;
-      const k = pairs[i + 1]!;
-      if (this.exact.has(k)) continue;
-      this.exact.add(k);
-      this.fifoHost.push(host);
-      this.fifoTs.push(t);
-      this.fifoKey.push(k);
-      if (this.byHost) this.hostIds(host).push(t, k);
-    }
+    const ids = this.byHost ? this.hostIds(host) : undefined;
+    for (let i = 0; i + 1 < pairs.length; i += 2) this.adopt(host, pairs[i]!, pairs[i + 1]!, ids);
+  }
+
+  /** Takes an identity another consumer admitted (from the changelog), unless it is known here. */
+  private adopt(host: string, t: number, k: number, ids: HostIds | undefined): void {
+    if (this.exact.has(k)) return;
+    this.exact.add(k);
+    this.fifoHost.push(host);
+    this.fifoTs.push(t);
+    this.fifoKey.push(k);
+    ids?.push(t, k);
   }
 
   /**
@@ -366,14 +368,7 @@ export class LineDedupe {
         const place = b.at + i / 2;
         if (place < next || place >= to) continue;
         next = place + 1;
-        const t = pairs[i]!;
-        const k = pairs[i + 1]!;
-        if (this.exact.has(k)) continue;
-        this.exact.add(k);
-        this.fifoHost.push(host);
-        this.fifoTs.push(t);
-        this.fifoKey.push(k);
-        ids.push(t, k);
+        this.adopt(host, pairs[i]!, pairs[i + 1]!, ids);
       }
     }
     return to - next;
