@@ -340,10 +340,6 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
     assigned = done;
   };
 
-  /**
-   * Hands released lines to the learners: drops those already taken (dedupe) and dead-letters
-   * those too late for their host. Marks lines taken only once the learners took them.
-   */
   /** The context of lines released outside a fetched batch (the idle pump, the end of the input,
    * the close): from any partition, no offsets of their own. */
   const UNBATCHED: Omit<IngestBatchContext, 'hosts'> = {
@@ -354,6 +350,10 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
     isRunning: () => true,
   };
 
+  /**
+   * Hands released lines to the learners: drops those already taken (dedupe) and dead-letters
+   * those too late for their host. Marks lines taken only once the learners took them.
+   */
   const deliver = async (released: PendingLine[], ctx: Omit<IngestBatchContext, 'hosts'>): Promise<void> => {
     if (released.length === 0) return;
     const events: KernelEvent[] = [];
