@@ -143,6 +143,8 @@ function globKey(first: number, last: number): number {
 }
 
 const NONE: Cluster[] = [];
+const NO_UNITS = new Uint16Array(0);
+const NO_CUT = new Int32Array(0);
 
 function listRemove(list: Cluster[], c: Cluster): void {
   const i = list.indexOf(c);
@@ -151,6 +153,9 @@ function listRemove(list: Cluster[], c: Cluster): void {
   list[i] = list[list.length - 1]!;
   list.pop();
 }
+
+/** slots of the doorkeeper (a power of two): 256 KiB */
+const DOORKEEPER_SLOTS = 1 << 16;
 
 const DEFAULTS = {
   depth: 2,
@@ -216,6 +221,13 @@ export class TemplateMiner {
   private readonly root: TreeMap = new Map();
   /** masked message hash → entry (a colliding message replaces the entry) */
   private readonly cache = new Map<number, CacheEntry>();
+  /**
+   * The cache's doorkeeper (TinyLFU's): the hashes of masked messages seen once, by hash. A
+   * message enters the cache the second time it is seen, so a stream of masked forms that never
+   * come back (high-entropy input) neither fills the cache (flushing the entries of the lines that
+   * do repeat) nor leaves its entries to the old generation's collector.
+   */
+  private readonly seen = new Int32Array(DOORKEEPER_SLOTS);
   private readonly scanner = new Scanner();
   private readonly byId = new Map<string, Cluster>();
   private readonly clusters = new Set<Cluster>();
@@ -282,17 +294,23 @@ export class TemplateMiner {
           change = 'new';
         }
       }
+      const h = m.hash | 0;
+      const slot = h & (DOORKEEPER_SLOTS - 1);
+      const admit = this.seen[slot] === h;
+      this.seen[slot] = h;
       e = {
         key,
-        units: m.keyUnits(),
+        units: admit ? m.keyUnits() : NO_UNITS,
         cluster: c,
         version: -1,
         plan: new Uint8Array(masked.length),
-        cut: new Int32Array(0),
+        cut: NO_CUT,
       };
       this.plan(e, masked);
-      if (this.cache.size >= this.options.cacheSize) this.cache.clear();
-      this.cache.set(m.hash, e);
+      if (admit) {
+        if (this.cache.size >= this.options.cacheSize) this.cache.clear();
+        this.cache.set(m.hash, e);
+      }
     } else if (e.version !== e.cluster.version) {
       this.plan(e, e.key.length === 0 ? [] : e.key.split(' '));
     }
