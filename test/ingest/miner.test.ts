@@ -4,7 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
-import { maskMessage, TemplateMiner, templateIdOf, WILDCARD } from '../../ingest/index.ts';
+import { DemoLog } from '../../ingest/demo-stream.ts';
+import { maskMessage, parseLine, TemplateMiner, templateIdOf, WILDCARD } from '../../ingest/index.ts';
+import { fixture, UFW_SAMPLES } from '../helpers/fixtures.ts';
 
 const masked = (m: string) => maskMessage(m).masked.join(' ');
 const dir = mkdtempSync(join(tmpdir(), 'virgo-miner-'));
@@ -240,5 +242,94 @@ describe('lookup that does not grow with the template count', () => {
     }
     // 2000 lines; without the rule every line is a template of its own
     expect(miner.size).toBeLessThan(50);
+  });
+});
+
+describe('high-entropy input costs a bounded miner', () => {
+  /** n lines of 120 printable ASCII characters from a seeded generator (what `bench ingest` feeds) */
+  function* randomAscii(n: number, seed = 3): Generator<string> {
+    let x = seed;
+    for (let i = 0; i < n; i++) {
+      let s = '';
+      for (let k = 0; k < 120; k++) {
+        x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+        s += String.fromCharCode(32 + ((x >>> 16) % 95));
+      }
+      yield s;
+    }
+  }
+
+  /** real kernel-log lines: the family fixtures, the UFW samples, Thunderbird's, the demo stream */
+  function normalLog(): string[] {
+    const read = (f: string) =>
+      readFileSync(f, 'utf8')
+        .split('\n')
+        .filter((l) => l.trim().length > 0);
+    const demo = new DemoLog({ seed: 18, now: () => Date.UTC(2026, 10, 30, 10) });
+    return [
+      ...read(new URL('fixtures/families.txt', import.meta.url).pathname),
+      ...read(UFW_SAMPLES),
+      ...read(fixture('loghub-hpc/Thunderbird_sample.log')),
+      ...Array.from({ length: 2000 }, () => demo.next()),
+    ];
+  }
+
+  const mine = (miner: TemplateMiner, lines: string[]) => {
+    const now = Date.UTC(2026, 10, 30);
+    return lines.map((l) => {
+      const r = miner.add(parseLine(l, { host: 'h', now }).message);
+      return [r.templateId, r.template, r.params.join('\u0001')].join('\t');
+    });
+  };
+
+  it('a token of both cases and rare symbols that keeps switching class is a value; words stay', () => {
+    expect(masked("x kV=@('7[3(8|@>S[{ q")).toBe('x <*> q');
+    expect(masked('Rq#x!Lm?Ta$Wb')).toBe('<*>');
+    // words and structures of real logs keep their masked form
+    expect(masked("XSAVE feature 0x100: 'Hi16_ZMM' <giometti@linux.it>")).toBe(
+      "XSAVE feature <*>: '<*>' <giometti@linux.it>",
+    );
+    expect(masked('xapi: [error|xen3|15|Guest liveness monitor D:bca30ab3f1c1|master_connection]')).toBe(
+      'xapi: [error|<*>|<*>|Guest liveness monitor D:<*>|master_connection]',
+    );
+    expect(masked('eventID="1011"][examplePriority@32473 profile="/usr/sbin/cupsd"')).toBe(
+      'eventID="<*>"][examplePriority@<*> profile="<*>"',
+    );
+  });
+
+  it('100k random printable lines: templates, cache and tree stay bounded, every line counted', () => {
+    const maxTemplates = 500;
+    const miner = new TemplateMiner({ maxTemplates });
+    let created = 0;
+    let n = 0;
+    for (const l of randomAscii(100_000)) {
+      const r = miner.add(l);
+      if (r.change === 'new') created++;
+      n++;
+      if (n % 10_000 === 0) expect(miner.size).toBeLessThanOrEqual(maxTemplates);
+    }
+    const st = miner.stats();
+    // nothing dropped silently: every template made is held or counted as evicted
+    expect(created).toBe(st.templates + st.evicted);
+    expect(st.evicted).toBeGreaterThan(0);
+    // lines whose masked form never comes back do not enter the exact-match cache
+    expect(st.cached).toBeLessThan(5_000);
+    expect(st.nodes).toBeLessThan(3 * maxTemplates);
+    // most lines are noise through and through: they share the few all-`<*>` templates
+    const noise = miner
+      .templates()
+      .filter((t) => t.template.split(' ').every((w) => w === WILDCARD))
+      .reduce((a, t) => a + t.count, 0);
+    expect(noise).toBeGreaterThan(60_000);
+  });
+
+  it("a normal log's templates, ids and parameters are the same after a burst of junk", () => {
+    const lines = normalLog();
+    const clean = mine(new TemplateMiner(), [...lines, ...lines]);
+    const miner = new TemplateMiner();
+    const before = mine(miner, lines);
+    for (const l of randomAscii(30_000, 5)) miner.add(l);
+    const after = mine(miner, lines);
+    expect([...before, ...after]).toEqual(clean);
   });
 });
