@@ -12,6 +12,11 @@
 // listed under that many of its positions, literal ones first, and a message meets only the
 // templates listed under its own tokens (Drain compares every template of the leaf).
 //
+// A masked message seen before skips all of this (the exact-match cache); a masked message enters
+// the cache only the second time it is seen, so input whose masked forms never repeat (random
+// text the masker could not reduce to `<*>`) pays the lookup but neither an entry nor a flush of
+// the entries of lines that do repeat.
+//
 // Template ids are a hash of the template text, so the same template has the same id in every
 // process and across restarts; ids a template had before it was generalised still resolve.
 // Memory is bounded: past `maxTemplates` the least recently used templates are evicted (counted in
