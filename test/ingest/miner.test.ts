@@ -2,6 +2,7 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { DemoLog } from '../../ingest/demo-stream.ts';
@@ -267,7 +268,7 @@ describe('high-entropy input costs a bounded miner', () => {
         .filter((l) => l.trim().length > 0);
     const demo = new DemoLog({ seed: 18, now: () => Date.UTC(2026, 10, 30, 10) });
     return [
-      ...read(new URL('fixtures/families.txt', import.meta.url).pathname),
+      ...read(fileURLToPath(new URL('fixtures/families.txt', import.meta.url))),
       ...read(UFW_SAMPLES),
       ...read(fixture('loghub-hpc/Thunderbird_sample.log')),
       ...Array.from({ length: 2000 }, () => demo.next()),
@@ -329,7 +330,10 @@ describe('high-entropy input costs a bounded miner', () => {
     const miner = new TemplateMiner();
     const before = mine(miner, lines);
     for (const l of randomAscii(30_000, 5)) miner.add(l);
+    const saved = miner.toJSON();
     const after = mine(miner, lines);
     expect([...before, ...after]).toEqual(clean);
+    // and its saved state, junk templates included, loads and mines the log the same way
+    expect(mine(TemplateMiner.fromJSON(saved), lines)).toEqual(after);
   });
 });
