@@ -15,6 +15,18 @@
 //   transactions, or data in the old message-set format, is left to kafkajs's own decoder, and
 //   bus/kafka.ts reads both forms.
 //
+// - Fetch prefetch: kafkajs's fetch loop is serial (fetch, hand the batches to eachBatch, wait for
+//   it, fetch again), so the consumer sat idle for a round trip per fetch while a backlog waited
+//   (librdkafka prefetches). When a fetch returned records, the fetch that follows it (the same
+//   request from the offsets just past what it returned) is sent at once, while the batches are
+//   handled. It is only a guess: kafkajs's next request is served from it only when it asks for
+//   exactly those offsets (a subset of its partitions, e.g. one paused meanwhile, gets the
+//   response filtered to them); any other request (a seek, a rebalance, a partition resumed, a
+//   batch not handled to its end) discards it and is sent as usual. Fetch requests carry no
+//   session (kafkajs sends full fetches), so a discarded one changes nothing on the broker.
+// - Topic offsets: kafkajs's admin asks a topic's latest offsets, then its earliest, one round
+//   trip after the other; `topicOffsetsReader` asks both at once on a cluster client of its own.
+//
 // This reaches into kafkajs's modules (src/protocol/...), so it is installed only on the kafkajs
 // version it was written against; any other version runs kafkajs's own codec (slower, same
 // behaviour). VIRGO_KAFKAJS_CODEC=kafkajs forces that too. kafkajs is imported by bus/ only.
@@ -151,6 +163,8 @@ export function installFastPath(): boolean {
         };
       },
     };
+    const Broker = require('kafkajs/src/broker/index.js') as { prototype: BrokerProto };
+    Broker.prototype.fetch = prefetching(Broker.prototype.fetch);
     installed = true;
   } catch (err) {
     log.warn('could not install the fast record codec; using kafkajs own codec', { err });
@@ -334,4 +348,201 @@ async function packPartition(
       [PACKED_FETCH]: { messages } satisfies PackedFetch,
     },
   ];
+}
+
+// --- fetch prefetch ---
+
+interface FetchRequestArgs {
+  maxWaitTime?: number;
+  minBytes?: number;
+  maxBytes?: number;
+  isolationLevel?: number;
+  rackId?: string;
+  topics: { topic: string; partitions: { partition: number; fetchOffset: string; maxBytes?: number }[] }[];
+}
+interface FetchedPartition {
+  partition: number;
+  messages: { offset: string; [PACKED_FETCH]?: PackedFetch }[];
+}
+interface FetchResponse {
+  responses: { topicName: string; partitions: FetchedPartition[] }[];
+  [k: string]: unknown;
+}
+type BrokerFetch = (this: object, args: FetchRequestArgs) => Promise<FetchResponse>;
+interface BrokerProto {
+  fetch: BrokerFetch;
+}
+interface Prefetched {
+  args: FetchRequestArgs;
+  /** topic\0partition -> the fetch offset it was sent with */
+  offsets: Map<string, string>;
+  response: Promise<FetchResponse | undefined>;
+}
+
+/** How often the next fetch was served by the prefetch, or discarded it (bench, tests). */
+export const prefetchStats = { sent: 0, used: 0, discarded: 0 };
+
+const pending = new WeakMap<object, Prefetched>();
+
+function sameShape(a: FetchRequestArgs, b: FetchRequestArgs): boolean {
+  return (
+    a.maxWaitTime === b.maxWaitTime &&
+    a.minBytes === b.minBytes &&
+    a.maxBytes === b.maxBytes &&
+    a.isolationLevel === b.isolationLevel &&
+    a.rackId === b.rackId
+  );
+}
+
+/** The prefetched request covers `args`: same settings, each partition asked at the same offset. */
+function covers(pre: Prefetched, args: FetchRequestArgs): boolean {
+  if (!sameShape(pre.args, args)) return false;
+  for (const t of args.topics)
+    for (const p of t.partitions)
+      if (pre.offsets.get(`${t.topic}\0${p.partition}`) !== p.fetchOffset) return false;
+  return true;
+}
+
+/** `response` with only the partitions `args` asked for. */
+function only(response: FetchResponse, args: FetchRequestArgs, pre: Prefetched): FetchResponse {
+  let asked = 0;
+  for (const t of args.topics) asked += t.partitions.length;
+  if (asked === pre.offsets.size) return response;
+  const want = new Set<string>();
+  for (const t of args.topics) for (const p of t.partitions) want.add(`${t.topic}\0${p.partition}`);
+  return {
+    ...response,
+    responses: response.responses
+      .map((r) => ({
+        ...r,
+        partitions: r.partitions.filter((p) => want.has(`${r.topicName}\0${p.partition}`)),
+      }))
+      .filter((r) => r.partitions.length > 0),
+  };
+}
+
+/**
+ * The request kafkajs sends next if every partition's batch is handled to its end: each partition
+ * from the offset after the packed message's (the last offset the response covered), one that
+ * returned nothing from the same offset; undefined when the response held no records or a
+ * partition came through kafkajs's own decoder (its next offset is not known here).
+ */
+function nextRequest(args: FetchRequestArgs, response: FetchResponse): FetchRequestArgs | undefined {
+  const got = new Map<string, FetchedPartition>();
+  for (const r of response.responses)
+    for (const p of r.partitions) got.set(`${r.topicName}\0${p.partition}`, p);
+  let records = false;
+  const topics = args.topics.map((t) => ({
+    topic: t.topic,
+    partitions: t.partitions.map((p) => {
+      const data = got.get(`${t.topic}\0${p.partition}`);
+      const first = data?.messages[0];
+      if (!data || !first) return p;
+      if (data.messages.length !== 1 || !first[PACKED_FETCH]) return undefined;
+      records = true;
+      return { ...p, fetchOffset: (BigInt(first.offset) + 1n).toString() };
+    }),
+  }));
+  if (!records) return undefined;
+  for (const t of topics) if (t.partitions.some((p) => p === undefined)) return undefined;
+  return { ...args, topics: topics as FetchRequestArgs['topics'] };
+}
+
+function prefetching(fetch: BrokerFetch): BrokerFetch {
+  return async function (this: object, args: FetchRequestArgs): Promise<FetchResponse> {
+    const pre = pending.get(this);
+    pending.delete(this);
+    let response: FetchResponse | undefined;
+    if (pre && covers(pre, args)) {
+      const r = await pre.response;
+      if (r) {
+        prefetchStats.used++;
+        response = only(r, args, pre);
+      }
+    } else if (pre) prefetchStats.discarded++;
+    // no prefetch, another request, or the prefetch failed: this one is sent as kafkajs asked
+    response ??= await fetch.call(this, args);
+    const next = nextRequest(args, response);
+    if (next) {
+      const offsets = new Map<string, string>();
+      for (const t of next.topics)
+        for (const p of t.partitions) offsets.set(`${t.topic}\0${p.partition}`, p.fetchOffset);
+      prefetchStats.sent++;
+      // a failure is kafkajs's to see on the request it sends itself (sent again then)
+      pending.set(this, { args: next, offsets, response: fetch.call(this, next).catch(() => undefined) });
+    }
+    return response;
+  };
+}
+
+// --- topic offsets in one round trip ---
+
+interface KjsCluster {
+  connect(): Promise<void>;
+  disconnect(): Promise<void>;
+  addTargetTopic(topic: string): Promise<void>;
+  refreshMetadata(): Promise<void>;
+  refreshMetadataIfNecessary(): Promise<void>;
+  findTopicPartitionMetadata(topic: string): { partitionId: number }[];
+  fetchTopicsOffset(
+    topics: { topic: string; fromBeginning: boolean; partitions: { partition: number }[] }[],
+  ): Promise<{ topic: string; partitions: { partition: number; offset: string }[] }[]>;
+}
+
+export interface TopicOffsetsReader {
+  /** per partition the earliest and the latest (last stable) offset, by partition number */
+  read(topic: string): Promise<{ partition: number; low: string; high: string }[]>;
+  close(): Promise<void>;
+}
+
+/**
+ * Reads topic offsets with both ListOffsets requests in flight together (kafkajs's admin sends
+ * the second after the first returned); undefined where the fast path is not installed. Errors
+ * are kafkajs's (the caller retries the retriable ones); metadata is refreshed after one.
+ */
+export function topicOffsetsReader(kafka: object): TopicOffsetsReader | undefined {
+  if (!installFastPath()) return undefined;
+  const create = Object.getOwnPropertySymbols(kafka).find(
+    (s) => s.description === 'private:Kafka:createCluster',
+  );
+  if (!create) return undefined;
+  const factory = (kafka as Record<symbol, unknown>)[create];
+  if (typeof factory !== 'function') return undefined;
+  const cluster = factory({ allowAutoTopicCreation: false }) as KjsCluster;
+  let connected: Promise<void> | undefined;
+  return {
+    async read(topic) {
+      connected ??= cluster.connect().catch((err: unknown) => {
+        connected = undefined;
+        throw err;
+      });
+      await connected;
+      try {
+        await cluster.addTargetTopic(topic);
+        await cluster.refreshMetadataIfNecessary();
+        const partitions = cluster
+          .findTopicPartitionMetadata(topic)
+          .map((p) => ({ partition: p.partitionId }));
+        const [high, low] = await Promise.all(
+          [false, true].map((fromBeginning) =>
+            cluster.fetchTopicsOffset([{ topic, fromBeginning, partitions }]),
+          ),
+        );
+        const lows = new Map((low![0]?.partitions ?? []).map((p) => [p.partition, p.offset]));
+        return (high![0]?.partitions ?? []).map((p) => ({
+          partition: p.partition,
+          high: p.offset,
+          low: lows.get(p.partition) ?? '0',
+        }));
+      } catch (err) {
+        await cluster.refreshMetadata().catch(() => {});
+        throw err;
+      }
+    },
+    close: async () => {
+      const was = connected;
+      connected = undefined;
+      if (was) await was.then(() => cluster.disconnect()).catch(() => {});
+    },
+  };
 }
