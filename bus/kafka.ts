@@ -16,7 +16,13 @@ import {
 } from 'kafkajs';
 import { createLogger, type Logger } from '../runtime/log.ts';
 import { counter } from '../runtime/metrics.ts';
-import { installFastPath, PACKED_FETCH, type PackedFetch } from './kafka-fastpath.ts';
+import {
+  installFastPath,
+  PACKED_FETCH,
+  type PackedFetch,
+  type TopicOffsetsReader,
+  topicOffsetsReader,
+} from './kafka-fastpath.ts';
 import { installJoinBarrier, setJoinBarrier } from './kafka-join-barrier.ts';
 import { packedRounds, planPartitions, type TopicPartitions } from './kafka-produce.ts';
 import {
@@ -178,6 +184,8 @@ export class KafkaBus implements Bus {
   private producer: Producer | undefined;
   private producerReady: Promise<Producer> | undefined;
   private admin: Admin | undefined;
+  /** topic offsets in one round trip (bus/kafka-fastpath.ts), where the fast path is installed */
+  private offsetsReader: TopicOffsetsReader | undefined;
   private readonly subs = new Set<Subscription>();
   /** the fast record codec is in kafkajs (bus/kafka-fastpath.ts) */
   private readonly fast: boolean;
@@ -201,6 +209,7 @@ export class KafkaBus implements Bus {
       ...(opts.sasl ? { sasl: opts.sasl } : {}),
     });
     this.fast = installFastPath();
+    this.offsetsReader = topicOffsetsReader(this.kafka);
     this.joinBarrier = installJoinBarrier();
   }
 
@@ -399,13 +408,15 @@ export class KafkaBus implements Bus {
   }
 
   async topicOffsets(topic: string): Promise<TopicOffsets[]> {
-    const admin = await this.getAdmin();
+    const reader = this.offsetsReader;
     // A topic another process has just created may have no leader known here yet (NOT_LEADER,
     // LEADER_NOT_AVAILABLE: two instances starting together, one creating the topic): refresh
     // its metadata and ask again, bounded.
     for (let attempt = 0; ; attempt++) {
       try {
-        const offs = await admin.fetchTopicOffsets(topic);
+        const offs = reader
+          ? await reader.read(topic)
+          : await (await this.getAdmin()).fetchTopicOffsets(topic);
         return offs
           .map((o) => ({ partition: o.partition, low: o.low, high: o.high }))
           .sort((a, b) => a.partition - b.partition);
@@ -414,7 +425,7 @@ export class KafkaBus implements Bus {
         if (!retriable || attempt >= 5) throw this.describeFailure(`reading offsets of ${topic}`, err);
         log.warn('reading offsets will be retried', { topic, attempt, err });
         await new Promise((r) => setTimeout(r, 200 * 2 ** attempt));
-        await admin.fetchTopicMetadata({ topics: [topic] }).catch(() => {});
+        if (!reader) await (await this.getAdmin()).fetchTopicMetadata({ topics: [topic] }).catch(() => {});
       }
     }
   }
@@ -828,6 +839,7 @@ export class KafkaBus implements Bus {
     await Promise.all([...this.subs].map((s) => s.close()));
     await this.producer?.disconnect().catch(() => {});
     await this.admin?.disconnect().catch(() => {});
+    await this.offsetsReader?.close();
     this.producer = undefined;
     this.producerReady = undefined;
     this.admin = undefined;
