@@ -17,13 +17,15 @@
 //
 // - Fetch prefetch: kafkajs's fetch loop is serial (fetch, hand the batches to eachBatch, wait for
 //   it, fetch again), so the consumer sat idle for a round trip per fetch while a backlog waited
-//   (librdkafka prefetches). When a fetch returned records, the fetch that follows it (the same
-//   request from the offsets just past what it returned) is sent at once, while the batches are
-//   handled. It is only a guess: kafkajs's next request is served from it only when it asks for
+//   (librdkafka prefetches). When a fetch returned records and its partitions hold more (a
+//   backlog), the fetch that follows it (the same request from the offsets just past what it
+//   returned) is sent at once, while the batches are handled; its records are decoded only when
+//   it is used. It is only a guess: kafkajs's next request is served from it only when it asks for
 //   exactly those offsets (a subset of its partitions, e.g. one paused meanwhile, gets the
 //   response filtered to them); any other request (a seek, a rebalance, a partition resumed, a
 //   batch not handled to its end) discards it and is sent as usual. Fetch requests carry no
 //   session (kafkajs sends full fetches), so a discarded one changes nothing on the broker.
+//   VIRGO_KAFKA_PREFETCH=off turns it off (the codec stays).
 // - Topic offsets: kafkajs's admin asks a topic's latest offsets, then its earliest, one round
 //   trip after the other; `topicOffsetsReader` asks both at once on a cluster client of its own.
 //
@@ -154,17 +156,27 @@ export function installFastPath(): boolean {
         return (args) => {
           const r = stock(args);
           const offsets = fetchOffsets(args as unknown as FetchArgs);
+          // a prefetch's records are decoded when it is used (a dropped one costs no decode)
+          const lazy = decodeLater;
           r.response = {
             decode: (raw) =>
-              decodeFetchV11(raw, offsets, lookupCodecByAttributes, (b) => decodeMessages(new Decoder(b))),
+              decodeFetchV11(
+                raw,
+                offsets,
+                lookupCodecByAttributes,
+                (b) => decodeMessages(new Decoder(b)),
+                lazy,
+              ),
             parse: r.response.parse,
           };
           return r;
         };
       },
     };
-    const Broker = require('kafkajs/src/broker/index.js') as { prototype: BrokerProto };
-    Broker.prototype.fetch = prefetching(Broker.prototype.fetch);
+    if (process.env.VIRGO_KAFKA_PREFETCH !== 'off') {
+      const Broker = require('kafkajs/src/broker/index.js') as { prototype: BrokerProto };
+      Broker.prototype.fetch = prefetching(Broker.prototype.fetch);
+    }
     installed = true;
   } catch (err) {
     log.warn('could not install the fast record codec; using kafkajs own codec', { err });
@@ -245,6 +257,7 @@ async function decodeFetchV11(
   offsets: Map<string, number>,
   codecOf: (attributes: number) => Codec | null,
   stockMessages: (sizeAndRecords: Buffer) => Promise<unknown[]>,
+  lazy = false,
 ): Promise<unknown> {
   let o = 0;
   const clientSideThrottleTime = raw.readInt32BE(o);
@@ -283,16 +296,23 @@ async function decodeFetchV11(
       const recStart = o + 8;
       const recEnd = recStart + Math.max(0, size);
       let messages: unknown[] = [];
+      let later: (() => Promise<unknown[]>) | undefined;
       if (size > 0) {
         const minOffset = offsets.get(`${topicName}\0${partition}`) ?? 0;
-        const packed =
-          abortedTransactions.length === 0
-            ? await packPartition(raw, recStart, recEnd, topicName, partition, minOffset, codecOf)
-            : null;
-        messages = packed ?? (await stockMessages(raw.subarray(o + 4, recEnd)));
+        const sizeAt = o + 4;
+        const records = async () => {
+          const packed =
+            abortedTransactions.length === 0
+              ? await packPartition(raw, recStart, recEnd, topicName, partition, minOffset, codecOf)
+              : null;
+          return packed ?? (await stockMessages(raw.subarray(sizeAt, recEnd)));
+        };
+        if (lazy) later = records;
+        else messages = await records();
       }
       o = recEnd;
       partitions.push({
+        ...(later ? { [DECODE_LATER]: later } : {}),
         partition,
         errorCode: pErr,
         highWatermark,
@@ -362,7 +382,25 @@ interface FetchRequestArgs {
 }
 interface FetchedPartition {
   partition: number;
+  highWatermark: string;
+  lastStableOffset: string;
   messages: { offset: string; [PACKED_FETCH]?: PackedFetch }[];
+  [DECODE_LATER]?: () => Promise<FetchedPartition['messages']>;
+}
+
+/** On a partition of a prefetched response: decodes its records (set while sending a prefetch). */
+const DECODE_LATER = Symbol('virgo.decodeLater');
+let decodeLater = false;
+
+/** Decodes the records of a prefetched response's partitions, now that it is used. */
+async function decodeDeferred(response: FetchResponse): Promise<void> {
+  for (const r of response.responses)
+    for (const p of r.partitions) {
+      const later = p[DECODE_LATER];
+      if (!later) continue;
+      p.messages = await later();
+      delete p[DECODE_LATER];
+    }
 }
 interface FetchResponse {
   responses: { topicName: string; partitions: FetchedPartition[] }[];
@@ -424,14 +462,15 @@ function only(response: FetchResponse, args: FetchRequestArgs, pre: Prefetched):
 /**
  * The request kafkajs sends next if every partition's batch is handled to its end: each partition
  * from the offset after the packed message's (the last offset the response covered), one that
- * returned nothing from the same offset; undefined when the response held no records or a
- * partition came through kafkajs's own decoder (its next offset is not known here).
+ * returned nothing from the same offset; undefined when no partition has more to read than the
+ * response held, or a partition came through kafkajs's own decoder (its next offset is not known
+ * here).
  */
 function nextRequest(args: FetchRequestArgs, response: FetchResponse): FetchRequestArgs | undefined {
   const got = new Map<string, FetchedPartition>();
   for (const r of response.responses)
     for (const p of r.partitions) got.set(`${r.topicName}\0${p.partition}`, p);
-  let records = false;
+  let behind = false;
   const topics = args.topics.map((t) => ({
     topic: t.topic,
     partitions: t.partitions.map((p) => {
@@ -439,11 +478,16 @@ function nextRequest(args: FetchRequestArgs, response: FetchResponse): FetchRequ
       const first = data?.messages[0];
       if (!data || !first) return p;
       if (data.messages.length !== 1 || !first[PACKED_FETCH]) return undefined;
-      records = true;
-      return { ...p, fetchOffset: (BigInt(first.offset) + 1n).toString() };
+      const next = BigInt(first.offset) + 1n;
+      // more than this response held was there to read (a backlog): the next fetch has records
+      // at once. A consumer that caught up is left alone: its next fetch would wait for new
+      // records, and sent early it would come back with fewer of them (more, smaller fetches).
+      const lso = BigInt(data.lastStableOffset);
+      if ((lso >= 0n ? lso : BigInt(data.highWatermark)) > next) behind = true;
+      return { ...p, fetchOffset: next.toString() };
     }),
   }));
-  if (!records) return undefined;
+  if (!behind) return undefined;
   for (const t of topics) if (t.partitions.some((p) => p === undefined)) return undefined;
   return { ...args, topics: topics as FetchRequestArgs['topics'] };
 }
@@ -456,8 +500,14 @@ function prefetching(fetch: BrokerFetch): BrokerFetch {
     if (pre && covers(pre, args)) {
       const r = await pre.response;
       if (r) {
-        prefetchStats.used++;
         response = only(r, args, pre);
+        try {
+          await decodeDeferred(response);
+          prefetchStats.used++;
+        } catch {
+          // records it cannot decode: kafkajs's own request meets the same, and says so
+          response = undefined;
+        }
       }
     } else if (pre) prefetchStats.discarded++;
     // no prefetch, another request, or the prefetch failed: this one is sent as kafkajs asked
@@ -468,8 +518,16 @@ function prefetching(fetch: BrokerFetch): BrokerFetch {
       for (const t of next.topics)
         for (const p of t.partitions) offsets.set(`${t.topic}\0${p.partition}`, p.fetchOffset);
       prefetchStats.sent++;
+      // Broker.fetch builds the request before its first await: the flag reaches it, and only it
+      decodeLater = true;
+      let sent: Promise<FetchResponse>;
+      try {
+        sent = fetch.call(this, next);
+      } finally {
+        decodeLater = false;
+      }
       // a failure is kafkajs's to see on the request it sends itself (sent again then)
-      pending.set(this, { args: next, offsets, response: fetch.call(this, next).catch(() => undefined) });
+      pending.set(this, { args: next, offsets, response: sent.catch(() => undefined) });
     }
     return response;
   };
