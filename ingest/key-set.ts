@@ -91,7 +91,7 @@ export class KeySet {
 
 /** SameValueZero, as a Set compares. */
 function same(a: number, b: number): boolean {
-  return a === b || (a !== a && b !== b);
+  return a === b || (Number.isNaN(a) && Number.isNaN(b));
 }
 
 /** The home slot's hash: both 32-bit halves of an integer key, mixed (its low bits alone are h2's). */
