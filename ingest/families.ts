@@ -86,20 +86,27 @@ const NF_KEYS: readonly string[] = [
   'UID',
   'GID',
 ];
-/** NF_KEYS by length and first character */
-const NF_BY_SHAPE = new Map<number, string[]>();
-for (const k of NF_KEYS) {
-  const shape = k.length * 128 + k.charCodeAt(0);
-  const list = NF_BY_SHAPE.get(shape) ?? [];
-  list.push(k);
-  NF_BY_SHAPE.set(shape, list);
-}
-
 /** The key `msg[a, b)`: a shared string when it is one of NF_KEYS, else a slice. */
 function nfKey(msg: string, a: number, b: number): string {
-  const list = NF_BY_SHAPE.get((b - a) * 128 + msg.charCodeAt(a));
-  if (list) for (const k of list) if (msg.startsWith(k, a)) return k;
-  return msg.slice(a, b);
+  const id = nfKeyId(msg, a, b);
+  return id >= 0 ? NF_KEYS[id]! : msg.slice(a, b);
+}
+
+/** NF_KEYS' indexes by length and first character */
+const NF_IDS_BY_SHAPE = new Map<number, number[]>();
+for (let id = 0; id < NF_KEYS.length; id++) {
+  const k = NF_KEYS[id]!;
+  const shape = k.length * 128 + k.charCodeAt(0);
+  const list = NF_IDS_BY_SHAPE.get(shape) ?? [];
+  list.push(id);
+  NF_IDS_BY_SHAPE.set(shape, list);
+}
+
+/** The index in NF_KEYS of the key `msg[a, b)`, or -1. */
+function nfKeyId(msg: string, a: number, b: number): number {
+  const list = NF_IDS_BY_SHAPE.get((b - a) * 128 + msg.charCodeAt(a));
+  if (list) for (const id of list) if (msg.startsWith(NF_KEYS[id]!, a)) return id;
+  return -1;
 }
 
 /**
@@ -109,7 +116,11 @@ function nfKey(msg: string, a: number, b: number): string {
 function netfilter(msg: string): Classified | undefined {
   const inAt = msg.startsWith('IN=') ? 0 : msg.indexOf(' IN=') + 1;
   if (inAt < 0) return undefined;
-  const fields: Record<string, string> = {};
+  return netfilterFast(msg, inAt) ?? netfilterAnyKeys(msg, inAt);
+}
+
+/** The prefix's fields (`prefix`, `action`, `source`), as netfilter sets them. */
+function nfPrefix(msg: string, inAt: number, fields: Record<string, string>): void {
   const prefix = msg.slice(0, inAt).trim();
   if (prefix) fields.prefix = prefix;
   const ufw = UFW_PREFIX.exec(prefix);
@@ -121,6 +132,12 @@ function netfilter(msg: string): Classified | undefined {
     if (a) fields.action = a[1]!.toUpperCase();
     fields.source = 'netfilter';
   }
+}
+
+/** Any line: keys outside NF_KEYS too, made as they come (first wins, as `in` finds them). */
+function netfilterAnyKeys(msg: string, inAt: number): Classified {
+  const fields: Record<string, string> = {};
+  nfPrefix(msg, inAt, fields);
   let flags = '';
   let i = inAt;
   const n = msg.length;
@@ -140,6 +157,164 @@ function netfilter(msg: string): Classified | undefined {
   }
   if (flags) fields.FLAGS = flags;
   return { family: 'ufw', fields };
+}
+
+// The same fields for a line whose keys are all NF_KEYS (every iptables LOG line), with less work
+// and garbage per line (most of the consumer stage's lines are these): the tokens are read into
+// scratch arrays by index, then the object is a copy of a template with the line's keys in the
+// line's order (the same key order as netfilterAnyKeys: prefix, action, source, keys, FLAGS), so
+// it is made at its full size at once; values and flags equal to the previous line's are that
+// line's strings (a compare instead of a slice), and so is the prefix and what it says.
+
+const NF_MAX = 64;
+/** key ids of the line's first occurrences, in order, and their values' bounds */
+const nfIds = new Int32Array(NF_MAX);
+const nfValA = new Int32Array(NF_MAX);
+const nfValB = new Int32Array(NF_MAX);
+/** the bare flags' bounds */
+const nfFlagA = new Int32Array(NF_MAX);
+const nfFlagB = new Int32Array(NF_MAX);
+/** each key's last value */
+const nfLastValue: string[] = NF_KEYS.map(() => '');
+let nfLastFlags = '';
+/** the last line's prefix as written (up to IN=), and the fields it gave */
+let nfLastRawPrefix: string | undefined;
+let nfLastPrefix: Record<string, string> = {};
+
+interface NfTemplate {
+  ids: Int32Array;
+  shape: number;
+  object: Record<string, string>;
+}
+/** templates by their signature's hash */
+const nfTemplates = new Map<number, NfTemplate[]>();
+let nfTemplateCount = 0;
+/** templates kept at most (a stream has a handful of key sequences; odd ones just take the slow way) */
+const NF_MAX_TEMPLATES = 256;
+
+function netfilterFast(msg: string, inAt: number): Classified | undefined {
+  let count = 0;
+  let flagCount = 0;
+  let seen = 0;
+  let i = inAt;
+  const n = msg.length;
+  while (i < n) {
+    while (i < n && msg.charCodeAt(i) === 32) i++;
+    if (i >= n) break;
+    if (msg.charCodeAt(i) === 91) break;
+    let e = msg.indexOf(' ', i);
+    if (e < 0) e = n;
+    const eq = msg.indexOf('=', i);
+    if (eq > i && eq < e) {
+      const id = nfKeyId(msg, i, eq);
+      if (id < 0) return undefined;
+      if ((seen & (1 << id)) === 0) {
+        if (count === NF_MAX) return undefined;
+        seen |= 1 << id;
+        nfIds[count] = id;
+        nfValA[count] = eq + 1;
+        nfValB[count] = e;
+        count++;
+      }
+    } else {
+      if (flagCount === NF_MAX) return undefined;
+      nfFlagA[flagCount] = i;
+      nfFlagB[flagCount] = e;
+      flagCount++;
+    }
+    i = e;
+  }
+  let pre = nfLastPrefix;
+  if (nfLastRawPrefix === undefined || nfLastRawPrefix.length !== inAt || !msg.startsWith(nfLastRawPrefix)) {
+    pre = {};
+    nfPrefix(msg, inAt, pre);
+    nfLastRawPrefix = msg.slice(0, inAt);
+    nfLastPrefix = pre;
+  }
+  const hasPrefix = pre.prefix !== undefined;
+  const hasAction = pre.action !== undefined;
+  const shape = (hasPrefix ? 1 : 0) | (hasAction ? 2 : 0) | (flagCount > 0 ? 4 : 0);
+  const t = nfTemplate(shape, count);
+  if (!t) return undefined;
+  const fields = { ...t.object };
+  if (hasPrefix) fields.prefix = pre.prefix!;
+  if (hasAction) fields.action = pre.action!;
+  fields.source = pre.source!;
+  for (let k = 0; k < count; k++) {
+    const id = nfIds[k]!;
+    const a = nfValA[k]!;
+    const b = nfValB[k]!;
+    let v = nfLastValue[id]!;
+    if (v.length !== b - a || !msg.startsWith(v, a)) {
+      v = msg.slice(a, b);
+      nfLastValue[id] = v;
+    }
+    fields[NF_KEYS[id]!] = v;
+  }
+  if (flagCount > 0) fields.FLAGS = nfFlags(msg, flagCount);
+  return { family: 'ufw', fields };
+}
+
+/** The flags joined by one blank, the previous line's string when it is the same text. */
+function nfFlags(msg: string, flagCount: number): string {
+  let same = true;
+  let at = 0;
+  const last = nfLastFlags;
+  for (let k = 0; k < flagCount && same; k++) {
+    const a = nfFlagA[k]!;
+    const len = nfFlagB[k]! - a;
+    if (k > 0) {
+      if (last.charCodeAt(at) !== 32) same = false;
+      at++;
+    }
+    if (same && (at + len > last.length || !sameChars(last, at, msg, a, len))) same = false;
+    at += len;
+  }
+  if (same && at === last.length) return last;
+  let flags = '';
+  for (let k = 0; k < flagCount; k++) {
+    const f = msg.slice(nfFlagA[k]!, nfFlagB[k]!);
+    flags = flags ? `${flags} ${f}` : f;
+  }
+  nfLastFlags = flags;
+  return flags;
+}
+
+function sameChars(x: string, xi: number, y: string, yi: number, len: number): boolean {
+  for (let k = 0; k < len; k++) if (x.charCodeAt(xi + k) !== y.charCodeAt(yi + k)) return false;
+  return true;
+}
+
+/** The template for this shape and the key ids in nfIds[0, count). */
+function nfTemplate(shape: number, count: number): NfTemplate | undefined {
+  let h = shape;
+  for (let k = 0; k < count; k++) h = Math.imul(h ^ (nfIds[k]! + 1), 0x01000193);
+  const list = nfTemplates.get(h);
+  if (list) {
+    for (const t of list) {
+      if (t.shape !== shape || t.ids.length !== count) continue;
+      let k = 0;
+      while (k < count && t.ids[k] === nfIds[k]) k++;
+      if (k === count) return t;
+    }
+  }
+  if (nfTemplateCount >= NF_MAX_TEMPLATES) return undefined;
+  // JSON.parse makes the object with fast properties in this order, whatever their number
+  const keys: string[] = [];
+  if (shape & 1) keys.push('prefix');
+  if (shape & 2) keys.push('action');
+  keys.push('source');
+  for (let k = 0; k < count; k++) keys.push(NF_KEYS[nfIds[k]!]!);
+  if (shape & 4) keys.push('FLAGS');
+  const object = JSON.parse(`{${keys.map((k) => `${JSON.stringify(k)}:""`).join(',')}}`) as Record<
+    string,
+    string
+  >;
+  const t: NfTemplate = { ids: nfIds.slice(0, count), shape, object };
+  if (list) list.push(t);
+  else nfTemplates.set(h, [t]);
+  nfTemplateCount++;
+  return t;
 }
 
 // ---- OOM killer ------------------------------------------------------------------------------
