@@ -102,6 +102,31 @@ for (let id = 0; id < NF_KEYS.length; id++) {
   NF_IDS_BY_SHAPE.set(shape, list);
 }
 
+/**
+ * NF_KEYS' indexes by length and first two characters (unique among them), for nfKeyIdAt: a
+ * table lookup and a compare instead of a Map lookup per token.
+ */
+const NF_ID_TABLE = new Int8Array(16 * 1024).fill(-1);
+const nfShape = (len: number, c0: number, c1: number): number => (len << 10) | ((c0 & 31) << 5) | (c1 & 31);
+for (let id = 0; id < NF_KEYS.length; id++) {
+  const k = NF_KEYS[id]!;
+  const at = nfShape(k.length, k.charCodeAt(0), k.charCodeAt(1));
+  if (NF_ID_TABLE[at] !== -1)
+    throw new Error(`netfilter keys ${NF_KEYS[NF_ID_TABLE[at]!]} and ${k} share a shape`);
+  NF_ID_TABLE[at] = id;
+}
+
+/** The index in NF_KEYS of the key `msg[a, b)`, or -1. */
+function nfKeyIdAt(msg: string, a: number, b: number): number {
+  const len = b - a;
+  if (len < 2 || len > 15) return -1;
+  const id = NF_ID_TABLE[nfShape(len, msg.charCodeAt(a), msg.charCodeAt(a + 1))]!;
+  if (id < 0) return -1;
+  const k = NF_KEYS[id]!;
+  for (let j = 0; j < len; j++) if (msg.charCodeAt(a + j) !== k.charCodeAt(j)) return -1;
+  return id;
+}
+
 /** The index in NF_KEYS of the key `msg[a, b)`, or -1. */
 function nfKeyId(msg: string, a: number, b: number): number {
   const list = NF_IDS_BY_SHAPE.get((b - a) * 128 + msg.charCodeAt(a));
@@ -161,10 +186,12 @@ function netfilterAnyKeys(msg: string, inAt: number): Classified {
 
 // The same fields for a line whose keys are all NF_KEYS (every iptables LOG line), with less work
 // and garbage per line (most of the consumer stage's lines are these): the tokens are read into
-// scratch arrays by index, then the object is a copy of a template with the line's keys in the
-// line's order (the same key order as netfilterAnyKeys: prefix, action, source, keys, FLAGS), so
-// it is made at its full size at once; values and flags equal to the previous line's are that
-// line's strings (a compare instead of a slice), and so is the prefix and what it says.
+// scratch arrays in one pass per token (its end and its `=`, the key by a table, not a Map), then
+// the object is a copy of a template with the line's keys in the line's order (the same key order
+// as netfilterAnyKeys: prefix, action, source, keys, FLAGS), so it is made at its full size at
+// once instead of growing key by key; flags equal to the previous line's are that line's string,
+// and so are the prefix and what it says (a compare instead of a trim and two regular
+// expressions). Comparing each value with the previous line's cost more than slicing it.
 
 const NF_MAX = 64;
 /** key ids of the line's first occurrences, in order, and their values' bounds */
@@ -174,8 +201,6 @@ const nfValB = new Int32Array(NF_MAX);
 /** the bare flags' bounds */
 const nfFlagA = new Int32Array(NF_MAX);
 const nfFlagB = new Int32Array(NF_MAX);
-/** each key's last value */
-const nfLastValue: string[] = NF_KEYS.map(() => '');
 let nfLastFlags = '';
 /** the last line's prefix as written (up to IN=), and the fields it gave */
 let nfLastRawPrefix: string | undefined;
@@ -202,11 +227,16 @@ function netfilterFast(msg: string, inAt: number): Classified | undefined {
     while (i < n && msg.charCodeAt(i) === 32) i++;
     if (i >= n) break;
     if (msg.charCodeAt(i) === 91) break;
-    let e = msg.indexOf(' ', i);
-    if (e < 0) e = n;
-    const eq = msg.indexOf('=', i);
-    if (eq > i && eq < e) {
-      const id = nfKeyId(msg, i, eq);
+    // one pass over the token: its end and its first `=` (the former indexOf pair read on)
+    let e = i;
+    let eq = -1;
+    for (; e < n; e++) {
+      const c = msg.charCodeAt(e);
+      if (c === 32) break;
+      if (c === 61 && eq < 0) eq = e;
+    }
+    if (eq > i) {
+      const id = nfKeyIdAt(msg, i, eq);
       if (id < 0) return undefined;
       if ((seen & (1 << id)) === 0) {
         if (count === NF_MAX) return undefined;
@@ -242,14 +272,7 @@ function netfilterFast(msg: string, inAt: number): Classified | undefined {
   fields.source = pre.source!;
   for (let k = 0; k < count; k++) {
     const id = nfIds[k]!;
-    const a = nfValA[k]!;
-    const b = nfValB[k]!;
-    let v = nfLastValue[id]!;
-    if (v.length !== b - a || !msg.startsWith(v, a)) {
-      v = msg.slice(a, b);
-      nfLastValue[id] = v;
-    }
-    fields[NF_KEYS[id]!] = v;
+    fields[NF_KEYS[id]!] = msg.slice(nfValA[k]!, nfValB[k]!);
   }
   if (flagCount > 0) fields.FLAGS = nfFlags(msg, flagCount);
   return { family: 'ufw', fields };
