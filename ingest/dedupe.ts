@@ -29,6 +29,20 @@ export interface LineId {
 
 /** Two 32-bit hashes of (host, ts, line) in one pass: FNV-1a and a multiplicative mix. */
 export function lineId(host: string, ts: number, line: string): LineId {
+  const key = lineKey(host, ts, line);
+  return { key, h1: keyH1, h2: keyH2 };
+}
+
+/** h1 and h2 of the last `lineKey` call (valid until the next one) */
+export let keyH1 = 0;
+export let keyH2 = 0;
+
+/**
+ * `lineId` without the object, for the consumer stage's hot loop: returns the key and leaves h1
+ * and h2 in `keyH1` and `keyH2` (a line's identity is then three numbers in the caller's arrays,
+ * not an object and its boxed numbers per line).
+ */
+export function lineKey(host: string, ts: number, line: string): number {
   ha = 0x811c9dc5;
   hb = 0x9747b28c;
   feed(host);
@@ -37,9 +51,9 @@ export function lineId(host: string, ts: number, line: string): LineId {
   if (Number.isSafeInteger(ts) && ts >= 0) feedDigits(ts);
   else feed(String(ts));
   feed(line);
-  const h1 = fmix(ha);
-  const h2 = fmix(hb) | 1;
-  return { key: h1 * 0x200000 + (h2 >>> 11), h1, h2 };
+  keyH1 = fmix(ha);
+  keyH2 = fmix(hb) | 1;
+  return keyH1 * 0x200000 + (keyH2 >>> 11);
 }
 
 // The running state of lineId's two hashes (module-level: no closure per line). `feed` works on
@@ -111,21 +125,17 @@ class Bloom {
     this.bits = bits ?? new Uint8Array(Math.ceil(m / 8));
   }
 
-  private pos(id: LineId, i: number): number {
-    return (id.h1 + Math.imul(i, id.h2)) >>> 0;
-  }
-
-  add(id: LineId): void {
+  add(h1: number, h2: number): void {
     for (let i = 0; i < this.k; i++) {
-      const p = this.pos(id, i) % this.m;
+      const p = ((h1 + Math.imul(i, h2)) >>> 0) % this.m;
       this.bits[p >>> 3]! |= 1 << (p & 7);
     }
     this.count++;
   }
 
-  has(id: LineId): boolean {
+  has(h1: number, h2: number): boolean {
     for (let i = 0; i < this.k; i++) {
-      const p = this.pos(id, i) % this.m;
+      const p = ((h1 + Math.imul(i, h2)) >>> 0) % this.m;
       if ((this.bits[p >>> 3]! & (1 << (p & 7))) === 0) return false;
     }
     return true;
@@ -269,23 +279,40 @@ export class LineDedupe {
    * within the horizon only the exact tier answers; beyond it, the Bloom filter.
    */
   seen(id: LineId, ts: number, watermark: number | undefined): boolean {
-    if (this.exact.has(id.key)) return true;
+    return this.seenKey(id.key, id.h1, id.h2, ts, watermark);
+  }
+
+  /** `seen` for an identity as its three numbers (`lineKey`). */
+  seenKey(key: number, h1: number, h2: number, ts: number, watermark: number | undefined): boolean {
+    if (this.exact.has(key)) return true;
     if (watermark === undefined || ts >= watermark - this.horizonMs) return false;
-    return this.cur.has(id) || this.old.has(id);
+    return this.cur.has(h1, h2) || this.old.has(h1, h2);
   }
 
   /** Records an admitted line; `watermarkOf` tells which identities left the horizon. */
   remember(host: string, ts: number, id: LineId, watermarkOf: (host: string) => number | undefined): void {
-    this.exact.add(id.key);
+    this.rememberKey(host, ts, id.key, id.h1, id.h2, watermarkOf);
+  }
+
+  /** `remember` for an identity as its three numbers (`lineKey`). */
+  rememberKey(
+    host: string,
+    ts: number,
+    key: number,
+    h1: number,
+    h2: number,
+    watermarkOf: (host: string) => number | undefined,
+  ): void {
+    this.exact.add(key);
     this.fifoHost.push(host);
     this.fifoTs.push(ts);
-    this.fifoKey.push(id.key);
-    if (this.byHost) this.hostIds(host).push(ts, id.key);
+    this.fifoKey.push(key);
+    if (this.byHost) this.hostIds(host).push(ts, key);
     if (this.cur.count >= this.bloomCapacity) {
       this.old = this.cur;
       this.cur = new Bloom(this.old.m, this.old.k);
     }
-    this.cur.add(id);
+    this.cur.add(h1, h2);
     // Forget, oldest first, what left its host's horizon, and whatever the cap forces out.
     while (this.head < this.fifoKey.length) {
       const h = this.fifoHost[this.head]!;

@@ -59,10 +59,9 @@ export class KeySet {
     return true;
   }
 
+  /** Empties the set; it keeps its capacity (a set cleared per batch does not grow again). */
   clear(): void {
-    this.keys = new Float64Array(EMPTY_CAPACITY);
-    this.used = new Uint8Array(EMPTY_CAPACITY);
-    this.mask = EMPTY_CAPACITY - 1;
+    if (this.n > 0) this.used.fill(0);
     this.n = 0;
   }
 

@@ -26,9 +26,10 @@ import { hop } from '../runtime/latency.ts';
 import { createLogger } from '../runtime/log.ts';
 import type { KernelEvent } from '../schemas/index.ts';
 import { decodeValue, MAX_LINE_BYTES } from './decode.ts';
-import { type LineId, lineId } from './dedupe.ts';
+import { keyH1, keyH2, lineKey } from './dedupe.ts';
 import { toKernelEvent } from './event.ts';
 import { OutstandingOffsets } from './event-order.ts';
+import { KeySet } from './key-set.ts';
 import { ingestMetrics } from './metrics.ts';
 import { TemplateMiner } from './miner.ts';
 import {
@@ -350,6 +351,9 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
     isRunning: () => true,
   };
 
+  // the identities handed over in one delivery (deliveries take turns: one set, cleared each time)
+  const pendingIds = new KeySet();
+
   /**
    * Hands released lines to the learners: drops those already taken (dedupe) and dead-letters
    * those too late for their host. Marks lines taken only once the learners took them.
@@ -357,22 +361,27 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
   const deliver = async (released: PendingLine[], ctx: Omit<IngestBatchContext, 'hosts'>): Promise<void> => {
     if (released.length === 0) return;
     const events: KernelEvent[] = [];
-    // the lines the learners are given and their identities, side by side (no pair per line)
+    // the lines the learners are given and their identities (lineKey's three numbers), side by
+    // side (no pair, no identity object per line)
     const taken: PendingLine[] = [];
-    const takenIds: LineId[] = [];
+    const takenKeys: number[] = [];
+    const takenH1: number[] = [];
+    const takenH2: number[] = [];
     const dlq: { m: OutgoingMessage; partition: number; offset: string }[] = [];
     const families: Partial<Record<Family, number>> = {};
     const hosts = new Set<string>();
     const pendingWm = new Map<string, number>();
-    const pendingIds = new Set<number>();
+    pendingIds.clear();
     let duplicates = 0;
     let truncated = 0;
     for (const p of released) {
-      const id = lineId(p.host, p.ts, p.line);
+      const key = lineKey(p.host, p.ts, p.line);
+      const h1 = keyH1;
+      const h2 = keyH2;
       const a = order.hosts.get(p.host);
       const b = pendingWm.get(p.host);
       const wm = a === undefined ? b : b === undefined ? a : Math.max(a, b);
-      if (pendingIds.has(id.key) || order.dedupe.seen(id, p.ts, wm)) {
+      if (pendingIds.has(key) || order.dedupe.seenKey(key, h1, h2, p.ts, wm)) {
         duplicates++;
         reports.duplicate(p.host);
         continue;
@@ -395,10 +404,12 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
       if (p.cut) truncated++;
       if (transactional && hostPartitions.get(p.host) !== p.src.partition)
         hostPartitions.set(p.host, p.src.partition);
-      pendingIds.add(id.key);
+      pendingIds.add(key);
       if (b === undefined || p.ts > b) pendingWm.set(p.host, p.ts);
       taken.push(p);
-      takenIds.push(id);
+      takenKeys.push(key);
+      takenH1.push(h1);
+      takenH2.push(h2);
     }
     if (events.length > 0) {
       const handed = Date.now();
@@ -411,7 +422,7 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
     for (const p of taken) order.hosts.admit(p.host, p.ts);
     for (let i = 0; i < taken.length; i++) {
       const p = taken[i]!;
-      order.dedupe.remember(p.host, p.ts, takenIds[i]!, wmOf);
+      order.dedupe.rememberKey(p.host, p.ts, takenKeys[i]!, takenH1[i]!, takenH2[i]!, wmOf);
     }
     stats.events += events.length;
     stats.truncated += truncated;

@@ -2,11 +2,23 @@
 // saved state depends on lineId's exact values, and the key set must answer as a Set<number> does.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { lineId } from '../../ingest/dedupe.ts';
+import { keyH1, keyH2, lineId, lineKey } from '../../ingest/dedupe.ts';
 import { KeySet } from '../../ingest/key-set.ts';
 import { seededRandom } from '../../runtime/rng.ts';
 
 describe('lineId', () => {
+  it("lineKey gives lineId's numbers without the object", () => {
+    for (const [h, t, l] of [
+      ['edge-1', 1732960000123, 'a line'],
+      ['h', -5, 'x'],
+      ['', 1.5, ''],
+    ] as const) {
+      const id = lineId(h, t, l);
+      expect(lineKey(h, t, l)).toBe(id.key);
+      expect([keyH1, keyH2]).toEqual([id.h1, id.h2]);
+    }
+  });
+
   it('gives the identities saved state was written with (values computed before the hash loop was rewritten)', () => {
     const ufw = 'Nov 30 08:00:00 edge-1 kernel: [UFW BLOCK] IN=eth0 OUT= SRC=1.2.3.4';
     expect(lineId('edge-1', 1732960000123, ufw)).toEqual({
@@ -83,5 +95,9 @@ describe('KeySet', () => {
     s.clear();
     expect(s.size).toBe(0);
     expect(s.has(keys[1]!)).toBe(false);
+    // cleared, it keeps its capacity and works as new
+    expect(s.add(keys[1]!)).toBe(true);
+    expect(s.add(keys[1]!)).toBe(false);
+    expect(s.size).toBe(1);
   });
 });
