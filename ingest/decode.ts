@@ -8,7 +8,7 @@ export const MAX_LINE_BYTES = 64 * 1024;
 export type DecodeReason = 'empty' | 'binary' | 'invalid-utf8';
 
 export type Decoded =
-  | { ok: true; lines: string[]; truncated: number[] }
+  | { ok: true; lines: string[]; truncated: readonly number[] }
   | { ok: false; reason: DecodeReason; detail: string };
 
 export interface Rejection {
@@ -30,38 +30,39 @@ const CONTROLS = /[\x00-\x08\x0b\x0c\x0e-\x1a\x1c-\x1f\x7f]/g;
  * --input`), so a line is dead-lettered for the same reason whichever way it came in.
  */
 export function rejection(value: Buffer | null): Rejection | null {
-  return check(value).bad;
+  const bad = check(value);
+  checkedText = '';
+  return bad;
 }
+
+/** the text the last `check` read when it rejected nothing (module scratch: no result object per
+ * message; cleared by whoever takes it, so no value's text stays referenced) */
+let checkedText = '';
 
 /**
  * `rejection`, and the text when it is none. Valid UTF-8 (the common case) is decoded once and
  * the control characters are looked for in that text: they are ASCII, so in valid UTF-8 each is
  * one byte and one character, and no Latin-1 copy of the value is needed.
  */
-function check(value: Buffer | null): { bad: Rejection | null; text: string } {
-  if (value === null || value.length === 0) return { bad: { reason: 'empty', detail: 'no bytes' }, text: '' };
-  if (value.indexOf(0) >= 0)
-    return { bad: { reason: 'binary', detail: `NUL byte in ${value.length} bytes` }, text: '' };
+function check(value: Buffer | null): Rejection | null {
+  checkedText = '';
+  if (value === null || value.length === 0) return { reason: 'empty', detail: 'no bytes' };
+  if (value.indexOf(0) >= 0) return { reason: 'binary', detail: `NUL byte in ${value.length} bytes` };
   if (isUtf8(value)) {
     const text = value.toString('utf8');
-    if (!CONTROL.test(text)) return { bad: null, text };
+    checkedText = text;
+    if (!CONTROL.test(text)) return null;
     const ctl = text.match(CONTROLS)?.length ?? 0;
     // the share of characters as JavaScript counts them (UTF-16 units), as the text is read later
     if (ctl * 8 > text.length)
-      return {
-        bad: { reason: 'binary', detail: `${ctl} of ${text.length} characters are control characters` },
-        text,
-      };
-    return { bad: null, text };
+      return { reason: 'binary', detail: `${ctl} of ${text.length} characters are control characters` };
+    return null;
   }
   const bytes = value.toString('latin1');
   const ctl = bytes.match(CONTROLS)?.length ?? 0;
   if (ctl * 8 > value.length)
-    return {
-      bad: { reason: 'binary', detail: `${ctl} of ${value.length} bytes are control bytes` },
-      text: '',
-    };
-  return { bad: { reason: 'invalid-utf8', detail: `${value.length} bytes are not valid UTF-8` }, text: '' };
+    return { reason: 'binary', detail: `${ctl} of ${value.length} bytes are control bytes` };
+  return { reason: 'invalid-utf8', detail: `${value.length} bytes are not valid UTF-8` };
 }
 
 /** `rejection` for one line (no LF inside): also a line of blanks only cannot be read. */
@@ -81,8 +82,15 @@ export function lineRejection(line: Buffer): Rejection | null {
  * boundary (their indexes in `truncated`).
  */
 export function decodeValue(value: Buffer | null, maxLineBytes = MAX_LINE_BYTES): Decoded {
-  const { bad, text } = check(value);
+  const bad = check(value);
+  const text = checkedText;
+  checkedText = '';
   if (bad) return { ok: false, ...bad };
+  // one line that needs no cut (a message per line, as publish-logs writes): no split, no copies
+  if (value!.length <= maxLineBytes && text.indexOf('\n') < 0) {
+    if (isBlank(text)) return { ok: false, reason: 'empty', detail: `${value!.length} blank bytes` };
+    return { ok: true, lines: [text], truncated: NOT_TRUNCATED };
+  }
   const pieces = text.indexOf('\n') >= 0 ? text.split('\n') : [text];
   const lines: string[] = [];
   const truncated: number[] = [];
@@ -99,6 +107,9 @@ export function decodeValue(value: Buffer | null, maxLineBytes = MAX_LINE_BYTES)
   if (lines.length === 0) return { ok: false, reason: 'empty', detail: `${value!.length} blank bytes` };
   return { ok: true, lines, truncated };
 }
+
+/** `truncated` of a value with no line cut: one shared empty list */
+const NOT_TRUNCATED: readonly number[] = Object.freeze([]);
 
 function isBlank(s: string): boolean {
   for (let i = 0; i < s.length; i++) {
