@@ -47,17 +47,19 @@ let checkedText = '';
 function check(value: Buffer | null): Rejection | null {
   checkedText = '';
   if (value === null || value.length === 0) return { reason: 'empty', detail: 'no bytes' };
-  if (value.indexOf(0) >= 0) return { reason: 'binary', detail: `NUL byte in ${value.length} bytes` };
   if (isUtf8(value)) {
     const text = value.toString('utf8');
     checkedText = text;
+    // NUL is a control character: a text without any has none, and no separate scan of the bytes
     if (!CONTROL.test(text)) return null;
+    if (text.indexOf('\0') >= 0) return { reason: 'binary', detail: `NUL byte in ${value.length} bytes` };
     const ctl = text.match(CONTROLS)?.length ?? 0;
     // the share of characters as JavaScript counts them (UTF-16 units), as the text is read later
     if (ctl * 8 > text.length)
       return { reason: 'binary', detail: `${ctl} of ${text.length} characters are control characters` };
     return null;
   }
+  if (value.indexOf(0) >= 0) return { reason: 'binary', detail: `NUL byte in ${value.length} bytes` };
   const bytes = value.toString('latin1');
   const ctl = bytes.match(CONTROLS)?.length ?? 0;
   if (ctl * 8 > value.length)
