@@ -26,12 +26,6 @@ export interface Timed {
   host: string;
 }
 
-interface Slot<T> {
-  item: T;
-  ts: number;
-  seq: number;
-}
-
 interface PartitionState {
   /** newest event time read from it; -Infinity until its first batch */
   frontier: number;
@@ -67,44 +61,61 @@ export interface MergerStats {
   holding: number;
 }
 
-/** Heap order: by event time, then arrival. */
-function before<T>(x: Slot<T>, y: Slot<T>): boolean {
-  return x.ts < y.ts || (x.ts === y.ts && x.seq < y.seq);
-}
-
-/** A min-heap of items by (event time, arrival). */
+/**
+ * A min-heap of items by (event time, arrival): three parallel arrays, no slot object per item
+ * (the times are doubles: in arrays of doubles they are not boxed, as they were in a slot's fields).
+ */
 class TimeHeap<T> {
-  private readonly a: Slot<T>[] = [];
+  private readonly items_: T[] = [];
+  private readonly ts: number[] = [];
+  private readonly seq: number[] = [];
 
   get size(): number {
-    return this.a.length;
+    return this.items_.length;
   }
 
-  peek(): Slot<T> | undefined {
-    return this.a[0];
+  /** event time of the oldest item (the heap must not be empty) */
+  topTs(): number {
+    return this.ts[0]!;
+  }
+
+  /** Heap order: by event time, then arrival. */
+  private before(ti: number, si: number, tj: number, sj: number): boolean {
+    return ti < tj || (ti === tj && si < sj);
   }
 
   // Sift with a hole instead of swaps (a destructuring swap allocates an array per step, which
   // was most of the stage's garbage in a replay).
-  push(s: Slot<T>): void {
-    const a = this.a;
+  push(item: T, t: number, q: number): void {
+    const a = this.items_;
+    const ts = this.ts;
+    const seq = this.seq;
     let i = a.length;
-    a.push(s);
+    a.push(item);
+    ts.push(t);
+    seq.push(q);
     while (i > 0) {
       const p = (i - 1) >> 1;
-      const parent = a[p]!;
-      if (!before(s, parent)) break;
-      a[i] = parent;
+      if (!this.before(t, q, ts[p]!, seq[p]!)) break;
+      a[i] = a[p]!;
+      ts[i] = ts[p]!;
+      seq[i] = seq[p]!;
       i = p;
     }
-    a[i] = s;
+    a[i] = item;
+    ts[i] = t;
+    seq[i] = q;
   }
 
-  pop(): Slot<T> | undefined {
-    const a = this.a;
-    if (a.length === 0) return undefined;
+  /** Removes and returns the oldest item (the heap must not be empty). */
+  pop(): T {
+    const a = this.items_;
+    const ts = this.ts;
+    const seq = this.seq;
     const top = a[0]!;
     const last = a.pop()!;
+    const lastTs = ts.pop()!;
+    const lastSeq = seq.pop()!;
     const n = a.length;
     if (n > 0) {
       let i = 0;
@@ -112,25 +123,37 @@ class TimeHeap<T> {
         const l = 2 * i + 1;
         if (l >= n) break;
         const r = l + 1;
-        const m = r < n && before(a[r]!, a[l]!) ? r : l;
-        if (!before(a[m]!, last)) break;
+        const m = r < n && this.before(ts[r]!, seq[r]!, ts[l]!, seq[l]!) ? r : l;
+        if (!this.before(ts[m]!, seq[m]!, lastTs, lastSeq)) break;
         a[i] = a[m]!;
+        ts[i] = ts[m]!;
+        seq[i] = seq[m]!;
         i = m;
       }
       a[i] = last;
+      ts[i] = lastTs;
+      seq[i] = lastSeq;
     }
     return top;
   }
 
   items(): T[] {
-    return [...this.a].sort((x, y) => x.ts - y.ts || x.seq - y.seq).map((s) => s.item);
+    const order = this.items_.map((_, i) => i);
+    order.sort((x, y) => this.ts[x]! - this.ts[y]! || this.seq[x]! - this.seq[y]!);
+    return order.map((i) => this.items_[i]!);
   }
 
   /** Keeps the items `keep` accepts (rebuilds the heap). */
   filter(keep: (item: T) => boolean): void {
-    const kept = this.a.filter((s) => keep(s.item));
-    this.a.length = 0;
-    for (const s of kept) this.push(s);
+    const kept: number[] = [];
+    for (let i = 0; i < this.items_.length; i++) if (keep(this.items_[i]!)) kept.push(i);
+    const items = kept.map((i) => this.items_[i]!);
+    const ts = kept.map((i) => this.ts[i]!);
+    const seq = kept.map((i) => this.seq[i]!);
+    this.items_.length = 0;
+    this.ts.length = 0;
+    this.seq.length = 0;
+    for (let k = 0; k < items.length; k++) this.push(items[k]!, ts[k]!, seq[k]!);
   }
 }
 
@@ -192,7 +215,7 @@ export class EventTimeMerger<T extends Timed> {
       this.parts.set(partition, st);
     }
     for (const item of items) {
-      this.heap.push({ item, ts: item.ts, seq: this.seq++ });
+      this.heap.push(item, item.ts, this.seq++);
       if (item.ts > st.frontier) st.frontier = item.ts;
     }
     st.position = BigInt(info.lastOffset) + 1n;
@@ -219,7 +242,7 @@ export class EventTimeMerger<T extends Timed> {
 
   /** Puts back items released but not taken (their handler failed), keeping their order. */
   putBack(items: readonly T[]): void {
-    for (const item of items) this.heap.push({ item, ts: item.ts, seq: -1e15 + this.seq++ });
+    for (const item of items) this.heap.push(item, item.ts, -1e15 + this.seq++);
   }
 
   private caughtUp(st: PartitionState): boolean {
@@ -283,12 +306,10 @@ export class EventTimeMerger<T extends Timed> {
     const w = this.watermark();
     const items: T[] = [];
     let forced = 0;
-    for (;;) {
-      const top = this.heap.peek();
-      if (!top) break;
-      if (top.ts <= w) items.push(this.heap.pop()!.item);
+    while (this.heap.size > 0) {
+      if (this.heap.topTs() <= w) items.push(this.heap.pop());
       else if (this.heap.size > this.maxBuffered) {
-        items.push(this.heap.pop()!.item);
+        items.push(this.heap.pop());
         forced++;
       } else break;
     }
@@ -299,7 +320,7 @@ export class EventTimeMerger<T extends Timed> {
   /** Pops everything (the end of a bounded input: a final watermark). */
   releaseAll(): T[] {
     const items: T[] = [];
-    for (let s = this.heap.pop(); s; s = this.heap.pop()) items.push(s.item);
+    while (this.heap.size > 0) items.push(this.heap.pop());
     return items;
   }
 
@@ -310,7 +331,7 @@ export class EventTimeMerger<T extends Timed> {
 
   /** Restores what a snapshot held (partition state is the consumer's and starts afresh). */
   restore(items: readonly T[]): void {
-    for (const item of items) this.heap.push({ item, ts: item.ts, seq: this.seq++ });
+    for (const item of items) this.heap.push(item, item.ts, this.seq++);
   }
 
   stats(): MergerStats {
