@@ -508,6 +508,24 @@ const EMPTY: Record<string, string> = Object.freeze({}) as Record<string, string
 /** hostOf() sets this: it wants the host, not the kernel family. */
 let skipClassify = false;
 
+/** Whether a line of this program and layout may belong to a kernel family (result, classifyParsed). */
+function mayClassify(format: LineFormat, program: string | null): boolean {
+  return program === null || format === 'kernel' || kernelish(program);
+}
+
+/**
+ * The kernel family and fields of a line parsed with `classify: false`, set as parseLine would
+ * have set them (the same rule and the same classify on the same message).
+ */
+export function classifyParsed(p: ParsedLine): void {
+  if (!mayClassify(p.format, p.program)) return;
+  const c = classify(p.message);
+  if (c) {
+    p.family = c.family;
+    p.fields = c.fields;
+  }
+}
+
 function result(
   format: LineFormat,
   ts: number,
@@ -521,7 +539,7 @@ function result(
 ): ParsedLine {
   let family: Family = 'other';
   let fields: Record<string, string> = EMPTY;
-  if (!skipClassify && (program === null || format === 'kernel' || kernelish(program))) {
+  if (!skipClassify && mayClassify(format, program)) {
     const c = classify(message);
     if (c) {
       family = c.family;
@@ -622,7 +640,16 @@ function trimLine(raw: string): string {
  */
 export function parseLine(raw: string, opts: ParseOptions = {}): ParsedLine {
   const s = trimLine(raw);
-  const p = parseTrimmed(s, opts);
+  let p: ParsedLine;
+  if (opts.classify === false) {
+    const before = skipClassify;
+    skipClassify = true;
+    try {
+      p = parseTrimmed(s, opts);
+    } finally {
+      skipClassify = before;
+    }
+  } else p = parseTrimmed(s, opts);
   // every layout but JSON cuts the message as a suffix of the trimmed line
   if (p.format !== 'journal')
     p.messageAt = (raw.charCodeAt(0) === 0xfeff ? 1 : 0) + s.length - p.message.length;

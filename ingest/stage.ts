@@ -39,7 +39,7 @@ import {
   orderMetrics,
   type PendingLine,
 } from './order-state.ts';
-import { parseLine } from './parse.ts';
+import { classifyParsed, type ParseOptions, parseLine } from './parse.ts';
 import type { Family } from './types.ts';
 
 const log = createLogger('ingest.stage');
@@ -395,6 +395,9 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
         reports.late(p, wm!);
         continue;
       }
+      // the kernel family and fields only now: the lines waiting for their event-time turn did
+      // not hold them, and a duplicate or late line never needs them
+      classifyParsed(p.parsed);
       const at = p.parsed.messageAt;
       const mined =
         at >= 0 ? miner.add(p.line, at, at + p.parsed.message.length) : miner.add(p.parsed.message);
@@ -484,6 +487,8 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
 
   let draining = false;
   let unkeyed = 0;
+  // the parser's options, set per message (not an object per line); the family is read at delivery
+  const parseOpts: ParseOptions = { host: '', now: 0, classify: false };
   const onBatch = async (
     batch: BusMessage[],
     bctx: {
@@ -515,11 +520,13 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
       const key = m.key && m.key.length > 0 ? m.key.toString('utf8') : '';
       const now = m.timestamp > 0 ? m.timestamp : Date.now();
       const contentType = m.headers[HEADERS.contentType] ?? CONTENT_TYPES.text;
+      parseOpts.host = key;
+      parseOpts.now = now;
       for (let i = 0; i < d.lines.length; i++) {
         count++;
         const line = d.lines[i]!;
         try {
-          const parsed = parseLine(line, { host: key, now });
+          const parsed = parseLine(line, parseOpts);
           if (parsed.host !== key) unkeyed++;
           outstanding.add(m.partition, Number(m.offset));
           lines.push({

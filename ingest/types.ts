@@ -68,4 +68,10 @@ export interface ParseOptions {
   host?: string;
   /** receive time (epoch ms): the ts of lines without one, and the year of `Jan  2` stamps */
   now?: number;
+  /**
+   * false: leave `family` 'other' and `fields` empty; `classifyParsed` adds them later, as this
+   * would have (the consumer stage classifies only the lines it hands over, after the event-time
+   * wait, so the lines waiting there do not hold their fields). Default true.
+   */
+  classify?: boolean;
 }

@@ -5,6 +5,7 @@
 // a prefix that changes), each read twice and after other lines (the reused strings).
 import { describe, expect, it } from 'vitest';
 import { classify } from '../../ingest/families.ts';
+import { classifyParsed, parseLine } from '../../ingest/parse.ts';
 
 const CASES: [string, Record<string, string> | null][] = [
   [
@@ -116,5 +117,29 @@ describe('netfilter fields', () => {
     expect(a).not.toBe(b);
     a.SRC = 'changed';
     expect(b.SRC).toBe('203.0.113.7');
+  });
+});
+
+describe('classify later (the consumer stage: classify: false, then classifyParsed)', () => {
+  it('gives the line parseLine would have given, family and fields included', () => {
+    const lines = [
+      ...CASES.map(([m]) => `Nov 30 08:00:00 edge-1 kernel: [ 12.5] ${m}`),
+      'Nov 30 08:00:01 edge-1 kernel: e1000e: eth1 NIC Link is Up 1000 Mbps Full Duplex, Flow Control: None',
+      'Nov 30 08:00:02 edge-1 sshd[42]: IN=eth0 OUT= SRC=1.2.3.4 (not a kernel program: no family)',
+      '<6>[ 3.1] usb 1-1: new high-speed USB device number 2 using xhci_hcd',
+      '{"MESSAGE":"audit: type=1400 apparmor=\\"DENIED\\"","SYSLOG_IDENTIFIER":"kernel","__REALTIME_TIMESTAMP":"1700000000000000"}',
+      'no header at all: Out of memory: Killed process 12 (java)',
+    ];
+    for (const l of lines) {
+      const opts = { host: 'k', now: 1_764_000_000_000 };
+      const now = parseLine(l, opts);
+      const later = parseLine(l, { ...opts, classify: false });
+      expect(later.family).toBe('other');
+      expect(later.fields).toEqual({});
+      classifyParsed(later);
+      expect(JSON.stringify(later)).toBe(JSON.stringify(now));
+    }
+    // and a later parse classifies again (the option does not stick)
+    expect(parseLine(lines[0]!).family).toBe('ufw');
   });
 });
