@@ -55,7 +55,8 @@ export interface LineSource {
   offset: string;
   key: Buffer | null;
   contentType: string;
-  /** the message's own bytes when it held this line alone (else the line's UTF-8 is sent) */
+  /** the message's own bytes when it held this line alone and they are not just the line's UTF-8
+   * (else the line's UTF-8 is sent: the same bytes when the value was the line, ASCII) */
   raw: Buffer | null;
   /** the message's timestamp (the receive time of lines without one of their own) */
   timestamp: number;

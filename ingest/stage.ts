@@ -542,7 +542,10 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
               offset: m.offset,
               key: m.key,
               contentType,
-              raw: d.lines.length === 1 ? m.value : null,
+              // a value that is this line and nothing else, ASCII (as many characters as bytes):
+              // its bytes are the line's UTF-8, made again if it is dead-lettered (the waiting
+              // line does not hold the message's buffer)
+              raw: d.lines.length === 1 && line.length !== m.value!.length ? m.value : null,
               timestamp: now,
             },
             receivedAt,
