@@ -351,8 +351,12 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
     isRunning: () => true,
   };
 
-  // the identities handed over in one delivery (deliveries take turns: one set, cleared each time)
+  // the identities handed over in one delivery (deliveries take turns: one set, cleared each
+  // time, and one set of arrays, written from 0 each time: their storage stays, it holds numbers)
   const pendingIds = new KeySet();
+  const takenKeys: number[] = [];
+  const takenH1: number[] = [];
+  const takenH2: number[] = [];
 
   /**
    * Hands released lines to the learners: drops those already taken (dedupe) and dead-letters
@@ -361,12 +365,9 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
   const deliver = async (released: PendingLine[], ctx: Omit<IngestBatchContext, 'hosts'>): Promise<void> => {
     if (released.length === 0) return;
     const events: KernelEvent[] = [];
-    // the lines the learners are given and their identities (lineKey's three numbers), side by
-    // side (no pair, no identity object per line)
+    // the lines the learners are given and their identities (lineKey's three numbers, in the
+    // stage's arrays: taken[i] is takenKeys[i] …), side by side: no pair, no object per line
     const taken: PendingLine[] = [];
-    const takenKeys: number[] = [];
-    const takenH1: number[] = [];
-    const takenH2: number[] = [];
     const dlq: { m: OutgoingMessage; partition: number; offset: string }[] = [];
     const families: Partial<Record<Family, number>> = {};
     const hosts = new Set<string>();
@@ -386,7 +387,8 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
         reports.duplicate(p.host);
         continue;
       }
-      if (order.hosts.isLate(p.host, p.ts, pendingWm)) {
+      // late: order.hosts.isLate(p.host, p.ts, pendingWm), on the watermark just read
+      if (wm !== undefined && p.ts < wm - order.hosts.allowedLatenessMs) {
         dlq.push({
           m: lateLetter(p, wm!, order.hosts.allowedLatenessMs),
           partition: p.src.partition,
@@ -409,10 +411,10 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
         hostPartitions.set(p.host, p.src.partition);
       pendingIds.add(key);
       if (b === undefined || p.ts > b) pendingWm.set(p.host, p.ts);
+      takenKeys[taken.length] = key;
+      takenH1[taken.length] = h1;
+      takenH2[taken.length] = h2;
       taken.push(p);
-      takenKeys.push(key);
-      takenH1.push(h1);
-      takenH2.push(h2);
     }
     if (events.length > 0) {
       const handed = Date.now();
