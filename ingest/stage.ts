@@ -524,13 +524,14 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
       const contentType = m.headers[HEADERS.contentType] ?? CONTENT_TYPES.text;
       parseOpts.host = key;
       parseOpts.now = now;
+      const offset = Number(m.offset);
       for (let i = 0; i < d.lines.length; i++) {
         count++;
         const line = d.lines[i]!;
         try {
           const parsed = parseLine(line, parseOpts);
           if (parsed.host !== key) unkeyed++;
-          outstanding.add(m.partition, Number(m.offset));
+          outstanding.add(m.partition, offset);
           lines.push({
             ts: parsed.ts,
             host: parsed.host,
