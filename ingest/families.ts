@@ -88,18 +88,8 @@ const NF_KEYS: readonly string[] = [
 ];
 /** The key `msg[a, b)`: a shared string when it is one of NF_KEYS, else a slice. */
 function nfKey(msg: string, a: number, b: number): string {
-  const id = nfKeyId(msg, a, b);
+  const id = nfKeyIdAt(msg, a, b);
   return id >= 0 ? NF_KEYS[id]! : msg.slice(a, b);
-}
-
-/** NF_KEYS' indexes by length and first character */
-const NF_IDS_BY_SHAPE = new Map<number, number[]>();
-for (let id = 0; id < NF_KEYS.length; id++) {
-  const k = NF_KEYS[id]!;
-  const shape = k.length * 128 + k.charCodeAt(0);
-  const list = NF_IDS_BY_SHAPE.get(shape) ?? [];
-  list.push(id);
-  NF_IDS_BY_SHAPE.set(shape, list);
 }
 
 /**
@@ -125,13 +115,6 @@ function nfKeyIdAt(msg: string, a: number, b: number): number {
   const k = NF_KEYS[id]!;
   for (let j = 0; j < len; j++) if (msg.charCodeAt(a + j) !== k.charCodeAt(j)) return -1;
   return id;
-}
-
-/** The index in NF_KEYS of the key `msg[a, b)`, or -1. */
-function nfKeyId(msg: string, a: number, b: number): number {
-  const list = NF_IDS_BY_SHAPE.get((b - a) * 128 + msg.charCodeAt(a));
-  if (list) for (const id of list) if (msg.startsWith(NF_KEYS[id]!, a)) return id;
-  return -1;
 }
 
 /**
