@@ -369,6 +369,7 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
     // stage's arrays: taken[i] is takenKeys[i] …), side by side: no pair, no object per line
     const taken: PendingLine[] = [];
     const dlq: { m: OutgoingMessage; partition: number; offset: string }[] = [];
+    const failed: { m: OutgoingMessage; partition: number; offset: string }[] = [];
     const families: Partial<Record<Family, number>> = {};
     const hosts = new Set<string>();
     const pendingWm = new Map<string, number>();
@@ -399,7 +400,24 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
       }
       // the kernel family and fields only now: the lines waiting for their event-time turn did
       // not hold them, and a duplicate or late line never needs them
-      classifyParsed(p.parsed);
+      try {
+        classifyParsed(p.parsed);
+      } catch (err) {
+        // A bug of ours, not the line's (as a parse error when read): dead-letter it and go on,
+        // so no line stops the stage.
+        failed.push({
+          m: lineLetter(p, `parse-error: ${(err as Error).message}`),
+          partition: p.src.partition,
+          offset: p.src.offset,
+        });
+        log.error('line failed to classify', {
+          topic: p.src.topic,
+          partition: p.src.partition,
+          offset: p.src.offset,
+          err,
+        });
+        continue;
+      }
       const at = p.parsed.messageAt;
       const mined =
         at >= 0 ? miner.add(p.line, at, at + p.parsed.message.length) : miner.add(p.parsed.message);
@@ -421,7 +439,7 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
       for (const p of taken) stageToLearners.record(handed - p.receivedAt);
       await opts.onEvents(events, { ...ctx, hosts: [...hosts] });
     }
-    await publishDead(dlq);
+    await publishDead(failed.length > 0 ? [...dlq, ...failed] : dlq);
     // The learners took them: from now on they are counted, and a copy is a duplicate.
     settle(released);
     for (const p of taken) order.hosts.admit(p.host, p.ts);
@@ -433,6 +451,11 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
     stats.truncated += truncated;
     stats.duplicates += duplicates;
     stats.late += dlq.length;
+    if (failed.length) {
+      stats.deadLettered += failed.length;
+      stats.byReason['parse-error'] = (stats.byReason['parse-error'] ?? 0) + failed.length;
+      ingestMetrics.deadLetters.inc({ reason: 'parse-error' }, failed.length);
+    }
     if (duplicates) orderMetrics.duplicates.inc({ topic }, duplicates);
     if (dlq.length) {
       orderMetrics.late.inc({ topic }, dlq.length);
@@ -791,11 +814,19 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
 /** The dead letter of a line too late for its host: its original bytes, the reason and the times. */
 function lateLetter(p: PendingLine, watermark: number, latenessMs: number): OutgoingMessage {
   const iso = (t: number) => (Number.isFinite(t) ? new Date(t).toISOString() : String(t));
+  return lineLetter(
+    p,
+    `late: event time ${iso(p.ts)} is more than ${latenessMs / 1000}s behind host ${p.host}'s watermark ${iso(watermark)}`,
+  );
+}
+
+/** The dead letter of a waiting line: its original bytes, `error` and where it came from. */
+function lineLetter(p: PendingLine, error: string): OutgoingMessage {
   return {
     key: p.src.key,
     value: p.src.raw ?? Buffer.from(p.line, 'utf8'),
     headers: {
-      [HEADERS.error]: `late: event time ${iso(p.ts)} is more than ${latenessMs / 1000}s behind host ${p.host}'s watermark ${iso(watermark)}`,
+      [HEADERS.error]: error,
       [HEADERS.contentType]: p.src.contentType,
       'virgo-source': `${p.src.topic}/${p.src.partition}/${p.src.offset}`,
     },
