@@ -16,7 +16,7 @@
 //
 // Stamps without a zone (RFC 3164's `Jan  2 03:04:05`, `2024-01-02 03:04:05`) are read as UTC,
 // so every consumer reads the same instant whatever its own time zone.
-import { daysInMonth, digits, isDigit, isWeekdayAt, monthAt, monthAtAnyCase } from './calendar.ts';
+import { codeAt, daysInMonth, digits, isDigit, isWeekdayAt, monthAt, monthAtAnyCase } from './calendar.ts';
 import { classify } from './families.ts';
 import { type HpcHeader, hpcHeader } from './hpc.ts';
 import { severityAt } from './severity.ts';
@@ -56,6 +56,8 @@ const COLON = 58;
 const isBlank = (c: number): boolean => c === SP || c === TAB;
 
 function skipBlanks(s: string, i: number): number {
+  // a trimmed line ends in a non-blank: only a start at the end could read past it
+  if (i >= s.length) return i;
   while (isBlank(s.charCodeAt(i))) i++;
   return i;
 }
@@ -578,7 +580,7 @@ function messageResult(
   pri: number,
 ): ParsedLine {
   let mono: number | null = null;
-  if (s.charCodeAt(i) === 91) {
+  if (codeAt(s, i) === 91) {
     const e = kernelStampAt(s, i);
     if (e >= 0) {
       mono = monoSecs;
@@ -631,7 +633,7 @@ function trimLine(raw: string): string {
     if (c === 10 || c === 13 || c === SP || c === TAB) end--;
     else break;
   }
-  const start = raw.charCodeAt(0) === 0xfeff ? 1 : 0;
+  const start = codeAt(raw, 0) === 0xfeff ? 1 : 0;
   return start === 0 && end === raw.length ? raw : raw.slice(start, end);
 }
 
@@ -651,8 +653,7 @@ export function parseLine(raw: string, opts: ParseOptions = {}): ParsedLine {
     }
   } else p = parseTrimmed(s, opts);
   // every layout but JSON cuts the message as a suffix of the trimmed line
-  if (p.format !== 'journal')
-    p.messageAt = (raw.charCodeAt(0) === 0xfeff ? 1 : 0) + s.length - p.message.length;
+  if (p.format !== 'journal') p.messageAt = (codeAt(raw, 0) === 0xfeff ? 1 : 0) + s.length - p.message.length;
   return p;
 }
 
@@ -675,7 +676,7 @@ function parseTrimmed(s: string, opts: ParseOptions): ParsedLine {
   const defaultHost = opts.host ?? '';
   // a line may be indented (relays, copy-paste)
   let i = skipBlanks(s, 0);
-  const c0 = s.charCodeAt(i);
+  const c0 = codeAt(s, i);
   if (c0 === 123) {
     const j = journalLine(s, now, defaultHost);
     if (j) return j;
@@ -686,7 +687,7 @@ function parseTrimmed(s: string, opts: ParseOptions): ParsedLine {
     if (pri >= 0) {
       i = priEnd;
       // RFC 5424: `<PRI>VERSION SP …`, strictly; anything short of it is read as below
-      if (isDigit(s.charCodeAt(i)) && s.charCodeAt(i) !== 48) {
+      if (isDigit(codeAt(s, i)) && codeAt(s, i) !== 48) {
         const r = rfc5424At(s, i, pri, now, defaultHost);
         if (r) return r;
       }
@@ -695,14 +696,14 @@ function parseTrimmed(s: string, opts: ParseOptions): ParsedLine {
     }
   } else if (isDigit(c0)) {
     // RFC 5424 without its PRI (`1 2020-05-22T14:59:09.250-03:00 host app …`), /dev/kmsg records
-    if (c0 === 49 && s.charCodeAt(i + 1) === SP) {
+    if (c0 === 49 && codeAt(s, i + 1) === SP) {
       const r = rfc5424At(s, i, -1, now, defaultHost);
       if (r) return r;
     }
     const k = kmsgRecord(s, i, now, defaultHost);
     if (k) return k;
   }
-  let c = s.charCodeAt(i);
+  let c = codeAt(s, i);
   if (isDigit(c)) {
     // BGL, Thunderbird: `1117838570 2005.06.03 …` (a digit first, then a fixed shape)
     const h = hpcHeader(s, i);
@@ -712,8 +713,8 @@ function parseTrimmed(s: string, opts: ParseOptions): ParsedLine {
     // Cisco IOS numbers its messages: `<0>91: *Oct 07 03:10:04: host …`
     if (pri >= 0) {
       let j = i;
-      while (isDigit(s.charCodeAt(j))) j++;
-      if (s.charCodeAt(j) === COLON && s.charCodeAt(j + 1) === SP) {
+      while (isDigit(codeAt(s, j))) j++;
+      if (codeAt(s, j) === COLON && codeAt(s, j + 1) === SP) {
         const k = skipBlanks(s, j + 1);
         const e2 = bsdStampAt(s, k, now);
         if (e2 >= 0) return headerResult('rfc3164', s, e2, stampTs, pri, defaultHost);
@@ -725,7 +726,7 @@ function parseTrimmed(s: string, opts: ParseOptions): ParsedLine {
     if (e >= 0) {
       pri = decodedPri;
       i = e;
-      c = s.charCodeAt(i);
+      c = codeAt(s, i);
     }
   }
   if (c === 91) {
