@@ -12,6 +12,10 @@ export const ingestMetrics = {
   ),
   truncated: counter('virgo_ingest_truncated_total', 'lines cut to the maximum line length and flagged'),
   templates: gauge('virgo_ingest_templates', 'templates the miner holds'),
+  templatesEvicted: counter(
+    'virgo_ingest_templates_evicted_total',
+    'templates the miner evicted past its maxTemplates (least recently used first)',
+  ),
 };
 
 export const publishMetrics = {

@@ -210,6 +210,8 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
   const topic = opts.topic ?? TOPICS.kernelLogs;
   const dlqTopic = opts.dlqTopic ?? `${topic}.dlq`;
   const miner = opts.miner ?? new TemplateMiner();
+  // the miner counts evictions over its life (a restored one brings its own): the counter takes the rise
+  let minerEvicted = miner.stats().evicted;
   const order = opts.order ?? new IngestOrder(opts.orderOptions);
   const merger = order.merger;
   // What waits is not committed: a crash or a rebalance reads it again.
@@ -660,6 +662,9 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
     ingestMetrics.messages.inc(batch.length);
     ingestMetrics.lines.inc(count);
     ingestMetrics.templates.set(miner.size);
+    const evicted = miner.stats().evicted;
+    if (evicted > minerEvicted) ingestMetrics.templatesEvicted.inc(evicted - minerEvicted);
+    minerEvicted = evicted;
   };
 
   // Without a new batch the watermark still moves when a partition goes idle: look regularly.

@@ -161,6 +161,48 @@ describe('ingest stage (in-process bus)', () => {
     await h.bus.close();
   });
 
+  it('counts the templates the miner evicts past its cap (virgo_ingest_templates_evicted_total)', async () => {
+    const h = await harness();
+    const miner = new TemplateMiner({ maxTemplates: 4 });
+    const evictedTotal = async () => (await ingestMetrics.templatesEvicted.get()).values[0]?.value ?? 0;
+    const before = await evictedTotal();
+    const seen: string[] = [];
+    const stage = await startIngestStage({
+      bus: h.bus,
+      miner,
+      fromBeginning: true,
+      onEvents: async (events) => void seen.push(...events.map((e) => e.message)),
+    });
+    // 1 to 12 words: a template each (a template never spans token counts), 12 > 4 held
+    const lines = Array.from({ length: 12 }, (_, k) =>
+      Array.from({ length: k + 1 }, (_, w) => `w${w}`).join(' '),
+    );
+    await h.bus.publish(
+      h.topic,
+      lines.map((l) => ({ key: 'h', value: `kernel: ${l}` })),
+    );
+    await waitFor(() => seen.length === lines.length, 'every line mined');
+    const evicted = miner.stats().evicted;
+    expect(evicted).toBeGreaterThanOrEqual(8);
+    await waitFor(async () => (await evictedTotal()) - before === evicted, 'the counter caught up');
+    // a stage over a miner that has evicted already counts only what it evicts itself
+    await stage.close();
+    const again = await startIngestStage({
+      bus: h.bus,
+      miner,
+      fromBeginning: false,
+      onEvents: async () => {},
+    });
+    await h.bus.publish(h.topic, [{ key: 'h', value: 'kernel: a b c d e f g h i j k l m' }]);
+    await waitFor(() => miner.stats().evicted > evicted, 'one more eviction');
+    await waitFor(
+      async () => (await evictedTotal()) - before === miner.stats().evicted,
+      'the counter rose by that one too',
+    );
+    await again.close();
+    await h.bus.close();
+  });
+
   it('commits after processing: a restarted stage in the same group goes on where it stopped', async () => {
     const h = await harness();
     const miner = new TemplateMiner();
