@@ -255,6 +255,11 @@ export class TemplateMiner {
     return this.clusters.size;
   }
 
+  /** templates evicted so far (without stats()'s walk of the prefix tree: read once per batch) */
+  get evictedCount(): number {
+    return this.evicted;
+  }
+
   /**
    * templates held, evicted so far (least recently used, past maxTemplates), cached masked
    * messages, prefix-tree nodes, templates compared with a message so far

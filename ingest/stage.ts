@@ -211,7 +211,7 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
   const dlqTopic = opts.dlqTopic ?? `${topic}.dlq`;
   const miner = opts.miner ?? new TemplateMiner();
   // the miner counts evictions over its life (a restored one brings its own): the counter takes the rise
-  let minerEvicted = miner.stats().evicted;
+  let minerEvicted = miner.evictedCount;
   const order = opts.order ?? new IngestOrder(opts.orderOptions);
   const merger = order.merger;
   // What waits is not committed: a crash or a rebalance reads it again.
@@ -662,7 +662,7 @@ export async function startIngestStage(opts: IngestStageOptions): Promise<Ingest
     ingestMetrics.messages.inc(batch.length);
     ingestMetrics.lines.inc(count);
     ingestMetrics.templates.set(miner.size);
-    const evicted = miner.stats().evicted;
+    const evicted = miner.evictedCount;
     if (evicted > minerEvicted) ingestMetrics.templatesEvicted.inc(evicted - minerEvicted);
     minerEvicted = evicted;
   };
