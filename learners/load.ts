@@ -130,25 +130,110 @@ export interface LoadSample {
   execMs?: number;
 }
 
-/** The `virgo_load:` sample of a message, if it is one. */
+const LOAD_MARK = 'virgo_load:';
+
+/** A `virgo_load:` figure: a finite number >= 0, else absent. */
+function loadNum(s: string | undefined): number | undefined {
+  if (s === undefined) return undefined;
+  const n = Number(s);
+  return Number.isFinite(n) && n >= 0 ? n : undefined;
+}
+
+/** a regular-expression `\w` (no u flag): [A-Za-z0-9_] */
+function isWordCode(c: number): boolean {
+  return (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || (c >= 48 && c <= 57) || c === 95;
+}
+
+/** a regular-expression `\s`: ASCII and Unicode spaces and line terminators */
+export function isSpaceCode(c: number): boolean {
+  if (c <= 32) return c === 32 || (c >= 9 && c <= 13);
+  if (c < 160) return false;
+  return (
+    c === 160 ||
+    c === 0x1680 ||
+    (c >= 0x2000 && c <= 0x200a) ||
+    c === 0x2028 ||
+    c === 0x2029 ||
+    c === 0x202f ||
+    c === 0x205f ||
+    c === 0x3000 ||
+    c === 0xfeff
+  );
+}
+
+/** whether `s` holds a line terminator from `from` on (what `.` and `$` of a regex stop at) */
+function hasLineTerminator(s: string, from: number): boolean {
+  for (let i = from; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 10 || c === 13 || c === 0x2028 || c === 0x2029) return true;
+  }
+  return false;
+}
+
+/**
+ * The `virgo_load:` sample of a message, if it is one. A character scan, not `matchAll` (an array
+ * and two strings per pair, per load line): it reads the pairs `/(\w+)=(\S+)/g` would read after
+ * `/virgo_load:\s*(.*)$/`, the last of a repeated key winning, and only the four keys used. A
+ * message with a line terminator (never a kernel line) takes the regular expressions themselves.
+ */
 export function parseLoadLine(message: string, host: string): LoadSample | undefined {
+  const at = message.indexOf(LOAD_MARK);
+  if (at < 0) return undefined;
+  if (hasLineTerminator(message, at)) return parseLoadLineRe(message, host);
+  let node: string | undefined;
+  let load: string | undefined;
+  let runq: string | undefined;
+  let execMs: string | undefined;
+  const n = message.length;
+  let i = at + LOAD_MARK.length;
+  while (i < n) {
+    if (!isWordCode(message.charCodeAt(i))) {
+      i++;
+      continue;
+    }
+    let j = i + 1;
+    while (j < n && isWordCode(message.charCodeAt(j))) j++;
+    // `\w+` ends where the word does; a pair needs `=` and one non-space right after it
+    if (j + 1 >= n || message.charCodeAt(j) !== 61 || isSpaceCode(message.charCodeAt(j + 1))) {
+      i = j;
+      continue;
+    }
+    let k = j + 2;
+    while (k < n && !isSpaceCode(message.charCodeAt(k))) k++;
+    const len = j - i;
+    if (len === 4 && message.startsWith('node', i)) node = message.slice(j + 1, k);
+    else if (len === 4 && message.startsWith('load', i)) load = message.slice(j + 1, k);
+    else if (len === 4 && message.startsWith('runq', i)) runq = message.slice(j + 1, k);
+    else if (len === 7 && message.startsWith('exec_ms', i)) execMs = message.slice(j + 1, k);
+    i = k;
+  }
+  return sample(host, node, load, runq, execMs);
+}
+
+function sample(
+  host: string,
+  node: string | undefined,
+  load: string | undefined,
+  runq: string | undefined,
+  execMs: string | undefined,
+): LoadSample {
+  const out: LoadSample = { node: node ?? host };
+  const l = loadNum(load);
+  const r = loadNum(runq);
+  const x = loadNum(execMs);
+  if (l !== undefined) out.load = l;
+  if (r !== undefined) out.runq = r;
+  if (x !== undefined) out.execMs = x;
+  return out;
+}
+
+/** The regular-expression reading, for the messages the scan leaves to it. */
+function parseLoadLineRe(message: string, host: string): LoadSample | undefined {
   const m = LOAD_RE.exec(message);
   if (!m) return undefined;
   const kv: Record<string, string> = {};
   for (const x of m[1]!.matchAll(KV_RE)) kv[x[1]!] = x[2]!;
-  const num = (s: string | undefined) => {
-    if (s === undefined) return undefined;
-    const n = Number(s);
-    return Number.isFinite(n) && n >= 0 ? n : undefined;
-  };
-  const out: LoadSample = { node: kv.node ?? host };
-  const load = num(kv.load);
-  const runq = num(kv.runq);
-  const execMs = num(kv.exec_ms);
-  if (load !== undefined) out.load = load;
-  if (runq !== undefined) out.runq = runq;
-  if (execMs !== undefined) out.execMs = execMs;
-  return out;
+  return sample(host, kv.node, kv.load, kv.runq, kv.exec_ms);
 }
 
 export class LoadLearner implements Learner {
