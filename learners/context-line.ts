@@ -18,6 +18,8 @@
 // after its label (`ciod: failed to read message prefix on control stream (CioStream socket to
 // 172.16.96.116:33569`, `Out of memory: Killed process 123 (java) total-vm:…`), so it is not one.
 
+import { isSpaceCode } from './char-class.ts';
+
 export type ContextShape =
   | 'register'
   | 'leaders'
@@ -82,14 +84,26 @@ const SHAPES: [ContextShape, RegExp, ((m: string) => boolean)?][] = [
   ['marker', /^(?:<\/?[A-Z]{2,6}>|-{2,}\[ .* \]-{2,})$/, (m) => m[0] === '<' || m[0] === '-'],
 ];
 
-/** whitespace that normalising changes: a tab, a newline, or a run of spaces */
-const IRREGULAR_SPACE = /[^\S ]| {2}/;
+/**
+ * Whether normalising changes the message's whitespace: a space other than ' ' (a tab, a newline,
+ * a Unicode space) or two spaces in a row, what `/[^\S ]| {2}/` finds, as a scan (a regular
+ * expression's entry costs more than the pass over a short line; a test holds the two equal).
+ */
+export function hasIrregularSpace(m: string): boolean {
+  for (let i = 0; i < m.length; i++) {
+    const c = m.charCodeAt(i);
+    if (c === 32) {
+      if (m.charCodeAt(i + 1) === 32) return true;
+    } else if (isSpaceCode(c)) return true;
+  }
+  return false;
+}
 
 /** The context shape of a message, or null when it reads as an event. */
 export function contextShape(message: string): ContextShape | null {
   const t = message.trim();
   // most messages are spaced by single spaces, which replacing each by itself copied per line
-  const m = IRREGULAR_SPACE.test(t) ? t.replace(/\s+/g, ' ') : t;
+  const m = hasIrregularSpace(t) ? t.replace(/\s+/g, ' ') : t;
   if (m.length === 0 || m.length > 400) return null;
   for (const [shape, re, may] of SHAPES) if ((!may || may(m)) && re.test(m)) return shape;
   return null;

@@ -16,6 +16,7 @@
 // six weights; the tfjs model is its saved form (the weights are written into it when the state
 // is saved or handed on, and read from it when loaded), so saved states are unchanged.
 import type { KernelEvent } from '../schemas/index.ts';
+import { isSpaceCode, isWordCode } from './char-class.ts';
 import { SavedUnit } from './dense-unit.ts';
 import { type LearnerState, loadLearnerState, saveLearnerState } from './learner-state.ts';
 import { LinearMomentum } from './linear-model.ts';
@@ -137,28 +138,6 @@ function loadNum(s: string | undefined): number | undefined {
   if (s === undefined) return undefined;
   const n = Number(s);
   return Number.isFinite(n) && n >= 0 ? n : undefined;
-}
-
-/** a regular-expression `\w` (no u flag): [A-Za-z0-9_] */
-function isWordCode(c: number): boolean {
-  return (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || (c >= 48 && c <= 57) || c === 95;
-}
-
-/** a regular-expression `\s`: ASCII and Unicode spaces and line terminators */
-export function isSpaceCode(c: number): boolean {
-  if (c <= 32) return c === 32 || (c >= 9 && c <= 13);
-  if (c < 160) return false;
-  return (
-    c === 160 ||
-    c === 0x1680 ||
-    (c >= 0x2000 && c <= 0x200a) ||
-    c === 0x2028 ||
-    c === 0x2029 ||
-    c === 0x202f ||
-    c === 0x205f ||
-    c === 0x3000 ||
-    c === 0xfeff
-  );
 }
 
 /** whether `s` holds a line terminator from `from` on (what `.` and `$` of a regex stop at) */

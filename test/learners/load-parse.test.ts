@@ -2,7 +2,7 @@
 // message exactly as they did: edge cases by hand, then many random messages over an alphabet
 // made of the characters that matter (word characters, `=`, spaces of every kind, terminators).
 import { describe, expect, it } from 'vitest';
-import { isSpaceCode, type LoadSample, parseLoadLine } from '../../learners/load.ts';
+import { type LoadSample, parseLoadLine } from '../../learners/load.ts';
 import { Rng } from '../../learners/window.ts';
 
 // the reading before the scan, verbatim
@@ -52,8 +52,32 @@ describe('parseLoadLine (scan) against the regular expressions', () => {
 
   it('reads random messages as they did', () => {
     const rng = new Rng(7);
-    const parts = ['node', 'load', 'runq', 'exec_ms', 'x', '_', '=', '==', ' ', '  ', '\t', '\u00a0', '\u2003',
-      '\n', '\r', '\u2028', '1', '2.5', '-1', 'abc', 'virgo_load:', 'é', '\u0085', '#'];
+    const parts = [
+      'node',
+      'load',
+      'runq',
+      'exec_ms',
+      'x',
+      '_',
+      '=',
+      '==',
+      ' ',
+      '  ',
+      '\t',
+      '\u00a0',
+      '\u2003',
+      '\n',
+      '\r',
+      '\u2028',
+      '1',
+      '2.5',
+      '-1',
+      'abc',
+      'virgo_load:',
+      'é',
+      '\u0085',
+      '#',
+    ];
     for (let t = 0; t < 20_000; t++) {
       let m = rng.next() < 0.9 ? 'virgo_load:' : '';
       const k = rng.int(12);
@@ -61,9 +85,5 @@ describe('parseLoadLine (scan) against the regular expressions', () => {
       if (rng.next() < 0.5) m = parts[rng.int(parts.length)] + m;
       expect(parseLoadLine(m, 'h'), JSON.stringify(m)).toEqual(byRegex(m, 'h'));
     }
-  });
-
-  it('counts as space exactly what \\s matches', () => {
-    for (let c = 0; c < 0x10000; c++) expect(isSpaceCode(c), c.toString(16)).toBe(/\s/.test(String.fromCharCode(c)));
   });
 });
