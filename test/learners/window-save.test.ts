@@ -28,7 +28,10 @@ describe('SlidingCounter saves', () => {
         expect(ok).toBe(false);
       } else {
         let m = ref.get(b);
-        if (!m) ref.set(b, (m = new Map()));
+        if (!m) {
+          m = new Map();
+          ref.set(b, m);
+        }
         m.set(key, (m.get(key) ?? 0) + 1);
       }
       if (rng.next() < 0.3) {
