@@ -18,8 +18,6 @@
 // after its label (`ciod: failed to read message prefix on control stream (CioStream socket to
 // 172.16.96.116:33569`, `Out of memory: Killed process 123 (java) total-vm:…`), so it is not one.
 
-import { isSpaceCode } from './char-class.ts';
-
 export type ContextShape =
   | 'register'
   | 'leaders'
@@ -34,8 +32,6 @@ export type ContextShape =
 // optionally with a parenthesised suffix (`0000000000000000(0000)`, `1 (512M)`).
 // A bare hex word counts from 8 digits, or from 4 with a decimal digit in it (not `added`, `face`).
 const VALUE = String.raw`(?:-?0x[0-9a-fA-F]+|-?\d+|[0-9a-f]{8,}|[0-9A-F]{8,}|(?=[0-9a-f]*\d)[0-9a-f]{4,7}|(?=[0-9A-F]*\d)[0-9A-F]{4,7}|[0-9a-fA-F]{4}:(?:0x)?[0-9a-fA-F]+|\[<[0-9a-fA-F]+>\])(?:\s?\([0-9A-Za-z]{1,8}\))?`;
-// the other ending of a leaders line: a bit after one dot (`cache block touch.0`)
-const LETTER_BIT_END = /[A-Za-z]\.[01]$/;
 // A label word: starts with a letter or a digit, no colon, no run of dots.
 const WORD = String.raw`[A-Za-z0-9(][\w()'/,#&+-]*`;
 // A label is one to five words (a name, not a sentence).
@@ -48,8 +44,19 @@ const FRAME = String.raw`(?:\[<[0-9a-fA-F]+>\]\s*)?(?:\?\s+)?(?:[0-9a-fA-F]{4}:)
 // words) costs less. A prefilter only skips a test that would fail.
 const hasSep = (m: string) => m.includes(':') || m.includes('=');
 // the last character of a VALUE: a hex digit, the `]` of `[<addr>]` or the `)` of a suffix
-const VALUE_END = /[0-9a-fA-F\])]/;
-const endsInValue = (m: string) => VALUE_END.test(m[m.length - 1]!);
+// (character tests, not one-character regular expressions: these run on every line)
+export const endsInValue = (m: string): boolean => {
+  const c = m.charCodeAt(m.length - 1);
+  return (c >= 48 && c <= 57) || (c >= 97 && c <= 102) || (c >= 65 && c <= 70) || c === 93 || c === 41;
+};
+/** the other ending of a leaders line, `/[A-Za-z]\.[01]$/`: a bit after one dot (`cache block touch.0`) */
+export const letterBitEnd = (m: string): boolean => {
+  const n = m.length;
+  if (n < 3) return false;
+  const bit = m.charCodeAt(n - 1);
+  const l = m.charCodeAt(n - 3) | 32;
+  return (bit === 48 || bit === 49) && m.charCodeAt(n - 2) === 46 && l >= 97 && l <= 122;
+};
 const hasSepEndsInValue = (m: string) => endsInValue(m) && hasSep(m);
 const SHAPES: [ContextShape, RegExp, ((m: string) => boolean)?][] = [
   // `Stack: ffff8881 00000000 …`, `fpr0=0xffffffff 0x00000000 0x… 0x…`
@@ -62,7 +69,7 @@ const SHAPES: [ContextShape, RegExp, ((m: string) => boolean)?][] = [
   [
     'leaders',
     new RegExp(String.raw`^(?=[A-Za-z])(?:\S+\s+){0,5}\S*?(?:\.{2,}\s*${VALUE}|(?<=[A-Za-z])\.[01])$`),
-    (m) => m.includes('..') || LETTER_BIT_END.test(m),
+    (m) => m.includes('..') || letterBitEnd(m),
   ],
   // `lr:00004ed8 cr:28000022 …`, `RAX: 0000… RBX: ffff…`, `CPU: 3 PID: 1234 Comm: …`, `r00=0x0 r01=0x…`
   [
@@ -84,26 +91,15 @@ const SHAPES: [ContextShape, RegExp, ((m: string) => boolean)?][] = [
   ['marker', /^(?:<\/?[A-Z]{2,6}>|-{2,}\[ .* \]-{2,})$/, (m) => m[0] === '<' || m[0] === '-'],
 ];
 
-/**
- * Whether normalising changes the message's whitespace: a space other than ' ' (a tab, a newline,
- * a Unicode space) or two spaces in a row, what `/[^\S ]| {2}/` finds, as a scan (a regular
- * expression's entry costs more than the pass over a short line; a test holds the two equal).
- */
-export function hasIrregularSpace(m: string): boolean {
-  for (let i = 0; i < m.length; i++) {
-    const c = m.charCodeAt(i);
-    if (c === 32) {
-      if (m.charCodeAt(i + 1) === 32) return true;
-    } else if (isSpaceCode(c)) return true;
-  }
-  return false;
-}
+/** whitespace that normalising changes: a tab, a newline, or a run of spaces (measured: this
+ * regular expression beats a character scan in JavaScript by about 2x on kernel lines) */
+const IRREGULAR_SPACE = /[^\S ]| {2}/;
 
 /** The context shape of a message, or null when it reads as an event. */
 export function contextShape(message: string): ContextShape | null {
   const t = message.trim();
   // most messages are spaced by single spaces, which replacing each by itself copied per line
-  const m = hasIrregularSpace(t) ? t.replace(/\s+/g, ' ') : t;
+  const m = IRREGULAR_SPACE.test(t) ? t.replace(/\s+/g, ' ') : t;
   if (m.length === 0 || m.length > 400) return null;
   for (const [shape, re, may] of SHAPES) if ((!may || may(m)) && re.test(m)) return shape;
   return null;

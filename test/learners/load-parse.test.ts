@@ -2,6 +2,7 @@
 // message exactly as they did: edge cases by hand, then many random messages over an alphabet
 // made of the characters that matter (word characters, `=`, spaces of every kind, terminators).
 import { describe, expect, it } from 'vitest';
+import { isSpaceCode } from '../../learners/char-class.ts';
 import { type LoadSample, parseLoadLine } from '../../learners/load.ts';
 import { Rng } from '../../learners/window.ts';
 
@@ -85,5 +86,12 @@ describe('parseLoadLine (scan) against the regular expressions', () => {
       if (rng.next() < 0.5) m = parts[rng.int(parts.length)] + m;
       expect(parseLoadLine(m, 'h'), JSON.stringify(m)).toEqual(byRegex(m, 'h'));
     }
+  });
+});
+
+describe('isSpaceCode', () => {
+  it('is \\s on every code unit', () => {
+    for (let c = 0; c < 0x10000; c++)
+      expect(isSpaceCode(c), c.toString(16)).toBe(/\s/.test(String.fromCharCode(c)));
   });
 });
