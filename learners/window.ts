@@ -107,10 +107,8 @@ export class SlidingCounter {
   top(skip?: string): { key: string; count: number } | undefined {
     let best: string | undefined;
     let bc = 0;
-    // keys() and get, not destructuring entries: a [key, value] array per key per call
-    for (const k of this.counts.keys()) {
+    for (const [k, c] of this.counts) {
       if (k === skip) continue;
-      const c = this.counts.get(k)!;
       if (c > bc || (c === bc && best !== undefined && k < best)) {
         best = k;
         bc = c;
