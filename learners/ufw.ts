@@ -240,8 +240,12 @@ export class UfwLearner implements Learner {
     const s = this.hosts.get(host);
     if (!s) return { blocks: 0, ratePerMin: 0 };
     // The source-less blocks count in the total but cannot be the top source.
-    const src = s.src.top('');
-    const topSrc = src ? { ip: src.key, count: src.count } : undefined;
+    const srcCounts = s.src.counts;
+    let topSrc: { ip: string; count: number } | undefined;
+    for (const [ip, c] of srcCounts) {
+      if (ip === '') continue;
+      if (!topSrc || c > topSrc.count || (c === topSrc.count && ip < topSrc.ip)) topSrc = { ip, count: c };
+    }
     const p = s.port.top();
     return {
       ...(topSrc ? { topSrc } : {}),

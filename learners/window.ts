@@ -100,15 +100,11 @@ export class SlidingCounter {
     if (this.head === null || b > this.head) this.slide(b);
   }
 
-  /**
-   * The key with the highest count; ties go to the smallest key, so the answer is deterministic.
-   * `skip` names a key that cannot be the answer (ufw's source-less blocks).
-   */
-  top(skip?: string): { key: string; count: number } | undefined {
+  /** The key with the highest count; ties go to the smallest key, so the answer is deterministic. */
+  top(): { key: string; count: number } | undefined {
     let best: string | undefined;
     let bc = 0;
     for (const [k, c] of this.counts) {
-      if (k === skip) continue;
       if (c > bc || (c === bc && best !== undefined && k < best)) {
         best = k;
         bc = c;
