@@ -17,7 +17,7 @@ import { LogisticRmsprop } from './logistic-model.ts';
 import { ReplayBuffer } from './replay-buffer.ts';
 import { type Model, requireTf } from './tf-util.ts';
 import type { Learner, LearnerContext, Proposal, Tf, VariableDecl } from './types.ts';
-import { ufwAction } from './ufw.ts';
+import { ufwFields } from './ufw.ts';
 import { Rng } from './window.ts';
 
 export const NETBW_ARCH = 'netbw-logreg@1';
@@ -59,9 +59,9 @@ const NIC_ERR_RE = /reset adapter|Unit Hang|tx hang|rx errors|hardware error|PCI
 /** Counts of one event towards the window features (indices into FEATURES). */
 export function classifyNetEvent(e: KernelEvent, counts: number[]): void {
   counts[7]! += 1;
-  const action = ufwAction(e);
-  if (action !== undefined) {
-    if (action.includes('BLOCK')) counts[5]! += 1;
+  const u = ufwFields(e);
+  if (u) {
+    if (u.action.includes('BLOCK')) counts[5]! += 1;
     else counts[6]! += 1;
     return;
   }

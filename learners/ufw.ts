@@ -111,29 +111,15 @@ const DPT_RE = /\bDPT=(\d+)/;
 
 /** The UFW facts of an event: the parser's typed fields, else the message itself. */
 export function ufwFields(e: KernelEvent): UfwFields | undefined {
-  const action = ufwAction(e);
-  if (action === undefined) return undefined;
-  return { action, src: ufwSrc(e), dport: ufwDport(e) };
-}
-
-// The three facts one at a time, for the learners that read them on every line: no object per line.
-
-/** The UFW action of an event (upper case, '' when it names none); undefined: not a UFW line. */
-export function ufwAction(e: KernelEvent): string | undefined {
   const isUfw = e.family === 'ufw' || e.message.includes('[UFW ');
   if (!isUfw) return undefined;
-  const f = e.fields;
-  return (f?.action ?? f?.ACTION ?? ACTION_RE.exec(e.message)?.[1] ?? '').toUpperCase();
-}
-
-/** The source address of a UFW line. */
-export function ufwSrc(e: KernelEvent): string | undefined {
-  return e.fields?.SRC ?? SRC_RE.exec(e.message)?.[1];
-}
-
-/** The destination port of a UFW line. */
-export function ufwDport(e: KernelEvent): string | undefined {
-  return e.fields?.DPT ?? DPT_RE.exec(e.message)?.[1];
+  const f = e.fields ?? {};
+  const action = (f.action ?? f.ACTION ?? ACTION_RE.exec(e.message)?.[1] ?? '').toUpperCase();
+  return {
+    action,
+    src: f.SRC ?? SRC_RE.exec(e.message)?.[1],
+    dport: f.DPT ?? DPT_RE.exec(e.message)?.[1],
+  };
 }
 
 interface History {
@@ -203,26 +189,24 @@ export class UfwLearner implements Learner {
   async onEvents(events: readonly KernelEvent[]): Promise<Proposal[]> {
     const touched = new Set<string>();
     for (const e of events) {
-      const action = ufwAction(e);
-      if (action === undefined) continue;
+      const u = ufwFields(e);
+      if (!u) continue;
       this.events++;
-      if (!action.includes('BLOCK')) continue;
+      if (!u.action.includes('BLOCK')) continue;
       this.blocks++;
-      const src = ufwSrc(e);
-      const dport = ufwDport(e);
       const s = this.host(e.host);
       // Every block counts towards the rate, including those without a source (PROTO=2 multicast).
-      if (!s.src.add(e.ts, src ?? '')) {
+      if (!s.src.add(e.ts, u.src ?? '')) {
         // Older than the window's oldest bucket: the consumer stage's allowed lateness is shorter
         // than the window, so this is a configuration mistake, counted rather than hidden.
         this.late++;
         mLate.inc({ learner: 'ufw' });
-      } else if (dport !== undefined) s.port.add(e.ts, dport);
+      } else if (u.dport !== undefined) s.port.add(e.ts, u.dport);
       else s.port.advance(e.ts);
       // The whole history takes every admitted block, whatever the window made of it.
       s.history.blocks++;
-      if (src !== undefined) s.history.src.add(src);
-      if (dport !== undefined) s.history.port.add(dport);
+      if (u.src !== undefined) s.history.src.add(u.src);
+      if (u.dport !== undefined) s.history.port.add(u.dport);
       touched.add(e.host);
     }
     const out: Proposal[] = [];

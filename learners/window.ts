@@ -27,12 +27,6 @@ export interface SlidingCounterJson {
 export class SlidingCounter {
   /** bucket index -> key -> count */
   private readonly data = new Map<number, Map<string, number>>();
-  /**
-   * bucket index -> its entries as toJSON gives them, while the bucket is unchanged: the state is
-   * saved with every transaction and only the newest bucket usually changes, so the others' arrays
-   * are built once, not once per save (toJSON's output is read, never changed, by its callers)
-   */
-  private readonly saved = new Map<number, [number, [string, number][]]>();
   /** key -> count over the window */
   readonly counts = new Map<string, number>();
   total = 0;
@@ -67,7 +61,6 @@ export class SlidingCounter {
       this.data.set(b, m);
     }
     m.set(key, (m.get(key) ?? 0) + by);
-    this.saved.delete(b);
     this.counts.set(key, (this.counts.get(key) ?? 0) + by);
     this.total += by;
     return true;
@@ -77,22 +70,17 @@ export class SlidingCounter {
   private slide(b: number): void {
     this.head = b;
     const oldest = b - this.buckets + 1;
-    // keys() and forEach, not destructuring entries: a [key, value] array per entry per slide
-    for (const idx of this.data.keys()) {
+    for (const [idx, m] of this.data) {
       if (idx >= oldest) continue;
-      this.data.get(idx)!.forEach(this.evictOne);
+      for (const [k, c] of m) {
+        const left = (this.counts.get(k) ?? 0) - c;
+        if (left <= 0) this.counts.delete(k);
+        else this.counts.set(k, left);
+        this.total -= c;
+      }
       this.data.delete(idx);
-      this.saved.delete(idx);
     }
   }
-
-  /** Takes one evicted bucket's count of a key out of the window's (bound once, not per slide). */
-  private readonly evictOne = (c: number, k: string): void => {
-    const left = (this.counts.get(k) ?? 0) - c;
-    if (left <= 0) this.counts.delete(k);
-    else this.counts.set(k, left);
-    this.total -= c;
-  };
 
   /** Advances the window's end to event time `ts` without counting anything. */
   advance(ts: number): void {
@@ -114,21 +102,12 @@ export class SlidingCounter {
   }
 
   toJSON(): SlidingCounterJson {
-    const data: [number, [string, number][]][] = [];
-    for (const b of this.data.keys()) {
-      let e = this.saved.get(b);
-      if (!e) {
-        e = [b, [...this.data.get(b)!]];
-        this.saved.set(b, e);
-      }
-      data.push(e);
-    }
     return {
       bucketMs: this.bucketMs,
       buckets: this.buckets,
       head: this.head,
       late: this.late,
-      data,
+      data: [...this.data].map(([b, m]) => [b, [...m]]),
     };
   }
 

@@ -1,6 +1,6 @@
-// SlidingCounter keeps the saved form of its unchanged buckets between saves: every save must still
-// be what the counter holds now (a bucket changed by a late event, a bucket evicted), checked
-// against a plain reference model of the same adds, saved at random moments.
+// Every save of a SlidingCounter is what it holds at that moment (a bucket changed by a late event,
+// a bucket evicted), checked against a plain reference model of the same adds saved at random
+// moments, and what loads is the same counter.
 import { describe, expect, it } from 'vitest';
 import { Rng, SlidingCounter } from '../../learners/window.ts';
 
