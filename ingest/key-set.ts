@@ -17,29 +17,24 @@ export class KeySet {
   }
 
   has(key: number): boolean {
-    return this.find(key) >= 0;
+    return this.probe(key) >= 0;
   }
 
   /** Adds `key`; false when it was there already. */
   add(key: number): boolean {
     // at most half full: probes stay short
     if ((this.n + 1) * 2 > this.keys.length) this.grow();
-    const keys = this.keys;
-    const used = this.used;
-    let i = slot(key) & this.mask;
-    while (used[i] === 1) {
-      if (same(keys[i]!, key)) return false;
-      i = (i + 1) & this.mask;
-    }
-    keys[i] = key;
-    used[i] = 1;
+    const i = this.probe(key);
+    if (i >= 0) return false;
+    this.keys[~i] = key;
+    this.used[~i] = 1;
     this.n++;
     return true;
   }
 
   /** Removes `key`; false when it was not there. */
   delete(key: number): boolean {
-    let i = this.find(key);
+    let i = this.probe(key);
     if (i < 0) return false;
     const keys = this.keys;
     const used = this.used;
@@ -65,7 +60,8 @@ export class KeySet {
     this.n = 0;
   }
 
-  private find(key: number): number {
+  /** The slot holding `key`, else ~ the empty slot where its probe ended (where it would go). */
+  private probe(key: number): number {
     const keys = this.keys;
     const used = this.used;
     let i = slot(key) & this.mask;
@@ -73,7 +69,7 @@ export class KeySet {
       if (same(keys[i]!, key)) return i;
       i = (i + 1) & this.mask;
     }
-    return -1;
+    return ~i;
   }
 
   private grow(): void {
