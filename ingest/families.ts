@@ -98,8 +98,12 @@ function nfKey(msg: string, a: number, b: number): string {
  */
 const NF_ID_TABLE = new Int8Array(16 * 1024).fill(-1);
 const nfShape = (len: number, c0: number, c1: number): number => (len << 10) | ((c0 & 31) << 5) | (c1 & 31);
+// netfilterFast marks the keys a line has seen in one 32-bit mask (1 << id), and the table holds
+// keys of 2-15 characters: a key list outgrowing either must fail here, not misread lines
+if (NF_KEYS.length > 31) throw new Error(`${NF_KEYS.length} netfilter keys: the seen-mask holds 31`);
 for (let id = 0; id < NF_KEYS.length; id++) {
   const k = NF_KEYS[id]!;
+  if (k.length < 2 || k.length > 15) throw new Error(`netfilter key ${k}: the table holds 2-15 characters`);
   const at = nfShape(k.length, k.charCodeAt(0), k.charCodeAt(1));
   if (NF_ID_TABLE[at] !== -1)
     throw new Error(`netfilter keys ${NF_KEYS[NF_ID_TABLE[at]!]} and ${k} share a shape`);
